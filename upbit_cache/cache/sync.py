@@ -1,0 +1,217 @@
+"""Bring the store up to date: work out what is missing, fetch only that, store it.
+
+This is where the cache manager drives the collection engine: one client (one session, one
+rate limiter) serves every (market, timeframe) job, a bounded number of jobs run at once,
+and each job holds its writer lock so that an overlapping run waits instead of refetching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import pandas as pd
+
+from upbit_cache.cache.ranges import Ranges
+from upbit_cache.cache.store import CandleStore
+from upbit_cache.collector.client import UpbitClient
+from upbit_cache.collector.config import ClientConfig
+from upbit_cache.collector.paging import DEFAULT_WINDOW, fetch_pages, plan_pages
+from upbit_cache.errors import (
+    InvalidRangeError,
+    InvalidTimeframeError,
+    IPBlockedError,
+    UnknownMarketError,
+    UpbitCacheError,
+)
+from upbit_cache.markets import validate_markets, validate_quote
+from upbit_cache.timeframes import Timeframe
+
+DEFAULT_MAX_MARKETS = 16  # (market, timeframe) jobs running at once
+FLUSH_ROWS = 100_000  # write a job's candles to disk at least this often
+DEFAULT_DAYS = 30
+DAY_MS = 86_400_000
+
+
+@dataclass
+class MarketOutcome:
+    """What one (market, timeframe) job did."""
+
+    market: str
+    timeframe: Timeframe
+    candles: int = 0
+    requests: int = 0
+    error: UpbitCacheError | None = None
+
+
+@dataclass
+class SyncReport:
+    """What a whole run did."""
+
+    outcomes: list[MarketOutcome] = field(default_factory=list)
+    candle_requests: int = 0
+    rate_limited: int = 0
+    seconds: float = 0.0
+    blocked: str | None = None  # Upbit's 418 message, if the run was stopped by one
+
+    @property
+    def candles(self) -> int:
+        return sum(o.candles for o in self.outcomes)
+
+    @property
+    def markets(self) -> int:
+        return len({o.market for o in self.outcomes})
+
+    @property
+    def failed(self) -> list[MarketOutcome]:
+        return [o for o in self.outcomes if o.error is not None]
+
+
+class Progress(Protocol):
+    """What a run tells its observer (the CLI renders it)."""
+
+    def on_start(self, jobs: int) -> None: ...
+    def on_page(self, candles: int) -> None: ...
+    def on_done(self, outcome: MarketOutcome) -> None: ...
+
+
+class _Silent:
+    def on_start(self, jobs: int) -> None:
+        pass
+
+    def on_page(self, candles: int) -> None:
+        pass
+
+    def on_done(self, outcome: MarketOutcome) -> None:
+        pass
+
+
+async def fetch(
+    store: CandleStore,
+    config: ClientConfig,
+    markets: Sequence[str],
+    timeframes: Sequence[Timeframe],
+    *,
+    start: int | None = None,
+    end: int | None = None,
+    days: float | None = None,
+    quote: str | None = None,
+    progress: Progress | None = None,
+) -> SyncReport:
+    """Fetch what the store lacks of [start, end) (epoch ms) and store it.
+
+    Without `start`, the last `days` (default 30) by Upbit's clock; without `end`, up to the
+    last closed period. With no `markets`, every market of `quote` (default KRW). Markets
+    Upbit does not list are refused before anything is fetched.
+    """
+    wanted = validate_markets(markets)
+    for tf in timeframes:
+        if not tf.native:
+            raise InvalidTimeframeError(f"{tf} is not served by Upbit; fetch a native timeframe")
+    if start is not None and end is not None and end <= start:
+        raise InvalidRangeError("the range is empty: start must be before end")
+    store.ensure_writable()
+    async with UpbitClient(config) as client:
+        listed = {m.market for m in await client.markets()}
+        if not wanted:
+            prefix = validate_quote(quote or "KRW") + "-"
+            wanted = sorted(m for m in listed if m.startswith(prefix))
+        unknown = [m for m in wanted if m not in listed]
+        if unknown:
+            raise UnknownMarketError(f"Upbit does not list {', '.join(unknown)}")
+        now = client.now_ms()
+        if start is None:
+            start = now - int((days if days is not None else DEFAULT_DAYS) * DAY_MS)
+        if start >= now:
+            raise InvalidRangeError("the range starts in the future (by Upbit's clock)")
+        return await sync_markets(store, client, wanted, timeframes, start, end, progress)
+
+
+async def sync_markets(
+    store: CandleStore,
+    client: UpbitClient,
+    markets: Sequence[str],
+    timeframes: Sequence[Timeframe],
+    start: int,
+    end: int | None,
+    progress: Progress | None = None,
+    *,
+    max_jobs: int = DEFAULT_MAX_MARKETS,
+    window: int = DEFAULT_WINDOW,
+) -> SyncReport:
+    """Run one job per (market, timeframe), each fetching only its missing closed candles."""
+    progress = progress or _Silent()
+    began = time.monotonic()
+    jobs = [(m, tf) for m in markets for tf in timeframes]
+    progress.on_start(len(jobs))
+    gate = asyncio.Semaphore(max_jobs)
+    before = (client.stats.candle_requests, client.stats.rate_limited)
+
+    async def run(market: str, tf: Timeframe) -> MarketOutcome:
+        async with gate:
+            outcome = await _sync_one(store, client, market, tf, start, end, progress, window)
+        progress.on_done(outcome)
+        return outcome
+
+    outcomes = await asyncio.gather(*(run(m, tf) for m, tf in jobs))
+    report = SyncReport(
+        outcomes=list(outcomes),
+        candle_requests=client.stats.candle_requests - before[0],
+        rate_limited=client.stats.rate_limited - before[1],
+        seconds=time.monotonic() - began,
+    )
+    blocked = [o.error for o in outcomes if isinstance(o.error, IPBlockedError)]
+    report.blocked = str(blocked[0]) if blocked else None
+    return report
+
+
+async def _sync_one(
+    store: CandleStore,
+    client: UpbitClient,
+    market: str,
+    tf: Timeframe,
+    start: int,
+    end: int | None,
+    progress: Progress,
+    window: int,
+) -> MarketOutcome:
+    outcome = MarketOutcome(market, tf)
+    buffered: list[pd.DataFrame] = []
+    covered: list[tuple[int, int]] = []
+
+    async def flush() -> None:
+        rows = pd.concat(buffered, ignore_index=True) if buffered else pd.DataFrame()
+        if not covered:
+            return
+        done = Ranges.of(covered)
+        buffered.clear()
+        covered.clear()
+        outcome.candles += await asyncio.to_thread(store.write, market, tf, rows, done)
+
+    try:
+        async with store.lock(tf, market):
+            # The open period is never asked for: its candle is not final until it closes.
+            closed_end = tf.floor_one(client.now_ms())
+            upper = closed_end if end is None else min(tf.ceil_one(end), closed_end)
+            wanted = Ranges.of([(tf.floor_one(start), upper)])
+            missing = wanted.subtract(store.fetched(tf, market))
+            try:
+                async for result in fetch_pages(
+                    client, market, tf, plan_pages(tf, missing), window
+                ):
+                    outcome.requests += result.requested
+                    if not result.candles.empty:
+                        buffered.append(result.candles)
+                    covered.append(result.covered)
+                    progress.on_page(len(result.candles))
+                    if sum(len(b) for b in buffered) >= FLUSH_ROWS:
+                        await flush()
+            finally:
+                # Whatever arrived before an error (or a 418) is kept.
+                await flush()
+    except UpbitCacheError as exc:
+        outcome.error = exc
+    return outcome

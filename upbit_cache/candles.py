@@ -1,0 +1,40 @@
+"""The candle table every layer shares: column names, Arrow schema, the empty frame."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+
+TIME_TYPE = pa.timestamp("ms", tz="UTC")
+
+#: `time` is the candle's start (UTC); `timestamp` is when its last trade was stored.
+CANDLE_SCHEMA = pa.schema(
+    [
+        pa.field("time", TIME_TYPE, nullable=False),
+        pa.field("open", pa.float64(), nullable=False),
+        pa.field("high", pa.float64(), nullable=False),
+        pa.field("low", pa.float64(), nullable=False),
+        pa.field("close", pa.float64(), nullable=False),
+        pa.field("volume", pa.float64(), nullable=False),
+        pa.field("value", pa.float64(), nullable=False),
+        pa.field("timestamp", TIME_TYPE, nullable=False),
+    ]
+)
+CANDLE_COLUMNS: tuple[str, ...] = tuple(CANDLE_SCHEMA.names)
+
+
+def empty_candles() -> pd.DataFrame:
+    """No data is an empty frame with the candle columns and dtypes, never None."""
+    return CANDLE_SCHEMA.empty_table().to_pandas()
+
+
+def to_table(frame: pd.DataFrame) -> pa.Table:
+    """Convert a candle frame to an Arrow table with exactly CANDLE_SCHEMA."""
+    return pa.Table.from_pandas(
+        frame[list(CANDLE_COLUMNS)], schema=CANDLE_SCHEMA, preserve_index=False
+    )
+
+
+def from_table(table: pa.Table) -> pd.DataFrame:
+    """Convert an Arrow table with CANDLE_SCHEMA to a candle frame with a plain index."""
+    return table.select(list(CANDLE_COLUMNS)).to_pandas()

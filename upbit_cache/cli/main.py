@@ -1,0 +1,154 @@
+"""Typer commands. Each is a few lines over the library; errors become one line and a code."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from upbit_cache.cache.store import ENV_DATA_DIR, CandleStore
+from upbit_cache.cache.sync import fetch as fetch_candles
+from upbit_cache.cli.render import progress_for, summary
+from upbit_cache.collector.config import ClientConfig
+from upbit_cache.errors import InvalidRangeError, UpbitCacheError, UsageError
+from upbit_cache.timeframes import Timeframe
+from upbit_cache.times import to_ms
+
+app = typer.Typer(
+    name="upbit-cache",
+    help="Keep a local, always-fresh copy of Upbit candles as Hive-partitioned Parquet.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    add_completion=False,
+)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar=ENV_DATA_DIR,
+        help="Where the store lives (default: the user data dir).",
+        show_default=False,
+    ),
+]
+ApiUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--api-url",
+        envvar="UPBIT_API_URL",
+        help="Upbit REST base URL (default https://api.upbit.com).",
+        show_default=False,
+    ),
+]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"upbit-cache {package_version('upbit-cache')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+        ),
+    ] = False,
+) -> None:
+    """Keep a local, always-fresh copy of Upbit candles as Hive-partitioned Parquet."""
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Turn the library's errors into `upbit-cache: error: ...` and its exit code."""
+    try:
+        yield
+    except UpbitCacheError as exc:
+        typer.echo(f"upbit-cache: error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("upbit-cache: interrupted; what was fetched is kept", err=True)
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def fetch(
+    markets: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Markets such as KRW-BTC; none means every market of --quote.", show_default=False
+        ),
+    ] = None,
+    quote: Annotated[
+        str | None,
+        typer.Option("--quote", help="Fetch every market of this quote currency (KRW, BTC, USDT)."),
+    ] = None,
+    timeframe: Annotated[
+        str, typer.Option("-t", "--timeframe", help="Timeframes, comma-separated: 1h or 15m,1h,4h.")
+    ] = "1h",
+    days: Annotated[
+        int | None,
+        typer.Option("--days", min=1, help="The last N days (default 30).", show_default=False),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Start, UTC unless an offset is given: 2026-01-01[T09:00]."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="End (exclusive), as --since; default now.")
+    ] = None,
+    data_dir: DataDir = None,
+    api_url: ApiUrl = None,
+    rate: Annotated[
+        float, typer.Option("--rate", min=0.1, help="Candle requests per second at most.")
+    ] = 10.0,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")
+    ] = False,
+) -> None:
+    """Fetch candles into the store, asking Upbit only for what is missing.
+
+    Example: upbit-cache fetch KRW-BTC KRW-ETH -t 1h --days 30
+    """
+    with _one_line_errors():
+        if markets and quote:
+            raise UsageError("give markets or --quote, not both")
+        if days is not None and since is not None:
+            raise UsageError("give --days or --since, not both")
+        if until is not None and since is None:
+            raise UsageError("--until needs --since")
+        timeframes = Timeframe.parse_list(timeframe)
+        start = to_ms(since) if since is not None else None
+        end = to_ms(until) if until is not None else None
+        if start is not None and end is not None and start >= end:
+            raise InvalidRangeError(f"--since {since} is not before --until {until}")
+        store = CandleStore.open(data_dir)
+        config = ClientConfig.from_env(api_url, rate)
+        with progress_for(sys.stderr, quiet) as progress:
+            report = asyncio.run(
+                fetch_candles(
+                    store,
+                    config,
+                    markets or [],
+                    timeframes,
+                    start=start,
+                    end=end,
+                    days=days,
+                    quote=quote,
+                    progress=progress,
+                )
+            )
+        typer.echo(summary(report))
+        if report.blocked:
+            typer.echo(f"upbit-cache: error: {report.blocked}", err=True)
+        if report.failed:
+            raise typer.Exit(1)

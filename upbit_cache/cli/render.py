@@ -1,0 +1,119 @@
+"""How the CLI shows a run: a rich progress bar on a terminal, plain log lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import TracebackType
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from upbit_cache.cache.sync import MarketOutcome, SyncReport
+
+
+class PlainProgress:
+    """One log line per finished (market, timeframe): fit for cron mail and pipes."""
+
+    def __init__(self, stream: TextIO, verbose: bool = True) -> None:
+        self.stream = stream
+        self.verbose = verbose
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        pass
+
+    def on_start(self, jobs: int) -> None:
+        pass
+
+    def on_page(self, candles: int) -> None:
+        pass
+
+    def on_done(self, outcome: MarketOutcome) -> None:
+        if outcome.error is not None:
+            print(
+                f"{outcome.market} {outcome.timeframe}: FAILED: {outcome.error}", file=self.stream
+            )
+        elif self.verbose:
+            print(
+                f"{outcome.market} {outcome.timeframe}: {outcome.candles} candles, "
+                f"{outcome.requests} requests",
+                file=self.stream,
+            )
+
+
+class BarProgress:
+    """A live bar: jobs done, candles received, requests per second."""
+
+    def __init__(self, console: Console) -> None:
+        self._began = time.monotonic()
+        self._pages = 0
+        self._candles = 0
+        self._bar = Progress(
+            TextColumn("[bold]fetch"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self._task = self._bar.add_task("fetch", total=None, detail="")
+
+    def __enter__(self) -> BarProgress:
+        self._bar.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._bar.stop()
+
+    def on_start(self, jobs: int) -> None:
+        self._bar.update(self._task, total=jobs)
+
+    def on_page(self, candles: int) -> None:
+        self._pages += 1
+        self._candles += candles
+        rate = self._pages / max(time.monotonic() - self._began, 1e-3)
+        detail = f"{self._candles:,} candles  {rate:.1f} req/s"
+        self._bar.update(self._task, detail=detail)
+
+    def on_done(self, outcome: MarketOutcome) -> None:
+        self._bar.advance(self._task)
+        if outcome.error is not None:
+            self._bar.console.print(
+                f"{outcome.market} {outcome.timeframe}: FAILED: {outcome.error}"
+            )
+
+
+def progress_for(stream: TextIO = sys.stderr, quiet: bool = False) -> BarProgress | PlainProgress:
+    """A bar when `stream` is a terminal, plain lines when it is not (cron, pipes)."""
+    if not quiet and stream.isatty():
+        return BarProgress(Console(file=stream))
+    return PlainProgress(stream, verbose=not quiet)
+
+
+def summary(report: SyncReport) -> str:
+    """The one line that ends a run."""
+    line = (
+        f"{report.markets} markets, {report.candles:,} candles written, "
+        f"{report.candle_requests:,} requests, {report.rate_limited} × 429, "
+        f"{report.seconds:.1f} s"
+    )
+    if report.failed:
+        line += f"; {len(report.failed)} failed: " + ", ".join(
+            f"{o.market} {o.timeframe}" for o in report.failed
+        )
+    return line

@@ -1,0 +1,197 @@
+"""The Upbit REST client: one aiohttp session, the shared rate limiter, retries, error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import pandas as pd
+
+from upbit_cache.collector.config import ClientConfig
+from upbit_cache.collector.parse import MarketInfo, parse_candles, parse_error, parse_markets
+from upbit_cache.collector.ratelimit import RateLimiter
+from upbit_cache.errors import (
+    ExchangeError,
+    IPBlockedError,
+    RateLimitedError,
+    ServerError,
+    UnknownMarketError,
+)
+from upbit_cache.timeframes import Timeframe
+
+MAX_PAGE = 200  # Upbit's largest `count`
+_RATE_LIMIT_RETRIES = 8
+_USER_AGENT = "upbit-cache/0.1"
+
+
+@dataclass
+class ClientStats:
+    """What the client sent and what came back."""
+
+    requests: int = 0
+    candle_requests: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+
+
+class _Transient(Exception):
+    """A failure worth retrying (5xx, timeout, broken connection, undecodable body)."""
+
+
+class UpbitClient:
+    """Async access to Upbit's quotation API; use as `async with UpbitClient(cfg) as c`."""
+
+    def __init__(self, config: ClientConfig, limiter: RateLimiter | None = None) -> None:
+        self.config = config
+        self.limiter = limiter or RateLimiter(config.rate)
+        self.stats = ClientStats()
+        self._session: aiohttp.ClientSession | None = None
+        self._clock_offset_ms: int | None = None
+
+    async def __aenter__(self) -> UpbitClient:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout),
+            connector=aiohttp.TCPConnector(limit=self.config.max_in_flight),
+            headers={"Accept": "application/json", "User-Agent": _USER_AGENT},
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def now_ms(self) -> int:
+        """Upbit's clock as last seen in a `Date` header (never ahead of it), else ours."""
+        return int(time.time() * 1000) + (self._clock_offset_ms or 0)
+
+    async def markets(self) -> list[MarketInfo]:
+        """Every market Upbit lists (/v1/market/all); also sets the server clock."""
+        body = await self._get(
+            "market/all", {"isDetails": "true"}, limited=False, what="market list"
+        )
+        return parse_markets(body)
+
+    async def candles(
+        self, market: str, timeframe: Timeframe, to_ms: int | None, count: int
+    ) -> pd.DataFrame:
+        """One page: up to `count` candles starting before `to_ms` (exclusive), oldest first."""
+        if timeframe.endpoint is None:
+            raise ValueError(f"{timeframe} is not served by Upbit")
+        params: dict[str, str] = {"market": market, "count": str(min(count, MAX_PAGE))}
+        if to_ms is not None:
+            params["to"] = pd.Timestamp(to_ms, unit="ms").strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = await self._get(
+            timeframe.endpoint, params, limited=True, what=f"{market} {timeframe}"
+        )
+        return parse_candles(body, market, timeframe)
+
+    async def _get(self, path: str, params: dict[str, str], *, limited: bool, what: str) -> Any:
+        assert self._session is not None, "use UpbitClient as an async context manager"
+        url = f"{self.config.api_url}/v1/{path}"
+        failures = rate_limited = 0
+        while True:
+            sent_at = await self.limiter.acquire() if limited else time.monotonic()
+            self.stats.requests += 1
+            self.stats.candle_requests += limited
+            try:
+                status, headers, body = await self._send(url, params)
+                if limited:
+                    self.limiter.observe(_remaining(headers), sent_at)
+                return self._interpret(status, body, what, params)
+            except _Transient as exc:
+                failures += 1
+                if failures > self.config.retries:
+                    raise ServerError(
+                        f"{what}: Upbit kept failing ({exc}); gave up after {failures} tries"
+                    ) from None
+                self.stats.retries += 1
+                delay = self.config.backoff * 2 ** (failures - 1) * random.uniform(0.5, 1.5)
+                await asyncio.sleep(min(delay, 10.0))
+            except _RateLimited:
+                self.stats.rate_limited += 1
+                rate_limited += 1
+                if rate_limited > _RATE_LIMIT_RETRIES:
+                    raise RateLimitedError(
+                        f"{what}: Upbit still answers 429 after {rate_limited} slower tries"
+                    ) from None
+                self.limiter.on_429()
+
+    async def _send(self, url: str, params: dict[str, str]) -> tuple[int, Any, bytes]:
+        assert self._session is not None
+        try:
+            async with self._session.get(url, params=params) as resp:
+                body = await resp.read()
+                self._see_date(resp.headers.get("Date"))
+                return resp.status, resp.headers, body
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _Transient(type(exc).__name__ + (f": {exc}" if str(exc) else "")) from exc
+
+    def _interpret(self, status: int, raw: bytes, what: str, params: dict[str, str]) -> Any:
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if status == 200:
+            if body is None and raw.strip() != b"null":
+                raise _Transient(f"undecodable answer ({len(raw)} bytes: {raw[:40]!r}...)")
+            return body
+        message = parse_error(body) or raw[:120].decode("utf-8", "replace")
+        if status == 429:
+            raise _RateLimited()
+        if status == 418:
+            text = (
+                "Upbit blocked this IP (HTTP 418) after too many requests; stopped, data kept. "
+                "Wait a few minutes (longer for repeat offenders) and run again."
+            )
+            self.limiter.block(text)
+            raise IPBlockedError(text)
+        if status == 404 and "market" in params:
+            raise UnknownMarketError(f"Upbit does not list market {params['market']} ({message})")
+        if status >= 500:
+            raise _Transient(f"HTTP {status} {message}")
+        raise ExchangeError(f"{what}: Upbit refused the request (HTTP {status} {message})")
+
+    def _see_date(self, header: str | None) -> None:
+        if not header:
+            return
+        try:
+            server_ms = int(parsedate_to_datetime(header).timestamp() * 1000)
+        except (TypeError, ValueError):
+            return
+        sample = server_ms - int(time.time() * 1000)
+        # `Date` is truncated to the second, so each sample is at most the true offset;
+        # keep the largest, unless the server clock visibly jumped.
+        current = self._clock_offset_ms
+        if current is None or abs(sample - current) > 1500:
+            self._clock_offset_ms = sample
+        else:
+            self._clock_offset_ms = max(current, sample)
+
+
+class _RateLimited(Exception):
+    """HTTP 429."""
+
+
+def _remaining(headers: Any) -> int | None:
+    """The `sec=` count of `Remaining-Req: group=candles; min=600; sec=9`."""
+    value = headers.get("Remaining-Req")
+    if not value:
+        return None
+    for part in value.split(";"):
+        key, _, number = part.strip().partition("=")
+        if key == "sec" and number.isdigit():
+            return int(number)
+    return None

@@ -1,0 +1,32 @@
+"""Settings of the collection engine, as a small frozen value object."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_API_URL = "https://api.upbit.com"
+DEFAULT_RATE = 10.0  # candle requests per second per IP (Upbit's limit)
+DEFAULT_MAX_IN_FLIGHT = 16
+DEFAULT_RETRIES = 5
+DEFAULT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """How to reach Upbit and how hard to push it."""
+
+    api_url: str = DEFAULT_API_URL
+    rate: float = DEFAULT_RATE
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    retries: int = DEFAULT_RETRIES
+    timeout: float = DEFAULT_TIMEOUT
+    backoff: float = 0.25  # first retry delay in seconds; doubles, with jitter
+
+    @classmethod
+    def from_env(cls, api_url: str | None = None, rate: float | None = None) -> ClientConfig:
+        """Explicit arguments win, then UPBIT_API_URL, then the defaults."""
+        return cls(
+            api_url=(api_url or os.environ.get("UPBIT_API_URL") or DEFAULT_API_URL).rstrip("/"),
+            rate=rate if rate is not None else DEFAULT_RATE,
+        )

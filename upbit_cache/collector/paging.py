@@ -1,0 +1,95 @@
+"""Paging one market's history backwards, 200 candles a request, several requests in flight.
+
+Pages are cut on the time grid (`to` = a period boundary, `count` = periods in the page), not
+chained on the oldest candle received, so they do not wait for each other: a market's pages
+go out as fast as the rate limiter allows, whatever the latency. Upbit skips periods without
+trades, so a short page is normal; an empty page means no older history (listing start), and
+the older pages of that market are then not requested at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from upbit_cache.collector.client import MAX_PAGE, UpbitClient
+from upbit_cache.timeframes import Timeframe
+
+DEFAULT_WINDOW = 4  # pages of one market in flight at once
+
+
+@dataclass(frozen=True)
+class Page:
+    """One request: the `count` periods starting in [start, to)."""
+
+    start: int
+    to: int
+    count: int
+
+
+@dataclass(frozen=True)
+class PageResult:
+    """A page's candles and the time range it settled (candles or known-empty)."""
+
+    page: Page
+    candles: pd.DataFrame
+    covered: tuple[int, int]
+    requested: bool  # False when skipped because history had already ended
+
+
+def plan_pages(tf: Timeframe, ranges: Iterable[tuple[int, int]]) -> list[Page]:
+    """Pages covering aligned [start, end) ranges exactly, newest first."""
+    pages: list[Page] = []
+    for start, end in sorted(ranges, reverse=True):
+        to = end
+        while to > start:
+            count = min(MAX_PAGE, tf.count_periods(start, to))
+            first = tf.shift_one(to, -count)
+            pages.append(Page(first, to, count))
+            to = first
+    return pages
+
+
+async def fetch_pages(
+    client: UpbitClient,
+    market: str,
+    tf: Timeframe,
+    pages: list[Page],
+    window: int = DEFAULT_WINDOW,
+) -> AsyncIterator[PageResult]:
+    """Request `pages` (newest first), yielding results as they arrive.
+
+    An error of one page (after the client's retries) ends the iteration with that error;
+    pages still waiting are then never sent.
+    """
+    slots = asyncio.Semaphore(window)
+    history_start: int | None = None  # set by the first empty page
+
+    async def run(page: Page) -> PageResult:
+        nonlocal history_start
+        async with slots:
+            if history_start is not None and page.to <= history_start:
+                return PageResult(page, pd.DataFrame(), (page.start, page.to), requested=False)
+            frame = await client.candles(market, tf, page.to, page.count)
+        # Defensive: only candles that start inside the page and are complete.
+        times = frame["time"].astype("int64").to_numpy()
+        frame = frame[times < page.to].reset_index(drop=True)
+        if frame.empty:
+            if history_start is None or page.start > history_start:
+                history_start = page.start
+            return PageResult(page, frame, (page.start, page.to), requested=True)
+        oldest = int(times[0])
+        low = min(page.start, oldest) if len(frame) >= page.count else page.start
+        return PageResult(page, frame, (low, page.to), requested=True)
+
+    tasks = [asyncio.ensure_future(run(page)) for page in pages]
+    try:
+        for next_done in asyncio.as_completed(tasks):
+            yield await next_done
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,75 @@
+"""One rate limiter shared by every request of a process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+
+from upbit_cache.errors import IPBlockedError
+
+
+class RateLimiter:
+    """At most `rate` sends in any sliding window of one second, first come first served.
+
+    A sliding window (not a token bucket with a burst) is what keeps a client under a
+    server that counts per rolling second as well as one that counts per clock second.
+    `observe` folds in Upbit's `Remaining-Req` so another client on the same IP takes its
+    share; `on_429` pauses everyone; `block` (after a 418) makes every later send fail.
+    """
+
+    def __init__(self, rate: float, window: float = 1.0, margin: float = 0.015) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.capacity = max(1, int(rate))
+        self.window = window * self.capacity / rate + margin
+        self._sends: deque[float] = deque()
+        self._lock = asyncio.Lock()
+        self._paused_until = 0.0
+        self._strikes = 0
+        self._blocked: str | None = None
+
+    async def acquire(self) -> float:
+        """Wait for a free slot in the window, claim it, and return its monotonic time."""
+        async with self._lock:
+            while True:
+                self._raise_if_blocked()
+                now = time.monotonic()
+                if now < self._paused_until:
+                    await asyncio.sleep(self._paused_until - now)
+                    continue
+                while self._sends and self._sends[0] <= now - self.window:
+                    self._sends.popleft()
+                if len(self._sends) < self.capacity:
+                    self._sends.append(now)
+                    return now
+                await asyncio.sleep(self._sends[0] + self.window - now)
+
+    def observe(self, remaining: int | None, sent_at: float) -> None:
+        """Account for sends we did not make, as seen in Upbit's `sec=` count.
+
+        Our own sends since `sent_at - window` are at least what Upbit counted of ours
+        when it answered the request sent at `sent_at`; anything above is someone else's.
+        """
+        if remaining is None:
+            return
+        self._strikes = 0
+        now = time.monotonic()
+        ours = sum(1 for t in self._sends if t > sent_at - self.window)
+        foreign = (self.capacity - remaining) - ours
+        for _ in range(max(0, foreign)):
+            self._sends.append(now)
+
+    def on_429(self) -> None:
+        """Pause all sends for a window, longer after repeated 429s."""
+        self._strikes += 1
+        pause = self.window * 2 ** min(self._strikes - 1, 4)
+        self._paused_until = max(self._paused_until, time.monotonic() + pause)
+
+    def block(self, message: str) -> None:
+        """After a 418: every waiting and later acquire raises IPBlockedError."""
+        self._blocked = message
+
+    def _raise_if_blocked(self) -> None:
+        if self._blocked is not None:
+            raise IPBlockedError(self._blocked)

@@ -1,0 +1,74 @@
+"""The one exception tree of upbit-cache.
+
+    UpbitCacheError                 root; `exit_code` tells the CLI how to exit
+    ├── UsageError                  the caller asked for something invalid (exit 2)
+    │   ├── InvalidMarketError      not a market code like KRW-BTC
+    │   ├── UnknownMarketError      well-formed, but Upbit does not list it
+    │   ├── InvalidTimeframeError   not one of the supported timeframes
+    │   └── InvalidRangeError       bad dates, --since after --until
+    ├── StorageError                the data dir cannot be used (exit 2)
+    └── ExchangeError               Upbit (or the network) failed us (exit 1)
+        ├── ResponseFormatError     an answer that is not what the API sheet says
+        ├── ServerError             5xx, timeouts, broken connections, after retries
+        ├── RateLimitedError        429s that did not clear after slowing down
+        └── IPBlockedError          418: Upbit blocked this IP; stop, keep the data
+
+Errors of lower libraries (aiohttp, pyarrow, OS) are converted where they happen
+(`raise XError(...) from exc`), so callers only ever catch this tree.
+"""
+
+from __future__ import annotations
+
+
+class UpbitCacheError(Exception):
+    """Root of every error upbit-cache raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(UpbitCacheError):
+    """The request itself is invalid; retrying will not help."""
+
+    exit_code = 2
+
+
+class InvalidMarketError(UsageError):
+    """A market code that is not of the form QUOTE-BASE (e.g. KRW-BTC)."""
+
+
+class UnknownMarketError(UsageError):
+    """A well-formed market code that Upbit does not list."""
+
+
+class InvalidTimeframeError(UsageError):
+    """A timeframe that upbit-cache does not know."""
+
+
+class InvalidRangeError(UsageError):
+    """A time range that cannot be served (unparseable, empty or reversed)."""
+
+
+class StorageError(UpbitCacheError):
+    """The data dir cannot be read or written."""
+
+    exit_code = 2
+
+
+class ExchangeError(UpbitCacheError):
+    """Upbit, or the way to it, did not give a usable answer."""
+
+
+class ResponseFormatError(ExchangeError):
+    """Upbit answered with something that is not what the API sheet describes."""
+
+
+class ServerError(ExchangeError):
+    """Upbit kept failing (5xx, timeouts, dropped connections) after retries."""
+
+
+class RateLimitedError(ExchangeError):
+    """Upbit kept answering 429 even after slowing down."""
+
+
+class IPBlockedError(ExchangeError):
+    """Upbit answered 418: this IP is blocked for a while."""

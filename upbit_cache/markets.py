@@ -1,0 +1,41 @@
+"""The one market-code validator."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from upbit_cache.errors import InvalidMarketError
+
+QUOTES = ("KRW", "BTC", "USDT")
+_MARKET_RE = re.compile(r"^(KRW|BTC|USDT)-[A-Z0-9]{1,15}$")
+
+
+def validate_market(code: str) -> str:
+    """Return `code` upper-cased if it is a market code like KRW-BTC, else raise.
+
+    Lower case is accepted and normalised; anything else (path characters, spaces, an
+    unknown quote currency) is refused before it can reach a URL or a file path.
+    """
+    candidate = code.strip().upper()
+    if not _MARKET_RE.fullmatch(candidate):
+        raise InvalidMarketError(
+            f"invalid market code {code!r}: expected QUOTE-BASE with QUOTE in "
+            f"{', '.join(QUOTES)} and BASE letters/digits, e.g. KRW-BTC"
+        )
+    return candidate
+
+
+def validate_markets(codes: Iterable[str]) -> list[str]:
+    """Validate many codes, dropping repeats but keeping the order given."""
+    return list(dict.fromkeys(validate_market(c) for c in codes))
+
+
+def validate_quote(quote: str) -> str:
+    """Return the quote currency upper-cased if Upbit has it, else raise."""
+    candidate = quote.strip().upper()
+    if candidate not in QUOTES:
+        raise InvalidMarketError(
+            f"invalid quote currency {quote!r}: expected one of {', '.join(QUOTES)}"
+        )
+    return candidate

@@ -1,0 +1,165 @@
+"""The one timeframe type: parsing, Upbit endpoints, alignment and divisibility."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from upbit_cache.errors import InvalidTimeframeError
+
+Kind = Literal["minute", "day", "week", "month"]
+Millis = npt.NDArray[np.int64]
+
+MINUTE_MS = 60_000
+DAY_MS = 86_400_000
+WEEK_MS = 7 * DAY_MS
+# The Unix epoch is a Thursday; Upbit's weeks start on Monday 00:00 UTC.
+_WEEK_OFFSET_MS = 4 * DAY_MS
+_NATIVE_MINUTES = (1, 3, 5, 10, 15, 30, 60, 240)
+
+
+@dataclass(frozen=True)
+class Timeframe:
+    """A candle period such as 15m, 1h, 1d or 1M, aligned the way Upbit aligns it."""
+
+    name: str
+    kind: Kind
+    count: int  # minutes for kind "minute", days for "day", 1 for week and month
+
+    @classmethod
+    def parse(cls, text: str) -> Timeframe:
+        """Parse one of SUPPORTED (`1m` is a minute, `1M` a month); raise on anything else."""
+        found = _BY_NAME.get(text.strip())
+        if found is None:
+            raise InvalidTimeframeError(
+                f"unsupported timeframe {text!r}: use one of {' '.join(_BY_NAME)}"
+            )
+        return found
+
+    @classmethod
+    def parse_list(cls, text: str) -> list[Timeframe]:
+        """Parse a comma-separated list such as `15m,1h,4h`, without repeats."""
+        items = [cls.parse(part) for part in text.split(",") if part.strip()]
+        if not items:
+            raise InvalidTimeframeError(
+                f"no timeframe given: use one or more of {' '.join(_BY_NAME)}"
+            )
+        return list(dict.fromkeys(items))
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def fixed_ms(self) -> int | None:
+        """The period length in ms, or None for months (they vary)."""
+        if self.kind == "minute":
+            return self.count * MINUTE_MS
+        if self.kind == "day":
+            return self.count * DAY_MS
+        if self.kind == "week":
+            return WEEK_MS
+        return None
+
+    @property
+    def approx_ms(self) -> int:
+        """A length usable for ordering and estimates (a month counts as 30 days)."""
+        return self.fixed_ms or 30 * DAY_MS
+
+    @property
+    def native(self) -> bool:
+        """Whether Upbit serves this timeframe directly."""
+        return self.endpoint is not None
+
+    @property
+    def endpoint(self) -> str | None:
+        """The Upbit REST path serving this timeframe, relative to /v1, if any."""
+        if self.kind == "minute":
+            return f"candles/minutes/{self.count}" if self.count in _NATIVE_MINUTES else None
+        if self.kind == "day":
+            return "candles/days" if self.count == 1 else None
+        return "candles/weeks" if self.kind == "week" else "candles/months"
+
+    def floor(self, ms: Millis) -> Millis:
+        """The start of the period holding each time (epoch ms, vectorised)."""
+        ms = np.asarray(ms, dtype=np.int64)
+        if self.kind == "month":
+            months = ms.astype("datetime64[ms]").astype("datetime64[M]")
+            return months.astype("datetime64[ms]").astype(np.int64)
+        size = self.fixed_ms
+        assert size is not None
+        offset = _WEEK_OFFSET_MS if self.kind == "week" else 0
+        return (ms - offset) // size * size + offset
+
+    def shift(self, ms: Millis, periods: int) -> Millis:
+        """Move aligned period starts by a whole number of periods."""
+        ms = np.asarray(ms, dtype=np.int64)
+        if self.kind == "month":
+            months = ms.astype("datetime64[ms]").astype("datetime64[M]") + periods
+            return months.astype("datetime64[ms]").astype(np.int64)
+        size = self.fixed_ms
+        assert size is not None
+        return ms + periods * size
+
+    def floor_one(self, ms: int) -> int:
+        """`floor` for a single time."""
+        return int(self.floor(np.array([ms], dtype=np.int64))[0])
+
+    def shift_one(self, ms: int, periods: int) -> int:
+        """`shift` for a single time."""
+        return int(self.shift(np.array([ms], dtype=np.int64), periods)[0])
+
+    def ceil_one(self, ms: int) -> int:
+        """The first period start at or after `ms`."""
+        start = self.floor_one(ms)
+        return start if start == ms else self.shift_one(start, 1)
+
+    def count_periods(self, start: int, end: int) -> int:
+        """How many periods start in [start, end), both ends aligned."""
+        if end <= start:
+            return 0
+        if self.kind == "month":
+            a, b = np.array([start, end], dtype="datetime64[ms]").astype("datetime64[M]")
+            return int((b - a).astype(np.int64))
+        size = self.fixed_ms
+        assert size is not None
+        return (end - start) // size
+
+    def divides(self, coarser: Timeframe) -> bool:
+        """Whether every `coarser` period is an exact union of whole periods of this one."""
+        if self == coarser:
+            return True
+        if self.kind == "minute":
+            if coarser.kind == "minute":
+                return coarser.count % self.count == 0
+            return (DAY_MS // MINUTE_MS) % self.count == 0
+        if self.kind == "day":
+            if coarser.kind == "day":
+                return coarser.count % self.count == 0
+            return self.count == 1 and coarser.kind in ("week", "month")
+        return False
+
+    def divisors(self) -> list[Timeframe]:
+        """The finer supported timeframes that divide this one, finest first."""
+        return [tf for tf in SUPPORTED if tf != self and tf.divides(self)]
+
+
+def _make(name: str) -> Timeframe:
+    number, suffix = int(name[:-1]), name[-1]
+    if suffix == "m":
+        return Timeframe(name, "minute", number)
+    if suffix == "h":
+        return Timeframe(name, "minute", number * 60)
+    if suffix == "d":
+        return Timeframe(name, "day", number)
+    if suffix == "w":
+        return Timeframe(name, "week", 1)
+    return Timeframe(name, "month", 1)
+
+
+SUPPORTED: tuple[Timeframe, ...] = tuple(
+    _make(n) for n in "1m 3m 5m 10m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M".split()
+)
+_BY_NAME = {tf.name: tf for tf in SUPPORTED}
