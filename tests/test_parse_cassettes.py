@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 import vcr
 import yaml
 
+from upbit_cache.candles import from_table
 from upbit_cache.collector.client import UpbitClient
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.errors import ResponseFormatError
@@ -23,7 +25,7 @@ replay = vcr.VCR(cassette_library_dir=str(CASSETTES), record_mode="none")
 
 
 def candles(cassette: str, market: str, tf: str, pages: list[tuple[str, int]]) -> pd.DataFrame:
-    async def go() -> list[pd.DataFrame]:
+    async def go() -> list[pa.Table]:
         async with UpbitClient(ClientConfig()) as client:
             return [
                 await client.candles(market, Timeframe.parse(tf), to_ms(to), count)
@@ -33,7 +35,7 @@ def candles(cassette: str, market: str, tf: str, pages: list[tuple[str, int]]) -
     with replay.use_cassette(f"{cassette}.yaml") as tape:
         frames = asyncio.run(go())
         assert tape.all_played
-    return pd.concat(frames, ignore_index=True)
+    return from_table(pa.concat_tables(frames))
 
 
 def sample(name: str) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ import pytest
 from upbit_cache.cache import paths
 from upbit_cache.cache.ranges import Ranges
 from upbit_cache.cache.store import CandleStore
+from upbit_cache.candles import CANDLE_SCHEMA
 from upbit_cache.errors import StorageError
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
@@ -95,7 +96,9 @@ def test_fetched_ranges_are_merged_and_separate_from_candles(tmp_path: Path) -> 
     store = CandleStore(tmp_path)
     a, b, c = to_ms("2026-01-01"), to_ms("2026-01-02"), to_ms("2026-01-03")
     store.write("KRW-BTC", H1, make("2026-01-01", 3), Ranges.of([(a, b)]))
-    store.write("KRW-BTC", H1, pd.DataFrame(), Ranges.of([(b, c)]))  # a fetched day with no trade
+    store.write(
+        "KRW-BTC", H1, CANDLE_SCHEMA.empty_table(), Ranges.of([(b, c)])
+    )  # a fetched day with no trade
     assert store.fetched(H1, "KRW-BTC") == Ranges.of([(a, c)])
     assert store.fetched(H1, "KRW-ETH") == Ranges()
     assert store.markets(H1) == ["KRW-BTC"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -28,11 +29,23 @@ def empty_candles() -> pd.DataFrame:
     return CANDLE_SCHEMA.empty_table().to_pandas()
 
 
-def to_table(frame: pd.DataFrame) -> pa.Table:
-    """Convert a candle frame to an Arrow table with exactly CANDLE_SCHEMA."""
+def to_table(candles: pd.DataFrame | pa.Table) -> pa.Table:
+    """A candle frame or table as an Arrow table with exactly CANDLE_SCHEMA."""
+    if isinstance(candles, pa.Table):
+        return candles.select(list(CANDLE_COLUMNS)).cast(CANDLE_SCHEMA)
     return pa.Table.from_pandas(
-        frame[list(CANDLE_COLUMNS)], schema=CANDLE_SCHEMA, preserve_index=False
+        candles[list(CANDLE_COLUMNS)], schema=CANDLE_SCHEMA, preserve_index=False
     )
+
+
+def dedupe_by_time(table: pa.Table) -> pa.Table:
+    """Sorted by time, one row per time: where times repeat, the row that came last wins."""
+    times = table["time"].cast(pa.int64()).to_numpy()
+    order = np.argsort(times, kind="stable")
+    ordered = times[order]
+    last_of_run = np.ones(len(ordered), dtype=bool)
+    last_of_run[:-1] = ordered[1:] != ordered[:-1]
+    return table.take(order[last_of_run])
 
 
 def from_table(table: pa.Table) -> pd.DataFrame:

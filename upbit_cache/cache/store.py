@@ -18,7 +18,14 @@ from upbit_cache.cache.atomic import atomic_write
 from upbit_cache.cache.locks import FileLock
 from upbit_cache.cache.manifest import read_fetched, write_fetched
 from upbit_cache.cache.ranges import Ranges
-from upbit_cache.candles import CANDLE_SCHEMA, TIME_TYPE, empty_candles, from_table, to_table
+from upbit_cache.candles import (
+    CANDLE_SCHEMA,
+    TIME_TYPE,
+    dedupe_by_time,
+    empty_candles,
+    from_table,
+    to_table,
+)
 from upbit_cache.errors import StorageError
 from upbit_cache.timeframes import Timeframe
 
@@ -96,34 +103,31 @@ class CandleStore:
             raise StorageError(f"cannot read {market} {tf} from {self.root}: {exc}") from exc
         return from_table(table.sort_by("time"))
 
-    def write(self, market: str, tf: Timeframe, candles: pd.DataFrame, covered: Ranges) -> int:
+    def write(
+        self, market: str, tf: Timeframe, candles: pd.DataFrame | pa.Table, covered: Ranges
+    ) -> int:
         """Merge candles into their partitions, then record `covered` as fetched.
 
         Rows replace stored rows with the same `time`. Returns the number of rows written.
         The caller holds `lock(tf, market)`.
         """
-        if not candles.empty:
-            times = candles["time"].astype("int64").to_numpy()
-            starts = paths.partition_starts(tf, times)
+        table = to_table(candles)
+        if table.num_rows:
+            starts = paths.partition_starts(tf, table["time"].cast(pa.int64()).to_numpy())
             order = np.argsort(starts, kind="stable")
             bounds = np.flatnonzero(np.diff(starts[order])) + 1
             for rows in np.split(order, bounds):
-                self._merge_partition(market, tf, int(starts[rows[0]]), candles.iloc[rows])
+                self._merge_partition(market, tf, int(starts[rows[0]]), table.take(rows))
         if covered:
             record = paths.fetched_file(self.root, tf, market)
             write_fetched(self.fs, record, read_fetched(self.fs, record).union(covered))
-        return len(candles)
+        return table.num_rows
 
-    def _merge_partition(self, market: str, tf: Timeframe, start: int, new: pd.DataFrame) -> None:
+    def _merge_partition(self, market: str, tf: Timeframe, start: int, new: pa.Table) -> None:
         final = paths.data_file(self.root, tf, market, start)
         old = self._read_file(final)
-        table = to_table(new)
-        if old is not None:
-            table = pa.concat_tables([old, table])
-        # Newest rows win: keep each time's last occurrence, then sort by time.
-        frame = from_table(table)
-        frame = frame.drop_duplicates("time", keep="last").sort_values("time", kind="stable")
-        merged = to_table(frame)
+        # Old rows first, so that for a repeated time the new row wins.
+        merged = dedupe_by_time(new if old is None else pa.concat_tables([old, new]))
         atomic_write(self.fs, final, lambda sink: pq.write_table(merged, sink, compression="zstd"))
 
     def _read_file(self, path: str) -> pa.Table | None:

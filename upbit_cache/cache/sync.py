@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import pandas as pd
+import pyarrow as pa
 
 from upbit_cache.cache.ranges import Ranges
 from upbit_cache.cache.store import CandleStore
+from upbit_cache.candles import CANDLE_SCHEMA
 from upbit_cache.collector.client import UpbitClient
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.collector.paging import DEFAULT_WINDOW, fetch_pages, plan_pages
@@ -179,13 +180,13 @@ async def _sync_one(
     window: int,
 ) -> MarketOutcome:
     outcome = MarketOutcome(market, tf)
-    buffered: list[pd.DataFrame] = []
+    buffered: list[pa.Table] = []
     covered: list[tuple[int, int]] = []
 
     async def flush() -> None:
-        rows = pd.concat(buffered, ignore_index=True) if buffered else pd.DataFrame()
         if not covered:
             return
+        rows = pa.concat_tables(buffered) if buffered else CANDLE_SCHEMA.empty_table()
         done = Ranges.of(covered)
         buffered.clear()
         covered.clear()
@@ -203,11 +204,11 @@ async def _sync_one(
                     client, market, tf, plan_pages(tf, missing), window
                 ):
                     outcome.requests += result.requested
-                    if not result.candles.empty:
+                    if result.candles.num_rows:
                         buffered.append(result.candles)
                     covered.append(result.covered)
-                    progress.on_page(len(result.candles))
-                    if sum(len(b) for b in buffered) >= FLUSH_ROWS:
+                    progress.on_page(result.candles.num_rows)
+                    if sum(b.num_rows for b in buffered) >= FLUSH_ROWS:
                         await flush()
             finally:
                 # Whatever arrived before an error (or a 418) is kept.

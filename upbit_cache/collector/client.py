@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
-import pandas as pd
+import pyarrow as pa
 
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.collector.parse import MarketInfo, parse_candles, parse_error, parse_markets
@@ -25,6 +25,7 @@ from upbit_cache.errors import (
     UnknownMarketError,
 )
 from upbit_cache.timeframes import Timeframe
+from upbit_cache.times import iso
 
 MAX_PAGE = 200  # Upbit's largest `count`
 _RATE_LIMIT_RETRIES = 8
@@ -86,13 +87,13 @@ class UpbitClient:
 
     async def candles(
         self, market: str, timeframe: Timeframe, to_ms: int | None, count: int
-    ) -> pd.DataFrame:
+    ) -> pa.Table:
         """One page: up to `count` candles starting before `to_ms` (exclusive), oldest first."""
         if timeframe.endpoint is None:
             raise ValueError(f"{timeframe} is not served by Upbit")
         params: dict[str, str] = {"market": market, "count": str(min(count, MAX_PAGE))}
         if to_ms is not None:
-            params["to"] = pd.Timestamp(to_ms, unit="ms").strftime("%Y-%m-%dT%H:%M:%SZ")
+            params["to"] = iso(to_ms)
         body = await self._get(
             timeframe.endpoint, params, limited=True, what=f"{market} {timeframe}"
         )

@@ -13,8 +13,10 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from upbit_cache.candles import CANDLE_SCHEMA
 from upbit_cache.collector.client import MAX_PAGE, UpbitClient
 from upbit_cache.timeframes import Timeframe
 
@@ -35,7 +37,7 @@ class PageResult:
     """A page's candles and the time range it settled (candles or known-empty)."""
 
     page: Page
-    candles: pd.DataFrame
+    candles: pa.Table
     covered: tuple[int, int]
     requested: bool  # False when skipped because history had already ended
 
@@ -72,18 +74,19 @@ async def fetch_pages(
         nonlocal history_start
         async with slots:
             if history_start is not None and page.to <= history_start:
-                return PageResult(page, pd.DataFrame(), (page.start, page.to), requested=False)
-            frame = await client.candles(market, tf, page.to, page.count)
-        # Defensive: only candles that start inside the page and are complete.
-        times = frame["time"].astype("int64").to_numpy()
-        frame = frame[times < page.to].reset_index(drop=True)
-        if frame.empty:
+                skipped = CANDLE_SCHEMA.empty_table()
+                return PageResult(page, skipped, (page.start, page.to), requested=False)
+            table = await client.candles(market, tf, page.to, page.count)
+        # Defensive: only candles that start before `to` (never one still in progress).
+        times = table["time"].cast(pa.int64())
+        table = table.filter(pc.less(times, page.to))
+        if table.num_rows == 0:
             if history_start is None or page.start > history_start:
                 history_start = page.start
-            return PageResult(page, frame, (page.start, page.to), requested=True)
-        oldest = int(times[0])
-        low = min(page.start, oldest) if len(frame) >= page.count else page.start
-        return PageResult(page, frame, (low, page.to), requested=True)
+            return PageResult(page, table, (page.start, page.to), requested=True)
+        oldest = int(times[0].as_py())
+        low = min(page.start, oldest) if table.num_rows >= page.count else page.start
+        return PageResult(page, table, (low, page.to), requested=True)
 
     tasks = [asyncio.ensure_future(run(page)) for page in pages]
     try:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from upbit_cache.candles import CANDLE_COLUMNS, empty_candles
+from upbit_cache.candles import CANDLE_SCHEMA, TIME_TYPE, dedupe_by_time
 from upbit_cache.errors import ResponseFormatError
 from upbit_cache.timeframes import Timeframe
 
@@ -22,6 +22,7 @@ _CANDLE_FIELDS = {
     "candle_acc_trade_price": "value",
 }
 _REQUIRED = ("market", "candle_date_time_utc", "timestamp", *_CANDLE_FIELDS)
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 
 @dataclass(frozen=True)
@@ -34,41 +35,44 @@ class MarketInfo:
     warning: bool
 
 
-def parse_candles(body: Any, market: str, timeframe: Timeframe) -> pd.DataFrame:
-    """A candle page (newest first on the wire) as a frame sorted by time, oldest first."""
+def parse_candles(body: Any, market: str, timeframe: Timeframe) -> pa.Table:
+    """A candle page (newest first on the wire) as a CANDLE_SCHEMA table, oldest first."""
     where = f"{market} {timeframe}"
     if not isinstance(body, list):
         raise ResponseFormatError(f"{where}: expected a JSON array of candles, got {_kind(body)}")
     if not body:
-        return empty_candles()
+        return CANDLE_SCHEMA.empty_table()
     if not all(isinstance(item, dict) for item in body):
         raise ResponseFormatError(f"{where}: candle array holds something that is not an object")
-    raw = pd.DataFrame.from_records(body)
-    missing = [f for f in _REQUIRED if f not in raw.columns or raw[f].isna().any()]
+    try:
+        raw = pa.Table.from_pylist(body)  # columns converted in C, no loop per candle here
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ResponseFormatError(f"{where}: a field mixes types across candles ({exc})") from exc
+    missing = [f for f in _REQUIRED if f not in raw.column_names or raw[f].null_count]
     if missing:
         raise ResponseFormatError(f"{where}: candles lack field(s) {', '.join(missing)}")
-    if (raw["market"] != market).any():
+    if not pc.all(pc.equal(raw["market"], market)).as_py():
         raise ResponseFormatError(f"{where}: answer holds candles of another market")
     for field in (*_CANDLE_FIELDS, "timestamp"):
-        if not _is_number(raw[field]):
+        kind = raw.schema.field(field).type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+            example = raw[field][0].as_py()
             raise ResponseFormatError(
-                f"{where}: field {field} holds non-numbers (e.g. {raw[field].iloc[0]!r})"
+                f"{where}: field {field} holds non-numbers (e.g. {example!r})"
             )
     try:
-        start = pd.to_datetime(raw["candle_date_time_utc"], format="%Y-%m-%dT%H:%M:%S", utc=True)
-    except (ValueError, TypeError) as exc:
+        start = pc.strptime(raw["candle_date_time_utc"], format=_TIME_FORMAT, unit="ms")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise ResponseFormatError(f"{where}: bad candle_date_time_utc ({exc})") from exc
-    start_ms = start.astype("datetime64[ms, UTC]").astype("int64").to_numpy()
+    start_ms = start.cast(pa.int64()).to_numpy()
     if (timeframe.floor(start_ms) != start_ms).any():
         raise ResponseFormatError(f"{where}: candle times are not aligned to {timeframe}")
-    frame = raw[list(_CANDLE_FIELDS)].rename(columns=_CANDLE_FIELDS).astype(np.float64)
-    frame.insert(
-        0, "time", pd.to_datetime(start_ms, unit="ms", utc=True).astype("datetime64[ms, UTC]")
-    )
-    frame["timestamp"] = pd.to_datetime(raw["timestamp"].astype(np.int64), unit="ms", utc=True)
-    frame["timestamp"] = frame["timestamp"].astype("datetime64[ms, UTC]")
-    frame = frame.sort_values("time", kind="stable").drop_duplicates("time", keep="last")
-    return frame[list(CANDLE_COLUMNS)].reset_index(drop=True)
+    columns = {"time": start.cast(TIME_TYPE)}
+    for field, column in _CANDLE_FIELDS.items():
+        columns[column] = raw[field].cast(pa.float64())
+    columns["timestamp"] = raw["timestamp"].cast(pa.int64()).cast(TIME_TYPE)
+    table = pa.table(columns, schema=CANDLE_SCHEMA)
+    return dedupe_by_time(table)
 
 
 def parse_markets(body: Any) -> list[MarketInfo]:
@@ -105,10 +109,6 @@ def parse_error(body: Any) -> str | None:
         err = body["error"]
         return f"{err.get('name', '?')}: {err.get('message', '')}".strip()
     return None
-
-
-def _is_number(column: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
 
 
 def _kind(body: Any) -> str:

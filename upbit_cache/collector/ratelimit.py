@@ -10,12 +10,13 @@ from upbit_cache.errors import IPBlockedError
 
 
 class RateLimiter:
-    """At most `rate` sends in any sliding window of one second, first come first served.
+    """At most `rate` sends in any sliding one-second window, evenly paced, first come first served.
 
-    A sliding window (not a token bucket with a burst) is what keeps a client under a
-    server that counts per rolling second as well as one that counts per clock second.
-    `observe` folds in Upbit's `Remaining-Req` so another client on the same IP takes its
-    share; `on_429` pauses everyone; `block` (after a 418) makes every later send fail.
+    Sends are spaced `1/rate` apart (plus a hair) instead of going out in bursts: a server
+    counting per rolling second then never sees a burst whose tail it handled late overlap
+    the next burst's head. The window itself is still tracked, because `observe` folds in
+    Upbit's `Remaining-Req` (another client on the same IP takes its share) and `on_429`
+    pauses everyone; `block` (after a 418) makes every later send fail.
     """
 
     def __init__(self, rate: float, window: float = 1.0, margin: float = 0.015) -> None:
@@ -23,6 +24,7 @@ class RateLimiter:
             raise ValueError("rate must be positive")
         self.capacity = max(1, int(rate))
         self.window = window * self.capacity / rate + margin
+        self.spacing = self.window / self.capacity
         self._sends: deque[float] = deque()
         self._lock = asyncio.Lock()
         self._paused_until = 0.0
@@ -40,10 +42,13 @@ class RateLimiter:
                     continue
                 while self._sends and self._sends[0] <= now - self.window:
                     self._sends.popleft()
-                if len(self._sends) < self.capacity:
+                if len(self._sends) >= self.capacity:
+                    await asyncio.sleep(self._sends[0] + self.window - now)
+                elif self._sends and now < self._sends[-1] + self.spacing:
+                    await asyncio.sleep(self._sends[-1] + self.spacing - now)
+                else:
                     self._sends.append(now)
                     return now
-                await asyncio.sleep(self._sends[0] + self.window - now)
 
     def observe(self, remaining: int | None, sent_at: float) -> None:
         """Account for sends we did not make, as seen in Upbit's `sec=` count.

@@ -1,0 +1,82 @@
+"""Shared fixtures: the bundled Upbit simulator on loopback, and helpers to run fetches."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from upbit_cache.cache.store import CandleStore
+from upbit_cache.cache.sync import SyncReport, fetch
+from upbit_cache.collector.config import ClientConfig
+from upbit_cache.simulator import SimulatorConfig, SimulatorServer
+from upbit_cache.timeframes import Timeframe
+from upbit_cache.times import to_ms
+
+NOW = "2026-11-20T00:00:00Z"
+FAST_RATE = 200  # requests/s for tests that are not about the rate limit
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[SimulatorServer]:
+    config = SimulatorConfig(rate=FAST_RATE, clock_start=NOW, frozen=True)
+    with SimulatorServer(config) as server:
+        yield server
+
+
+@pytest.fixture
+def sim(simulator: SimulatorServer) -> SimulatorServer:
+    """The shared simulator, reset: clock at NOW and frozen, counters zero, no faults queued."""
+    simulator.clock.set(NOW)
+    simulator.clock.freeze()
+    simulator.faults.clear()
+    simulator.reset_stats()
+    return simulator
+
+
+def run_fetch(
+    url: str,
+    data_dir: Path,
+    markets: Sequence[str],
+    timeframe: str = "1h",
+    *,
+    rate: float = FAST_RATE,
+    **window: object,
+) -> SyncReport:
+    """One library fetch against `url`, like `upbit-cache fetch` does."""
+    config = ClientConfig(api_url=url, rate=rate, backoff=0.01)
+    tfs = Timeframe.parse_list(timeframe)
+    if not window:
+        window = {"days": 30}
+    return asyncio.run(fetch(CandleStore(data_dir), config, markets, tfs, **window))  # type: ignore[arg-type]
+
+
+def truth(
+    sim: SimulatorServer, market: str, tf: str, start: str | int, end: str | int
+) -> pd.DataFrame:
+    """The simulator's own candles, closed ones only, in the store's columns."""
+    unit = {"1m": 1, "3m": 3, "15m": 15, "1h": 60, "4h": 240, "1d": "days"}[tf]
+    now = sim.clock.now_ms()
+    lo = to_ms(start) if isinstance(start, str) else start
+    hi = min(to_ms(end) if isinstance(end, str) else end, Timeframe.parse(tf).floor_one(now))
+    bars = sim.history.candles(market, unit, lo, hi, now)
+    return pd.DataFrame(
+        {
+            "time": pd.to_datetime(bars["start"].to_numpy(np.int64), unit="ms", utc=True),
+            "open": bars["open"],
+            "high": bars["high"],
+            "low": bars["low"],
+            "close": bars["close"],
+            "volume": bars["volume"],
+            "value": bars["value"],
+            "timestamp": pd.to_datetime(bars["timestamp"].to_numpy(np.int64), unit="ms", utc=True),
+        }
+    ).astype({"time": "datetime64[ms, UTC]", "timestamp": "datetime64[ms, UTC]"})
+
+
+def candle_requests(sim: SimulatorServer) -> int:
+    return int(sim.stats()["candle_requests"])

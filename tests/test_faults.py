@@ -1,0 +1,110 @@
+"""Rate limits, bans, server faults and malformed answers, against the simulator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import NOW, run_fetch, truth
+
+from upbit_cache.cache.store import CandleStore
+from upbit_cache.simulator import SimulatorConfig, SimulatorServer
+from upbit_cache.timeframes import Timeframe
+from upbit_cache.times import to_ms
+
+H1 = Timeframe.parse("1h")
+MARKETS = ["KRW-BTC", "KRW-ETH", "KRW-XRP"]
+
+
+@pytest.fixture
+def strict() -> Iterator[SimulatorServer]:
+    """A simulator enforcing Upbit's real 10 requests/s."""
+    with SimulatorServer(SimulatorConfig(rate=10, clock_start=NOW, frozen=True)) as server:
+        yield server
+
+
+def test_the_limiter_keeps_under_10_per_second_with_zero_429s(
+    strict: SimulatorServer, tmp_path: Path
+) -> None:
+    report = run_fetch(strict.url, tmp_path, MARKETS, "1h", days=60, rate=10)  # 8 pages each
+    assert report.failed == []
+    assert report.candle_requests == 24
+    assert strict.stats()["rate_limited"] == 0
+    assert report.rate_limited == 0
+    # 24 requests at 10/s: the first 10 go at once, the rest one window later each.
+    assert report.seconds >= 1.9
+
+
+def test_429s_slow_the_client_down_and_every_candle_arrives(tmp_path: Path) -> None:
+    # Latency keeps `Remaining-Req` from arriving before the next sends: 429s happen.
+    config = SimulatorConfig(
+        rate=2, latency=0.25, clock_start=NOW, frozen=True, ban_after_429s=1000
+    )
+    with SimulatorServer(config) as server:
+        report = run_fetch(server.url, tmp_path, MARKETS, "1h", days=30, rate=10)
+        assert report.failed == []
+        assert report.rate_limited > 0
+        assert server.stats()["rate_limited"] == report.rate_limited
+        for market in MARKETS:
+            got = CandleStore(tmp_path).load(market, H1)
+            pd.testing.assert_frame_equal(
+                got, truth(server, market, "1h", to_ms(NOW) - 30 * 86_400_000, NOW)
+            )
+
+
+def test_418_stops_the_run_and_keeps_what_was_fetched(tmp_path: Path) -> None:
+    config = SimulatorConfig(
+        rate=3, latency=0.2, clock_start=NOW, frozen=True, ban_after_429s=2, ban_seconds=60
+    )
+    with SimulatorServer(config) as server:
+        markets = [m.market for m in server.history.markets if m.market.startswith("KRW-")][:12]
+        report = run_fetch(server.url, tmp_path, markets, "1h", days=60, rate=50)
+        assert report.blocked is not None and "418" in report.blocked
+        assert report.failed
+        store = CandleStore(tmp_path)
+        for market in markets:
+            # Whatever a record claims is on disk, exactly.
+            for start, end in store.fetched(H1, market):
+                got = store.load(market, H1, start, end)
+                pd.testing.assert_frame_equal(got, truth(server, market, "1h", start, end))
+
+
+@pytest.mark.parametrize("kind", ["500", "drop", "truncate", "non_json", "slow"])
+def test_transient_faults_are_retried(sim: SimulatorServer, tmp_path: Path, kind: str) -> None:
+    sim.faults.inject(kind, count=2, market="KRW-ETH", seconds=0.2)
+    report = run_fetch(sim.url, tmp_path, ["KRW-BTC", "KRW-ETH"], days=30)
+    assert report.failed == []
+    got = CandleStore(tmp_path).load("KRW-ETH", H1)
+    pd.testing.assert_frame_equal(
+        got, truth(sim, "KRW-ETH", "1h", to_ms(NOW) - 30 * 86_400_000, NOW)
+    )
+
+
+def test_a_market_that_keeps_failing_is_reported_and_others_complete(
+    sim: SimulatorServer, tmp_path: Path
+) -> None:
+    sim.faults.inject("500", count=100, market="KRW-ETH")
+    report = run_fetch(sim.url, tmp_path, MARKETS, days=30)
+    assert [(o.market, type(o.error).__name__) for o in report.failed] == [
+        ("KRW-ETH", "ServerError")
+    ]
+    assert "HTTP 500" in str(report.failed[0].error)
+    assert len(CandleStore(tmp_path).load("KRW-BTC", H1)) == 720
+    assert len(CandleStore(tmp_path).load("KRW-XRP", H1)) == 720
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"), [("bad_types", "non-numbers"), ("missing_field", "lack field")]
+)
+def test_malformed_answers_fail_that_market_clearly(
+    sim: SimulatorServer, tmp_path: Path, kind: str, message: str
+) -> None:
+    sim.faults.inject(kind, count=1, market="KRW-ETH")
+    report = run_fetch(sim.url, tmp_path, ["KRW-BTC", "KRW-ETH"], days=30)
+    [failed] = report.failed
+    assert failed.market == "KRW-ETH"
+    assert type(failed.error).__name__ == "ResponseFormatError"
+    assert message in str(failed.error)
+    assert len(CandleStore(tmp_path).load("KRW-BTC", H1)) == 720

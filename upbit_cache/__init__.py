@@ -1,0 +1,67 @@
+"""upbit-cache: a local, always-fresh, exact copy of Upbit candles as Hive-partitioned Parquet.
+
+import upbit_cache
+frame = upbit_cache.load("KRW-BTC", "1h", "2026-11-01", "2026-11-08")
+"""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from upbit_cache.cache.store import CandleStore
+from upbit_cache.candles import CANDLE_COLUMNS
+from upbit_cache.errors import (
+    ExchangeError,
+    InvalidMarketError,
+    InvalidRangeError,
+    InvalidTimeframeError,
+    IPBlockedError,
+    RateLimitedError,
+    ResponseFormatError,
+    ServerError,
+    StorageError,
+    UnknownMarketError,
+    UpbitCacheError,
+    UsageError,
+)
+from upbit_cache.markets import validate_market
+from upbit_cache.timeframes import Timeframe
+from upbit_cache.times import TimeLike, to_ms
+
+__all__ = [
+    "CANDLE_COLUMNS",
+    "CandleStore",
+    "ExchangeError",
+    "IPBlockedError",
+    "InvalidMarketError",
+    "InvalidRangeError",
+    "InvalidTimeframeError",
+    "RateLimitedError",
+    "ResponseFormatError",
+    "ServerError",
+    "StorageError",
+    "Timeframe",
+    "UnknownMarketError",
+    "UpbitCacheError",
+    "UsageError",
+    "load",
+]
+
+
+def load(
+    market: str,
+    timeframe: str | Timeframe,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> pd.DataFrame:
+    """Stored candles of one market with start <= time < end, oldest first (no network)."""
+    tf = timeframe if isinstance(timeframe, Timeframe) else Timeframe.parse(timeframe)
+    lo = to_ms(start) if start is not None else None
+    hi = to_ms(end) if end is not None else None
+    if lo is not None and hi is not None and lo >= hi:
+        raise InvalidRangeError(f"start {start} is not before end {end}")
+    return CandleStore.open(data_dir).load(validate_market(market), tf, lo, hi)

@@ -1,0 +1,29 @@
+"""Offline stand-in for api.upbit.com, the ground truth for upbit_cache's tests and benchmarks.
+
+Independent of the rest of upbit_cache on purpose: it only uses the standard library, numpy,
+pandas and aiohttp.
+"""
+
+from .app import FAULT_KINDS, FaultQueue, RateLimiter, Stats, build_app, parse_to
+from .clock import SimClock, to_epoch_ms
+from .history import MINUTE_UNITS, NAMED_UNITS, CandleBars, History, MarketInfo, period_floor
+from .server import SimulatorConfig, SimulatorServer
+
+__all__ = [
+    "FAULT_KINDS",
+    "MINUTE_UNITS",
+    "NAMED_UNITS",
+    "CandleBars",
+    "FaultQueue",
+    "History",
+    "MarketInfo",
+    "RateLimiter",
+    "SimClock",
+    "SimulatorConfig",
+    "SimulatorServer",
+    "Stats",
+    "build_app",
+    "parse_to",
+    "period_floor",
+    "to_epoch_ms",
+]

@@ -1,0 +1,175 @@
+"""Configuration and runners: the simulator in a background thread, or in the foreground."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from .app import FaultQueue, RateLimiter, SimState, Stats, build_app
+from .clock import SimClock, TimeLike
+from .history import History
+
+__all__ = ["SimulatorConfig", "SimulatorServer", "make_state", "start_site"]
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """How to run the simulator.
+
+    `clock_start` None means real time; `frozen` stops the clock (at `clock_start`, or at the
+    real time of start-up). `listings` overrides listing times (market -> time).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    latency: float = 0.0
+    jitter: float = 0.0
+    rate: int = 10
+    ban_after_429s: int = 15
+    ban_seconds: float = 30.0
+    clock_start: TimeLike | None = None
+    frozen: bool = False
+    listings: Mapping[str, TimeLike] | None = None
+
+
+def make_state(config: SimulatorConfig, history: History | None = None) -> SimState:
+    """Fresh shared state (history, clock, limiter, faults, counters) for `config`."""
+    return SimState(
+        history=history if history is not None else History(config.listings),
+        clock=SimClock(config.clock_start, frozen=config.frozen),
+        limiter=RateLimiter(
+            config.rate, ban_after_429s=config.ban_after_429s, ban_seconds=config.ban_seconds
+        ),
+        faults=FaultQueue(),
+        stats=Stats(),
+        latency=config.latency,
+        jitter=config.jitter,
+    )
+
+
+async def start_site(state: SimState, host: str, port: int) -> tuple[web.AppRunner, str]:
+    """Serve the app on host:port (0 = any free port); returns the runner and the base URL."""
+    # A short shutdown timeout: requests parked by "slow" faults must not hold up a stop.
+    runner = web.AppRunner(build_app(state), access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound_host, bound_port = runner.addresses[0][:2]
+    if ":" in bound_host:  # IPv6 literal
+        bound_host = f"[{bound_host}]"
+    return runner, f"http://{bound_host}:{bound_port}"
+
+
+class SimulatorServer:
+    """The simulator on loopback, served from a background thread with its own event loop.
+
+    Every public method may be called from any thread.
+    """
+
+    def __init__(
+        self, config: SimulatorConfig | None = None, *, history: History | None = None
+    ) -> None:
+        self.config = config or SimulatorConfig()
+        self.state = make_state(self.config, history)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._url: str | None = None
+
+    @property
+    def history(self) -> History:
+        """The deterministic market data being served."""
+        return self.state.history
+
+    @property
+    def clock(self) -> SimClock:
+        """The simulated clock (drive it with set/advance/freeze/run)."""
+        return self.state.clock
+
+    @property
+    def faults(self) -> FaultQueue:
+        """Pending faults; `faults.inject(kind, count, market, path, seconds)` adds some."""
+        return self.state.faults
+
+    @property
+    def url(self) -> str:
+        """Base URL such as http://127.0.0.1:54321 (only while running)."""
+        if self._url is None:
+            raise RuntimeError("the simulator is not running")
+        return self._url
+
+    def stats(self) -> dict[str, Any]:
+        """Snapshot of the request counters."""
+        return self.state.stats.snapshot()
+
+    def reset_stats(self) -> None:
+        """Zero the request counters."""
+        self.state.stats.reset()
+
+    def reset(self) -> None:
+        """Zero counters, drop pending faults and forget rate-limit state (keeps the clock)."""
+        self.state.reset()
+
+    def start(self) -> SimulatorServer:
+        """Bind and start serving; returns once the port is open."""
+        if self._thread is not None:
+            raise RuntimeError("already started")
+        self._ready.clear()
+        self._error = None
+        self._thread = threading.Thread(target=self._run, name="upbit-simulator", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            self._thread = None
+            raise RuntimeError("the simulator failed to start") from self._error
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and join the thread (idempotent)."""
+        if self._thread is None:
+            return
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._thread = None
+        self._url = None
+
+    def __enter__(self) -> SimulatorServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            runner, self._url = loop.run_until_complete(
+                start_site(self.state, self.config.host, self.config.port)
+            )
+        except BaseException as exc:  # reported to start()'s caller
+            self._error = exc
+            loop.close()
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(runner.cleanup())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            self._loop = None
