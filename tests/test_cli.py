@@ -48,7 +48,7 @@ def test_fetch_prints_a_summary_and_plain_lines_off_a_terminal(
         str(FAST_RATE),
     )
     assert code == 0, err
-    assert out.startswith("2 markets, 1,800 candles written, 10 requests, 0 × 429")
+    assert out.startswith("2 markets, 1,800 candles written, 10 requests, 0 429s")
     assert "KRW-BTC 1h: 720 candles, 4 requests" in err
     assert "KRW-ETH 4h: 180 candles, 1 requests" in err
     assert "\x1b[" not in out + err  # no terminal control codes on a pipe

@@ -18,7 +18,7 @@ _POLL_SECONDS = 0.05
 
 
 class FileLock:
-    """An exclusive lock on one file; `async with` polls, plain `with` blocks."""
+    """An exclusive lock on one file, taken with `async with` (polling, never blocking the loop)."""
 
     def __init__(self, path: str | None) -> None:
         self.path = path  # None: nothing to lock (a store that is not on local disk)
@@ -57,21 +57,6 @@ class FileLock:
         return self
 
     async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
-
-    def __enter__(self) -> FileLock:
-        if self.path is not None:
-            fd = self._open()
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            self._fd = fd
-        return self
-
-    def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,

@@ -30,11 +30,11 @@ from upbit_cache.errors import (
 )
 from upbit_cache.markets import validate_markets, validate_quote
 from upbit_cache.timeframes import Timeframe
+from upbit_cache.timeframes.timeframe import DAY_MS
 
 DEFAULT_MAX_MARKETS = 16  # (market, timeframe) jobs running at once
 FLUSH_ROWS = 100_000  # write a job's candles to disk at least this often
 DEFAULT_DAYS = 30
-DAY_MS = 86_400_000
 
 
 @dataclass

@@ -109,7 +109,7 @@ def summary(report: SyncReport) -> str:
     """The one line that ends a run."""
     line = (
         f"{report.markets} markets, {report.candles:,} candles written, "
-        f"{report.candle_requests:,} requests, {report.rate_limited} × 429, "
+        f"{report.candle_requests:,} requests, {report.rate_limited} 429s, "
         f"{report.seconds:.1f} s"
     )
     if report.failed:

@@ -46,6 +46,10 @@ class _Transient(Exception):
     """A failure worth retrying (5xx, timeout, broken connection, undecodable body)."""
 
 
+class _RateLimited(Exception):
+    """HTTP 429: retry once the limiter has paused."""
+
+
 class UpbitClient:
     """Async access to Upbit's quotation API; use as `async with UpbitClient(cfg) as c`."""
 
@@ -180,10 +184,6 @@ class UpbitClient:
             self._clock_offset_ms = sample
         else:
             self._clock_offset_ms = max(current, sample)
-
-
-class _RateLimited(Exception):
-    """HTTP 429."""
 
 
 def _remaining(headers: Any) -> int | None:
