@@ -59,7 +59,9 @@ def truth(
     sim: SimulatorServer, market: str, tf: str, start: str | int, end: str | int
 ) -> pd.DataFrame:
     """The simulator's own candles, closed ones only, in the store's columns."""
-    unit = {"1m": 1, "3m": 3, "15m": 15, "1h": 60, "4h": 240, "1d": "days"}[tf]
+    unit = {"1m": 1, "3m": 3, "5m": 5, "10m": 10, "15m": 15, "30m": 30, "1h": 60, "4h": 240}.get(
+        tf, {"1d": "days", "1w": "weeks", "1M": "months"}.get(tf)
+    )
     now = sim.clock.now_ms()
     lo = to_ms(start) if isinstance(start, str) else start
     hi = min(to_ms(end) if isinstance(end, str) else end, Timeframe.parse(tf).floor_one(now))

@@ -48,9 +48,10 @@ def test_fetch_prints_a_summary_and_plain_lines_off_a_terminal(
         str(FAST_RATE),
     )
     assert code == 0, err
-    assert out.startswith("2 markets, 1,800 candles written, 10 requests, 0 429s")
+    assert out.startswith("2 markets, 1,440 candles written, 8 requests, 0 429s, "), out
+    assert "; plan: base 1h (8 requests planned), derived 4h (360 candles)" in out
     assert "KRW-BTC 1h: 720 candles, 4 requests" in err
-    assert "KRW-ETH 4h: 180 candles, 1 requests" in err
+    assert "KRW-ETH 1h: 720 candles, 4 requests" in err
     assert "\x1b[" not in out + err  # no terminal control codes on a pipe
     code, out, _ = invoke(
         "fetch",
@@ -103,7 +104,6 @@ def test_failed_markets_exit_1_and_are_listed(sim: SimulatorServer, tmp_path: Pa
         (["KRW/BTC"], "invalid market code 'KRW/BTC'"),
         (["../etc"], "invalid market code '../etc'"),
         (["KRW-BTC", "-t", "2m"], "unsupported timeframe '2m'"),
-        (["KRW-BTC", "-t", "2h"], "2h is not served by Upbit"),
         (["KRW-BTC", "--since", "2026-02-01", "--until", "2026-01-01"], "is not before --until"),
         (["KRW-BTC", "--since", "last tuesday"], "cannot read time 'last tuesday'"),
         (["KRW-BTC", "--days", "3", "--since", "2026-01-01"], "give --days or --since, not both"),

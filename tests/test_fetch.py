@@ -9,7 +9,7 @@ import pytest
 from conftest import NOW, candle_requests, run_fetch, truth
 
 from upbit_cache.cache.store import CandleStore
-from upbit_cache.errors import InvalidRangeError, InvalidTimeframeError, UnknownMarketError
+from upbit_cache.errors import InvalidRangeError, UnknownMarketError
 from upbit_cache.simulator import SimulatorServer
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
@@ -134,11 +134,7 @@ def test_unknown_market_is_refused_before_fetching(sim: SimulatorServer, tmp_pat
     assert not (tmp_path / "candles").exists()
 
 
-def test_derived_timeframe_and_future_range_are_refused(
-    sim: SimulatorServer, tmp_path: Path
-) -> None:
-    with pytest.raises(InvalidTimeframeError, match="2h"):
-        run_fetch(sim.url, tmp_path, ["KRW-BTC"], "2h")
+def test_a_range_in_the_future_is_refused(sim: SimulatorServer, tmp_path: Path) -> None:
     with pytest.raises(InvalidRangeError, match="future"):
         run_fetch(sim.url, tmp_path, ["KRW-BTC"], start=to_ms("2026-12-01"))
 

@@ -10,6 +10,7 @@ import os
 
 import pandas as pd
 
+from upbit_cache.cache.derive import load_any
 from upbit_cache.cache.store import CandleStore
 from upbit_cache.candles import CANDLE_COLUMNS
 from upbit_cache.errors import (
@@ -58,10 +59,13 @@ def load(
     *,
     data_dir: str | os.PathLike[str] | None = None,
 ) -> pd.DataFrame:
-    """Stored candles of one market with start <= time < end, oldest first (no network)."""
+    """Stored candles of one market with start <= time < end, oldest first (no network).
+
+    A timeframe that was not materialised is derived on the fly from a stored finer one.
+    """
     tf = timeframe if isinstance(timeframe, Timeframe) else Timeframe.parse(timeframe)
     lo = to_ms(start) if start is not None else None
     hi = to_ms(end) if end is not None else None
     if lo is not None and hi is not None and lo >= hi:
         raise InvalidRangeError(f"start {start} is not before end {end}")
-    return CandleStore.open(data_dir).load(validate_market(market), tf, lo, hi)
+    return load_any(CandleStore.open(data_dir), validate_market(market), tf, lo, hi)

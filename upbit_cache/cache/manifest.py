@@ -1,13 +1,16 @@
-"""Fetched-range records: which time ranges of a (timeframe, market) were asked of Upbit.
+"""Fetched-range records: which time ranges of a (timeframe, market) are settled in the store.
 
 Upbit sends no candle for a period without trades, so the candles on disk cannot tell a
 quiet hour from one never fetched; this record can. It is written only after the candles it
-vouches for, so it never claims data the store does not have.
+vouches for, so it never claims data the store does not have. A derived timeframe's record
+also names its base and a fingerprint of each base partition it was computed from, so a
+later `resample` recomputes only what changed.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 import pyarrow.fs as pafs
 
@@ -18,23 +21,40 @@ from upbit_cache.errors import StorageError
 _VERSION = 1
 
 
-def read_fetched(fs: pafs.FileSystem, path: str) -> Ranges:
-    """The recorded ranges, or none if nothing was recorded yet."""
+@dataclass(frozen=True)
+class Record:
+    """What the store knows of one (timeframe, market)."""
+
+    fetched: Ranges = field(default_factory=Ranges)
+    derived_from: str | None = None  # base timeframe name, for derived timeframes
+    sources: dict[str, str] = field(default_factory=dict)  # base partition -> fingerprint
+
+
+def read_record(fs: pafs.FileSystem, path: str) -> Record:
+    """The record at `path`, or an empty one if nothing was recorded yet."""
     try:
         with fs.open_input_stream(path) as source:
             raw = source.read()
     except FileNotFoundError:
-        return Ranges()
+        return Record()
     except OSError as exc:
         raise StorageError(f"cannot read {path}: {exc}") from exc
     try:
-        record = json.loads(raw)
-        return Ranges.from_json(record["fetched"])
-    except (ValueError, KeyError, TypeError) as exc:
+        data = json.loads(raw)
+        return Record(
+            fetched=Ranges.from_json(data["fetched"]),
+            derived_from=data.get("derived_from"),
+            sources={str(k): str(v) for k, v in data.get("sources", {}).items()},
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StorageError(f"fetched-range record {path} is damaged ({exc}); delete it") from exc
 
 
-def write_fetched(fs: pafs.FileSystem, path: str, ranges: Ranges) -> None:
+def write_record(fs: pafs.FileSystem, path: str, record: Record) -> None:
     """Replace the record atomically."""
-    body = json.dumps({"version": _VERSION, "fetched": ranges.to_json()}).encode()
+    data: dict[str, object] = {"version": _VERSION, "fetched": record.fetched.to_json()}
+    if record.derived_from is not None:
+        data["derived_from"] = record.derived_from
+        data["sources"] = record.sources
+    body = json.dumps(data).encode()
     atomic_write(fs, path, lambda sink: sink.write(body))

@@ -47,6 +47,13 @@ def partition_starts(tf: Timeframe, ms: np.ndarray) -> np.ndarray:
     )
 
 
+def partition_end(tf: Timeframe, start: int) -> int:
+    """Where the partition starting at `start` ends (the next one's start)."""
+    unit = {"day": "D", "month": "M", "year": "Y"}[partition_span(tf)]
+    first = np.datetime64(start, "ms").astype(f"datetime64[{unit}]")
+    return int((first + 1).astype("datetime64[ms]").astype(np.int64))
+
+
 def partitions_between(tf: Timeframe, start: int, end: int) -> list[int]:
     """Every partition start overlapping [start, end), oldest first."""
     if end <= start:

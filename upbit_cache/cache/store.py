@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from upbit_cache.cache import paths
 from upbit_cache.cache.atomic import atomic_write
 from upbit_cache.cache.locks import FileLock
-from upbit_cache.cache.manifest import read_fetched, write_fetched
+from upbit_cache.cache.manifest import Record, read_record, write_record
 from upbit_cache.cache.ranges import Ranges
 from upbit_cache.candles import (
     CANDLE_SCHEMA,
@@ -75,7 +75,11 @@ class CandleStore:
 
     def fetched(self, tf: Timeframe, market: str) -> Ranges:
         """The time ranges already asked of Upbit for this (timeframe, market)."""
-        return read_fetched(self.fs, paths.fetched_file(self.root, tf, market))
+        return self.record(tf, market).fetched
+
+    def record(self, tf: Timeframe, market: str) -> Record:
+        """Everything recorded of this (timeframe, market): fetched ranges, derivation."""
+        return read_record(self.fs, paths.fetched_file(self.root, tf, market))
 
     def markets(self, tf: Timeframe) -> list[str]:
         """Markets with any fetched range recorded for this timeframe."""
@@ -104,12 +108,20 @@ class CandleStore:
         return from_table(table.sort_by("time"))
 
     def write(
-        self, market: str, tf: Timeframe, candles: pd.DataFrame | pa.Table, covered: Ranges
+        self,
+        market: str,
+        tf: Timeframe,
+        candles: pd.DataFrame | pa.Table,
+        covered: Ranges,
+        *,
+        derived_from: Timeframe | None = None,
+        sources: dict[str, str] | None = None,
     ) -> int:
-        """Merge candles into their partitions, then record `covered` as fetched.
+        """Merge candles into their partitions, then record `covered` as settled.
 
-        Rows replace stored rows with the same `time`. Returns the number of rows written.
-        The caller holds `lock(tf, market)`.
+        Rows replace stored rows with the same `time`. For a derived timeframe, `derived_from`
+        and the base partitions' fingerprints (`sources`) are recorded too. Returns the number
+        of rows written. The caller holds `lock(tf, market)`.
         """
         table = to_table(candles)
         if table.num_rows:
@@ -118,9 +130,13 @@ class CandleStore:
             bounds = np.flatnonzero(np.diff(starts[order])) + 1
             for rows in np.split(order, bounds):
                 self._merge_partition(market, tf, int(starts[rows[0]]), table.take(rows))
-        if covered:
-            record = paths.fetched_file(self.root, tf, market)
-            write_fetched(self.fs, record, read_fetched(self.fs, record).union(covered))
+        if covered or sources:
+            path = paths.fetched_file(self.root, tf, market)
+            old = read_record(self.fs, path)
+            base = derived_from.name if derived_from is not None else old.derived_from
+            kept = old.sources if base == old.derived_from else {}
+            record = Record(old.fetched.union(covered), base, {**kept, **(sources or {})})
+            write_record(self.fs, path, record)
         return table.num_rows
 
     def _merge_partition(self, market: str, tf: Timeframe, start: int, new: pa.Table) -> None:
@@ -129,6 +145,10 @@ class CandleStore:
         # Old rows first, so that for a repeated time the new row wins.
         merged = dedupe_by_time(new if old is None else pa.concat_tables([old, new]))
         atomic_write(self.fs, final, lambda sink: pq.write_table(merged, sink, compression="zstd"))
+
+    def partition_files(self, tf: Timeframe, market: str) -> dict[int, pafs.FileInfo]:
+        """The data files of one (timeframe, market), by partition start."""
+        return {paths.parse_partition(i.path)[2]: i for i in self._infos(market, tf, None, None)}
 
     def _read_file(self, path: str) -> pa.Table | None:
         try:
@@ -139,6 +159,11 @@ class CandleStore:
             raise StorageError(f"cannot read {path}: {exc}") from exc
 
     def _files(self, market: str, tf: Timeframe, start: int | None, end: int | None) -> list[str]:
+        return sorted(i.path for i in self._infos(market, tf, start, end))
+
+    def _infos(
+        self, market: str, tf: Timeframe, start: int | None, end: int | None
+    ) -> list[pafs.FileInfo]:
         if start is not None and end is not None:
             wanted = [
                 paths.data_file(self.root, tf, market, p)
@@ -149,6 +174,4 @@ class CandleStore:
             base = f"{paths.candles_root(self.root, tf)}/market={market}"
             selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
             infos = self.fs.get_file_info(selector)
-        return sorted(
-            i.path for i in infos if i.type == pafs.FileType.File and i.base_name == paths.DATA_FILE
-        )
+        return [i for i in infos if i.type == pafs.FileType.File and i.base_name == paths.DATA_FILE]

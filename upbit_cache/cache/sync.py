@@ -15,6 +15,8 @@ from typing import Protocol
 
 import pyarrow as pa
 
+from upbit_cache.cache.derive import DeriveOutcome, materialise_many
+from upbit_cache.cache.planner import Plan, plan_fetch
 from upbit_cache.cache.ranges import Ranges
 from upbit_cache.cache.store import CandleStore
 from upbit_cache.candles import CANDLE_SCHEMA
@@ -23,7 +25,6 @@ from upbit_cache.collector.config import ClientConfig
 from upbit_cache.collector.paging import DEFAULT_WINDOW, fetch_pages, plan_pages
 from upbit_cache.errors import (
     InvalidRangeError,
-    InvalidTimeframeError,
     IPBlockedError,
     UnknownMarketError,
     UpbitCacheError,
@@ -57,6 +58,8 @@ class SyncReport:
     rate_limited: int = 0
     seconds: float = 0.0
     blocked: str | None = None  # Upbit's 418 message, if the run was stopped by one
+    plan: Plan | None = None
+    derived: list[DeriveOutcome] = field(default_factory=list)
 
     @property
     def candles(self) -> int:
@@ -106,12 +109,10 @@ async def fetch(
 
     Without `start`, the last `days` (default 30) by Upbit's clock; without `end`, up to the
     last closed period. With no `markets`, every market of `quote` (default KRW). Markets
-    Upbit does not list are refused before anything is fetched.
+    Upbit does not list are refused before anything is fetched. Only one timeframe is asked
+    of Upbit (the plan's base); the others are derived from it and materialised.
     """
     wanted = validate_markets(markets)
-    for tf in timeframes:
-        if not tf.native:
-            raise InvalidTimeframeError(f"{tf} is not served by Upbit; fetch a native timeframe")
     if start is not None and end is not None and end <= start:
         raise InvalidRangeError("the range is empty: start must be before end")
     store.ensure_writable()
@@ -128,7 +129,16 @@ async def fetch(
             start = now - int((days if days is not None else DEFAULT_DAYS) * DAY_MS)
         if start >= now:
             raise InvalidRangeError("the range starts in the future (by Upbit's clock)")
-        return await sync_markets(store, client, wanted, timeframes, start, end, progress)
+        plan = plan_fetch(store, wanted, timeframes, start, now if end is None else min(end, now))
+        report = await sync_markets(
+            store, client, wanted, [plan.base], plan.start, plan.end, progress
+        )
+    began = time.monotonic()
+    jobs = [(m, t, plan.base) for m in wanted for t in plan.derived]
+    report.derived = await materialise_many(store, jobs)
+    report.plan = plan
+    report.seconds += time.monotonic() - began
+    return report
 
 
 async def sync_markets(

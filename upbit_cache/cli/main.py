@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import version as package_version
@@ -12,9 +13,10 @@ from typing import Annotated
 
 import typer
 
+from upbit_cache.cache.derive import resample_store
 from upbit_cache.cache.store import ENV_DATA_DIR, CandleStore
 from upbit_cache.cache.sync import fetch as fetch_candles
-from upbit_cache.cli.render import progress_for, summary
+from upbit_cache.cli.render import derive_summary, progress_for, summary
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.errors import InvalidRangeError, UpbitCacheError, UsageError
 from upbit_cache.timeframes import Timeframe
@@ -152,3 +154,38 @@ def fetch(
             typer.echo(f"upbit-cache: error: {report.blocked}", err=True)
         if report.failed:
             raise typer.Exit(1)
+
+
+@app.command("resample")
+def resample_command(
+    markets: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Markets such as KRW-BTC; none means every stored market.", show_default=False
+        ),
+    ] = None,
+    timeframe: Annotated[
+        str, typer.Option("-t", "--timeframe", help="Timeframes to derive, e.g. 1h,4h or 2h,1d.")
+    ] = "1h",
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Base timeframe (default: the finest stored one dividing each).",
+            show_default=False,
+        ),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Derive timeframes from stored finer candles and write them to the store (incremental).
+
+    Example: upbit-cache resample KRW-BTC -t 1h,4h --from 15m
+    """
+    with _one_line_errors():
+        targets = Timeframe.parse_list(timeframe)
+        base = Timeframe.parse(source) if source is not None else None
+        began = time.monotonic()
+        outcomes = asyncio.run(
+            resample_store(CandleStore.open(data_dir), markets or [], targets, base)
+        )
+        typer.echo(derive_summary(outcomes, time.monotonic() - began))

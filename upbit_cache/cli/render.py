@@ -10,6 +10,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from upbit_cache.cache.derive import DeriveOutcome
 from upbit_cache.cache.sync import MarketOutcome, SyncReport
 
 
@@ -112,8 +113,27 @@ def summary(report: SyncReport) -> str:
         f"{report.candle_requests:,} requests, {report.rate_limited} 429s, "
         f"{report.seconds:.1f} s"
     )
+    plan = report.plan
+    if plan is not None and plan.derived:
+        derived = sum(d.candles for d in report.derived)
+        line += (
+            f"; plan: base {plan.base} ({plan.planned_requests:,} requests planned), "
+            f"derived {', '.join(t.name for t in plan.derived)} ({derived:,} candles)"
+        )
     if report.failed:
         line += f"; {len(report.failed)} failed: " + ", ".join(
             f"{o.market} {o.timeframe}" for o in report.failed
         )
     return line
+
+
+def derive_summary(outcomes: list[DeriveOutcome], seconds: float) -> str:
+    """The one line that ends a resample run."""
+    recomputed = sum(o.recomputed for o in outcomes)
+    unchanged = sum(o.unchanged for o in outcomes)
+    bases = sorted({f"{o.target} from {o.base}" for o in outcomes})
+    return (
+        f"{len({o.market for o in outcomes})} markets, {', '.join(bases)}: "
+        f"{sum(o.candles for o in outcomes):,} candles written, {recomputed} base partitions "
+        f"recomputed, {unchanged} unchanged, {seconds:.1f} s"
+    )

@@ -3,8 +3,9 @@
 Pages are cut on the time grid (`to` = a period boundary, `count` = periods in the page), not
 chained on the oldest candle received, so they do not wait for each other: a market's pages
 go out as fast as the rate limiter allows, whatever the latency. Upbit skips periods without
-trades, so a short page is normal; an empty page means no older history (listing start), and
-the older pages of that market are then not requested at all.
+trades, so a short page is normal, and so is an empty one in a quiet stretch; empty pages
+covering a week in a row mean no older history (the listing), and the older pages of that
+market are then not requested at all.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from upbit_cache.collector.client import MAX_PAGE, UpbitClient
 from upbit_cache.timeframes import Timeframe
 
 DEFAULT_WINDOW = 4  # pages of one market in flight at once
+# Upbit skips periods without trades, so one empty page may just be a quiet stretch. Empty
+# pages covering a whole week in a row mean the market was not trading yet (its listing).
+END_OF_HISTORY_MS = 7 * 86_400_000
 
 
 @dataclass(frozen=True)
@@ -68,10 +72,28 @@ async def fetch_pages(
     pages still waiting are then never sent.
     """
     slots = asyncio.Semaphore(window)
-    history_start: int | None = None  # set by the first empty page
+    history_start: int | None = None  # older pages are not requested
+    empty: dict[int, bool] = {}  # page index -> came back empty
+    walked = 0  # pages before this index were examined in order, newest first
+    run_start: int | None = None  # oldest start of the current run of empty pages
+    run_end = 0
 
-    async def run(page: Page) -> PageResult:
-        nonlocal history_start
+    def examine() -> None:
+        """Walk finished pages newest first; a long enough empty run ends the history."""
+        nonlocal walked, run_start, run_end, history_start
+        while walked in empty:
+            page = pages[walked]
+            walked += 1
+            if not empty[walked - 1]:
+                run_start = None
+                continue
+            if run_start is None or page.to != run_start:
+                run_end = page.to  # a new run (or a jump to another missing range)
+            run_start = page.start
+            if run_end - run_start >= END_OF_HISTORY_MS and history_start is None:
+                history_start = run_start
+
+    async def run(index: int, page: Page) -> PageResult:
         async with slots:
             if history_start is not None and page.to <= history_start:
                 skipped = CANDLE_SCHEMA.empty_table()
@@ -80,15 +102,15 @@ async def fetch_pages(
         # Defensive: only candles that start before `to` (never one still in progress).
         times = table["time"].cast(pa.int64())
         table = table.filter(pc.less(times, page.to))
+        empty[index] = table.num_rows == 0
+        examine()
         if table.num_rows == 0:
-            if history_start is None or page.start > history_start:
-                history_start = page.start
             return PageResult(page, table, (page.start, page.to), requested=True)
         oldest = int(times[0].as_py())
         low = min(page.start, oldest) if table.num_rows >= page.count else page.start
         return PageResult(page, table, (low, page.to), requested=True)
 
-    tasks = [asyncio.ensure_future(run(page)) for page in pages]
+    tasks = [asyncio.ensure_future(run(i, page)) for i, page in enumerate(pages)]
     try:
         for next_done in asyncio.as_completed(tasks):
             yield await next_done

@@ -1,0 +1,185 @@
+"""Derived timeframes: materialised on disk from a stored base, or computed on the fly.
+
+A derived candle is final only when its whole period lies inside a range the base has
+settled (fetched, with or without trades); the open period is left for a later run.
+Materialising is incremental: each base partition is fingerprinted (file size and mtime,
+plus the base's settled ranges inside it), and only spans whose fingerprint changed since
+the last run are recomputed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow.fs as pafs
+
+from upbit_cache.cache import paths
+from upbit_cache.cache.ranges import Ranges
+from upbit_cache.cache.store import CandleStore
+from upbit_cache.candles import CANDLE_COLUMNS, empty_candles
+from upbit_cache.errors import InvalidTimeframeError, UsageError
+from upbit_cache.markets import validate_markets
+from upbit_cache.timeframes import SUPPORTED, Timeframe, resample
+
+
+@dataclass
+class DeriveOutcome:
+    """What materialising one (market, target) did."""
+
+    market: str
+    target: Timeframe
+    base: Timeframe
+    recomputed: int = 0  # base partitions whose change was carried over
+    unchanged: int = 0
+    candles: int = 0
+
+
+def settled_periods(base_settled: Ranges, target: Timeframe) -> Ranges:
+    """The whole target periods inside the ranges the base has settled."""
+    return Ranges.of((target.ceil_one(start), target.floor_one(end)) for start, end in base_settled)
+
+
+def derive_frame(
+    base_rows: pd.DataFrame, base: Timeframe, target: Timeframe, settled: Ranges
+) -> pd.DataFrame:
+    """Target candles from base candles, only for periods inside `settled` (target-aligned)."""
+    out = resample(base_rows, base, target)[list(CANDLE_COLUMNS)]
+    if out.empty or not settled:
+        return out.iloc[:0]
+    start = out["time"].astype("int64").to_numpy()
+    end = target.shift(start, 1)
+    lo = np.array([s for s, _ in settled], dtype=np.int64)
+    hi = np.array([e for _, e in settled], dtype=np.int64)
+    slot = np.searchsorted(lo, start, side="right") - 1
+    inside = (slot >= 0) & (end <= hi[np.maximum(slot, 0)])
+    return out[inside].reset_index(drop=True)
+
+
+def materialise(
+    store: CandleStore, market: str, target: Timeframe, base: Timeframe
+) -> DeriveOutcome:
+    """Bring the stored `target` candles of `market` up to date with its `base` candles.
+
+    The caller holds `store.lock(target, market)`.
+    """
+    if base == target or not base.divides(target):
+        raise InvalidTimeframeError(
+            f"cannot derive {target} from {base}: {base} does not divide it"
+        )
+    outcome = DeriveOutcome(market, target, base)
+    record = store.record(target, market)
+    known = record.sources if record.derived_from == base.name else {}
+    base_settled = store.fetched(base, market)
+    files = store.partition_files(base, market)
+    starts = set(files)
+    for lo, hi in base_settled:
+        starts.update(paths.partitions_between(base, lo, hi))
+    changed: dict[str, str] = {}
+    spans = []
+    for start in sorted(starts):
+        end = paths.partition_end(base, start)
+        mark = _fingerprint(files.get(start), base_settled.clip(start, end))
+        if known.get(str(start)) == mark:
+            outcome.unchanged += 1
+            continue
+        changed[str(start)] = mark
+        spans.append((target.floor_one(start), target.ceil_one(end)))
+    if not changed:
+        return outcome
+    frames, covered = [], []
+    for lo, hi in Ranges.of(spans):
+        settled = settled_periods(base_settled.clip(lo, hi), target)
+        frames.append(derive_frame(store.load(market, base, lo, hi), base, target, settled))
+        covered.extend(settled)
+    rows = pd.concat(frames, ignore_index=True) if frames else empty_candles()
+    outcome.candles = store.write(
+        market, target, rows, Ranges.of(covered), derived_from=base, sources=changed
+    )
+    outcome.recomputed = len(changed)
+    return outcome
+
+
+def load_any(
+    store: CandleStore, market: str, tf: Timeframe, start: int | None, end: int | None
+) -> pd.DataFrame:
+    """Candles of `tf` from the store, derived on the fly from a stored base where that
+    covers more of [start, end) than `tf`'s own stored candles do."""
+    settled = {b: store.fetched(b, market) for b in (tf, *tf.divisors())}
+    known = [r for r in settled.values() if r]
+    if not known:
+        return store.load(market, tf, start, end)
+    lo = tf.floor_one(start) if start is not None else min(r.intervals[0][0] for r in known)
+    hi = tf.ceil_one(end) if end is not None else max(r.intervals[-1][1] for r in known)
+    best, best_cover = None, settled[tf].clip(lo, hi).total()
+    for base in reversed(tf.divisors()):  # coarsest first: least to read
+        cover = settled_periods(settled[base].clip(lo, hi), tf).total()
+        if cover > best_cover:
+            best, best_cover = base, cover
+    if best is None:
+        return store.load(market, tf, start, end)
+    periods = settled_periods(settled[best].clip(lo, hi), tf)
+    rows = derive_frame(store.load(market, best, lo, hi), best, tf, periods)
+    times = rows["time"].astype("int64")
+    keep = (times >= (lo if start is None else start)) & (times < (hi if end is None else end))
+    return rows[keep].reset_index(drop=True)
+
+
+def _fingerprint(info: pafs.FileInfo | None, settled: Ranges) -> str:
+    data = f"{info.size}:{info.mtime_ns}" if info is not None else "-"
+    ranges = hashlib.sha1(repr(settled.intervals).encode(), usedforsecurity=False)
+    return f"{data}:{ranges.hexdigest()[:16]}"
+
+
+def choose_base(store: CandleStore, market: str, target: Timeframe) -> Timeframe | None:
+    """The finest stored timeframe that divides `target`, for this market."""
+    for base in target.divisors():
+        if store.fetched(base, market):
+            return base
+    return None
+
+
+async def materialise_many(
+    store: CandleStore,
+    jobs: Sequence[tuple[str, Timeframe, Timeframe]],
+    parallel: int = 2,
+) -> list[DeriveOutcome]:
+    """Run `materialise` for (market, target, base) jobs, each under its writer lock."""
+    gate = asyncio.Semaphore(parallel)
+
+    async def one(market: str, target: Timeframe, base: Timeframe) -> DeriveOutcome:
+        async with gate, store.lock(target, market):
+            return await asyncio.to_thread(materialise, store, market, target, base)
+
+    return list(await asyncio.gather(*(one(*job) for job in jobs)))
+
+
+async def resample_store(
+    store: CandleStore,
+    markets: Sequence[str],
+    targets: Sequence[Timeframe],
+    base: Timeframe | None = None,
+) -> list[DeriveOutcome]:
+    """`upbit-cache resample`: derive `targets` for `markets` (none: every stored market)
+    from `base` (none: the finest stored timeframe dividing each target)."""
+    for target in targets:
+        if base is not None and (base == target or not base.divides(target)):
+            raise InvalidTimeframeError(
+                f"cannot derive {target} from {base}: {base} does not divide it"
+            )
+    names = validate_markets(markets) or sorted({m for tf in SUPPORTED for m in store.markets(tf)})
+    jobs = []
+    for market in names:
+        for target in targets:
+            chosen = base if base is not None else choose_base(store, market, target)
+            if chosen is not None and store.fetched(chosen, market):
+                jobs.append((market, target, chosen))
+    if not jobs:
+        wanted = ", ".join(t.name for t in targets)
+        source = f"{base}" if base is not None else "a finer timeframe"
+        raise UsageError(f"nothing stored to derive {wanted} from; fetch {source} first")
+    return await materialise_many(store, jobs)

@@ -1,0 +1,66 @@
+"""Plan a fetch: which one native timeframe to ask Upbit for, so every requested timeframe
+can be served from it with the fewest requests, given what the store already holds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from upbit_cache.cache.ranges import Ranges
+from upbit_cache.cache.store import CandleStore
+from upbit_cache.collector.client import MAX_PAGE
+from upbit_cache.errors import InvalidTimeframeError
+from upbit_cache.timeframes import SUPPORTED, Timeframe
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The base to fetch, what is derived from it, and the requests that should take."""
+
+    base: Timeframe
+    derived: tuple[Timeframe, ...]
+    start: int  # the base window: [start, end), base-aligned
+    end: int
+    planned_requests: int
+
+    def describe(self) -> str:
+        derived = ", ".join(t.name for t in self.derived) or "none"
+        return f"base {self.base}, derived {derived}, {self.planned_requests:,} requests planned"
+
+
+def pages_for(tf: Timeframe, missing: Ranges) -> int:
+    """Requests needed to fetch `missing` (tf-aligned ranges), 200 periods a page."""
+    return sum(-(-tf.count_periods(lo, hi) // MAX_PAGE) for lo, hi in missing)
+
+
+def missing(store: CandleStore, market: str, tf: Timeframe, start: int, end: int) -> Ranges:
+    """What of [start, end) the store has not settled for (tf, market)."""
+    return Ranges.of([(start, end)]).subtract(store.fetched(tf, market))
+
+
+def plan_fetch(
+    store: CandleStore,
+    markets: Sequence[str],
+    timeframes: Sequence[Timeframe],
+    start: int,
+    end: int,
+) -> Plan:
+    """Choose the native base dividing every requested timeframe that needs fewest requests.
+
+    `end` is a time (Upbit's now, or the caller's end); each timeframe only counts periods
+    that have closed before it. Ties go to the coarsest base (fewest rows to store).
+    """
+    candidates = [b for b in SUPPORTED if b.native and all(b.divides(t) for t in timeframes)]
+    if not candidates:
+        names = ", ".join(t.name for t in timeframes)
+        raise InvalidTimeframeError(f"no timeframe Upbit serves divides all of {names}")
+    lo = min(t.floor_one(start) for t in timeframes)
+    best: Plan | None = None
+    for base in reversed(candidates):  # coarsest first
+        hi = base.floor_one(end)
+        cost = sum(pages_for(base, missing(store, m, base, lo, hi)) for m in markets)
+        if best is None or cost < best.planned_requests:
+            derived = tuple(t for t in timeframes if t != base)
+            best = Plan(base, derived, lo, hi, cost)
+    assert best is not None
+    return best
