@@ -24,6 +24,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_fetch.py
+	$(BIN)/python scripts/bench_backtest.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,8 +1,9 @@
 """Fetch benchmark: 200 KRW markets x 30 days of 1h, cold then warm, against the simulator.
 
-The simulator answers with ~30 ms latency and enforces 10 requests/s. Prints wall seconds,
-candle requests, 429s, and wall / (requests / 10 req/s), the ratio to the rate-limit bound.
-Targets: cold within 5% of the bound with zero 429s; warm <= 1 request per market.
+The simulator runs in its own process, answers with ~30 ms latency and enforces 10
+requests/s. Prints wall seconds, candle requests, 429s, and wall / (requests / 10 req/s),
+the ratio to the rate-limit bound. Targets: cold within 5% of the bound with zero 429s;
+warm <= 1 request per market.
 
     python scripts/bench_fetch.py [--markets 200] [--days 30] [--latency 0.03]
 """
@@ -11,22 +12,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import tempfile
 import time
+import urllib.request
+
+from simproc import SimProcess
 
 from upbit_cache.cache.store import CandleStore
 from upbit_cache.cache.sync import fetch
 from upbit_cache.collector.config import ClientConfig
-from upbit_cache.simulator import SimulatorConfig, SimulatorServer
 from upbit_cache.timeframes import Timeframe
-from upbit_cache.times import to_ms
 
 CLOCK = "2026-11-20T00:20:00Z"
 RATE = 10
 
 
-def run(sim: SimulatorServer, data_dir: str, markets: list[str], days: int, label: str) -> None:
-    sim.reset_stats()
+def run(sim: SimProcess, data_dir: str, markets: list[str], days: int, label: str) -> None:
+    sim.reset()
     began = time.perf_counter()
     report = asyncio.run(
         fetch(
@@ -50,23 +53,28 @@ def run(sim: SimulatorServer, data_dir: str, markets: list[str], days: int, labe
     )
 
 
+def krw_markets(url: str, count: int) -> list[str]:
+    with urllib.request.urlopen(f"{url}/v1/market/all", timeout=10) as answer:
+        listed = [m["market"] for m in json.loads(answer.read())]
+    return [m for m in listed if m.startswith("KRW-")][:count]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markets", type=int, default=200)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--latency", type=float, default=0.03)
     args = parser.parse_args()
-    config = SimulatorConfig(rate=RATE, latency=args.latency, clock_start=CLOCK, frozen=True)
-    with SimulatorServer(config) as sim, tempfile.TemporaryDirectory() as data_dir:
-        listed = sim.history.listed_markets(to_ms(CLOCK))
-        markets = [m.market for m in listed if m.market.startswith("KRW-")][: args.markets]
+    flags = ["--rate", str(RATE), "--latency", str(args.latency), "--clock", CLOCK, "--frozen"]
+    with SimProcess(*flags) as sim, tempfile.TemporaryDirectory() as data_dir:
+        markets = krw_markets(sim.url, args.markets)
         print(
             f"{len(markets)} KRW markets x {args.days} days of 1h, simulator latency "
             f"{args.latency * 1000:.0f} ms, limit {RATE} req/s"
         )
         run(sim, data_dir, markets, args.days, "cold (empty dir)")
         run(sim, data_dir, markets, args.days, "warm (same hour)")
-        sim.clock.advance(3600)
+        sim.advance(3600)
         run(sim, data_dir, markets, args.days, "warm (one hour later)")
 
 

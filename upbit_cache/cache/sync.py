@@ -60,6 +60,7 @@ class SyncReport:
     blocked: str | None = None  # Upbit's 418 message, if the run was stopped by one
     plan: Plan | None = None
     derived: list[DeriveOutcome] = field(default_factory=list)
+    derive_seconds: float = 0.0
 
     @property
     def candles(self) -> int:
@@ -137,7 +138,8 @@ async def fetch(
     jobs = [(m, t, plan.base) for m in wanted for t in plan.derived]
     report.derived = await materialise_many(store, jobs)
     report.plan = plan
-    report.seconds += time.monotonic() - began
+    report.derive_seconds = time.monotonic() - began
+    report.seconds += report.derive_seconds
     return report
 
 
