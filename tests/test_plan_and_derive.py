@@ -95,7 +95,7 @@ def test_the_plan_uses_what_is_stored(sim: SimulatorServer, tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("base", "targets", "days"),
     [
-        ("1m", "3m,5m,15m,1h,4h", 2),
+        ("1m", "3m,5m,10m,15m,30m,1h,4h", 2),
         ("1h", "4h", 20),
         ("4h", "1d", 60),
         ("1d", "1w,1M", 400),
@@ -174,3 +174,15 @@ def test_resample_errors_are_one_line(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "cannot derive 6h from 4h" in result.stderr
+
+
+def test_load_can_fill_gaps_on_request(sim: SimulatorServer, tmp_path: Path) -> None:
+    market = next(m.market for m in sim.history.markets if m.sparse)
+    run_fetch(sim.url, tmp_path, [market], "1h", days=5)
+    plain = upbit_cache.load(market, "1h", "2026-11-16", "2026-11-20", data_dir=tmp_path)
+    grid = upbit_cache.load(market, "1h", "2026-11-16", "2026-11-20", data_dir=tmp_path, fill=True)
+    assert len(plain) < 96
+    assert grid["filled"].sum() == len(grid) - len(plain)
+    real = grid[~grid["filled"]].drop(columns="filled").reset_index(drop=True)
+    pd.testing.assert_frame_equal(real, plain)
+    assert grid["time"].diff().dropna().nunique() == 1  # a regular grid

@@ -28,7 +28,7 @@ from upbit_cache.errors import (
     UsageError,
 )
 from upbit_cache.markets import validate_market
-from upbit_cache.timeframes import Timeframe
+from upbit_cache.timeframes import Timeframe, fill_gaps
 from upbit_cache.times import TimeLike, to_ms
 
 __all__ = [
@@ -58,14 +58,22 @@ def load(
     end: TimeLike | None = None,
     *,
     data_dir: str | os.PathLike[str] | None = None,
+    fill: bool = False,
 ) -> pd.DataFrame:
     """Stored candles of one market with start <= time < end, oldest first (no network).
 
     A timeframe that was not materialised is derived on the fly from a stored finer one.
+    Periods without trades have no row, as on Upbit; `fill=True` gives a regular grid
+    instead, made-up rows (previous close, zero volume) marked in a `filled` column.
     """
     tf = timeframe if isinstance(timeframe, Timeframe) else Timeframe.parse(timeframe)
     lo = to_ms(start) if start is not None else None
     hi = to_ms(end) if end is not None else None
     if lo is not None and hi is not None and lo >= hi:
         raise InvalidRangeError(f"start {start} is not before end {end}")
-    return load_any(CandleStore.open(data_dir), validate_market(market), tf, lo, hi)
+    frame = load_any(CandleStore.open(data_dir), validate_market(market), tf, lo, hi)
+    if not fill or frame.empty:
+        return frame
+    first = int(frame["time"].iloc[0].value // 1_000_000) if lo is None else lo
+    last = tf.shift_one(int(frame["time"].iloc[-1].value // 1_000_000), 1) if hi is None else hi
+    return fill_gaps(frame, tf, first, last)
