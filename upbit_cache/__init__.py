@@ -7,10 +7,8 @@ frame = upbit_cache.load("KRW-BTC", "1h", "2026-11-01", "2026-11-08")
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from upbit_cache.cache.derive import load_any
 from upbit_cache.cache.store import CandleStore
 from upbit_cache.candles import CANDLE_COLUMNS
 from upbit_cache.errors import (
@@ -28,8 +26,11 @@ from upbit_cache.errors import (
     UsageError,
 )
 from upbit_cache.markets import validate_market
-from upbit_cache.timeframes import Timeframe, fill_gaps
+from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import TimeLike, to_ms
+
+if TYPE_CHECKING:  # pandas loads on first use, so `upbit-cache` starts fast
+    import pandas as pd
 
 __all__ = [
     "CANDLE_COLUMNS",
@@ -71,6 +72,9 @@ def load(
     hi = to_ms(end) if end is not None else None
     if lo is not None and hi is not None and lo >= hi:
         raise InvalidRangeError(f"start {start} is not before end {end}")
+    from upbit_cache.cache.derive import load_any
+    from upbit_cache.timeframes.convert import fill_gaps
+
     frame = load_any(CandleStore.open(data_dir), validate_market(market), tf, lo, hi)
     if not fill or frame.empty:
         return frame

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+
+if TYPE_CHECKING:  # pandas is imported only where a frame is made, to keep CLI start fast
+    import pandas as pd
 
 TIME_TYPE = pa.timestamp("ms", tz="UTC")
 
@@ -33,6 +37,7 @@ def to_table(candles: pd.DataFrame | pa.Table) -> pa.Table:
     """A candle frame or table as an Arrow table with exactly CANDLE_SCHEMA."""
     if isinstance(candles, pa.Table):
         return candles.select(list(CANDLE_COLUMNS)).cast(CANDLE_SCHEMA)
+
     return pa.Table.from_pandas(
         candles[list(CANDLE_COLUMNS)], schema=CANDLE_SCHEMA, preserve_index=False
     )

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pandas as pd
-
 from upbit_cache.errors import InvalidRangeError
 
-TimeLike = str | int | datetime | pd.Timestamp
+# A pandas Timestamp is a datetime too; pandas is not imported here to keep CLI start fast.
+TimeLike = str | int | datetime
 
 
 def to_ms(value: TimeLike) -> int:
@@ -17,16 +16,17 @@ def to_ms(value: TimeLike) -> int:
         raise InvalidRangeError(f"not a time: {value!r}")
     if isinstance(value, int):
         return value
-    try:
-        stamp = pd.Timestamp(value.strip() if isinstance(value, str) else value)
-    except (ValueError, TypeError) as exc:
-        raise InvalidRangeError(
-            f"cannot read time {value!r}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+09:00]"
-        ) from exc
-    if stamp is pd.NaT:
-        raise InvalidRangeError(f"not a time: {value!r}")
+    if isinstance(value, datetime):
+        stamp = value
+    else:
+        try:
+            stamp = datetime.fromisoformat(str(value).strip())
+        except ValueError as exc:
+            raise InvalidRangeError(
+                f"cannot read time {value!r}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+09:00]"
+            ) from exc
     if stamp.tzinfo is None:
-        stamp = stamp.tz_localize(UTC)
+        stamp = stamp.replace(tzinfo=UTC)
     return int(stamp.timestamp() * 1000)
 
 

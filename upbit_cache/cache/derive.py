@@ -24,7 +24,8 @@ from upbit_cache.cache.store import CandleStore
 from upbit_cache.candles import CANDLE_COLUMNS, empty_candles
 from upbit_cache.errors import InvalidTimeframeError, UsageError
 from upbit_cache.markets import validate_markets
-from upbit_cache.timeframes import SUPPORTED, Timeframe, resample
+from upbit_cache.timeframes import SUPPORTED, Timeframe
+from upbit_cache.timeframes.convert import resample
 
 
 @dataclass

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import platformdirs
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -17,17 +17,14 @@ from upbit_cache.cache import paths
 from upbit_cache.cache.atomic import atomic_write
 from upbit_cache.cache.locks import FileLock
 from upbit_cache.cache.manifest import Record, read_record, write_record
+from upbit_cache.cache.memory import MemoryCache
 from upbit_cache.cache.ranges import Ranges
-from upbit_cache.candles import (
-    CANDLE_SCHEMA,
-    TIME_TYPE,
-    dedupe_by_time,
-    empty_candles,
-    from_table,
-    to_table,
-)
+from upbit_cache.candles import CANDLE_SCHEMA, dedupe_by_time, from_table, to_table
 from upbit_cache.errors import StorageError
 from upbit_cache.timeframes import Timeframe
+
+if TYPE_CHECKING:  # pandas is imported only where a frame is made, to keep CLI start fast
+    import pandas as pd
 
 ENV_DATA_DIR = "UPBIT_CACHE_DIR"
 
@@ -44,7 +41,12 @@ class CandleStore:
     need a lock, because every file is replaced by an atomic rename.
     """
 
-    def __init__(self, root: str | os.PathLike[str], filesystem: pafs.FileSystem | None = None):
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        filesystem: pafs.FileSystem | None = None,
+        memory: MemoryCache | None = None,
+    ):
         text = os.fspath(root)
         if filesystem is None:
             if "://" in text:
@@ -53,12 +55,15 @@ class CandleStore:
                 filesystem, text = pafs.LocalFileSystem(), str(Path(text).expanduser().absolute())
         self.fs = filesystem
         self.root = text.rstrip("/")
+        self.memory = memory if memory is not None else MemoryCache()
         self._local = isinstance(filesystem, pafs.LocalFileSystem)
 
     @classmethod
-    def open(cls, data_dir: str | os.PathLike[str] | None = None) -> CandleStore:
+    def open(
+        cls, data_dir: str | os.PathLike[str] | None = None, memory: MemoryCache | None = None
+    ) -> CandleStore:
         """The store at `data_dir`, or at the default data dir."""
-        return cls(data_dir if data_dir is not None else default_data_dir())
+        return cls(data_dir if data_dir is not None else default_data_dir(), memory=memory)
 
     def ensure_writable(self) -> None:
         """Fail early, with the path in the message, if nothing can be written here."""
@@ -91,21 +96,25 @@ class CandleStore:
         self, market: str, tf: Timeframe, start: int | None = None, end: int | None = None
     ) -> pd.DataFrame:
         """Stored candles of one market with start <= time < end (epoch ms), oldest first."""
-        files = self._files(market, tf, start, end)
-        if not files:
-            return empty_candles()
-        dataset = ds.dataset(files, schema=CANDLE_SCHEMA, format="parquet", filesystem=self.fs)
-        condition = None
-        if start is not None:
-            condition = ds.field("time") >= pa.scalar(start, TIME_TYPE)
+        return from_table(self.load_table(market, tf, start, end))
+
+    def load_table(
+        self, market: str, tf: Timeframe, start: int | None = None, end: int | None = None
+    ) -> pa.Table:
+        """`load` as an Arrow table (CANDLE_SCHEMA), read through the memory layer."""
+        infos = sorted(self._infos(market, tf, start, end), key=_path)
+        parts = [self._read(info) for info in infos]
+        if not parts:
+            return CANDLE_SCHEMA.empty_table()
+        table = pa.concat_tables(parts)
+        if start is None and end is None:
+            return table
+        times = table["time"].cast(pa.int64())
+        keep = pc.greater_equal(times, start) if start is not None else None
         if end is not None:
-            upper = ds.field("time") < pa.scalar(end, TIME_TYPE)
-            condition = upper if condition is None else condition & upper
-        try:
-            table = dataset.to_table(filter=condition)
-        except OSError as exc:
-            raise StorageError(f"cannot read {market} {tf} from {self.root}: {exc}") from exc
-        return from_table(table.sort_by("time"))
+            upper = pc.less(times, end)
+            keep = upper if keep is None else pc.and_(keep, upper)
+        return table.filter(keep)
 
     def write(
         self,
@@ -141,25 +150,31 @@ class CandleStore:
 
     def _merge_partition(self, market: str, tf: Timeframe, start: int, new: pa.Table) -> None:
         final = paths.data_file(self.root, tf, market, start)
-        old = self._read_file(final)
+        [info] = self.fs.get_file_info([final])
+        old = self._read(info) if info.type == pafs.FileType.File else None
         # Old rows first, so that for a repeated time the new row wins.
         merged = dedupe_by_time(new if old is None else pa.concat_tables([old, new]))
         atomic_write(self.fs, final, lambda sink: pq.write_table(merged, sink, compression="zstd"))
+        # Just written: keep it in memory, so a read that follows costs no disk read.
+        [info] = self.fs.get_file_info([final])
+        self.memory.put(final, _version(info), merged)
 
     def partition_files(self, tf: Timeframe, market: str) -> dict[int, pafs.FileInfo]:
         """The data files of one (timeframe, market), by partition start."""
         return {paths.parse_partition(i.path)[2]: i for i in self._infos(market, tf, None, None)}
 
-    def _read_file(self, path: str) -> pa.Table | None:
-        try:
-            return pq.read_table(path, filesystem=self.fs, schema=CANDLE_SCHEMA)
-        except FileNotFoundError:
-            return None
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise StorageError(f"cannot read {path}: {exc}") from exc
-
-    def _files(self, market: str, tf: Timeframe, start: int | None, end: int | None) -> list[str]:
-        return sorted(i.path for i in self._infos(market, tf, start, end))
+    def _read(self, info: pafs.FileInfo) -> pa.Table:
+        """One data file, from memory when this version of it was read or written before."""
+        version = _version(info)
+        table = self.memory.get(info.path, version)
+        if table is None:
+            try:
+                with self.fs.open_input_file(info.path) as source:
+                    table = pq.ParquetFile(source).read().cast(CANDLE_SCHEMA)
+            except (OSError, pa.ArrowInvalid) as exc:
+                raise StorageError(f"cannot read {info.path}: {exc}") from exc
+            self.memory.put(info.path, version, table)
+        return table
 
     def _infos(
         self, market: str, tf: Timeframe, start: int | None, end: int | None
@@ -175,3 +190,11 @@ class CandleStore:
             selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
             infos = self.fs.get_file_info(selector)
         return [i for i in infos if i.type == pafs.FileType.File and i.base_name == paths.DATA_FILE]
+
+
+def _version(info: pafs.FileInfo) -> tuple[int, int]:
+    return (info.size or 0, info.mtime_ns or 0)
+
+
+def _path(info: pafs.FileInfo) -> str:
+    return info.path

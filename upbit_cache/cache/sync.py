@@ -11,11 +11,10 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
 
-from upbit_cache.cache.derive import DeriveOutcome, materialise_many
 from upbit_cache.cache.planner import Plan, plan_fetch
 from upbit_cache.cache.ranges import Ranges
 from upbit_cache.cache.store import CandleStore
@@ -32,6 +31,9 @@ from upbit_cache.errors import (
 from upbit_cache.markets import validate_markets, validate_quote
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.timeframes.timeframe import DAY_MS
+
+if TYPE_CHECKING:
+    from upbit_cache.cache.derive import DeriveOutcome
 
 DEFAULT_MAX_MARKETS = 16  # (market, timeframe) jobs running at once
 FLUSH_ROWS = 100_000  # write a job's candles to disk at least this often
@@ -135,8 +137,12 @@ async def fetch(
             store, client, wanted, [plan.base], plan.start, plan.end, progress
         )
     began = time.monotonic()
-    jobs = [(m, t, plan.base) for m in wanted for t in plan.derived]
-    report.derived = await materialise_many(store, jobs)
+    if plan.derived:
+        # Imported here: deriving needs pandas, which a plain fetch never loads.
+        from upbit_cache.cache.derive import materialise_many
+
+        jobs = [(m, t, plan.base) for m in wanted for t in plan.derived]
+        report.derived = await materialise_many(store, jobs)
     report.plan = plan
     report.derive_seconds = time.monotonic() - began
     report.seconds += report.derive_seconds

@@ -13,7 +13,6 @@ from typing import Annotated
 
 import typer
 
-from upbit_cache.cache.derive import resample_store
 from upbit_cache.cache.store import ENV_DATA_DIR, CandleStore
 from upbit_cache.cache.sync import fetch as fetch_candles
 from upbit_cache.cli.render import derive_summary, progress_for, summary
@@ -184,6 +183,8 @@ def resample_command(
     with _one_line_errors():
         targets = Timeframe.parse_list(timeframe)
         base = Timeframe.parse(source) if source is not None else None
+        from upbit_cache.cache.derive import resample_store  # loads pandas: only here
+
         began = time.monotonic()
         outcomes = asyncio.run(
             resample_store(CandleStore.open(data_dir), markets or [], targets, base)

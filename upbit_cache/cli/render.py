@@ -5,13 +5,15 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from upbit_cache.cache.derive import DeriveOutcome
 from upbit_cache.cache.sync import MarketOutcome, SyncReport
+
+if TYPE_CHECKING:
+    from upbit_cache.cache.derive import DeriveOutcome
 
 
 class PlainProgress:
