@@ -7,7 +7,7 @@ frame = upbit_cache.load("KRW-BTC", "1h", "2026-11-01", "2026-11-08")
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from upbit_cache.cache.store import CandleStore
 from upbit_cache.candles import CANDLE_COLUMNS
@@ -46,10 +46,21 @@ __all__ = [
     "StorageError",
     "Timeframe",
     "UnknownMarketError",
+    "UpbitCache",
     "UpbitCacheError",
     "UsageError",
     "load",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # UpbitCache works on pandas frames: import it (and pandas) on first use only, so that
+    # the command line starts fast.
+    if name == "UpbitCache":
+        from upbit_cache.cache.library import UpbitCache
+
+        return UpbitCache
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load(

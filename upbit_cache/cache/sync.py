@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 
@@ -63,6 +63,8 @@ class SyncReport:
     plan: Plan | None = None
     derived: list[DeriveOutcome] = field(default_factory=list)
     derive_seconds: float = 0.0
+    now: int = 0  # Upbit's clock when the run planned, epoch ms
+    start: int = 0  # the window asked for, epoch ms
 
     @property
     def candles(self) -> int:
@@ -101,6 +103,18 @@ async def fetch(
     config: ClientConfig,
     markets: Sequence[str],
     timeframes: Sequence[Timeframe],
+    **window: Any,
+) -> SyncReport:
+    """`fetch_with` on a client of its own (one session, one rate limiter)."""
+    async with UpbitClient(config) as client:
+        return await fetch_with(client, store, markets, timeframes, **window)
+
+
+async def fetch_with(
+    client: UpbitClient,
+    store: CandleStore,
+    markets: Sequence[str],
+    timeframes: Sequence[Timeframe],
     *,
     start: int | None = None,
     end: int | None = None,
@@ -119,23 +133,21 @@ async def fetch(
     if start is not None and end is not None and end <= start:
         raise InvalidRangeError("the range is empty: start must be before end")
     store.ensure_writable()
-    async with UpbitClient(config) as client:
-        listed = {m.market for m in await client.markets()}
-        if not wanted:
-            prefix = validate_quote(quote or "KRW") + "-"
-            wanted = sorted(m for m in listed if m.startswith(prefix))
-        unknown = [m for m in wanted if m not in listed]
-        if unknown:
-            raise UnknownMarketError(f"Upbit does not list {', '.join(unknown)}")
-        now = client.now_ms()
-        if start is None:
-            start = now - int((days if days is not None else DEFAULT_DAYS) * DAY_MS)
-        if start >= now:
-            raise InvalidRangeError("the range starts in the future (by Upbit's clock)")
-        plan = plan_fetch(store, wanted, timeframes, start, now if end is None else min(end, now))
-        report = await sync_markets(
-            store, client, wanted, [plan.base], plan.start, plan.end, progress
-        )
+    listed = {m.market for m in await client.markets()}
+    if not wanted:
+        prefix = validate_quote(quote or "KRW") + "-"
+        wanted = sorted(m for m in listed if m.startswith(prefix))
+    unknown = [m for m in wanted if m not in listed]
+    if unknown:
+        raise UnknownMarketError(f"Upbit does not list {', '.join(unknown)}")
+    now = client.now_ms()
+    if start is None:
+        start = now - int((days if days is not None else DEFAULT_DAYS) * DAY_MS)
+    if start >= now:
+        raise InvalidRangeError("the range starts in the future (by Upbit's clock)")
+    plan = plan_fetch(store, wanted, timeframes, start, now if end is None else min(end, now))
+    report = await sync_markets(store, client, wanted, [plan.base], plan.start, plan.end, progress)
+    report.plan, report.now, report.start = plan, now, start
     began = time.monotonic()
     if plan.derived:
         # Imported here: deriving needs pandas, which a plain fetch never loads.
@@ -143,7 +155,6 @@ async def fetch(
 
         jobs = [(m, t, plan.base) for m in wanted for t in plan.derived]
         report.derived = await materialise_many(store, jobs)
-    report.plan = plan
     report.derive_seconds = time.monotonic() - began
     report.seconds += report.derive_seconds
     return report

@@ -13,9 +13,17 @@ from typing import Annotated
 
 import typer
 
+from upbit_cache.cache.export import guess_format, write_output
+from upbit_cache.cache.screen import screen_prep
 from upbit_cache.cache.store import ENV_DATA_DIR, CandleStore
 from upbit_cache.cache.sync import fetch as fetch_candles
-from upbit_cache.cli.render import derive_summary, progress_for, summary
+from upbit_cache.cli.render import (
+    derive_summary,
+    memory_summary,
+    progress_for,
+    screen_summary,
+    summary,
+)
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.errors import InvalidRangeError, UpbitCacheError, UsageError
 from upbit_cache.timeframes import Timeframe
@@ -190,3 +198,101 @@ def resample_command(
             resample_store(CandleStore.open(data_dir), markets or [], targets, base)
         )
         typer.echo(derive_summary(outcomes, time.monotonic() - began))
+
+
+@app.command("screen-prep")
+def screen_prep_command(
+    markets: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Markets such as KRW-BTC; none means every market of --quote.", show_default=False
+        ),
+    ] = None,
+    quote: Annotated[
+        str | None, typer.Option("--quote", help="Every market of this quote currency (KRW).")
+    ] = None,
+    timeframe: Annotated[str, typer.Option("-t", "--timeframe", help="One timeframe.")] = "1h",
+    days: Annotated[float, typer.Option("--days", min=0.01, help="How far back.")] = 30,
+    out: Annotated[str, typer.Option("--out", "-o", help="Output file, or - for stdout.")] = "-",
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="parquet, csv or jsonl (default: from --out, else csv).",
+            show_default=False,
+        ),
+    ] = None,
+    refresh: Annotated[
+        bool, typer.Option("--refresh/--no-refresh", help="Fetch what is missing first.")
+    ] = True,
+    include_open: Annotated[
+        bool,
+        typer.Option(
+            "--include-open",
+            help="Add each market's candle still in progress "
+            "(one request per market; a `closed` column marks it).",
+        ),
+    ] = False,
+    min_value: Annotated[
+        float | None,
+        typer.Option(
+            "--min-value",
+            help="Keep markets that traded at least this much (quote "
+            "currency) in the last 24 hours.",
+            show_default=False,
+        ),
+    ] = None,
+    top: Annotated[
+        int | None,
+        typer.Option(
+            "--top",
+            min=1,
+            help="Keep the N markets that traded most in 24 hours.",
+            show_default=False,
+        ),
+    ] = None,
+    data_dir: DataDir = None,
+    api_url: ApiUrl = None,
+    rate: Annotated[
+        float, typer.Option("--rate", min=0.1, help="Candle requests per second at most.")
+    ] = 10.0,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Per-market lines and the memory hit rate.")
+    ] = False,
+) -> None:
+    """Bring N days of candles up to date and write them as one long table for a screener.
+
+    Example: upbit-cache screen-prep --quote KRW -t 1h --days 30 -f csv --out - | python s.py
+    """
+    with _one_line_errors():
+        if markets and quote:
+            raise UsageError("give markets or --quote, not both")
+        tf = Timeframe.parse(timeframe)
+        kind = guess_format(out, fmt)
+        store = CandleStore.open(data_dir)
+        config = ClientConfig.from_env(api_url, rate)
+        began = time.monotonic()
+        # Progress and logs go to stderr: stdout may be the table itself.
+        with progress_for(sys.stderr, quiet=not verbose) as progress:
+            result = asyncio.run(
+                screen_prep(
+                    store,
+                    config,
+                    markets or [],
+                    quote=quote,
+                    timeframe=tf,
+                    days=days,
+                    refresh=refresh,
+                    include_open=include_open,
+                    min_value=min_value,
+                    top=top,
+                    progress=progress,
+                )
+            )
+        write_output(result.table, out, kind)
+        typer.echo(screen_summary(result, time.monotonic() - began), err=True)
+        if verbose:
+            typer.echo(memory_summary(store.memory.stats), err=True)
+        if result.sync is not None and result.sync.failed:
+            raise typer.Exit(1)

@@ -14,6 +14,8 @@ from upbit_cache.cache.sync import MarketOutcome, SyncReport
 
 if TYPE_CHECKING:
     from upbit_cache.cache.derive import DeriveOutcome
+    from upbit_cache.cache.memory import MemoryStats
+    from upbit_cache.cache.screen import ScreenResult
 
 
 class PlainProgress:
@@ -138,4 +140,33 @@ def derive_summary(outcomes: list[DeriveOutcome], seconds: float) -> str:
         f"{len({o.market for o in outcomes})} markets, {', '.join(bases)}: "
         f"{sum(o.candles for o in outcomes):,} candles written, {recomputed} base partitions "
         f"recomputed, {unchanged} unchanged, {seconds:.1f} s"
+    )
+
+
+def screen_summary(result: ScreenResult, seconds: float) -> str:
+    """The line that ends a screen-prep run (on stderr: stdout may carry the table)."""
+    markets = len(set(result.table.column("market").to_pylist())) if result.table.num_rows else 0
+    line = f"{markets} markets, {result.table.num_rows:,} rows"
+    if result.sync is not None:
+        line += f", {result.sync.candle_requests:,} requests, {result.sync.rate_limited} 429s"
+    if result.open_requests:
+        line += f", {result.open_requests} requests for open candles"
+    line += f", {seconds:.1f} s"
+    if result.short:
+        shown = ", ".join(f"{m} ({d:g} days)" for m, d in sorted(result.short.items())[:10])
+        more = len(result.short) - 10
+        line += f"; less history than asked: {shown}" + (f" and {more} more" if more > 0 else "")
+    if result.filtered_out:
+        line += f"; {len(result.filtered_out)} markets left out by --top/--min-value"
+    if result.sync is not None and result.sync.failed:
+        line += f"; {len(result.sync.failed)} failed: " + ", ".join(
+            f"{o.market} ({o.error})" for o in result.sync.failed
+        )
+    return line
+
+
+def memory_summary(stats: MemoryStats) -> str:
+    return (
+        f"memory: {stats.hits} hits, {stats.misses} misses ({stats.hit_rate:.0%} hit rate), "
+        f"{stats.evictions} evictions, {stats.bytes / 2**20:.1f} MiB held"
     )

@@ -1,0 +1,69 @@
+"""Writing a table out: Parquet, CSV or JSON lines, to a file (atomically) or to stdout."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from typing import BinaryIO, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from upbit_cache.errors import StorageError, UsageError
+
+Format = Literal["parquet", "csv", "jsonl"]
+FORMATS: tuple[Format, ...] = ("parquet", "csv", "jsonl")
+_SUFFIXES: dict[str, Format] = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
+
+
+def guess_format(out: str, given: str | None) -> Format:
+    """The format asked for, else the one the file name says, else CSV."""
+    if given is not None:
+        if given not in FORMATS:
+            raise UsageError(f"unknown format {given!r}: use one of {', '.join(FORMATS)}")
+        return given  # type: ignore[return-value]
+    return _SUFFIXES.get(os.path.splitext(out)[1].lower(), "csv")
+
+
+def write_output(table: pa.Table, out: str, fmt: Format) -> None:
+    """Write `table` to `out` ("-" is stdout). A file appears whole or not at all."""
+    if out == "-":
+        stream = sys.stdout.buffer
+        if fmt == "parquet" and stream.isatty():
+            raise UsageError("will not write Parquet to a terminal: give --out FILE or --format")
+        _write(table, stream, fmt)
+        stream.flush()
+        return
+    folder = os.path.dirname(os.path.abspath(out))
+    try:
+        handle, tmp = tempfile.mkstemp(
+            prefix=f".{os.path.basename(out)}.", suffix=".tmp", dir=folder
+        )
+        with os.fdopen(handle, "wb") as sink:
+            _write(table, sink, fmt)
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise StorageError(f"cannot write {out}: {exc.strerror or exc}") from exc
+
+
+def _write(table: pa.Table, sink: BinaryIO, fmt: Format) -> None:
+    if fmt == "parquet":
+        pq.write_table(table, sink, compression="zstd")
+    elif fmt == "csv":
+        pacsv.write_csv(_iso_times(table), sink)
+    else:
+        # JSON lines go through pandas: pyarrow has no JSON writer.
+        text = _iso_times(table).to_pandas().to_json(orient="records", lines=True)
+        sink.write((text if text.endswith("\n") or not text else text + "\n").encode())
+
+
+def _iso_times(table: pa.Table) -> pa.Table:
+    """Times as ISO 8601 text (`2026-11-20T09:00:00Z`), which every reader parses."""
+    for i, column in enumerate(table.schema):
+        if pa.types.is_timestamp(column.type):
+            text = pc.strftime(table.column(i), format="%Y-%m-%dT%H:%M:%SZ")
+            table = table.set_column(i, column.name, text)
+    return table

@@ -1,0 +1,163 @@
+"""`screen-prep`: bring the store up to date, then hand a screener one long table.
+
+The table is `market, time, open, high, low, close, volume, value`, sorted by market then
+time, closed candles only unless the open ones are asked for (then a `closed` column tells
+them apart). `--top` / `--min-value` keep the markets with the most quote turnover over the
+last 24 hours, computed from the candles themselves, so no extra request is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from upbit_cache.cache.store import CandleStore
+from upbit_cache.cache.sync import Progress, SyncReport, fetch_with
+from upbit_cache.candles import CANDLE_SCHEMA
+from upbit_cache.collector.client import UpbitClient
+from upbit_cache.collector.config import ClientConfig
+from upbit_cache.errors import UsageError
+from upbit_cache.markets import validate_markets, validate_quote
+from upbit_cache.timeframes import Timeframe
+from upbit_cache.timeframes.timeframe import DAY_MS
+from upbit_cache.times import now_ms
+
+SCREEN_COLUMNS = ("market", "time", "open", "high", "low", "close", "volume", "value")
+
+
+@dataclass
+class ScreenResult:
+    """The table and what it took to make it."""
+
+    table: pa.Table
+    sync: SyncReport | None = None
+    short: dict[str, float] = field(default_factory=dict)  # market -> days it has, if fewer
+    filtered_out: list[str] = field(default_factory=list)  # dropped by --top / --min-value
+    open_requests: int = 0
+
+
+async def screen_prep(
+    store: CandleStore,
+    config: ClientConfig,
+    markets: Sequence[str],
+    *,
+    quote: str | None = None,
+    timeframe: Timeframe,
+    days: float = 30,
+    refresh: bool = True,
+    include_open: bool = False,
+    min_value: float | None = None,
+    top: int | None = None,
+    progress: Progress | None = None,
+) -> ScreenResult:
+    """Refresh the store (only what is missing), then build the screener's table."""
+    if top is not None and top < 1:
+        raise UsageError("--top must be at least 1")
+    wanted = validate_markets(markets)
+    sync = None
+    if refresh or include_open:
+        async with UpbitClient(config) as client:
+            if refresh:
+                sync = await fetch_with(
+                    client, store, wanted, [timeframe], days=days, quote=quote, progress=progress
+                )
+                wanted = [o.market for o in sync.outcomes] or wanted
+            now = client.now_ms() if sync is None else sync.now
+            if not wanted:
+                wanted = _stored_markets(store, timeframe, quote)
+            result = _assemble(store, wanted, timeframe, now, days, min_value, top)
+            if include_open:
+                await _add_open(client, result, timeframe)
+    else:
+        # Without a refresh, "now" is where the stored data ends, not the wall clock.
+        wanted = wanted or _stored_markets(store, timeframe, quote)
+        ends = [r.intervals[-1][1] for r in (store.fetched(timeframe, m) for m in wanted) if r]
+        end = max(ends) if ends else now_ms()
+        result = _assemble(store, wanted, timeframe, end, days, min_value, top)
+    result.sync = sync
+    return result
+
+
+def _stored_markets(store: CandleStore, timeframe: Timeframe, quote: str | None) -> list[str]:
+    prefix = validate_quote(quote or "KRW") + "-"
+    found = [m for m in store.markets(timeframe) if m.startswith(prefix)]
+    if not found:
+        raise UsageError(f"nothing stored for {prefix}* {timeframe}; run without --no-refresh")
+    return found
+
+
+def _assemble(
+    store: CandleStore,
+    markets: Sequence[str],
+    tf: Timeframe,
+    now: int,
+    days: float,
+    min_value: float | None,
+    top: int | None,
+) -> ScreenResult:
+    end = tf.floor_one(now)
+    start = tf.floor_one(now - int(days * DAY_MS))
+    result = ScreenResult(table=pa.table({}))
+    parts: dict[str, pa.Table] = {}
+    turnover: dict[str, float] = {}
+    for market in sorted(markets):
+        table = store.load_table(market, tf, start, end)
+        parts[market] = table
+        times = table["time"].cast(pa.int64())
+        if table.num_rows == 0 or times[0].as_py() > start:
+            first = times[0].as_py() if table.num_rows else end
+            result.short[market] = round((end - first) / DAY_MS, 2)
+        recent = pc.greater_equal(times, end - DAY_MS)
+        turnover[market] = pc.sum(table["value"].filter(recent)).as_py() or 0.0
+    kept = [m for m in parts if min_value is None or turnover[m] >= min_value]
+    if top is not None:
+        kept = sorted(sorted(kept), key=lambda m: -turnover[m])[:top]
+    result.filtered_out = [m for m in parts if m not in set(kept)]
+    result.table = _long_table({m: parts[m] for m in sorted(kept)})
+    return result
+
+
+def _long_table(parts: dict[str, pa.Table]) -> pa.Table:
+    """One table, market first; parts come sorted by market, each sorted by time."""
+    names = pa.array(list(parts), pa.string())
+    counts = np.array([t.num_rows for t in parts.values()], dtype=np.int64)
+    codes = pa.array(np.repeat(np.arange(len(parts), dtype=np.int32), counts))
+    market = pa.DictionaryArray.from_arrays(codes, names).cast(pa.string())
+    tables = list(parts.values()) or [CANDLE_SCHEMA.empty_table()]
+    body = pa.concat_tables(tables).select(list(SCREEN_COLUMNS[1:]))
+    return body.add_column(0, "market", market)
+
+
+async def _add_open(client: UpbitClient, result: ScreenResult, tf: Timeframe) -> None:
+    """Append each market's candle still in progress, marked `closed = False`."""
+    from upbit_cache.timeframes.convert import resample  # pandas: only for --include-open
+
+    plan_base = tf if tf.native else next(b for b in reversed(tf.divisors()) if b.native)
+    now = client.now_ms()
+    period = tf.floor_one(now)
+    count = max(1, plan_base.count_periods(period, plan_base.ceil_one(now)))
+    markets = pc.unique(result.table["market"]).to_pylist()
+    opened = []
+    for market in markets:
+        page = await client.candles(market, plan_base, None, count)
+        result.open_requests += 1
+        rows = page.filter(pc.greater_equal(page["time"].cast(pa.int64()), period))
+        if rows.num_rows == 0:
+            continue
+        if plan_base != tf:
+            frame = resample(rows.to_pandas(), plan_base, tf)
+            rows = pa.Table.from_pandas(frame, preserve_index=False)
+        rows = rows.select(list(SCREEN_COLUMNS[1:]))
+        opened.append(rows.add_column(0, "market", pa.array([market] * rows.num_rows)))
+    table = result.table.append_column("closed", pa.array([True] * result.table.num_rows))
+    if opened:
+        extra = pa.concat_tables(opened)
+        extra = extra.append_column("closed", pa.array([False] * extra.num_rows))
+        table = pa.concat_tables([table, extra.cast(table.schema)])
+        order = pc.sort_indices(table, [("market", "ascending"), ("time", "ascending")])
+        table = table.take(order)
+    result.table = table
