@@ -23,8 +23,9 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 bench: $(STAMP)
-	$(BIN)/python scripts/bench_fetch.py
-	$(BIN)/python scripts/bench_backtest.py
+	cd scripts && ../$(BIN)/python bench_fetch.py
+	cd scripts && ../$(BIN)/python bench_screen.py
+	cd scripts && ../$(BIN)/python bench_backtest.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

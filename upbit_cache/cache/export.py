@@ -51,7 +51,8 @@ def write_output(table: pa.Table, out: str, fmt: Format) -> None:
 
 def _write(table: pa.Table, sink: BinaryIO, fmt: Format) -> None:
     if fmt == "parquet":
-        pq.write_table(table, sink, compression="zstd")
+        # Fast to write and to read back: snappy, and a dictionary only for the market codes.
+        pq.write_table(table, sink, compression="snappy", use_dictionary=["market"])
     elif fmt == "csv":
         pacsv.write_csv(_iso_times(table), sink)
     else:
@@ -64,6 +65,9 @@ def _iso_times(table: pa.Table) -> pa.Table:
     """Times as ISO 8601 text (`2026-11-20T09:00:00Z`), which every reader parses."""
     for i, column in enumerate(table.schema):
         if pa.types.is_timestamp(column.type):
-            text = pc.strftime(table.column(i), format="%Y-%m-%dT%H:%M:%SZ")
-            table = table.set_column(i, column.name, text)
+            # Markets share their candle times: format each distinct time once.
+            times = table.column(i)
+            distinct = pc.unique(times)
+            text = pc.strftime(distinct, format="%Y-%m-%dT%H:%M:%SZ")
+            table = table.set_column(i, column.name, pc.take(text, pc.index_in(times, distinct)))
     return table

@@ -9,6 +9,7 @@ last 24 hours, computed from the candles themselves, so no extra request is need
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +27,7 @@ from upbit_cache.timeframes import Timeframe
 from upbit_cache.timeframes.timeframe import DAY_MS
 from upbit_cache.times import now_ms
 
+_READERS = 4
 SCREEN_COLUMNS = ("market", "time", "open", "high", "low", "close", "volume", "value")
 
 
@@ -102,11 +104,13 @@ def _assemble(
     end = tf.floor_one(now)
     start = tf.floor_one(now - int(days * DAY_MS))
     result = ScreenResult(table=pa.table({}))
-    parts: dict[str, pa.Table] = {}
+    names = sorted(markets)
+    # Parquet decoding releases the GIL: a few threads read the markets' files in parallel.
+    with ThreadPoolExecutor(max_workers=_READERS) as pool:
+        tables = pool.map(lambda m: store.load_table(m, tf, start, end), names)
+        parts = dict(zip(names, tables, strict=True))
     turnover: dict[str, float] = {}
-    for market in sorted(markets):
-        table = store.load_table(market, tf, start, end)
-        parts[market] = table
+    for market, table in parts.items():
         times = table["time"].cast(pa.int64())
         if table.num_rows == 0 or times[0].as_py() > start:
             first = times[0].as_py() if table.num_rows else end
