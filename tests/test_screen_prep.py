@@ -186,3 +186,38 @@ def test_cache_get_memory_then_disk_then_upbit(sim: SimulatorServer, tmp_path: P
     assert len(wider) == 4 * 24
     assert cache.get("KRW-BTC", "4h", "2026-11-08", "2026-11-12")["time"].is_unique
     assert candle_requests(sim) == 2  # derived from the stored 1h
+
+
+def test_nothing_new_answers_from_the_kept_table(sim: SimulatorServer, tmp_path: Path) -> None:
+    code, first, err = screen(sim, tmp_path, *MARKETS, "--days", "3", "-f", "csv")
+    assert code == 0 and "kept table" not in err
+    sim.reset_stats()
+    code, again, err = screen(sim, tmp_path, *MARKETS, "--days", "3", "-f", "csv")
+    assert code == 0 and "0 requests (nothing new: kept table)" in err
+    assert again == first
+    assert sim.stats()["candle_requests"] == 0
+    # Another writer touched a market: the table is built again, not served stale.
+    result = runner.invoke(
+        app,
+        [
+            "fetch",
+            "KRW-ETH",
+            "-t",
+            "1h",
+            "--days",
+            "5",
+            "--api-url",
+            sim.url,
+            "--data-dir",
+            str(tmp_path),
+            "--rate",
+            str(FAST_RATE),
+        ],
+    )
+    assert result.exit_code == 0
+    code, rebuilt, err = screen(sim, tmp_path, *MARKETS, "--days", "3", "-f", "csv")
+    assert "kept table" not in err and rebuilt == first
+    sim.clock.advance(3600)
+    code, later, err = screen(sim, tmp_path, *MARKETS, "--days", "3", "-f", "csv")
+    assert "kept table" not in err and later != first
+    assert candle_requests(sim) == len(MARKETS) + 1  # the new hour, plus KRW-ETH's fetch

@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from upbit_cache.cache.store import CandleStore
-from upbit_cache.candles import CANDLE_COLUMNS
 from upbit_cache.errors import (
     ExchangeError,
     InvalidMarketError,
@@ -54,12 +52,20 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # UpbitCache works on pandas frames: import it (and pandas) on first use only, so that
-    # the command line starts fast.
+    # The store and the cache object pull in pyarrow and pandas: import them on first use
+    # only, so that a command that needs neither (a screen-prep with nothing new) starts fast.
     if name == "UpbitCache":
         from upbit_cache.cache.library import UpbitCache
 
         return UpbitCache
+    if name == "CandleStore":
+        from upbit_cache.cache.store import CandleStore
+
+        return CandleStore
+    if name == "CANDLE_COLUMNS":
+        from upbit_cache.candles import CANDLE_COLUMNS
+
+        return CANDLE_COLUMNS
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -84,6 +90,7 @@ def load(
     if lo is not None and hi is not None and lo >= hi:
         raise InvalidRangeError(f"start {start} is not before end {end}")
     from upbit_cache.cache.derive import load_any
+    from upbit_cache.cache.store import CandleStore
     from upbit_cache.timeframes.convert import fill_gaps
 
     frame = load_any(CandleStore.open(data_dir), validate_market(market), tf, lo, hi)

@@ -5,27 +5,15 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from typing import BinaryIO, Literal
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from upbit_cache.cache.formats import Format
 from upbit_cache.errors import StorageError, UsageError
-
-Format = Literal["parquet", "csv", "jsonl"]
-FORMATS: tuple[Format, ...] = ("parquet", "csv", "jsonl")
-_SUFFIXES: dict[str, Format] = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
-
-
-def guess_format(out: str, given: str | None) -> Format:
-    """The format asked for, else the one the file name says, else CSV."""
-    if given is not None:
-        if given not in FORMATS:
-            raise UsageError(f"unknown format {given!r}: use one of {', '.join(FORMATS)}")
-        return given  # type: ignore[return-value]
-    return _SUFFIXES.get(os.path.splitext(out)[1].lower(), "csv")
 
 
 def write_output(table: pa.Table, out: str, fmt: Format) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from upbit_cache.cache.screen_cache import fingerprint, window
 from upbit_cache.cache.store import CandleStore
 from upbit_cache.cache.sync import Progress, SyncReport, fetch_with
 from upbit_cache.candles import CANDLE_SCHEMA
@@ -40,6 +41,7 @@ class ScreenResult:
     short: dict[str, float] = field(default_factory=dict)  # market -> days it has, if fewer
     filtered_out: list[str] = field(default_factory=list)  # dropped by --top / --min-value
     open_requests: int = 0
+    fingerprint: str | None = None  # what the table was built from (see screen_cache)
 
 
 async def screen_prep(
@@ -101,9 +103,11 @@ def _assemble(
     min_value: float | None,
     top: int | None,
 ) -> ScreenResult:
-    end = tf.floor_one(now)
-    start = tf.floor_one(now - int(days * DAY_MS))
+    start, end = window(tf, now, days)
     result = ScreenResult(table=pa.table({}))
+    if store.is_local:
+        # Taken before reading: a write that lands in between makes the next run rebuild.
+        result.fingerprint = fingerprint(store.root, tf, markets, start, end)
     names = sorted(markets)
     # Parquet decoding releases the GIL: a few threads read the markets' files in parallel.
     with ThreadPoolExecutor(max_workers=_READERS) as pool:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import platformdirs
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
@@ -15,6 +14,7 @@ import pyarrow.parquet as pq
 
 from upbit_cache.cache import paths
 from upbit_cache.cache.atomic import atomic_write
+from upbit_cache.cache.datadir import default_data_dir
 from upbit_cache.cache.locks import FileLock
 from upbit_cache.cache.manifest import Record, read_record, write_record
 from upbit_cache.cache.memory import MemoryCache
@@ -25,13 +25,6 @@ from upbit_cache.timeframes import Timeframe
 
 if TYPE_CHECKING:  # pandas is imported only where a frame is made, to keep CLI start fast
     import pandas as pd
-
-ENV_DATA_DIR = "UPBIT_CACHE_DIR"
-
-
-def default_data_dir() -> str:
-    """UPBIT_CACHE_DIR if set, else the user data dir (e.g. ~/.local/share/upbit-cache)."""
-    return os.environ.get(ENV_DATA_DIR) or platformdirs.user_data_dir("upbit-cache")
 
 
 class CandleStore:
@@ -56,7 +49,7 @@ class CandleStore:
         self.fs = filesystem
         self.root = text.rstrip("/")
         self.memory = memory if memory is not None else MemoryCache()
-        self._local = isinstance(filesystem, pafs.LocalFileSystem)
+        self.is_local = isinstance(filesystem, pafs.LocalFileSystem)
 
     @classmethod
     def open(
@@ -76,7 +69,7 @@ class CandleStore:
 
     def lock(self, tf: Timeframe, market: str) -> FileLock:
         """The writer lock of one (timeframe, market)."""
-        return FileLock(paths.lock_file(self.root, tf, market) if self._local else None)
+        return FileLock(paths.lock_file(self.root, tf, market) if self.is_local else None)
 
     def fetched(self, tf: Timeframe, market: str) -> Ranges:
         """The time ranges already asked of Upbit for this (timeframe, market)."""

@@ -13,10 +13,9 @@ from typing import Annotated
 
 import typer
 
-from upbit_cache.cache.export import guess_format, write_output
-from upbit_cache.cache.screen import screen_prep
-from upbit_cache.cache.store import ENV_DATA_DIR, CandleStore
-from upbit_cache.cache.sync import fetch as fetch_candles
+from upbit_cache.cache.datadir import ENV_DATA_DIR
+from upbit_cache.cache.formats import guess_format
+from upbit_cache.cache.screen_cache import produce
 from upbit_cache.cli.render import (
     derive_summary,
     memory_summary,
@@ -37,6 +36,9 @@ app = typer.Typer(
     rich_markup_mode=None,
     add_completion=False,
 )
+
+# Library modules that load pyarrow or pandas are imported inside the commands that use
+# them: a screen-prep with nothing new to do must answer in well under a second.
 
 DataDir = Annotated[
     Path | None,
@@ -140,6 +142,9 @@ def fetch(
         end = to_ms(until) if until is not None else None
         if start is not None and end is not None and start >= end:
             raise InvalidRangeError(f"--since {since} is not before --until {until}")
+        from upbit_cache.cache.store import CandleStore
+        from upbit_cache.cache.sync import fetch as fetch_candles
+
         store = CandleStore.open(data_dir)
         config = ClientConfig.from_env(api_url, rate)
         with progress_for(sys.stderr, quiet) as progress:
@@ -191,7 +196,8 @@ def resample_command(
     with _one_line_errors():
         targets = Timeframe.parse_list(timeframe)
         base = Timeframe.parse(source) if source is not None else None
-        from upbit_cache.cache.derive import resample_store  # loads pandas: only here
+        from upbit_cache.cache.derive import resample_store
+        from upbit_cache.cache.store import CandleStore
 
         began = time.monotonic()
         outcomes = asyncio.run(
@@ -268,31 +274,27 @@ def screen_prep_command(
     with _one_line_errors():
         if markets and quote:
             raise UsageError("give markets or --quote, not both")
-        tf = Timeframe.parse(timeframe)
-        kind = guess_format(out, fmt)
-        store = CandleStore.open(data_dir)
-        config = ClientConfig.from_env(api_url, rate)
         began = time.monotonic()
         # Progress and logs go to stderr: stdout may be the table itself.
         with progress_for(sys.stderr, quiet=not verbose) as progress:
-            result = asyncio.run(
-                screen_prep(
-                    store,
-                    config,
-                    markets or [],
-                    quote=quote,
-                    timeframe=tf,
-                    days=days,
-                    refresh=refresh,
-                    include_open=include_open,
-                    min_value=min_value,
-                    top=top,
-                    progress=progress,
-                )
+            done = produce(
+                data_dir,
+                ClientConfig.from_env(api_url, rate),
+                markets or [],
+                quote=quote,
+                timeframe=Timeframe.parse(timeframe),
+                days=days,
+                refresh=refresh,
+                include_open=include_open,
+                min_value=min_value,
+                top=top,
+                out=out,
+                fmt=guess_format(out, fmt),
+                progress=progress,
             )
-        write_output(result.table, out, kind)
-        typer.echo(screen_summary(result, time.monotonic() - began), err=True)
-        if verbose:
-            typer.echo(memory_summary(store.memory.stats), err=True)
-        if result.sync is not None and result.sync.failed:
+        typer.echo(screen_summary(done, time.monotonic() - began), err=True)
+        if verbose and done.memory is not None:
+            typer.echo(memory_summary(done.memory), err=True)
+        result = done.result
+        if result is not None and result.sync is not None and result.sync.failed:
             raise typer.Exit(1)

@@ -10,12 +10,11 @@ from typing import TYPE_CHECKING, TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from upbit_cache.cache.sync import MarketOutcome, SyncReport
-
 if TYPE_CHECKING:
     from upbit_cache.cache.derive import DeriveOutcome
     from upbit_cache.cache.memory import MemoryStats
-    from upbit_cache.cache.screen import ScreenResult
+    from upbit_cache.cache.screen_cache import Produced
+    from upbit_cache.cache.sync import MarketOutcome, SyncReport
 
 
 class PlainProgress:
@@ -143,25 +142,32 @@ def derive_summary(outcomes: list[DeriveOutcome], seconds: float) -> str:
     )
 
 
-def screen_summary(result: ScreenResult, seconds: float) -> str:
+def screen_summary(done: Produced, seconds: float) -> str:
     """The line that ends a screen-prep run (on stderr: stdout may carry the table)."""
-    markets = len(set(result.table.column("market").to_pylist())) if result.table.num_rows else 0
-    line = f"{markets} markets, {result.table.num_rows:,} rows"
-    if result.sync is not None:
-        line += f", {result.sync.candle_requests:,} requests, {result.sync.rate_limited} 429s"
-    if result.open_requests:
-        line += f", {result.open_requests} requests for open candles"
+    result, kept = done.result, done.kept
+    if kept is not None:
+        line = f"{kept.markets} markets, {kept.rows:,} rows, 0 requests (nothing new: kept table)"
+        short, left_out, failed = kept.short, kept.filtered_out, []
+    else:
+        assert result is not None
+        table = result.table
+        markets = len(set(table.column("market").to_pylist())) if table.num_rows else 0
+        line = f"{markets} markets, {table.num_rows:,} rows"
+        if result.sync is not None:
+            line += f", {result.sync.candle_requests:,} requests, {result.sync.rate_limited} 429s"
+        if result.open_requests:
+            line += f", {result.open_requests} requests for open candles"
+        short, left_out = result.short, len(result.filtered_out)
+        failed = result.sync.failed if result.sync is not None else []
     line += f", {seconds:.1f} s"
-    if result.short:
-        shown = ", ".join(f"{m} ({d:g} days)" for m, d in sorted(result.short.items())[:10])
-        more = len(result.short) - 10
+    if short:
+        shown = ", ".join(f"{m} ({d:g} days)" for m, d in sorted(short.items())[:10])
+        more = len(short) - 10
         line += f"; less history than asked: {shown}" + (f" and {more} more" if more > 0 else "")
-    if result.filtered_out:
-        line += f"; {len(result.filtered_out)} markets left out by --top/--min-value"
-    if result.sync is not None and result.sync.failed:
-        line += f"; {len(result.sync.failed)} failed: " + ", ".join(
-            f"{o.market} ({o.error})" for o in result.sync.failed
-        )
+    if left_out:
+        line += f"; {left_out} markets left out by --top/--min-value"
+    if failed:
+        line += f"; {len(failed)} failed: " + ", ".join(f"{o.market} ({o.error})" for o in failed)
     return line
 
 

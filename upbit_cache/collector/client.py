@@ -9,13 +9,12 @@ import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-import pyarrow as pa
 
 from upbit_cache.collector.config import ClientConfig
-from upbit_cache.collector.parse import MarketInfo, parse_candles, parse_error, parse_markets
+from upbit_cache.collector.listing import MarketInfo, parse_error, parse_markets
 from upbit_cache.collector.ratelimit import RateLimiter
 from upbit_cache.errors import (
     ExchangeError,
@@ -26,6 +25,9 @@ from upbit_cache.errors import (
 )
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import iso
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 MAX_PAGE = 200  # Upbit's largest `count`
 _RATE_LIMIT_RETRIES = 8
@@ -101,6 +103,9 @@ class UpbitClient:
         body = await self._get(
             timeframe.endpoint, params, limited=True, what=f"{market} {timeframe}"
         )
+        # Imported here: only candle pages need pyarrow, the market list does not.
+        from upbit_cache.collector.parse import parse_candles
+
         return parse_candles(body, market, timeframe)
 
     async def _get(self, path: str, params: dict[str, str], *, limited: bool, what: str) -> Any:

@@ -1,14 +1,14 @@
-"""Turn Upbit JSON bodies into typed tables, refusing anything the API sheet does not allow."""
+"""Turn Upbit candle pages into typed tables, refusing anything the API sheet does not allow."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from upbit_cache.candles import CANDLE_SCHEMA, TIME_TYPE, dedupe_by_time
+from upbit_cache.collector.listing import kind_of
 from upbit_cache.errors import ResponseFormatError
 from upbit_cache.timeframes import Timeframe
 
@@ -25,21 +25,11 @@ _REQUIRED = ("market", "candle_date_time_utc", "timestamp", *_CANDLE_FIELDS)
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 
-@dataclass(frozen=True)
-class MarketInfo:
-    """One entry of /v1/market/all."""
-
-    market: str
-    korean_name: str
-    english_name: str
-    warning: bool
-
-
 def parse_candles(body: Any, market: str, timeframe: Timeframe) -> pa.Table:
     """A candle page (newest first on the wire) as a CANDLE_SCHEMA table, oldest first."""
     where = f"{market} {timeframe}"
     if not isinstance(body, list):
-        raise ResponseFormatError(f"{where}: expected a JSON array of candles, got {_kind(body)}")
+        raise ResponseFormatError(f"{where}: expected a JSON array of candles, got {kind_of(body)}")
     if not body:
         return CANDLE_SCHEMA.empty_table()
     if not all(isinstance(item, dict) for item in body):
@@ -73,43 +63,3 @@ def parse_candles(body: Any, market: str, timeframe: Timeframe) -> pa.Table:
     columns["timestamp"] = raw["timestamp"].cast(pa.int64()).cast(TIME_TYPE)
     table = pa.table(columns, schema=CANDLE_SCHEMA)
     return dedupe_by_time(table)
-
-
-def parse_markets(body: Any) -> list[MarketInfo]:
-    """The market list; accepts both `market_event.warning` and the older `market_warning`."""
-    if not isinstance(body, list) or not all(isinstance(i, dict) for i in body):
-        raise ResponseFormatError(
-            f"market list: expected a JSON array of objects, got {_kind(body)}"
-        )
-    markets = []
-    for item in body:
-        code = item.get("market")
-        if not isinstance(code, str):
-            raise ResponseFormatError("market list: an entry has no string 'market' field")
-        event = item.get("market_event")
-        warning = (
-            bool(event.get("warning"))
-            if isinstance(event, dict)
-            else item.get("market_warning") == "CAUTION"
-        )
-        markets.append(
-            MarketInfo(
-                market=code,
-                korean_name=str(item.get("korean_name", "")),
-                english_name=str(item.get("english_name", "")),
-                warning=warning,
-            )
-        )
-    return markets
-
-
-def parse_error(body: Any) -> str | None:
-    """The message of an Upbit error body `{"error": {"name": ..., "message": ...}}`."""
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        err = body["error"]
-        return f"{err.get('name', '?')}: {err.get('message', '')}".strip()
-    return None
-
-
-def _kind(body: Any) -> str:
-    return "an object" if isinstance(body, dict) else type(body).__name__
