@@ -1,6 +1,6 @@
-"""Screener benchmark: 30 days of 1h for every KRW market (about 200), against the simulator.
+"""Screener benchmark: 30 days of 1h for 200 KRW markets, against the simulator.
 
-Runs the real `upbit-cache screen-prep --quote KRW` as a process, three times: cold (empty
+Runs the real `upbit-cache screen-prep` as a process, three times: cold (empty
 data dir), warm (one new hour has closed) and hot (nothing new), and a sequential baseline
 that pages each market with a 0.1 s pause and no cache (the common approach today) through
 the same three situations. The simulator runs in its own process with 30 ms latency and
@@ -8,7 +8,7 @@ the same three situations. The simulator runs in its own process with 30 ms late
 Targets: cold <= 1.05 x the rate-limit bound; warm <= 1 request per market and <= 21 s;
 hot <= 1 s and 0 requests.
 
-    python scripts/bench_screen.py [--format parquet] [--skip-baseline]
+    python scripts/bench_screen.py [--markets 200] [--format parquet] [--skip-baseline]
 """
 
 from __future__ import annotations
@@ -24,26 +24,27 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from bench_fetch import krw_markets
 from simproc import SimProcess
 
 CLOCK = "2026-11-20T00:20:00Z"
 RATE = 10
 
 
-def ours(sim: SimProcess, data_dir: str, out: str) -> tuple[float, int]:
+def ours(sim: SimProcess, data_dir: str, out: str, markets: list[str]) -> tuple[float, int]:
     sim.reset()
-    command = [sys.executable, "-m", "upbit_cache", "screen-prep", "--quote", "KRW", "--days"]
-    command += ["30", "--out", out, "--api-url", sim.url, "--data-dir", data_dir]
+    command = [sys.executable, "-m", "upbit_cache", "screen-prep", *markets, "--days", "30"]
+    command += ["--out", out, "--api-url", sim.url, "--data-dir", data_dir]
     began = time.perf_counter()
     subprocess.run(command, check=True, stderr=subprocess.DEVNULL)
     return time.perf_counter() - began, sim.stats()["candle_requests"]
 
 
-def baseline(url: str, out: str) -> float:
+def baseline(url: str, out: str, markets: list[str]) -> float:
     """Sequential paging, 0.1 s between requests, no cache (how it is usually done)."""
     began = time.perf_counter()
     with urllib.request.urlopen(f"{url}/v1/market/all", timeout=10) as answer:
-        markets = [m["market"] for m in json.loads(answer.read()) if m["market"].startswith("KRW-")]
+        json.loads(answer.read())  # the market list, as a screener would ask for it
     rows: list[list[object]] = []
     for market in markets:
         got: list[dict[str, object]] = []
@@ -81,22 +82,24 @@ def baseline(url: str, out: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--format", default="parquet", choices=["parquet", "csv", "jsonl"])
+    parser.add_argument("--markets", type=int, default=200)
     parser.add_argument("--skip-baseline", action="store_true")
     args = parser.parse_args()
     flags = ["--rate", str(RATE), "--latency", "0.03", "--clock", CLOCK, "--frozen"]
     with SimProcess(*flags) as sim, tempfile.TemporaryDirectory() as tmp:
         data_dir, out = str(Path(tmp) / "data"), str(Path(tmp) / f"screen.{args.format}")
+        markets = krw_markets(sim.url, args.markets)
         results = []
-        wall, requests = ours(sim, data_dir, out)
+        wall, requests = ours(sim, data_dir, out, markets)
         results.append(("cold (empty dir)", wall, requests))
         sim.advance(3600)
-        wall, requests = ours(sim, data_dir, out)
+        wall, requests = ours(sim, data_dir, out, markets)
         results.append(("warm (one new hour)", wall, requests))
-        wall, requests = ours(sim, data_dir, out)
+        wall, requests = ours(sim, data_dir, out, markets)
         results.append(("hot (nothing new)", wall, requests))
         print(
-            f"screen-prep --quote KRW --days 30 -t 1h --out screen.{args.format}; simulator "
-            f"30 ms latency, {RATE} req/s"
+            f"screen-prep <{len(markets)} KRW markets> --days 30 -t 1h --out screen.{args.format};"
+            f" simulator 30 ms latency, {RATE} req/s"
         )
         for label, wall, requests in results:
             bound = requests / RATE
@@ -108,7 +111,7 @@ def main() -> None:
             if label.startswith("warm"):
                 sim.advance(3600)
             sim.reset()
-            wall = baseline(sim.url, str(Path(tmp) / "baseline.csv"))
+            wall = baseline(sim.url, str(Path(tmp) / "baseline.csv"), markets)
             requests = sim.stats()["candle_requests"]
             print(
                 f"  sequential   {label:<20} wall {wall:7.2f} s  requests {requests:4d}  "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,14 +58,20 @@ async def screen_prep(
     min_value: float | None = None,
     top: int | None = None,
     progress: Progress | None = None,
+    client: UpbitClient | None = None,
 ) -> ScreenResult:
-    """Refresh the store (only what is missing), then build the screener's table."""
+    """Refresh the store (only what is missing), then build the screener's table.
+
+    Uses `client` if given (its session and rate limiter), else a client of its own.
+    """
     if top is not None and top < 1:
         raise UsageError("--top must be at least 1")
     wanted = validate_markets(markets)
     sync = None
     if refresh or include_open:
-        async with UpbitClient(config) as client:
+        async with AsyncExitStack() as stack:
+            if client is None:
+                client = await stack.enter_async_context(UpbitClient(config))
             if refresh:
                 sync = await fetch_with(
                     client, store, wanted, [timeframe], days=days, quote=quote, progress=progress

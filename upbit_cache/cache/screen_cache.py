@@ -33,6 +33,7 @@ from upbit_cache.timeframes.timeframe import DAY_MS
 if TYPE_CHECKING:
     from upbit_cache.cache.memory import MemoryStats
     from upbit_cache.cache.screen import ScreenResult
+    from upbit_cache.cache.store import CandleStore
     from upbit_cache.cache.sync import Progress
 
 SCREENS = "screens"
@@ -99,7 +100,7 @@ def remember(root: str, name: str, kept: Kept) -> None:
 
 async def lookup(
     root: str,
-    config: ClientConfig,
+    client: UpbitClient,
     markets: Sequence[str],
     quote: str | None,
     tf: Timeframe,
@@ -111,9 +112,8 @@ async def lookup(
 
     Costs one request (the market list, which also gives Upbit's clock) and no candle request.
     """
-    async with UpbitClient(config) as client:
-        listed = {m.market for m in await client.markets()}
-        now = client.now_ms()
+    listed = {m.market for m in await client.markets()}
+    now = client.now_ms()
     wanted = validate_markets(markets)
     if not wanted:
         prefix = validate_quote(quote or "KRW") + "-"
@@ -187,34 +187,45 @@ def produce(
     keepable = refresh and not include_open and "://" not in root
     if keepable:
         root = os.path.abspath(os.path.expanduser(root))
-        args = {"markets": sorted(validate_markets(markets)), "quote": quote, "days": days}
-        args |= {"tf": timeframe.name, "fmt": fmt, "top": top, "min_value": min_value}
-        name = key(args)
-        found = asyncio.run(lookup(root, config, markets, quote, timeframe, days, name, fmt))
-        if found is not None:
-            copy_out(found[0], out)
-            return Produced(kept=found[1])
-    # Something changed (or cannot be kept): the full run, with pyarrow and pandas.
-    from upbit_cache.cache.export import write_output
-    from upbit_cache.cache.screen import screen_prep
-    from upbit_cache.cache.store import CandleStore
+    args = {"markets": sorted(validate_markets(markets)), "quote": quote, "days": days}
+    args |= {"tf": timeframe.name, "fmt": fmt, "top": top, "min_value": min_value}
+    name = key(args)
 
-    store = CandleStore.open(root)
-    result = asyncio.run(
-        screen_prep(
-            store,
-            config,
-            markets,
-            quote=quote,
-            timeframe=timeframe,
-            days=days,
-            refresh=refresh,
-            include_open=include_open,
-            min_value=min_value,
-            top=top,
-            progress=progress,
-        )
-    )
+    async def run() -> tuple[str, Kept] | tuple[ScreenResult, CandleStore]:
+        async with UpbitClient(config) as client:  # one session for the whole run
+            if keepable:
+                found = await lookup(root, client, markets, quote, timeframe, days, name, fmt)
+                if found is not None:
+                    return found
+            # Something changed (or cannot be kept): the full run, with pyarrow and pandas.
+            from upbit_cache.cache.screen import screen_prep
+            from upbit_cache.cache.store import CandleStore
+
+            store = CandleStore.open(root)
+            result = await screen_prep(
+                store,
+                config,
+                markets,
+                quote=quote,
+                timeframe=timeframe,
+                days=days,
+                refresh=refresh,
+                include_open=include_open,
+                min_value=min_value,
+                top=top,
+                progress=progress,
+                client=client,
+            )
+            return result, store
+
+    first, second = asyncio.run(run())
+    if isinstance(first, str):
+        assert isinstance(second, Kept)
+        copy_out(first, out)
+        return Produced(kept=second)
+    result, store = first, second
+    from upbit_cache.cache.export import write_output
+
     failed = result.sync is not None and result.sync.failed
     if keepable and result.fingerprint is not None and not failed:
         table = keep_path(root, name, fmt)
