@@ -26,6 +26,7 @@ class RateLimiter:
         self.window = window * self.capacity / rate + margin
         self.spacing = self.window / self.capacity
         self._sends: deque[float] = deque()
+        self._next_slot = 0.0  # when the next send is due by the pace
         self._lock = asyncio.Lock()
         self._paused_until = 0.0
         self._strikes = 0
@@ -44,9 +45,14 @@ class RateLimiter:
                     self._sends.popleft()
                 if len(self._sends) >= self.capacity:
                     await asyncio.sleep(self._sends[0] + self.window - now)
-                elif self._sends and now < self._sends[-1] + self.spacing:
-                    await asyncio.sleep(self._sends[-1] + self.spacing - now)
+                elif now < self._next_slot:
+                    await asyncio.sleep(self._next_slot - now)
                 else:
+                    # Pace on the schedule, not on the last actual send: a send that woke a
+                    # little late (a busy loop) does not push every later one back; the
+                    # window check above still holds the real sends to `rate` a second.
+                    behind = now - self._next_slot <= self.spacing
+                    self._next_slot = (self._next_slot if behind else now) + self.spacing
                     self._sends.append(now)
                     return now
 
