@@ -66,6 +66,9 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+Rate = Annotated[float, typer.Option("--rate", min=0.1, help="Candle requests per second at most.")]
+
+
 @app.callback()
 def main(
     version: Annotated[
@@ -119,9 +122,7 @@ def fetch(
     ] = None,
     data_dir: DataDir = None,
     api_url: ApiUrl = None,
-    rate: Annotated[
-        float, typer.Option("--rate", min=0.1, help="Candle requests per second at most.")
-    ] = 10.0,
+    rate: Rate = 10.0,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")
     ] = False,
@@ -260,9 +261,7 @@ def screen_prep_command(
     ] = None,
     data_dir: DataDir = None,
     api_url: ApiUrl = None,
-    rate: Annotated[
-        float, typer.Option("--rate", min=0.1, help="Candle requests per second at most.")
-    ] = 10.0,
+    rate: Rate = 10.0,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Per-market lines and the memory hit rate.")
     ] = False,
