@@ -66,6 +66,12 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+Markets = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Markets such as KRW-BTC; none means every market of --quote.", show_default=False
+    ),
+]
 Rate = Annotated[float, typer.Option("--rate", min=0.1, help="Candle requests per second at most.")]
 
 
@@ -96,12 +102,7 @@ def _one_line_errors() -> Iterator[None]:
 
 @app.command()
 def fetch(
-    markets: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="Markets such as KRW-BTC; none means every market of --quote.", show_default=False
-        ),
-    ] = None,
+    markets: Markets = None,
     quote: Annotated[
         str | None,
         typer.Option("--quote", help="Fetch every market of this quote currency (KRW, BTC, USDT)."),
@@ -209,12 +210,7 @@ def resample_command(
 
 @app.command("screen-prep")
 def screen_prep_command(
-    markets: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="Markets such as KRW-BTC; none means every market of --quote.", show_default=False
-        ),
-    ] = None,
+    markets: Markets = None,
     quote: Annotated[
         str | None, typer.Option("--quote", help="Every market of this quote currency (KRW).")
     ] = None,
