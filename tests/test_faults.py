@@ -10,6 +10,7 @@ import pytest
 from conftest import NOW, run_fetch, truth
 
 from upbit_cache.cache.store import CandleStore
+from upbit_cache.collector.ratelimit import MAX_MARGIN, RateLimiter
 from upbit_cache.simulator import SimulatorConfig, SimulatorServer
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
@@ -35,6 +36,16 @@ def test_the_limiter_keeps_under_10_per_second_with_zero_429s(
     assert report.rate_limited == 0
     # 24 requests at 10/s: the first 10 go at once, the rest one window later each.
     assert report.seconds >= 1.9
+
+
+def test_the_margin_starts_tight_and_widens_with_each_429() -> None:
+    limiter = RateLimiter(10)
+    assert limiter.spacing == pytest.approx(0.1005)
+    limiter.on_429()
+    assert limiter.window == pytest.approx(1.015)
+    for _ in range(6):
+        limiter.on_429()
+    assert limiter.margin == MAX_MARGIN
 
 
 def test_429s_slow_the_client_down_and_every_candle_arrives(tmp_path: Path) -> None:

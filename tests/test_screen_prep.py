@@ -94,9 +94,11 @@ def test_hour_later_refresh_is_one_request_per_market(sim: SimulatorServer, tmp_
     code, _, err = screen(sim, tmp_path, *MARKETS, "--days", "30", "--out", str(tmp_path / "a.csv"))
     assert candle_requests(sim) == 0
     sim.clock.advance(3600)
+    sim.reset_stats()
     code, _, err = screen(sim, tmp_path, *MARKETS, "--days", "30", "--out", str(tmp_path / "b.csv"))
     assert code == 0, err
     assert candle_requests(sim) == len(MARKETS)
+    assert sim.stats()["by_path"]["/v1/market/all"] == 1  # one market list for the whole run
     got = pd.read_csv(tmp_path / "b.csv")
     assert pd.Timestamp(got["time"].max()) == pd.Timestamp(NOW)
     assert len(got) == 3 * 720

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from upbit_cache.cache import paths
 from upbit_cache.cache.ranges import Ranges
@@ -66,6 +69,26 @@ def test_layout_is_hive_partitioned_by_market_and_span(tmp_path: Path) -> None:
 )
 def test_partition_span_rule(tf: str, span: str) -> None:
     assert paths.partition_span(Timeframe.parse(tf)) == span
+
+
+@given(
+    name=st.sampled_from(["1m", "15m", "1h", "1d"]),
+    start=st.integers(min_value=to_ms("2020-01-01"), max_value=to_ms("2030-01-01")),
+    length=st.integers(min_value=0, max_value=800 * 86_400_000),
+)
+def test_partitions_between_tile_the_range(name: str, start: int, length: int) -> None:
+    tf = Timeframe.parse(name)
+    found = paths.partitions_between(tf, start, start + length)
+    if length == 0:
+        assert found == []
+        return
+    # The vectorised rule and the single-time walk name the same partitions, end to end.
+    ends = [start, start + length - 1]
+    first, last = paths.partition_starts(tf, np.array(ends, dtype=np.int64))
+    assert found[0] == first and found[-1] == last
+    assert all(paths.partition_end(tf, a) == b for a, b in itertools.pairwise(found))
+    start_of = paths.parse_partition(paths.partition_dir("/d", tf, "KRW-BTC", found[-1]))[2]
+    assert start_of == found[-1]
 
 
 def test_rewrite_replaces_rows_never_duplicates(tmp_path: Path) -> None:

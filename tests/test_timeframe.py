@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from upbit_cache.errors import InvalidTimeframeError
 from upbit_cache.timeframes import SUPPORTED, Timeframe
@@ -102,3 +104,20 @@ def test_divides(fine: str, coarse: str, divides: bool) -> None:
 def test_divisors_are_finer_only() -> None:
     four = Timeframe.parse("4h")
     assert [t.name for t in four.divisors()] == ["1m", "3m", "5m", "10m", "15m", "30m", "1h", "2h"]
+
+
+@settings(max_examples=300)
+@given(
+    name=st.sampled_from(NAMES),
+    ms=st.integers(min_value=to_ms("2001-01-01"), max_value=to_ms("2099-12-31")),
+    periods=st.integers(min_value=-40, max_value=40),
+)
+def test_single_time_helpers_agree_with_the_vectorised_ones(
+    name: str, ms: int, periods: int
+) -> None:
+    tf = Timeframe.parse(name)
+    start = int(tf.floor(np.array([ms]))[0])
+    assert tf.floor_one(ms) == start
+    moved = int(tf.shift(np.array([start]), periods)[0])
+    assert tf.shift_one(start, periods) == moved
+    assert tf.count_periods(min(start, moved), max(start, moved)) == abs(periods)

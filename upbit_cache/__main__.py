@@ -1,5 +1,5 @@
 """`python -m upbit_cache` is `upbit-cache`."""
 
-from upbit_cache.cli import app
+from upbit_cache.cli import run
 
-app(prog_name="upbit-cache")
+run()

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Literal
-
-import numpy as np
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
 
 from upbit_cache.timeframes import Timeframe
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Span = Literal["day", "month", "year"]
 DATA_FILE = "part-0.parquet"
@@ -37,7 +39,9 @@ def partition_span(tf: Timeframe) -> Span:
 
 
 def partition_starts(tf: Timeframe, ms: np.ndarray) -> np.ndarray:
-    """The start (epoch ms) of the partition holding each candle start."""
+    """The start (epoch ms) of the partition holding each candle start (vectorised)."""
+    import numpy as np
+
     unit = {"day": "D", "month": "M", "year": "Y"}[partition_span(tf)]
     return (
         ms.astype("datetime64[ms]")
@@ -47,21 +51,43 @@ def partition_starts(tf: Timeframe, ms: np.ndarray) -> np.ndarray:
     )
 
 
+# The single-time helpers below are plain Python (no numpy): a hot screen-prep computes
+# its fingerprint from them and must start fast.
+
+
+def partition_start(tf: Timeframe, ms: int) -> int:
+    """The start of the partition holding the time `ms`."""
+    when = datetime.fromtimestamp(ms / 1000, UTC)
+    span = partition_span(tf)
+    first = datetime(
+        when.year,
+        1 if span == "year" else when.month,
+        when.day if span == "day" else 1,
+        tzinfo=UTC,
+    )
+    return int(first.timestamp() * 1000)
+
+
 def partition_end(tf: Timeframe, start: int) -> int:
     """Where the partition starting at `start` ends (the next one's start)."""
-    unit = {"day": "D", "month": "M", "year": "Y"}[partition_span(tf)]
-    first = np.datetime64(start, "ms").astype(f"datetime64[{unit}]")
-    return int((first + 1).astype("datetime64[ms]").astype(np.int64))
+    when = datetime.fromtimestamp(start / 1000, UTC)
+    span = partition_span(tf)
+    if span == "day":
+        return start + 86_400_000
+    year, month = when.year, when.month + 1
+    if span == "year" or month > 12:
+        year, month = year + 1, 1
+    return int(datetime(year, month, 1, tzinfo=UTC).timestamp() * 1000)
 
 
 def partitions_between(tf: Timeframe, start: int, end: int) -> list[int]:
     """Every partition start overlapping [start, end), oldest first."""
-    if end <= start:
-        return []
-    unit = {"day": "D", "month": "M", "year": "Y"}[partition_span(tf)]
-    first, last = np.array([start, end - 1], dtype="datetime64[ms]").astype(f"datetime64[{unit}]")
-    span = np.arange(first, last + 1)
-    return [int(x) for x in span.astype("datetime64[ms]").astype(np.int64)]
+    found: list[int] = []
+    at = partition_start(tf, start) if end > start else end
+    while at < end:
+        found.append(at)
+        at = partition_end(tf, at)
+    return found
 
 
 def candles_root(root: str, tf: Timeframe) -> str:
@@ -69,7 +95,7 @@ def candles_root(root: str, tf: Timeframe) -> str:
 
 
 def partition_dir(root: str, tf: Timeframe, market: str, start_ms: int) -> str:
-    day = np.datetime64(start_ms, "ms").astype("datetime64[D]")
+    day = datetime.fromtimestamp(start_ms / 1000, UTC).date().isoformat()
     return f"{candles_root(root, tf)}/market={market}/date={day}"
 
 
@@ -82,8 +108,8 @@ def parse_partition(path: str) -> tuple[Timeframe, str, int]:
     found = _PARTITION_RE.search(path)
     if found is None:
         raise ValueError(f"not a partition path: {path}")
-    start = np.datetime64(found["date"], "D").astype("datetime64[ms]").astype(np.int64)
-    return Timeframe.parse(found["tf"]), found["market"], int(start)
+    day = datetime.strptime(found["date"], "%Y-%m-%d").replace(tzinfo=UTC)
+    return Timeframe.parse(found["tf"]), found["market"], int(day.timestamp() * 1000)
 
 
 def fetched_file(root: str, tf: Timeframe, market: str) -> str:

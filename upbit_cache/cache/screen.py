@@ -8,6 +8,7 @@ last 24 hours, computed from the candles themselves, so no extra request is need
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
@@ -29,7 +30,7 @@ from upbit_cache.timeframes import Timeframe
 from upbit_cache.timeframes.timeframe import DAY_MS
 from upbit_cache.times import now_ms
 
-_READERS = 4
+_READERS = min(4, os.cpu_count() or 1)  # more threads than cores only fight over the GIL
 SCREEN_COLUMNS = ("market", "time", "open", "high", "low", "close", "volume", "value")
 
 
@@ -120,20 +121,33 @@ def _assemble(
     with ThreadPoolExecutor(max_workers=_READERS) as pool:
         tables = pool.map(lambda m: store.load_table(m, tf, start, end), names)
         parts = dict(zip(names, tables, strict=True))
-    turnover: dict[str, float] = {}
-    for market, table in parts.items():
-        times = table["time"].cast(pa.int64())
-        if table.num_rows == 0 or times[0].as_py() > start:
-            first = times[0].as_py() if table.num_rows else end
+    full = _long_table(parts)
+    # Per market, in one pass each: the first candle (is its history short?) and the last
+    # 24 hours' turnover (for --top / --min-value).
+    firsts = dict(_per_market(full, "time", "min", cast_int=True))
+    recent = full.filter(pc.greater_equal(full["time"].cast(pa.int64()), end - DAY_MS))
+    turnover = dict.fromkeys(names, 0.0) | dict(_per_market(recent, "value", "sum"))
+    for market in names:
+        first = firsts.get(market, end)
+        if first > start:
             result.short[market] = round((end - first) / DAY_MS, 2)
-        recent = pc.greater_equal(times, end - DAY_MS)
-        turnover[market] = pc.sum(table["value"].filter(recent)).as_py() or 0.0
-    kept = [m for m in parts if min_value is None or turnover[m] >= min_value]
+    kept = [m for m in names if min_value is None or turnover[m] >= min_value]
     if top is not None:
-        kept = sorted(sorted(kept), key=lambda m: -turnover[m])[:top]
-    result.filtered_out = [m for m in parts if m not in set(kept)]
-    result.table = _long_table({m: parts[m] for m in sorted(kept)})
+        kept = sorted(kept, key=lambda m: -turnover[m])[:top]
+    result.filtered_out = [m for m in names if m not in set(kept)]
+    if result.filtered_out:
+        full = full.filter(pc.is_in(full["market"], pa.array(sorted(kept), pa.string())))
+    result.table = full
     return result
+
+
+def _per_market(
+    table: pa.Table, column: str, how: str, *, cast_int: bool = False
+) -> list[tuple[str, float]]:
+    values = table[column].cast(pa.int64()) if cast_int else table[column]
+    grouped = pa.table({"market": table["market"], "v": values}).group_by("market")
+    done = grouped.aggregate([("v", how)])
+    return list(zip(done["market"].to_pylist(), done[f"v_{how}"].to_pylist(), strict=True))
 
 
 def _long_table(parts: dict[str, pa.Table]) -> pa.Table:

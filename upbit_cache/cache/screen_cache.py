@@ -224,6 +224,8 @@ def produce(
         copy_out(first, out)
         return Produced(kept=second)
     result, store = first, second
+    import pyarrow.compute as pc
+
     from upbit_cache.cache.export import write_output
 
     failed = result.sync is not None and result.sync.failed
@@ -231,7 +233,7 @@ def produce(
         table = keep_path(root, name, fmt)
         write_output(result.table, table, fmt)
         copy_out(table, out)
-        shown = len(set(result.table.column("market").to_pylist())) if result.table.num_rows else 0
+        shown = pc.count_distinct(result.table["market"]).as_py() if result.table.num_rows else 0
         facts = Kept(result.fingerprint, shown, result.table.num_rows, result.short)
         facts.filtered_out = len(result.filtered_out)
         remember(root, name, facts)

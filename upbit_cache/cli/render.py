@@ -7,10 +7,9 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from upbit_cache.cache.derive import DeriveOutcome
     from upbit_cache.cache.memory import MemoryStats
     from upbit_cache.cache.screen_cache import Produced
@@ -58,6 +57,14 @@ class BarProgress:
     """A live bar: jobs done, candles received, requests per second."""
 
     def __init__(self, console: Console) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         self._began = time.monotonic()
         self._pages = 0
         self._candles = 0
@@ -105,6 +112,9 @@ class BarProgress:
 def progress_for(stream: TextIO = sys.stderr, quiet: bool = False) -> BarProgress | PlainProgress:
     """A bar when `stream` is a terminal, plain lines when it is not (cron, pipes)."""
     if not quiet and stream.isatty():
+        # rich is imported only for a terminal: cron and pipes start faster without it.
+        from rich.console import Console
+
         return BarProgress(Console(file=stream))
     return PlainProgress(stream, verbose=not quiet)
 

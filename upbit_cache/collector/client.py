@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 MAX_PAGE = 200  # Upbit's largest `count`
+MARKETS_MAX_AGE = 60.0  # seconds a market list is reused within one client
 _RATE_LIMIT_RETRIES = 8
 _USER_AGENT = "upbit-cache/0.1"
 
@@ -61,6 +62,7 @@ class UpbitClient:
         self.stats = ClientStats()
         self._session: aiohttp.ClientSession | None = None
         self._clock_offset_ms: int | None = None
+        self._listing: tuple[float, list[MarketInfo]] | None = None
 
     async def __aenter__(self) -> UpbitClient:
         self._session = aiohttp.ClientSession(
@@ -84,12 +86,19 @@ class UpbitClient:
         """Upbit's clock as last seen in a `Date` header (never ahead of it), else ours."""
         return int(time.time() * 1000) + (self._clock_offset_ms or 0)
 
-    async def markets(self) -> list[MarketInfo]:
-        """Every market Upbit lists (/v1/market/all); also sets the server clock."""
+    async def markets(self, max_age: float = MARKETS_MAX_AGE) -> list[MarketInfo]:
+        """Every market Upbit lists (/v1/market/all); also sets the server clock.
+
+        An answer younger than `max_age` seconds is reused: one run asks once.
+        """
+        if self._listing is not None and time.monotonic() - self._listing[0] < max_age:
+            return list(self._listing[1])
         body = await self._get(
             "market/all", {"isDetails": "true"}, limited=False, what="market list"
         )
-        return parse_markets(body)
+        listing = parse_markets(body)
+        self._listing = (time.monotonic(), listing)
+        return list(listing)
 
     async def candles(
         self, market: str, timeframe: Timeframe, to_ms: int | None, count: int
@@ -103,10 +112,12 @@ class UpbitClient:
         body = await self._get(
             timeframe.endpoint, params, limited=True, what=f"{market} {timeframe}"
         )
-        # Imported here: only candle pages need pyarrow, the market list does not.
+        # Imported here: only candle pages need pyarrow, the market list does not. Parsed on
+        # a worker thread: the loop keeps pacing sends meanwhile (the first parse also
+        # imports pandas, through pyarrow, which takes longer than a send interval).
         from upbit_cache.collector.parse import parse_candles
 
-        return parse_candles(body, market, timeframe)
+        return await asyncio.to_thread(parse_candles, body, market, timeframe)
 
     async def _get(self, path: str, params: dict[str, str], *, limited: bool, what: str) -> Any:
         assert self._session is not None, "use UpbitClient as an async context manager"

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from upbit_cache.candles import CANDLE_COLUMNS
 from upbit_cache.errors import InvalidTimeframeError
-from upbit_cache.timeframes.timeframe import DAY_MS, Millis, Timeframe
+from upbit_cache.timeframes.timeframe import DAY_MS, Timeframe
+
+if TYPE_CHECKING:
+    from upbit_cache.timeframes.timeframe import Millis
 
 #: Extra boolean column of `resample`: the whole period lies inside the known-complete range.
 COMPLETE = "complete"

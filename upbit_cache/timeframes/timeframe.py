@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-import numpy as np
-import numpy.typing as npt
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
 
 from upbit_cache.errors import InvalidTimeframeError
 
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    import numpy as np
+    import numpy.typing as npt
+
+    Millis: TypeAlias = npt.NDArray[np.int64]
+
+# numpy is imported inside the vectorised methods: the single-time ones below are plain
+# Python, so a command that only needs a window (a hot screen-prep) never loads numpy.
+
 Kind = Literal["minute", "day", "week", "month"]
-Millis = npt.NDArray[np.int64]
 
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
@@ -84,6 +92,8 @@ class Timeframe:
 
     def floor(self, ms: Millis) -> Millis:
         """The start of the period holding each time (epoch ms, vectorised)."""
+        import numpy as np
+
         ms = np.asarray(ms, dtype=np.int64)
         if self.kind == "month":
             months = ms.astype("datetime64[ms]").astype("datetime64[M]")
@@ -95,6 +105,8 @@ class Timeframe:
 
     def shift(self, ms: Millis, periods: int) -> Millis:
         """Move aligned period starts by a whole number of periods."""
+        import numpy as np
+
         ms = np.asarray(ms, dtype=np.int64)
         if self.kind == "month":
             months = ms.astype("datetime64[ms]").astype("datetime64[M]") + periods
@@ -105,11 +117,21 @@ class Timeframe:
 
     def floor_one(self, ms: int) -> int:
         """`floor` for a single time."""
-        return int(self.floor(np.array([ms], dtype=np.int64))[0])
+        if self.kind == "month":
+            return _month_start(*_year_month(ms))
+        size = self.fixed_ms
+        assert size is not None
+        offset = _WEEK_OFFSET_MS if self.kind == "week" else 0
+        return (ms - offset) // size * size + offset
 
     def shift_one(self, ms: int, periods: int) -> int:
         """`shift` for a single time."""
-        return int(self.shift(np.array([ms], dtype=np.int64), periods)[0])
+        if self.kind == "month":
+            year, month = _year_month(ms)
+            return _month_start(year, month + periods)
+        size = self.fixed_ms
+        assert size is not None
+        return ms + periods * size
 
     def ceil_one(self, ms: int) -> int:
         """The first period start at or after `ms`."""
@@ -121,8 +143,8 @@ class Timeframe:
         if end <= start:
             return 0
         if self.kind == "month":
-            a, b = np.array([start, end], dtype="datetime64[ms]").astype("datetime64[M]")
-            return int((b - a).astype(np.int64))
+            (y0, m0), (y1, m1) = _year_month(start), _year_month(end)
+            return (y1 - y0) * 12 + (m1 - m0)
         size = self.fixed_ms
         assert size is not None
         return (end - start) // size
@@ -163,3 +185,14 @@ SUPPORTED: tuple[Timeframe, ...] = tuple(
     _make(n) for n in "1m 3m 5m 10m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M".split()
 )
 _BY_NAME = {tf.name: tf for tf in SUPPORTED}
+
+
+def _year_month(ms: int) -> tuple[int, int]:
+    when = datetime.fromtimestamp(ms / 1000, UTC)
+    return when.year, when.month
+
+
+def _month_start(year: int, month: int) -> int:
+    """Epoch ms of the first of `month` (which may run past 12 or below 1) in `year`."""
+    year, index = divmod(year * 12 + month - 1, 12)
+    return int(datetime(year, index + 1, 1, tzinfo=UTC).timestamp() * 1000)
