@@ -8,6 +8,7 @@ last 24 hours, computed from the candles themselves, so no extra request is need
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,9 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from upbit_cache.cache.screen_cache import fingerprint, window
+from upbit_cache.cache.screen_cache import fingerprint, stamp, window
 from upbit_cache.cache.store import CandleStore
-from upbit_cache.cache.sync import Progress, SyncReport, fetch_with
+from upbit_cache.cache.sync import MarketOutcome, Progress, SyncReport, fetch_with
 from upbit_cache.candles import CANDLE_SCHEMA
 from upbit_cache.collector.client import UpbitClient
 from upbit_cache.collector.config import ClientConfig
@@ -73,15 +74,21 @@ async def screen_prep(
         async with AsyncExitStack() as stack:
             if client is None:
                 client = await stack.enter_async_context(UpbitClient(config))
+            read: dict[str, Read] = {}
             if refresh:
+                await client.markets()  # Upbit's clock, for the window (fetch reuses the list)
+                span = window(timeframe, client.now_ms(), days)
+                reader = _ReadAsDone(store, timeframe, span, progress)
                 sync = await fetch_with(
-                    client, store, wanted, [timeframe], days=days, quote=quote, progress=progress
+                    client, store, wanted, [timeframe], days=days, quote=quote, progress=reader
                 )
                 wanted = [o.market for o in sync.outcomes] or wanted
+                if window(timeframe, sync.now, days) == span:  # else a period closed meanwhile
+                    read = {m: await job for m, job in reader.jobs.items()}
             now = client.now_ms() if sync is None else sync.now
             if not wanted:
                 wanted = _stored_markets(store, timeframe, quote)
-            result = _assemble(store, wanted, timeframe, now, days, min_value, top)
+            result = _assemble(store, wanted, timeframe, now, days, min_value, top, read)
             if include_open:
                 await _add_open(client, result, timeframe)
     else:
@@ -92,6 +99,43 @@ async def screen_prep(
         result = _assemble(store, wanted, timeframe, end, days, min_value, top)
     result.sync = sync
     return result
+
+
+Read = tuple[list[object] | None, pa.Table]  # a market's stamp (see screen_cache) and table
+
+
+def _read(store: CandleStore, tf: Timeframe, market: str, start: int, end: int) -> Read:
+    # The stamp is taken before reading: a write landing in between makes the next run rebuild.
+    mark = stamp(store.root, tf, market, start, end) if store.is_local else None
+    return mark, store.load_table(market, tf, start, end)
+
+
+class _ReadAsDone:
+    """Passes progress on, and reads each market's table as soon as its refresh is done.
+
+    The rate limiter paces a refresh, so the CPU idles meanwhile: by the last answer,
+    every other market's table is already read (from memory: it was just written).
+    """
+
+    def __init__(
+        self, store: CandleStore, tf: Timeframe, span: tuple[int, int], inner: Progress | None
+    ) -> None:
+        self.store, self.tf, self.span, self.inner = store, tf, span, inner
+        self.jobs: dict[str, asyncio.Future[Read]] = {}
+
+    def on_start(self, jobs: int) -> None:
+        if self.inner is not None:
+            self.inner.on_start(jobs)
+
+    def on_page(self, candles: int) -> None:
+        if self.inner is not None:
+            self.inner.on_page(candles)
+
+    def on_done(self, outcome: MarketOutcome) -> None:
+        if self.inner is not None:
+            self.inner.on_done(outcome)
+        args = (self.store, self.tf, outcome.market, *self.span)
+        self.jobs[outcome.market] = asyncio.ensure_future(asyncio.to_thread(_read, *args))
 
 
 def _stored_markets(store: CandleStore, timeframe: Timeframe, quote: str | None) -> list[str]:
@@ -110,17 +154,22 @@ def _assemble(
     days: float,
     min_value: float | None,
     top: int | None,
+    read: dict[str, Read] | None = None,
 ) -> ScreenResult:
+    """The table of `markets` over the window ending at `now`; `read` holds those read already."""
     start, end = window(tf, now, days)
     result = ScreenResult(table=pa.table({}))
-    if store.is_local:
-        # Taken before reading: a write that lands in between makes the next run rebuild.
-        result.fingerprint = fingerprint(store.root, tf, markets, start, end)
     names = sorted(markets)
+    done = {m: read[m] for m in names if read and m in read}
+    left = [m for m in names if m not in done]
     # Parquet decoding releases the GIL: a few threads read the markets' files in parallel.
     with ThreadPoolExecutor(max_workers=_READERS) as pool:
-        tables = pool.map(lambda m: store.load_table(m, tf, start, end), names)
-        parts = dict(zip(names, tables, strict=True))
+        done |= dict(
+            zip(left, pool.map(lambda m: _read(store, tf, m, start, end), left), strict=True)
+        )
+    if store.is_local:
+        result.fingerprint = fingerprint(tf, start, end, [done[m][0] or [] for m in names])
+    parts = {m: done[m][1] for m in names}
     full = _long_table(parts)
     # Per market, in one pass each: the first candle (is its history short?) and the last
     # 24 hours' turnover (for --top / --min-value).

@@ -62,15 +62,18 @@ def key(args: dict[str, object]) -> str:
     ).hexdigest()
 
 
-def fingerprint(root: str, tf: Timeframe, markets: Sequence[str], start: int, end: int) -> str:
-    """What a table of [start, end) for these markets depends on, as one string."""
-    parts: list[object] = [tf.name, start, end]
-    for market in sorted(markets):
-        files = [paths.fetched_file(root, tf, market)]
-        files += [
-            paths.data_file(root, tf, market, p) for p in paths.partitions_between(tf, start, end)
-        ]
-        parts.append([market, *(_stat(f) for f in files)])
+def stamp(root: str, tf: Timeframe, market: str, start: int, end: int) -> list[object]:
+    """What one market's part of a table of [start, end) depends on: its files' versions."""
+    files = [paths.fetched_file(root, tf, market)]
+    files += [
+        paths.data_file(root, tf, market, p) for p in paths.partitions_between(tf, start, end)
+    ]
+    return [market, *(_stat(f) for f in files)]
+
+
+def fingerprint(tf: Timeframe, start: int, end: int, stamps: Sequence[list[object]]) -> str:
+    """One string for a table of [start, end) built from files with these `stamp`s."""
+    parts: list[object] = [tf.name, start, end, *sorted(stamps, key=lambda s: str(s[0]))]
     return hashlib.sha1(json.dumps(parts).encode(), usedforsecurity=False).hexdigest()
 
 
@@ -121,7 +124,8 @@ async def lookup(
     if not wanted or not listed.issuperset(wanted):
         return None  # the full run gives the error, or the empty answer
     start, end = window(tf, now, days)
-    return find(root, name, fmt, fingerprint(root, tf, wanted, start, end))
+    stamps = [stamp(root, tf, m, start, end) for m in wanted]
+    return find(root, name, fmt, fingerprint(tf, start, end, stamps))
 
 
 def copy_out(table: str, out: str) -> None:
