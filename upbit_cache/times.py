@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from upbit_cache.errors import InvalidRangeError
+from upbit_cache.errors import InvalidRangeError, UsageError
 
 # A pandas Timestamp is a datetime too; pandas is not imported here to keep CLI start fast.
 TimeLike = str | int | datetime
@@ -37,3 +37,15 @@ def now_ms() -> int:
 def iso(ms: int) -> str:
     """`2026-11-01T09:00:00Z` for epoch ms."""
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_DURATION_UNITS = {"h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
+
+
+def parse_duration(text: str, option: str) -> int:
+    """Milliseconds of `90d`, `36h` or `2w` (the unit is required: `m` would be ambiguous)."""
+    value = text.strip().lower()
+    number, unit = value[:-1], value[-1:]
+    if unit not in _DURATION_UNITS or not number.isdigit():
+        raise UsageError(f"{option}: cannot read {text!r}; use a number and h, d or w, e.g. 90d")
+    return int(number) * _DURATION_UNITS[unit]

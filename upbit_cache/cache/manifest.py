@@ -28,6 +28,7 @@ class Record:
     fetched: Ranges = field(default_factory=Ranges)
     derived_from: str | None = None  # base timeframe name, for derived timeframes
     sources: dict[str, str] = field(default_factory=dict)  # base partition -> fingerprint
+    pruned: Ranges = field(default_factory=Ranges)  # deleted by `prune`, not fetched again
 
 
 def read_record(fs: pafs.FileSystem, path: str) -> Record:
@@ -45,6 +46,7 @@ def read_record(fs: pafs.FileSystem, path: str) -> Record:
             fetched=Ranges.from_json(data["fetched"]),
             derived_from=data.get("derived_from"),
             sources={str(k): str(v) for k, v in data.get("sources", {}).items()},
+            pruned=Ranges.from_json(data.get("pruned", [])),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StorageError(f"fetched-range record {path} is damaged ({exc}); delete it") from exc
@@ -56,5 +58,7 @@ def write_record(fs: pafs.FileSystem, path: str, record: Record) -> None:
     if record.derived_from is not None:
         data["derived_from"] = record.derived_from
         data["sources"] = record.sources
+    if record.pruned:
+        data["pruned"] = record.pruned.to_json()
     body = json.dumps(data).encode()
     atomic_write(fs, path, lambda sink: sink.write(body))

@@ -1,12 +1,16 @@
 """Where everything lives in a data dir: built here, and parsed back here, nowhere else.
 
-    <root>/candles/<tf>/market=<MARKET>/date=<YYYY-MM-DD>/part-0.parquet   the dataset
+    <root>/candles/<tf>/market=<MARKET>/date=<YYYY-MM-DD>/part-0.parquet   hot tier
+    <root>/candles/<tf>/market=<MARKET>/date=<YYYY-MM-DD>/cold-0.parquet   cold tier
     <root>/fetched/<tf>/<MARKET>.json                                      fetched ranges
     <root>/locks/<tf>/<MARKET>.lock                                        writer locks
+    <root>/screens/<key>.<format>                                          kept screen tables
 
-One partition holds one span of time, chosen per timeframe so that files hold hundreds to
-tens of thousands of rows: a day for 1m, a month for 3m-30m, a year for 1h and coarser.
-`date=` is the first day of the span.
+Both tiers are one Hive-partitioned dataset (`market`, `date`). One hot partition holds one
+span of time, chosen per timeframe so that files hold hundreds to tens of thousands of rows:
+a day for 1m, a month for 3m-30m, a year for 1h and coarser. `prune` compacts old hot
+partitions into cold files spanning a month for 1m and a year otherwise. `date=` is the
+first day of a file's span, so filter on `time`, not on `date`.
 """
 
 from __future__ import annotations
@@ -22,20 +26,31 @@ if TYPE_CHECKING:
     import numpy as np
 
 Span = Literal["day", "month", "year"]
+Tier = Literal["hot", "cold"]
 DATA_FILE = "part-0.parquet"
+COLD_FILE = "cold-0.parquet"
+FILE_NAMES: dict[Tier, str] = {"hot": DATA_FILE, "cold": COLD_FILE}
+SCREENS = "screens"
 TEMP_SUFFIX = ".tmp"
 _PARTITION_RE = re.compile(
     r"candles/(?P<tf>[0-9]+[a-zA-Z])/market=(?P<market>[A-Z0-9-]+)/date=(?P<date>\d{4}-\d\d-\d\d)"
 )
 
 
-def partition_span(tf: Timeframe) -> Span:
-    """How much time one partition file of this timeframe covers."""
+def partition_span(tf: Timeframe, tier: Tier = "hot") -> Span:
+    """How much time one partition file of this timeframe covers, in this tier."""
+    if tier == "cold":
+        return "month" if tf.kind == "minute" and tf.count == 1 else "year"
     if tf.kind == "minute" and tf.count == 1:
         return "day"
     if tf.kind == "minute" and tf.count < 60:
         return "month"
     return "year"
+
+
+def tier_of(path: str) -> Tier:
+    """The tier of a data file, from its name."""
+    return "cold" if path.endswith("/" + COLD_FILE) else "hot"
 
 
 def partition_starts(tf: Timeframe, ms: np.ndarray) -> np.ndarray:
@@ -55,10 +70,10 @@ def partition_starts(tf: Timeframe, ms: np.ndarray) -> np.ndarray:
 # its fingerprint from them and must start fast.
 
 
-def partition_start(tf: Timeframe, ms: int) -> int:
+def partition_start(tf: Timeframe, ms: int, tier: Tier = "hot") -> int:
     """The start of the partition holding the time `ms`."""
     when = datetime.fromtimestamp(ms / 1000, UTC)
-    span = partition_span(tf)
+    span = partition_span(tf, tier)
     first = datetime(
         when.year,
         1 if span == "year" else when.month,
@@ -68,10 +83,10 @@ def partition_start(tf: Timeframe, ms: int) -> int:
     return int(first.timestamp() * 1000)
 
 
-def partition_end(tf: Timeframe, start: int) -> int:
+def partition_end(tf: Timeframe, start: int, tier: Tier = "hot") -> int:
     """Where the partition starting at `start` ends (the next one's start)."""
     when = datetime.fromtimestamp(start / 1000, UTC)
-    span = partition_span(tf)
+    span = partition_span(tf, tier)
     if span == "day":
         return start + 86_400_000
     year, month = when.year, when.month + 1
@@ -80,13 +95,13 @@ def partition_end(tf: Timeframe, start: int) -> int:
     return int(datetime(year, month, 1, tzinfo=UTC).timestamp() * 1000)
 
 
-def partitions_between(tf: Timeframe, start: int, end: int) -> list[int]:
+def partitions_between(tf: Timeframe, start: int, end: int, tier: Tier = "hot") -> list[int]:
     """Every partition start overlapping [start, end), oldest first."""
     found: list[int] = []
-    at = partition_start(tf, start) if end > start else end
+    at = partition_start(tf, start, tier) if end > start else end
     while at < end:
         found.append(at)
-        at = partition_end(tf, at)
+        at = partition_end(tf, at, tier)
     return found
 
 
@@ -99,8 +114,8 @@ def partition_dir(root: str, tf: Timeframe, market: str, start_ms: int) -> str:
     return f"{candles_root(root, tf)}/market={market}/date={day}"
 
 
-def data_file(root: str, tf: Timeframe, market: str, start_ms: int) -> str:
-    return f"{partition_dir(root, tf, market, start_ms)}/{DATA_FILE}"
+def data_file(root: str, tf: Timeframe, market: str, start_ms: int, tier: Tier = "hot") -> str:
+    return f"{partition_dir(root, tf, market, start_ms)}/{FILE_NAMES[tier]}"
 
 
 def parse_partition(path: str) -> tuple[Timeframe, str, int]:

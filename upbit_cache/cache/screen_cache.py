@@ -36,8 +36,6 @@ if TYPE_CHECKING:
     from upbit_cache.cache.store import CandleStore
     from upbit_cache.cache.sync import Progress
 
-SCREENS = "screens"
-
 
 @dataclass
 class Kept:
@@ -66,7 +64,9 @@ def stamp(root: str, tf: Timeframe, market: str, start: int, end: int) -> list[o
     """What one market's part of a table of [start, end) depends on: its files' versions."""
     files = [paths.fetched_file(root, tf, market)]
     files += [
-        paths.data_file(root, tf, market, p) for p in paths.partitions_between(tf, start, end)
+        paths.data_file(root, tf, market, p, tier)
+        for tier in ("hot", "cold")
+        for p in paths.partitions_between(tf, start, end, tier)
     ]
     return [market, *(_stat(f) for f in files)]
 
@@ -80,11 +80,11 @@ def fingerprint(tf: Timeframe, start: int, end: int, stamps: Sequence[list[objec
 def find(root: str, name: str, fmt: str, current: str) -> tuple[str, Kept] | None:
     """The kept table `name` if it was built from exactly `current`."""
     try:
-        with open(f"{root}/{SCREENS}/{name}.json") as source:
+        with open(f"{root}/{paths.SCREENS}/{name}.json") as source:
             kept = Kept(**json.load(source))
     except (OSError, ValueError, TypeError):
         return None
-    table = f"{root}/{SCREENS}/{name}.{fmt}"
+    table = f"{root}/{paths.SCREENS}/{name}.{fmt}"
     if kept.fingerprint != current or not os.path.exists(table):
         return None
     return table, kept
@@ -92,13 +92,13 @@ def find(root: str, name: str, fmt: str, current: str) -> tuple[str, Kept] | Non
 
 def keep_path(root: str, name: str, fmt: str) -> str:
     """Where the table `name` is to be written (by the caller, atomically)."""
-    os.makedirs(f"{root}/{SCREENS}", exist_ok=True)
-    return f"{root}/{SCREENS}/{name}.{fmt}"
+    os.makedirs(f"{root}/{paths.SCREENS}", exist_ok=True)
+    return f"{root}/{paths.SCREENS}/{name}.{fmt}"
 
 
 def remember(root: str, name: str, kept: Kept) -> None:
     """Record what the table `name` was built from (after the table itself is written)."""
-    _atomic_write(f"{root}/{SCREENS}/{name}.json", json.dumps(asdict(kept)).encode())
+    _atomic_write(f"{root}/{paths.SCREENS}/{name}.json", json.dumps(asdict(kept)).encode())
 
 
 async def lookup(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,8 +21,13 @@ from upbit_cache.cache.manifest import Record, read_record, write_record
 from upbit_cache.cache.memory import MemoryCache
 from upbit_cache.cache.ranges import Ranges
 from upbit_cache.candles import CANDLE_SCHEMA, dedupe_by_time, from_table, to_table
-from upbit_cache.errors import StorageError
+from upbit_cache.errors import StorageError, UpbitCacheError
 from upbit_cache.timeframes import Timeframe
+
+HOT_ROW_GROUP = 4_096
+COLD_ROW_GROUP = 10_080  # a week of 1m candles
+COLD_ZSTD_LEVEL = 12
+_READ_ATTEMPTS = 3
 
 if TYPE_CHECKING:  # pandas is imported only where a frame is made, to keep CLI start fast
     import pandas as pd
@@ -94,12 +100,22 @@ class CandleStore:
     def load_table(
         self, market: str, tf: Timeframe, start: int | None = None, end: int | None = None
     ) -> pa.Table:
-        """`load` as an Arrow table (CANDLE_SCHEMA), read through the memory layer."""
-        infos = sorted(self._infos(market, tf, start, end), key=_path)
-        parts = [self._read(info) for info in infos]
-        if not parts:
-            return CANDLE_SCHEMA.empty_table()
-        table = pa.concat_tables(parts)
+        """`load` as an Arrow table (CANDLE_SCHEMA), read through the memory layer.
+
+        Hot and cold files are read as one: where both hold a time (a compaction under way,
+        or a backfill into a compacted span), the hot row wins.
+        """
+        for attempt in range(_READ_ATTEMPTS):
+            infos = self._infos(market, tf, start, end)
+            try:
+                table = self._combine([self._read(info) for info in infos], infos)
+                break
+            except FileNotFoundError:
+                # A concurrent prune replaced files between our listing and our read.
+                if attempt == _READ_ATTEMPTS - 1:
+                    raise StorageError(
+                        f"{market} {tf}: files keep changing under this read; try again"
+                    ) from None
         if start is None and end is None:
             return table
         times = table["time"].cast(pa.int64())
@@ -137,7 +153,9 @@ class CandleStore:
             old = read_record(self.fs, path)
             base = derived_from.name if derived_from is not None else old.derived_from
             kept = old.sources if base == old.derived_from else {}
-            record = Record(old.fetched.union(covered), base, {**kept, **(sources or {})})
+            sources = {**kept, **(sources or {})}
+            pruned = old.pruned.subtract(covered)  # fetched again: no longer a pruned gap
+            record = Record(old.fetched.union(covered), base, sources, pruned)
             write_record(self.fs, path, record)
         return table.num_rows
 
@@ -147,42 +165,133 @@ class CandleStore:
         old = self._read(info) if info.type == pafs.FileType.File else None
         # Old rows first, so that for a repeated time the new row wins.
         merged = dedupe_by_time(new if old is None else pa.concat_tables([old, new]))
-        atomic_write(self.fs, final, lambda sink: pq.write_table(merged, sink, compression="zstd"))
-        # Just written: keep it in memory, so a read that follows costs no disk read.
-        [info] = self.fs.get_file_info([final])
-        self.memory.put(final, _version(info), merged)
+        self.put_file(final, merged)
 
-    def partition_files(self, tf: Timeframe, market: str) -> dict[int, pafs.FileInfo]:
-        """The data files of one (timeframe, market), by partition start."""
-        return {paths.parse_partition(i.path)[2]: i for i in self._infos(market, tf, None, None)}
+    def put_file(self, path: str, table: pa.Table) -> None:
+        """Write one data file atomically, encoded for its tier (named by its file name)."""
+        tier = paths.tier_of(path)
+        atomic_write(self.fs, path, lambda sink: write_parquet(table, sink, tier))
+        # Just written: keep it in memory, so a read that follows costs no disk read.
+        [info] = self.fs.get_file_info([path])
+        self.memory.put(path, _version(info), table)
+
+    def remove_file(self, path: str) -> None:
+        """Delete one data file and its partition directory if that is left empty."""
+        try:
+            self.fs.delete_file(path)
+        except FileNotFoundError:
+            pass  # already gone: what was asked for
+        except OSError as exc:
+            raise StorageError(f"cannot delete {path}: {exc}") from exc
+        folder = path.rpartition("/")[0]
+        if not self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
+            with contextlib.suppress(OSError):  # a writer may be filling it again
+                self.fs.delete_dir(folder)
+
+    def set_record(self, tf: Timeframe, market: str, record: Record) -> None:
+        """Replace the record of one (timeframe, market); the caller holds its lock."""
+        write_record(self.fs, paths.fetched_file(self.root, tf, market), record)
+
+    def data_files(self, tf: Timeframe, market: str) -> list[pafs.FileInfo]:
+        """Every data file (both tiers) of one (timeframe, market), in path order."""
+        return self._infos(market, tf, None, None)
+
+    def timeframes(self) -> list[Timeframe]:
+        """Timeframes with any data or record in the store."""
+        names: set[str] = set()
+        for top in ("candles", "fetched"):
+            selector = pafs.FileSelector(f"{self.root}/{top}", allow_not_found=True)
+            names.update(i.base_name for i in self.fs.get_file_info(selector))
+        found = []
+        for name in sorted(names):
+            try:
+                found.append(Timeframe.parse(name))
+            except UpbitCacheError:
+                continue  # not ours
+        return found
+
+    def stored_markets(self, tf: Timeframe) -> list[str]:
+        """Markets with a record or any data file for this timeframe."""
+        selector = pafs.FileSelector(paths.candles_root(self.root, tf), allow_not_found=True)
+        dirs = (i.base_name for i in self.fs.get_file_info(selector))
+        held = {d.removeprefix("market=") for d in dirs if d.startswith("market=")}
+        return sorted(held.union(self.markets(tf)))
+
+    def partition_files(
+        self, tf: Timeframe, market: str, tier: paths.Tier = "hot"
+    ) -> dict[int, pafs.FileInfo]:
+        """The data files of one (timeframe, market) in one tier, by partition start."""
+        infos = self._infos(market, tf, None, None)
+        return {paths.parse_partition(i.path)[2]: i for i in infos if paths.tier_of(i.path) == tier}
+
+    def read_file(self, info: pafs.FileInfo) -> pa.Table:
+        """One data file, from memory when this version of it was read or written before."""
+        try:
+            return self._read(info)
+        except FileNotFoundError as exc:
+            raise StorageError(f"cannot read {info.path}: it was removed meanwhile") from exc
 
     def _read(self, info: pafs.FileInfo) -> pa.Table:
-        """One data file, from memory when this version of it was read or written before."""
         version = _version(info)
         table = self.memory.get(info.path, version)
         if table is None:
             try:
                 with self.fs.open_input_file(info.path) as source:
                     table = pq.ParquetFile(source).read().cast(CANDLE_SCHEMA)
+            except FileNotFoundError:
+                raise
             except (OSError, pa.ArrowInvalid) as exc:
                 raise StorageError(f"cannot read {info.path}: {exc}") from exc
             self.memory.put(info.path, version, table)
         return table
 
+    @staticmethod
+    def _combine(parts: list[pa.Table], infos: list[pafs.FileInfo]) -> pa.Table:
+        if not parts:
+            return CANDLE_SCHEMA.empty_table()
+        table = pa.concat_tables(parts)
+        if any(paths.tier_of(i.path) == "cold" for i in infos):
+            # Path order puts a span's cold file before its hot files: the hot row wins.
+            table = dedupe_by_time(table)
+        return table
+
     def _infos(
         self, market: str, tf: Timeframe, start: int | None, end: int | None
     ) -> list[pafs.FileInfo]:
+        """The data files (both tiers) that may hold [start, end), in path order."""
         if start is not None and end is not None:
             wanted = [
-                paths.data_file(self.root, tf, market, p)
-                for p in paths.partitions_between(tf, start, end)
+                paths.data_file(self.root, tf, market, p, tier)
+                for tier in ("cold", "hot")
+                for p in paths.partitions_between(tf, start, end, tier)
             ]
             infos = self.fs.get_file_info(wanted)
         else:
             base = f"{paths.candles_root(self.root, tf)}/market={market}"
             selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
             infos = self.fs.get_file_info(selector)
-        return [i for i in infos if i.type == pafs.FileType.File and i.base_name == paths.DATA_FILE]
+        names = paths.FILE_NAMES.values()
+        found = [i for i in infos if i.type == pafs.FileType.File and i.base_name in names]
+        return sorted(found, key=_path)
+
+
+def write_parquet(table: pa.Table, sink: pa.NativeFile, tier: paths.Tier) -> None:
+    """Encode candles for a tier: hot files are rewritten often, cold ones read for years.
+
+    Hot: snappy (cheap to write, read everywhere) and small row groups. Cold: zstd at a
+    high level, row groups of about a week of 1m candles for range scans. Both are sorted
+    by `time`, say so, and carry `time` statistics, so readers skip what they do not need.
+    """
+    cold = tier == "cold"
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd" if cold else "snappy",
+        compression_level=COLD_ZSTD_LEVEL if cold else None,
+        row_group_size=COLD_ROW_GROUP if cold else HOT_ROW_GROUP,
+        write_statistics=True,
+        sorting_columns=[pq.SortingColumn(table.schema.get_field_index("time"))],
+    )
 
 
 def _version(info: pafs.FileInfo) -> tuple[int, int]:
