@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from upbit_cache.cache.ranges import Ranges
 from upbit_cache.cache.store import CandleStore
 from upbit_cache.cache.sync import SyncReport, fetch
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.simulator import SimulatorConfig, SimulatorServer
+from upbit_cache.simulator.history import CandleBars, History
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
 
@@ -65,16 +67,15 @@ def truth(
     now = sim.clock.now_ms()
     lo = to_ms(start) if isinstance(start, str) else start
     hi = min(to_ms(end) if isinstance(end, str) else end, Timeframe.parse(tf).floor_one(now))
-    bars = sim.history.candles(market, unit, lo, hi, now)
+    return bars_frame(sim.history.candles(market, unit, lo, hi, now))
+
+
+def bars_frame(bars: CandleBars) -> pd.DataFrame:
+    """Simulator candles in the store's columns."""
     return pd.DataFrame(
         {
             "time": pd.to_datetime(bars["start"].to_numpy(np.int64), unit="ms", utc=True),
-            "open": bars["open"],
-            "high": bars["high"],
-            "low": bars["low"],
-            "close": bars["close"],
-            "volume": bars["volume"],
-            "value": bars["value"],
+            **{c: bars[c] for c in ("open", "high", "low", "close", "volume", "value")},
             "timestamp": pd.to_datetime(bars["timestamp"].to_numpy(np.int64), unit="ms", utc=True),
         }
     ).astype({"time": "datetime64[ms, UTC]", "timestamp": "datetime64[ms, UTC]"})
@@ -82,3 +83,15 @@ def truth(
 
 def candle_requests(sim: SimulatorServer) -> int:
     return int(sim.stats()["candle_requests"])
+
+
+def seed(
+    store: CandleStore, history: History, market: str, tf: str, start: str | int, end: str | int
+) -> pd.DataFrame:
+    """Write the simulator's candles of [start, end) to `store` as fetched; return them."""
+    unit = {"1m": 1, "15m": 15, "1h": 60}[tf]
+    lo = to_ms(start) if isinstance(start, str) else start
+    hi = to_ms(end) if isinstance(end, str) else end
+    frame = bars_frame(history.candles(market, unit, lo, hi, hi))
+    store.write(market, Timeframe.parse(tf), frame, Ranges.of([(lo, hi)]))
+    return frame

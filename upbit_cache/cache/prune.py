@@ -94,16 +94,16 @@ async def prune(
     for tf in policy.timeframes or store.timeframes():
         for market in store.stored_markets(tf):
             async with store.lock(tf, market):
+                edit = _Editor(store, tf, market, dry_run)
                 keep = policy.keep_for(tf)
                 if keep is not None:
-                    report.changes += _retain(store, tf, market, tf.floor_one(now - keep), dry_run)
-                cutoff = now - policy.compact_after_ms
-                report.changes += _compact(store, tf, market, cutoff, dry_run)
+                    report.changes += _retain(edit, tf.floor_one(now - keep))
+                report.changes += _compact(edit, now - policy.compact_after_ms)
                 # Safe under the lock: nobody is writing this (timeframe, market) now.
                 report.temp_files += _clear(store, _market_temps(store, tf, market), dry_run)
-    old = now - TEMP_MAX_AGE_MS
-    report.temp_files += _clear(store, _unlocked_temps(store, old), dry_run)
-    report.screens = _clear(store, _stale_screens(store, now - SCREEN_MAX_AGE_MS), dry_run)
+    wall = now_ms()  # file ages are on the wall clock, whatever `now` the data is pruned for
+    report.temp_files += _clear(store, _unlocked_temps(store, wall - TEMP_MAX_AGE_MS), dry_run)
+    report.screens = _clear(store, _stale_screens(store, wall - SCREEN_MAX_AGE_MS), dry_run)
     report.after = usage(store) if not dry_run else _projected(report)
     report.seconds = time.monotonic() - began
     return report
@@ -121,76 +121,112 @@ def usage(store: CandleStore) -> dict[paths.Tier, Usage]:
     return tiers
 
 
-def _retain(
-    store: CandleStore, tf: Timeframe, market: str, cutoff: int, dry_run: bool
-) -> list[Change]:
+class _Editor:
+    """The files of one (timeframe, market), edited for real or, in a dry run, in memory.
+
+    A dry run keeps what it would write or delete here, so that compaction after
+    retention sees the files as retention would have left them.
+    """
+
+    def __init__(self, store: CandleStore, tf: Timeframe, market: str, dry_run: bool) -> None:
+        self.store, self.tf, self.market, self.dry_run = store, tf, market, dry_run
+        self._pending: dict[str, tuple[pa.Table, int] | None] = {}  # path -> (table, bytes)
+
+    def files(self) -> list[FileFacts]:
+        """The data files as they stand (after pending edits), without reading them."""
+        found = {
+            i.path: FileFacts(i.path, paths.tier_of(i.path), -1, i.size or 0)
+            for i in self.store.data_files(self.tf, self.market)
+        }
+        for path, edit in self._pending.items():
+            if edit is None:
+                found.pop(path, None)
+            else:
+                found[path] = FileFacts(path, paths.tier_of(path), edit[0].num_rows, edit[1])
+        return [found[p] for p in sorted(found)]
+
+    def read(self, path: str) -> tuple[pa.Table, FileFacts]:
+        edit = self._pending.get(path)
+        if edit is not None:
+            return edit[0], FileFacts(path, paths.tier_of(path), edit[0].num_rows, edit[1])
+        [info] = self.store.fs.get_file_info([path])
+        table = self.store.read_file(info)
+        return table, FileFacts(path, paths.tier_of(path), table.num_rows, info.size or 0)
+
+    def exists(self, path: str) -> bool:
+        if path in self._pending:
+            return self._pending[path] is not None
+        [info] = self.store.fs.get_file_info([path])
+        return info.type == pafs.FileType.File
+
+    def put(self, path: str, table: pa.Table) -> FileFacts:
+        tier = paths.tier_of(path)
+        if self.dry_run:
+            sink = pa.BufferOutputStream()
+            write_parquet(table, sink, tier)  # encoded in memory: the size is exact
+            size = sink.getvalue().size
+            self._pending[path] = (table, size)
+        else:
+            self.store.put_file(path, table)
+            [info] = self.store.fs.get_file_info([path])
+            size = info.size or 0
+        return FileFacts(path, tier, table.num_rows, size)
+
+    def remove(self, path: str) -> None:
+        if self.dry_run:
+            self._pending[path] = None
+        else:
+            self.store.remove_file(path)
+
+
+def _retain(edit: _Editor, cutoff: int) -> list[Change]:
     """Delete rows before `cutoff`; the record first, then the data."""
+    store, tf, market = edit.store, edit.tf, edit.market
     record = store.record(tf, market)
     gone = record.fetched.clip(0, cutoff)
-    if gone and not dry_run:
+    if gone and not edit.dry_run:
         kept = record.fetched.clip(cutoff, _FAR_FUTURE)
-        store.set_record(
-            tf, market, replace(record, fetched=kept, pruned=record.pruned.union(gone))
-        )
+        pruned = record.pruned.union(gone)
+        store.set_record(tf, market, replace(record, fetched=kept, pruned=pruned))
     change = Change("retain", tf, market)
-    for info in store.data_files(tf, market):
-        if paths.parse_partition(info.path)[2] >= cutoff:
+    for facts in edit.files():
+        if paths.parse_partition(facts.path)[2] >= cutoff:
             continue
-        table = store.read_file(info)
+        table, facts = edit.read(facts.path)
         rest = table.filter(pc.greater_equal(table["time"].cast(pa.int64()), cutoff))
         if rest.num_rows == table.num_rows:
             continue
-        tier = paths.tier_of(info.path)
-        change.removed.append(FileFacts(info.path, tier, table.num_rows, info.size or 0))
+        change.removed.append(facts)
         if rest.num_rows:
-            change.added.append(_put(store, info.path, rest, dry_run))
-        elif not dry_run:
-            store.remove_file(info.path)
+            change.added.append(edit.put(facts.path, rest))
+        else:
+            edit.remove(facts.path)
     return [change] if change.removed else []
 
 
-def _compact(
-    store: CandleStore, tf: Timeframe, market: str, cutoff: int, dry_run: bool
-) -> list[Change]:
+def _compact(edit: _Editor, cutoff: int) -> list[Change]:
     """Merge hot partitions that ended before `cutoff` into their cold files."""
-    groups: dict[int, list[pafs.FileInfo]] = defaultdict(list)
-    for start, info in sorted(store.partition_files(tf, market, "hot").items()):
-        if paths.partition_end(tf, start) <= cutoff:
-            groups[paths.partition_start(tf, start, "cold")].append(info)
+    tf = edit.tf
+    groups: dict[int, list[str]] = defaultdict(list)
+    for facts in edit.files():
+        start = paths.parse_partition(facts.path)[2]
+        if facts.tier == "hot" and paths.partition_end(tf, start) <= cutoff:
+            groups[paths.partition_start(tf, start, "cold")].append(facts.path)
     changes = []
     for cold_start, hot in groups.items():
-        change = Change("compact", tf, market)
-        cold_path = paths.data_file(store.root, tf, market, cold_start, "cold")
-        [cold] = store.fs.get_file_info([cold_path])
-        parts = [store.read_file(cold)] if cold.type == pafs.FileType.File else []
-        if parts:
-            change.removed.append(FileFacts(cold_path, "cold", parts[0].num_rows, cold.size or 0))
-        for info in hot:
-            table = store.read_file(info)
+        change = Change("compact", tf, edit.market)
+        cold_path = paths.data_file(edit.store.root, tf, edit.market, cold_start, "cold")
+        parts = []
+        for path in ([cold_path] if edit.exists(cold_path) else []) + hot:
+            table, facts = edit.read(path)
             parts.append(table)
-            change.removed.append(FileFacts(info.path, "hot", table.num_rows, info.size or 0))
+            change.removed.append(facts)
         # Cold rows first: where a time repeats, the (newer) hot row wins.
-        change.added.append(
-            _put(store, cold_path, dedupe_by_time(pa.concat_tables(parts)), dry_run)
-        )
-        if not dry_run:
-            for info in hot:
-                store.remove_file(info.path)
+        change.added.append(edit.put(cold_path, dedupe_by_time(pa.concat_tables(parts))))
+        for path in hot:  # only once the cold file holds their rows
+            edit.remove(path)
         changes.append(change)
     return changes
-
-
-def _put(store: CandleStore, path: str, table: pa.Table, dry_run: bool) -> FileFacts:
-    tier = paths.tier_of(path)
-    if dry_run:
-        sink = pa.BufferOutputStream()
-        write_parquet(table, sink, tier)  # encoded in memory: the size is exact
-        size = sink.getvalue().size
-    else:
-        store.put_file(path, table)
-        [info] = store.fs.get_file_info([path])
-        size = info.size or 0
-    return FileFacts(path, tier, table.num_rows, size)
 
 
 def _market_temps(store: CandleStore, tf: Timeframe, market: str) -> list[pafs.FileInfo]:

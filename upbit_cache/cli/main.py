@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from collections.abc import Iterator
@@ -20,11 +21,13 @@ from upbit_cache.cli.render import (
     derive_summary,
     memory_summary,
     progress_for,
+    prune_summary,
     screen_summary,
     summary,
 )
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.errors import InvalidRangeError, UpbitCacheError, UsageError
+from upbit_cache.markets import validate_markets
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
 
@@ -208,6 +211,61 @@ def resample_command(
         typer.echo(derive_summary(outcomes, time.monotonic() - began))
 
 
+@app.command("prune")
+def prune_command(
+    keep: Annotated[
+        str | None,
+        typer.Option(
+            "--keep",
+            help="Delete candles older than this, every timeframe, e.g. 365d (default: keep all).",
+            show_default=False,
+        ),
+    ] = None,
+    keep_1m: Annotated[
+        str | None,
+        typer.Option(
+            "--keep-1m", help="Retention for 1m candles, the bulk, e.g. 90d.", show_default=False
+        ),
+    ] = None,
+    compact_after: Annotated[
+        str,
+        typer.Option("--compact-after", help="Compact hot partitions older than this (h, d, w)."),
+    ] = "7d",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would change and change nothing.")
+    ] = False,
+    timeframe: Annotated[
+        str | None,
+        typer.Option(
+            "-t", "--timeframe", help="Only these timeframes (default: all).", show_default=False
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="One line per market.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Compact old hot partitions into the cold tier, apply retention, clear leftovers.
+
+    Safe while fetches and readers run on the same data dir (a daily cron job).
+
+    Example: upbit-cache prune --keep-1m 90d --compact-after 7d
+    """
+    with _one_line_errors():
+        from upbit_cache.cache.prune import Policy, prune
+        from upbit_cache.cache.store import CandleStore
+        from upbit_cache.times import parse_duration
+
+        by_tf = {"1m": parse_duration(keep_1m, "--keep-1m")} if keep_1m is not None else {}
+        policy = Policy(
+            compact_after_ms=parse_duration(compact_after, "--compact-after"),
+            keep_ms=parse_duration(keep, "--keep") if keep is not None else None,
+            keep_by_tf=by_tf,
+            timeframes=tuple(Timeframe.parse_list(timeframe)) if timeframe else (),
+        )
+        store = CandleStore.open(data_dir)
+        report = asyncio.run(prune(store, policy, dry_run=dry_run))
+        typer.echo(prune_summary(report, verbose))
+
+
 @app.command("screen-prep")
 def screen_prep_command(
     markets: Markets = None,
@@ -293,3 +351,51 @@ def screen_prep_command(
         result = done.result
         if result is not None and result.sync is not None and result.sync.failed:
             raise typer.Exit(1)
+
+
+@app.command("info")
+def info_command(
+    markets: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Markets such as KRW-BTC; none means every stored market.", show_default=False
+        ),
+    ] = None,
+    timeframe: Annotated[
+        str | None,
+        typer.Option(
+            "-t",
+            "--timeframe",
+            help="Only these timeframes, e.g. 1h or 15m,1h (default: all stored).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document (for scripts) instead.")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """List what the store holds: per timeframe and market, the covered ranges, candle
+    counts, known gaps (fetched periods without trades, never-fetched holes), bytes per tier.
+
+    Example: upbit-cache info KRW-BTC -t 1h,1d --json
+    """
+    with _one_line_errors():
+        wanted = validate_markets(markets) if markets else None
+        timeframes = Timeframe.parse_list(timeframe) if timeframe is not None else None
+        from upbit_cache.cache.inventory import inventory, to_json
+        from upbit_cache.cache.memory import MemoryCache
+        from upbit_cache.cache.store import CandleStore
+        from upbit_cache.cli.render import info_table
+
+        # Every series is read once: keeping tables in memory would only cost memory.
+        store = CandleStore.open(data_dir, memory=MemoryCache(max_bytes=0))
+        infos = inventory(store, timeframes, wanted)
+        if as_json:
+            typer.echo(json.dumps(to_json(infos), indent=2))
+        elif infos:
+            typer.echo(info_table(infos))
+        elif markets or timeframe is not None:
+            typer.echo(f"nothing stored for the given markets/timeframes in {store.root}")
+        else:
+            typer.echo(f"the store at {store.root} is empty: nothing fetched yet")

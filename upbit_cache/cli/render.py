@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from upbit_cache.cache.derive import DeriveOutcome
     from upbit_cache.cache.memory import MemoryStats
+    from upbit_cache.cache.prune import Change, PruneReport
     from upbit_cache.cache.screen_cache import Produced
     from upbit_cache.cache.sync import MarketOutcome, SyncReport
 
@@ -161,7 +162,7 @@ def screen_summary(done: Produced, seconds: float) -> str:
     else:
         assert result is not None
         table = result.table
-        markets = len(set(table.column("market").to_pylist())) if table.num_rows else 0
+        markets = len(table.column("market").unique()) if table.num_rows else 0
         line = f"{markets} markets, {table.num_rows:,} rows"
         if result.sync is not None:
             line += f", {result.sync.candle_requests:,} requests, {result.sync.rate_limited} 429s"
@@ -186,3 +187,120 @@ def memory_summary(stats: MemoryStats) -> str:
         f"memory: {stats.hits} hits, {stats.misses} misses ({stats.hit_rate:.0%} hit rate), "
         f"{stats.evictions} evictions, {stats.bytes / 2**20:.1f} MiB held"
     )
+
+
+def human_bytes(size: float) -> str:
+    """`1.2 MB` (powers of 1000, like `ls --si` and most file managers)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(size) < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def prune_summary(report: PruneReport, verbose: bool = False) -> str:
+    """What prune did (or, dry, would do): per step and timeframe, then per tier."""
+    lines = []
+    steps: dict[tuple[str, str], list[Change]] = {}
+    for change in report.changes:
+        removed, added = change.removed, change.added
+        line = (
+            f"{len(removed)} files -> {len(added)}, "
+            f"{sum(f.rows for f in removed):,} rows -> {sum(f.rows for f in added):,}, "
+            f"{human_bytes(sum(f.bytes for f in removed))} -> "
+            f"{human_bytes(sum(f.bytes for f in added))}"
+        )
+        if verbose:
+            lines.append(f"{change.action:<8} {change.tf.name:>3} {change.market}: {line}")
+        steps.setdefault((change.action, change.tf.name), []).append(change)
+    for (action, tf), changes in steps.items():
+        removed = [f for c in changes for f in c.removed]
+        added = [f for c in changes for f in c.added]
+        lines.append(
+            f"{action:<8} {tf:>3}: {len({c.market for c in changes})} markets, "
+            f"{len(removed):,} files -> "
+            f"{len(added):,}, {sum(f.rows for f in removed):,} rows -> "
+            f"{sum(f.rows for f in added):,}, {human_bytes(sum(f.bytes for f in removed))} -> "
+            f"{human_bytes(sum(f.bytes for f in added))}"
+        )
+    if report.temp_files or report.screens:
+        lines.append(
+            f"leftovers: {len(report.temp_files)} temp files of killed runs "
+            f"({human_bytes(sum(f.bytes for f in report.temp_files))}), "
+            f"{len(report.screens)} stale kept screen files "
+            f"({human_bytes(sum(f.bytes for f in report.screens))})"
+        )
+    if not lines:
+        lines.append("nothing to compact, retain or clear")
+    for tier in ("hot", "cold"):
+        was, now = report.before[tier], report.after[tier]
+        lines.append(
+            f"{tier:<4} tier: {was.files:,} files, {human_bytes(was.bytes)} -> "
+            f"{now.files:,} files, {human_bytes(now.bytes)}"
+        )
+    done = "dry run: nothing changed" if report.dry_run else "done"
+    lines.append(f"{done}, {report.seconds:.1f} s")
+    return "\n".join(lines)
+
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from upbit_cache.cache.inventory import SeriesInfo, TierUsage
+
+
+def _files_and_bytes(usage: TierUsage) -> str:
+    return f"{usage.files} file{'' if usage.files == 1 else 's'}, {human_bytes(usage.bytes)}"
+
+
+def info_table(infos: Sequence[SeriesInfo]) -> str:
+    """`info`: one aligned line per (timeframe, market), then one total line per tier.
+
+    COVERED is the fetched ranges, end exclusive; QUIET counts fetched periods without a
+    candle (no trades) and the longest run of them; HOLES counts never-fetched gaps between
+    fetched ranges.
+    """
+    from upbit_cache.cache.inventory import totals
+    from upbit_cache.times import iso
+
+    header = ("TF", "MARKET", "COVERED", "CANDLES", "QUIET", "HOLES", "HOT", "COLD")
+    rows = [header]
+    for info in infos:
+        fetched = info.fetched.intervals
+        if not fetched:
+            covered = "none recorded"
+        else:
+            covered = f"{iso(fetched[0][0])}→{iso(fetched[-1][1])}"
+            if len(fetched) > 1:
+                covered += f" in {len(fetched)} ranges"
+        quiet = str(info.quiet_periods)
+        if info.quiet_periods:
+            quiet += f" (longest {info.longest_quiet})"
+        if info.derived_from is not None:
+            covered += f" (from {info.derived_from})"
+        rows.append(
+            (
+                info.timeframe.name,
+                info.market,
+                covered,
+                f"{info.candles:,}",
+                quiet,
+                str(len(info.never_fetched)),
+                _files_and_bytes(info.tiers["hot"]),
+                _files_and_bytes(info.tiers["cold"]),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    right = {3, 5}  # numbers
+    lines = [
+        "  ".join(
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ).rstrip()
+        for row in rows
+    ]
+    summed = totals(infos)
+    candles = sum(i.candles for i in infos)
+    lines.append(f"{len(infos)} series, {candles:,} candles")
+    lines += [f"{tier} tier: {_files_and_bytes(usage)}" for tier, usage in summed.items()]
+    return "\n".join(lines)

@@ -1,0 +1,119 @@
+"""Storage-tier benchmark: a year of 1m candles for 5 markets (about 2.6 M rows).
+
+Seeds the store with the simulator's deterministic candles (no HTTP: this is about the
+store), then prints bytes and file counts per tier before and after `prune` compacts
+everything older than 7 days, the compaction time, and the time to read one month and one
+year of one market back through the library (`upbit_cache.load`, a fresh process-level
+memory each time) from the hot tier (before) and from the cold tier (after).
+
+    python scripts/bench_prune.py [--markets 5] [--days 365]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from collections.abc import Callable
+
+import pandas as pd
+
+import upbit_cache
+from upbit_cache.cache.prune import Policy, Usage, prune, usage
+from upbit_cache.cache.ranges import Ranges
+from upbit_cache.cache.store import CandleStore
+from upbit_cache.simulator.history import History
+from upbit_cache.timeframes import Timeframe
+from upbit_cache.times import iso, to_ms
+
+NOW = to_ms("2026-11-20T00:00:00Z")
+DAY = 86_400_000
+M1 = Timeframe.parse("1m")
+
+
+def seed(root: str, markets: list[str], days: int) -> int:
+    store, history, rows = CandleStore(root), History(), 0
+    start = NOW - days * DAY
+    for market in markets:
+        bars = history.candles(market, 1, start, NOW, NOW)
+        frame = pd.DataFrame(
+            {
+                "time": pd.to_datetime(bars["start"], unit="ms", utc=True),
+                **{c: bars[c] for c in ("open", "high", "low", "close", "volume", "value")},
+                "timestamp": pd.to_datetime(bars["timestamp"], unit="ms", utc=True),
+            }
+        )
+        rows += store.write(market, M1, frame, Ranges.of([(start, NOW)]))
+    return rows
+
+
+def best_of(runs: int, work: Callable[[], int]) -> tuple[float, int]:
+    times, rows = [], 0
+    for _ in range(runs):
+        began = time.perf_counter()
+        rows = work()
+        times.append(time.perf_counter() - began)
+    return min(times), rows
+
+
+def reads(root: str, market: str) -> dict[str, tuple[float, int]]:
+    month = (to_ms("2026-09-01"), to_ms("2026-10-01"))
+    year = (NOW - 365 * DAY, NOW)
+    # upbit_cache.load opens a fresh store (fresh memory layer) on every call: a cold read.
+    return {
+        name: best_of(
+            3, lambda lo=lo, hi=hi: len(upbit_cache.load(market, "1m", lo, hi, data_dir=root))
+        )
+        for name, (lo, hi) in {"one month": month, "one year": year}.items()
+    }
+
+
+def show(label: str, tiers: dict[str, Usage]) -> None:
+    for tier, use in tiers.items():
+        print(f"  {label:<7} {tier:<4}  files {use.files:>6,}  bytes {use.bytes / 1e6:>9.1f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--markets", type=int, default=5)
+    parser.add_argument("--days", type=int, default=365)
+    args = parser.parse_args()
+    markets = [m.market for m in History().markets if m.market.startswith("KRW-")]
+    markets = markets[: args.markets]
+    with tempfile.TemporaryDirectory() as root:
+        began = time.perf_counter()
+        rows = seed(root, markets, args.days)
+        seeded = time.perf_counter() - began
+        print(
+            f"{len(markets)} markets x {args.days} days x 1m up to {iso(NOW)}: {rows:,} rows, "
+            f"seeded (hot tier, as fetch writes it) in {seeded:.1f} s"
+        )
+        before = usage(CandleStore(root))
+        hot_reads = reads(root, markets[0])
+        began = time.perf_counter()
+        report = asyncio.run(prune(CandleStore(root), Policy(compact_after_ms=7 * DAY), now=NOW))
+        compaction = time.perf_counter() - began
+        after = usage(CandleStore(root))
+        cold_reads = reads(root, markets[0])
+        show("before", before)
+        show("after", after)
+        moved = sum(len(c.removed) for c in report.changes)
+        total_before = sum(u.bytes for u in before.values())
+        total_after = sum(u.bytes for u in after.values())
+        print(
+            f"  compaction: {moved:,} files into {sum(len(c.added) for c in report.changes)} "
+            f"in {compaction:.1f} s; bytes {total_before / 1e6:.1f} MB -> "
+            f"{total_after / 1e6:.1f} MB ({total_before / max(total_after, 1):.2f}x smaller)"
+        )
+        for name in ("one month", "one year"):
+            (hot_s, hot_rows), (cold_s, cold_rows) = hot_reads[name], cold_reads[name]
+            assert hot_rows == cold_rows, "the tiers disagree"
+            print(
+                f"  read {name:<9} of {markets[0]} ({hot_rows:,} rows) via upbit_cache.load: "
+                f"hot {hot_s * 1000:7.1f} ms   cold {cold_s * 1000:7.1f} ms"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""`info`: what the store holds, per (timeframe, market), and what it knows is missing.
+
+Upbit sends no candle for a period without trades, so a period with no candle is one of two
+things, and the fetched-range record tells which:
+- a *quiet* period lies inside a fetched range: Upbit was asked and had nothing (no trades);
+- a *never fetched* period lies in a hole between fetched ranges: nobody asked yet.
+Ranges that `prune` deleted (retention) and that were not fetched again are listed apart.
+
+Only the store's API is used (listing, records, `load_table`); candle times are counted with
+numpy, one series at a time, so memory stays at one series' table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from upbit_cache.cache import paths
+from upbit_cache.cache.ranges import Ranges
+from upbit_cache.errors import StorageError
+from upbit_cache.timeframes import Timeframe
+from upbit_cache.times import iso
+
+if TYPE_CHECKING:
+    from upbit_cache.cache.store import CandleStore
+
+JSON_VERSION = 1
+TIERS: tuple[paths.Tier, ...] = ("hot", "cold")
+
+
+@dataclass(frozen=True)
+class TierUsage:
+    """Data files of one tier and their summed size."""
+
+    files: int = 0
+    bytes: int = 0
+
+    def __add__(self, other: TierUsage) -> TierUsage:
+        return TierUsage(self.files + other.files, self.bytes + other.bytes)
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """What the store holds of one (timeframe, market). Times are epoch ms, UTC.
+
+    `quiet_periods` counts the whole periods inside fetched ranges that have no candle
+    (fetched, no trades); `quiet_runs` are the runs of consecutive such periods, as [start,
+    end) intervals, and `longest_quiet` is the longest run in periods. `never_fetched` are the
+    holes between the first and the last fetched range that were neither fetched nor pruned.
+    `pruned` is what retention deleted and no fetch has brought back.
+    """
+
+    timeframe: Timeframe
+    market: str
+    fetched: Ranges
+    first: int | None
+    last: int | None
+    candles: int
+    quiet_periods: int
+    quiet_runs: Ranges
+    longest_quiet: int
+    never_fetched: Ranges
+    pruned: Ranges
+    derived_from: str | None
+    tiers: dict[paths.Tier, TierUsage] = field(default_factory=dict)
+
+    @property
+    def files(self) -> int:
+        return sum(t.files for t in self.tiers.values())
+
+    @property
+    def bytes(self) -> int:
+        return sum(t.bytes for t in self.tiers.values())
+
+
+def inventory(
+    store: CandleStore,
+    timeframes: Iterable[Timeframe] | None = None,
+    markets: Iterable[str] | None = None,
+) -> list[SeriesInfo]:
+    """One `SeriesInfo` per stored (timeframe, market), finest timeframe first, then by market.
+
+    `timeframes` and `markets` (already validated) narrow the listing; None means all stored.
+    A (timeframe, market) counts as stored if it has a data file or a fetched-range record.
+    """
+    if store.fs.get_file_info(store.root).type == pafs.FileType.File:
+        raise StorageError(f"data dir {store.root} is a file, not a directory")
+    only = set(timeframes) if timeframes is not None else None
+    chosen = [tf for tf in store.timeframes() if only is None or tf in only]
+    wanted = set(markets) if markets is not None else None
+    infos = []
+    for tf in sorted(chosen, key=lambda t: (t.approx_ms, t.name)):
+        for market in store.stored_markets(tf):
+            if wanted is None or market in wanted:
+                infos.append(series_info(store, tf, market))
+    return infos
+
+
+def series_info(store: CandleStore, tf: Timeframe, market: str) -> SeriesInfo:
+    """The `SeriesInfo` of one (timeframe, market)."""
+    record = store.record(tf, market)
+    tiers = {tier: TierUsage() for tier in TIERS}
+    for info in store.data_files(tf, market):
+        tier = paths.tier_of(info.path)
+        tiers[tier] = tiers[tier] + TierUsage(1, info.size or 0)
+    table = store.load_table(market, tf)
+    times = np.unique(tf.floor(table["time"].cast(pa.int64()).to_numpy()))
+    del table
+    fetched = record.fetched
+    pruned = record.pruned.subtract(fetched)
+    holes = Ranges()
+    if fetched:
+        span = Ranges.of([(fetched.intervals[0][0], fetched.intervals[-1][1])])
+        holes = span.subtract(fetched).subtract(pruned)
+    quiet, runs, longest = _quiet(tf, fetched, times)
+    return SeriesInfo(
+        timeframe=tf,
+        market=market,
+        fetched=fetched,
+        first=int(times[0]) if len(times) else None,
+        last=int(times[-1]) if len(times) else None,
+        candles=len(times),
+        quiet_periods=quiet,
+        quiet_runs=runs,
+        longest_quiet=longest,
+        never_fetched=holes,
+        pruned=pruned,
+        derived_from=record.derived_from,
+        tiers=tiers,
+    )
+
+
+def _quiet(tf: Timeframe, fetched: Ranges, times: np.ndarray) -> tuple[int, Ranges, int]:
+    """Periods wholly inside `fetched` with no candle: (count, runs, longest run in periods).
+
+    `times` are the sorted, unique candle period starts. A period only partly inside a
+    fetched range (an unaligned range end) is not counted either way.
+    """
+    total = longest = 0
+    starts: list[np.ndarray] = []
+    ends: list[np.ndarray] = []
+    for lo, hi in fetched:  # a loop over ranges, not candles
+        first, end = tf.ceil_one(lo), tf.floor_one(hi)
+        if end <= first:
+            continue
+        inside = times[np.searchsorted(times, first) : np.searchsorted(times, end)]
+        total += tf.count_periods(first, end) - len(inside)
+        # A run starts after each candle (or at the range start) and ends at the next one.
+        run_starts = np.concatenate(([first], tf.shift(inside, 1)))
+        run_ends = np.concatenate((inside, [end]))
+        keep = run_starts < run_ends
+        starts.append(run_starts[keep])
+        ends.append(run_ends[keep])
+    if not starts:
+        return 0, Ranges(), 0
+    run_starts, run_ends = np.concatenate(starts), np.concatenate(ends)
+    if len(run_starts):
+        longest = int(_periods_between(tf, run_starts, run_ends).max())
+    # Already sorted, disjoint and apart (a candle or an unfetched gap lies between two runs).
+    runs = Ranges(tuple(zip(run_starts.tolist(), run_ends.tolist(), strict=True)))
+    return int(total), runs, longest
+
+
+def _periods_between(tf: Timeframe, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """`Timeframe.count_periods`, vectorised over aligned [start, end) pairs."""
+    size = tf.fixed_ms
+    if size is not None:
+        return (ends - starts) // size
+    months = ends.astype("datetime64[ms]").astype("datetime64[M]")
+    return (months - starts.astype("datetime64[ms]").astype("datetime64[M]")).astype(np.int64)
+
+
+def totals(infos: Sequence[SeriesInfo]) -> dict[paths.Tier, TierUsage]:
+    """Files and bytes per tier, summed over the listed series."""
+    summed = {tier: TierUsage() for tier in TIERS}
+    for info in infos:
+        for tier, usage in info.tiers.items():
+            summed[tier] = summed[tier] + usage
+    return summed
+
+
+def to_json(infos: Sequence[SeriesInfo]) -> dict[str, Any]:
+    """The inventory as a plain JSON document (what `upbit-cache info --json` prints).
+
+    Every time is given twice: ISO 8601 UTC (`"2026-11-01T09:00:00Z"`) and epoch ms
+    (`..._ms`). Ranges are half-open [start, end). Layout::
+
+        {
+          "version": 1,
+          "series": [
+            {
+              "timeframe": "1h", "market": "KRW-BTC", "derived_from": null | "15m",
+              "fetched": [RANGE, ...],            # asked of Upbit (or derived), settled
+              "first": ISO | null, "first_ms": int | null,   # first candle's period start
+              "last": ISO | null, "last_ms": int | null,     # last candle's period start
+              "candles": int,
+              "quiet": {"periods": int, "longest": int,      # fetched, no trades
+                        "runs": [RANGE + "periods": int, ...]},
+              "never_fetched": [RANGE, ...],      # holes between fetched ranges
+              "pruned": [RANGE, ...],             # deleted by retention, not fetched again
+              "tiers": {"hot": {"files": int, "bytes": int}, "cold": {...}}
+            }, ...
+          ],
+          "totals": {"series": int, "candles": int, "files": int, "bytes": int,
+                     "tiers": {"hot": {"files": int, "bytes": int}, "cold": {...}}}
+        }
+
+    where RANGE is `{"start": ISO, "end": ISO, "start_ms": int, "end_ms": int}`. Totals
+    are over the listed series (all of the store unless markets or timeframes were given).
+    """
+    summed = totals(infos)
+    return {
+        "version": JSON_VERSION,
+        "series": [_series_json(info) for info in infos],
+        "totals": {
+            "series": len(infos),
+            "candles": sum(i.candles for i in infos),
+            "files": sum(u.files for u in summed.values()),
+            "bytes": sum(u.bytes for u in summed.values()),
+            "tiers": {tier: _usage_json(u) for tier, u in summed.items()},
+        },
+    }
+
+
+def _series_json(info: SeriesInfo) -> dict[str, Any]:
+    tf = info.timeframe
+    runs = [
+        {**_range_json(start, end), "periods": tf.count_periods(start, end)}
+        for start, end in info.quiet_runs
+    ]
+    return {
+        "timeframe": tf.name,
+        "market": info.market,
+        "derived_from": info.derived_from,
+        "fetched": _ranges_json(info.fetched),
+        "first": iso(info.first) if info.first is not None else None,
+        "first_ms": info.first,
+        "last": iso(info.last) if info.last is not None else None,
+        "last_ms": info.last,
+        "candles": info.candles,
+        "quiet": {"periods": info.quiet_periods, "longest": info.longest_quiet, "runs": runs},
+        "never_fetched": _ranges_json(info.never_fetched),
+        "pruned": _ranges_json(info.pruned),
+        "tiers": {tier: _usage_json(u) for tier, u in info.tiers.items()},
+    }
+
+
+def _range_json(start: int, end: int) -> dict[str, Any]:
+    return {"start": iso(start), "end": iso(end), "start_ms": start, "end_ms": end}
+
+
+def _ranges_json(ranges: Ranges) -> list[dict[str, Any]]:
+    return [_range_json(start, end) for start, end in ranges]
+
+
+def _usage_json(usage: TierUsage) -> dict[str, int]:
+    return {"files": usage.files, "bytes": usage.bytes}
