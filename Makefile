@@ -26,6 +26,7 @@ bench: $(STAMP)
 	cd scripts && ../$(BIN)/python bench_fetch.py
 	cd scripts && ../$(BIN)/python bench_screen.py
 	cd scripts && ../$(BIN)/python bench_backtest.py
+	cd scripts && ../$(BIN)/python bench_prune.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -101,6 +101,8 @@ def test_cold_files_are_zstd_sorted_and_carry_time_statistics(store_dir: Path) -
     assert meta.row_group(0).column(0).compression == "ZSTD"
     assert meta.row_group(0).column(0).statistics.has_min_max
     assert meta.row_group(0).sorting_columns[0].column_index == 0
+    assert "DELTA_BINARY_PACKED" in meta.row_group(0).column(0).encodings  # time
+    assert "BYTE_STREAM_SPLIT" in meta.row_group(0).column(4).encodings  # close
     hot = next((store_dir / "candles" / "1m").rglob(paths.DATA_FILE))
     assert pq.ParquetFile(hot).metadata.row_group(0).column(0).compression == "SNAPPY"
 
@@ -192,6 +194,23 @@ def test_sigkill_during_compaction_then_a_clean_rerun(tmp_path: Path) -> None:
     assert len(plain) == sum(len(f) for f in want.values())
     assert not plain.duplicated(["market", "time"]).any()
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_readers_during_compaction_see_every_row_once(tmp_path: Path) -> None:
+    store = CandleStore(tmp_path)
+    for market in ["KRW-BTC", "KRW-ETH"]:
+        seed(store, HISTORY, market, "1m", "2026-08-01", NOW)
+    want = {m: CandleStore(tmp_path).load(m, M1) for m in ["KRW-BTC", "KRW-ETH"]}
+    command = [sys.executable, "-m", "upbit_cache", "prune", "--data-dir", str(tmp_path)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    reads = 0
+    while proc.poll() is None or reads == 0:
+        for market, frame in want.items():
+            pd.testing.assert_frame_equal(CandleStore(tmp_path).load(market, M1), frame)
+            reads += 1
+    _, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert reads > 2 and CandleStore(tmp_path).partition_files(M1, "KRW-BTC", "cold")
 
 
 def test_prune_while_fetch_runs(sim: SimulatorServer, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,7 @@ from upbit_cache.timeframes import Timeframe
 HOT_ROW_GROUP = 4_096
 COLD_ROW_GROUP = 10_080  # a week of 1m candles
 COLD_ZSTD_LEVEL = 12
-_READ_ATTEMPTS = 3
+_READ_ATTEMPTS = 20
 
 if TYPE_CHECKING:  # pandas is imported only where a frame is made, to keep CLI start fast
     import pandas as pd
@@ -111,11 +112,13 @@ class CandleStore:
                 table = self._combine([self._read(info) for info in infos], infos)
                 break
             except FileNotFoundError:
-                # A concurrent prune replaced files between our listing and our read.
+                # A concurrent prune compacted files between our listing and our read: list
+                # again (the files already read come from memory, so each try gets further).
                 if attempt == _READ_ATTEMPTS - 1:
                     raise StorageError(
                         f"{market} {tf}: files keep changing under this read; try again"
                     ) from None
+                time.sleep(0.01 * attempt)
         if start is None and end is None:
             return table
         times = table["time"].cast(pa.int64())
@@ -278,19 +281,32 @@ class CandleStore:
 def write_parquet(table: pa.Table, sink: pa.NativeFile, tier: paths.Tier) -> None:
     """Encode candles for a tier: hot files are rewritten often, cold ones read for years.
 
-    Hot: snappy (cheap to write, read everywhere) and small row groups. Cold: zstd at a
-    high level, row groups of about a week of 1m candles for range scans. Both are sorted
-    by `time`, say so, and carry `time` statistics, so readers skip what they do not need.
+    Hot: snappy (cheap to write, read everywhere) and small row groups. Cold: zstd at a high
+    level over encodings that suit the data (delta for the sorted times, byte-stream-split
+    for the floats: about half the bytes of plain zstd, and faster to read), row groups of a
+    week of 1m candles for range scans. Both are sorted by `time`, say so, and carry `time`
+    statistics, so readers skip what they do not need.
     """
-    cold = tier == "cold"
+    sorting = [pq.SortingColumn(table.schema.get_field_index("time"))]
+    if tier == "hot":
+        pq.write_table(
+            table, sink, compression="snappy", row_group_size=HOT_ROW_GROUP, sorting_columns=sorting
+        )
+        return
+    encodings = {
+        name: "DELTA_BINARY_PACKED" if pa.types.is_timestamp(kind) else "BYTE_STREAM_SPLIT"
+        for name, kind in zip(table.schema.names, table.schema.types, strict=True)
+    }
     pq.write_table(
         table,
         sink,
-        compression="zstd" if cold else "snappy",
-        compression_level=COLD_ZSTD_LEVEL if cold else None,
-        row_group_size=COLD_ROW_GROUP if cold else HOT_ROW_GROUP,
+        compression="zstd",
+        compression_level=COLD_ZSTD_LEVEL,
+        use_dictionary=False,
+        column_encoding=encodings,
+        row_group_size=COLD_ROW_GROUP,
         write_statistics=True,
-        sorting_columns=[pq.SortingColumn(table.schema.get_field_index("time"))],
+        sorting_columns=sorting,
     )
 
 
