@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from upbit_cache.cache.derive import load_any, settled_periods
@@ -17,7 +18,11 @@ from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import TimeLike, now_ms, to_ms
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     import pandas as pd
+
+    from upbit_cache.cache.live import LiveEvent
 
 
 class UpbitCache:
@@ -41,6 +46,28 @@ class UpbitCache:
         self.store = CandleStore.open(data_dir, memory=MemoryCache(memory_bytes))
         self.config = ClientConfig.from_env(api_url, rate)
         self.last_fetch: SyncReport | None = None
+
+    def live(
+        self,
+        markets: list[str],
+        timeframes: str | list[Timeframe],
+        *,
+        store: bool = True,
+        ws_url: str | None = None,
+    ) -> AsyncIterator[LiveEvent]:
+        """Live candle events (snapshot, update, close) from Upbit's trade stream, forever.
+
+            async for item in cache.live(["KRW-BTC"], "1m,15m,1h"):
+                print(item.event.kind, item.event.candle)
+
+        Closed candles go to the store unless `store=False`.
+        """
+        from upbit_cache.cache.live import live_candles
+
+        tfs = Timeframe.parse_list(timeframes) if isinstance(timeframes, str) else timeframes
+        config = replace(self.config, ws_url=ws_url) if ws_url else self.config
+        target = self.store if store else None
+        return live_candles(markets, tfs, config=config, store=target)
 
     @property
     def stats(self) -> MemoryStats:

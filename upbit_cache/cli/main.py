@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -39,6 +41,9 @@ app = typer.Typer(
     rich_markup_mode=None,
     add_completion=False,
 )
+
+if TYPE_CHECKING:
+    from upbit_cache.cache.live import LiveEvent
 
 # Library modules that load pyarrow or pandas are imported inside the commands that use
 # them: a screen-prep with nothing new to do must answer in well under a second.
@@ -209,6 +214,75 @@ def resample_command(
             resample_store(CandleStore.open(data_dir), markets or [], targets, base)
         )
         typer.echo(derive_summary(outcomes, time.monotonic() - began))
+
+
+@app.command("live")
+def live_command(
+    markets: Annotated[
+        list[str],
+        typer.Argument(help="Markets to watch, e.g. KRW-BTC KRW-ETH.", show_default=False),
+    ],
+    timeframe: Annotated[
+        str, typer.Option("-t", "--timeframe", help="Timeframes to build, e.g. 1m,15m,1h.")
+    ] = "1m,15m,1h",
+    jsonl: Annotated[
+        bool, typer.Option("--jsonl", help="One JSON line per candle update or close on stdout.")
+    ] = False,
+    no_store: Annotated[
+        bool, typer.Option("--no-store", help="Do not append closed candles to the store.")
+    ] = False,
+    data_dir: DataDir = None,
+    api_url: ApiUrl = None,
+    ws_url: Annotated[
+        str | None,
+        typer.Option(
+            "--ws-url",
+            envvar="UPBIT_WS_URL",
+            help="Upbit WebSocket URL (default wss://api.upbit.com/websocket/v1).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Watch markets live: candles built from Upbit's trade stream, updated on every trade.
+
+    On a terminal a table; with --jsonl (or into a pipe) JSON lines. Ctrl-C or SIGTERM
+    stores what closed and exits. Example: upbit-cache live KRW-BTC KRW-ETH -t 1m,15m,1h --jsonl
+    """
+    with _one_line_errors():
+        timeframes = Timeframe.parse_list(timeframe)
+        from upbit_cache.cache.live import check_timeframes, live_candles
+        from upbit_cache.cache.store import CandleStore
+        from upbit_cache.cli.live_view import JsonLines, LiveTable
+
+        check_timeframes(timeframes)
+        config = ClientConfig.from_env(api_url, None, ws_url)
+        store = None if no_store else CandleStore.open(data_dir)
+        view = JsonLines() if jsonl or not sys.stdout.isatty() else LiveTable()
+        events = live_candles(markets, timeframes, config=config, store=store)
+        with view:
+            stopped = asyncio.run(_watch(events, view.show))
+        typer.echo(f"upbit-cache: stopped ({stopped}); closed candles are stored", err=True)
+
+
+async def _watch(events: AsyncIterator[LiveEvent], show: Callable[[LiveEvent], None]) -> str:
+    """Show events until Ctrl-C or SIGTERM; the stream's own cleanup then stores what closed."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    stop = {"why": "interrupted"}
+
+    def terminate() -> None:
+        stop["why"] = "SIGTERM"
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, terminate)
+    try:
+        async with contextlib.aclosing(events):
+            async for item in events:
+                show(item)
+    except asyncio.CancelledError:
+        return stop["why"]
+    return "stream ended"
 
 
 @app.command("prune")

@@ -82,6 +82,12 @@ class UpbitClient:
             await self._session.close()
             self._session = None
 
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The client's HTTP session (also used for the WebSocket)."""
+        assert self._session is not None, "use UpbitClient as an async context manager"
+        return self._session
+
     def now_ms(self) -> int:
         """Upbit's clock as last seen in a `Date` header (never ahead of it), else ours."""
         return int(time.time() * 1000) + (self._clock_offset_ms or 0)

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 DEFAULT_API_URL = "https://api.upbit.com"
+DEFAULT_WS_URL = "wss://api.upbit.com/websocket/v1"
 DEFAULT_RATE = 10.0  # candle requests per second per IP (Upbit's limit)
 DEFAULT_MAX_IN_FLIGHT = 16
 DEFAULT_RETRIES = 5
@@ -22,11 +23,15 @@ class ClientConfig:
     retries: int = DEFAULT_RETRIES
     timeout: float = DEFAULT_TIMEOUT
     backoff: float = 0.25  # first retry delay in seconds; doubles, with jitter
+    ws_url: str = DEFAULT_WS_URL
 
     @classmethod
-    def from_env(cls, api_url: str | None = None, rate: float | None = None) -> ClientConfig:
-        """Explicit arguments win, then UPBIT_API_URL, then the defaults."""
+    def from_env(
+        cls, api_url: str | None = None, rate: float | None = None, ws_url: str | None = None
+    ) -> ClientConfig:
+        """Explicit arguments win, then UPBIT_API_URL / UPBIT_WS_URL, then the defaults."""
         return cls(
             api_url=(api_url or os.environ.get("UPBIT_API_URL") or DEFAULT_API_URL).rstrip("/"),
             rate=rate if rate is not None else DEFAULT_RATE,
+            ws_url=ws_url or os.environ.get("UPBIT_WS_URL") or DEFAULT_WS_URL,
         )

@@ -4,15 +4,19 @@ Independent of the rest of upbit_cache on purpose: it only uses the standard lib
 pandas and aiohttp.
 """
 
-from .app import FAULT_KINDS, FaultQueue, RateLimiter, Stats, build_app, parse_to
+from .app import FAULT_KINDS, WS_FAULT_KINDS, FaultQueue, RateLimiter, Stats, build_app, parse_to
 from .clock import SimClock, to_epoch_ms
 from .history import MINUTE_UNITS, NAMED_UNITS, CandleBars, History, MarketInfo, period_floor
 from .server import SimulatorConfig, SimulatorServer
+from .ws import CANDLE_TYPES, WS_PATH, WsHub, WsSettings
 
 __all__ = [
+    "CANDLE_TYPES",
     "FAULT_KINDS",
     "MINUTE_UNITS",
     "NAMED_UNITS",
+    "WS_FAULT_KINDS",
+    "WS_PATH",
     "CandleBars",
     "FaultQueue",
     "History",
@@ -22,6 +26,8 @@ __all__ = [
     "SimulatorConfig",
     "SimulatorServer",
     "Stats",
+    "WsHub",
+    "WsSettings",
     "build_app",
     "parse_to",
     "period_floor",

@@ -29,6 +29,15 @@ def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
     parser.add_argument("--clock", help="simulated start time (ISO-8601); default: real time")
     parser.add_argument("--frozen", action="store_true", help="keep the clock still")
     parser.add_argument(
+        "--speed", type=float, default=1.0, help="simulated seconds per real second (default 1)"
+    )
+    parser.add_argument(
+        "--ws-idle-timeout",
+        type=float,
+        default=120.0,
+        help="close WebSockets idle for this many seconds",
+    )
+    parser.add_argument(
         "--listing",
         action="append",
         default=[],
@@ -36,6 +45,8 @@ def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
         help="override a market's listing time (repeatable)",
     )
     args = parser.parse_args(argv)
+    if not args.speed > 0 or args.speed == float("inf"):
+        parser.error(f"--speed must be a positive number, got {args.speed}")
     listings: dict[str, str] = {}
     for item in args.listing:
         market, sep, when = item.partition("=")
@@ -59,6 +70,8 @@ def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
         clock_start=args.clock,
         frozen=args.frozen,
         listings=listings or None,
+        clock_speed=args.speed,
+        ws_idle_timeout=args.ws_idle_timeout,
     )
 
 

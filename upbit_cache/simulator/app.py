@@ -12,7 +12,7 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -30,9 +30,11 @@ from .history import (
     period_floor,
     period_shift,
 )
+from .ws import WS_FAULT_KINDS, WS_PATH, WsHub, WsSettings
 
 __all__ = [
     "FAULT_KINDS",
+    "WS_FAULT_KINDS",
     "FaultQueue",
     "RateLimiter",
     "SimState",
@@ -181,20 +183,27 @@ class FaultQueue:
         """Queue `count` faults of `kind` for requests of `market` and/or under path prefix `path`.
 
         Kinds: "500", "slow" (answer after `seconds`, default 3), "drop" (close the connection
-        without a response), "truncate", "non_json", "bad_types", "missing_field".
+        without a response), "truncate", "non_json", "bad_types", "missing_field"; on the
+        WebSocket, "ws_duplicate" (each of the next `count` trade messages of `market` is sent
+        twice in a row).
         """
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
+        kinds = FAULT_KINDS + WS_FAULT_KINDS
+        if kind not in kinds:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {kinds}")
         if count < 1:
             raise ValueError("count must be at least 1")
         fault = _Fault(kind, count, market, path, 3.0 if seconds is None else float(seconds))
         with self._lock:
             self._queue.append(fault)
 
-    def take(self, path: str, market: str | None) -> _Fault | None:
-        """Consume one fault matching this request, oldest first."""
+    def take(
+        self, path: str, market: str | None, kinds: Sequence[str] = FAULT_KINDS
+    ) -> _Fault | None:
+        """Consume one fault of one of `kinds` matching this request, oldest first."""
         with self._lock:
             for fault in self._queue:
+                if fault.kind not in kinds:
+                    continue
                 if fault.market is not None and fault.market != market:
                     continue
                 if fault.path is not None and not path.startswith(fault.path):
@@ -221,14 +230,16 @@ class Stats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._ws_open = 0
         self.reset()
 
     def reset(self) -> None:
-        """Zero every counter."""
+        """Zero every counter (`ws_open`, a gauge of open WebSockets, is kept)."""
         with self._lock:
             self._by_path: Counter[str] = Counter()
             self._by_status: Counter[str] = Counter()
             self._faults: Counter[str] = Counter()
+            self._ws: Counter[str] = Counter()
 
     def request(self, path: str) -> None:
         """Count one API request to `path`."""
@@ -245,6 +256,22 @@ class Stats:
         with self._lock:
             self._faults[kind] += 1
 
+    def ws_opened(self) -> None:
+        """Count one accepted WebSocket connection."""
+        with self._lock:
+            self._ws["connections"] += 1
+            self._ws_open += 1
+
+    def ws_closed(self) -> None:
+        """One WebSocket connection ended."""
+        with self._lock:
+            self._ws_open -= 1
+
+    def ws_event(self, name: str, n: int = 1) -> None:
+        """Count WebSocket `subscribes`, `messages` (data sent) or `rejected` (over a limit)."""
+        with self._lock:
+            self._ws[name] += n
+
     def snapshot(self) -> dict[str, Any]:
         """Counters as plain JSON-able data."""
         with self._lock:
@@ -259,6 +286,11 @@ class Stats:
                 "banned": self._by_status["418"],
                 "faults_served": sum(self._faults.values()),
                 "faults_by_kind": dict(self._faults),
+                "ws_connections": self._ws["connections"],
+                "ws_open": self._ws_open,
+                "ws_subscribes": self._ws["subscribes"],
+                "ws_messages": self._ws["messages"],
+                "ws_rejected": self._ws["rejected"],
             }
 
 
@@ -273,19 +305,23 @@ class SimState:
     stats: Stats
     latency: float = 0.0
     jitter: float = 0.0
+    ws_settings: WsSettings = field(default_factory=WsSettings)
+    ws: WsHub = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._random = random.Random()
+        self.ws = WsHub(self.history, self.clock, self.faults, self.stats, self.ws_settings)
 
     def delay(self) -> float:
         """Artificial latency for one request."""
         return self.latency + (self._random.uniform(0.0, self.jitter) if self.jitter else 0.0)
 
     def reset(self) -> None:
-        """Counters, pending faults and rate-limit state back to zero (the clock is kept)."""
+        """Counters, pending faults and rate limits back to zero (clock and sockets are kept)."""
         self.stats.reset()
         self.faults.clear()
         self.limiter.reset()
+        self.ws.reset_limits()
 
 
 # --------------------------------------------------------------------------------------------
@@ -510,7 +546,8 @@ class _Handlers:
 
     def _clock_state(self) -> dict[str, Any]:
         now = self.state.clock.now_ms()
-        return {"now_ms": now, "now": format_utc(now), "frozen": self.state.clock.frozen}
+        clock = self.state.clock
+        return {"now_ms": now, "now": format_utc(now), "frozen": clock.frozen, "speed": clock.speed}
 
     async def sim_stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.state.stats.snapshot())
@@ -526,6 +563,8 @@ class _Handlers:
                 clock.set(body["set"])
             if "advance" in body:
                 clock.advance(float(body["advance"]))
+            if "speed" in body:
+                clock.set_speed(float(body["speed"]))
             if "freeze" in body:
                 if body["freeze"]:
                     clock.freeze()
@@ -553,6 +592,9 @@ class _Handlers:
         self.state.reset()
         return web.json_response({"ok": True})
 
+    async def sim_ws_drop(self, request: web.Request) -> web.Response:
+        return web.json_response({"dropped": self.state.ws.drop_all()})
+
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
@@ -571,7 +613,8 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 def _api_middleware(state: SimState) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/_sim/"):
+        if request.path.startswith("/_sim/") or request.path == WS_PATH:
+            # The WebSocket has its own limits and counters (see ws.py).
             return await _guarded(request, handler)
         state.stats.request(request.path)
         group = _group(request.path)
@@ -660,6 +703,10 @@ def build_app(state: SimState) -> web.Application:
     app.router.add_post("/_sim/clock", handlers.sim_clock)
     app.router.add_post("/_sim/faults", handlers.sim_faults)
     app.router.add_post("/_sim/reset", handlers.sim_reset)
+    app.router.add_post("/_sim/ws/drop", handlers.sim_ws_drop)
+    app.router.add_get(WS_PATH, state.ws.handle)
+    app.on_startup.append(state.ws.on_startup)
+    app.on_shutdown.append(state.ws.on_shutdown)
 
     async def sim_date(request: web.Request, response: web.StreamResponse) -> None:
         # Clients take the server's time from Date, so it must follow the simulated clock.

@@ -14,6 +14,7 @@ from aiohttp import web
 from .app import FaultQueue, RateLimiter, SimState, Stats, build_app
 from .clock import SimClock, TimeLike
 from .history import History
+from .ws import WS_PATH, WsSettings
 
 __all__ = ["SimulatorConfig", "SimulatorServer", "make_state", "start_site"]
 
@@ -23,7 +24,11 @@ class SimulatorConfig:
     """How to run the simulator.
 
     `clock_start` None means real time; `frozen` stops the clock (at `clock_start`, or at the
-    real time of start-up). `listings` overrides listing times (market -> time).
+    real time of start-up); `clock_speed` N makes simulated time run N x real time (REST and
+    WebSocket alike). `listings` overrides listing times (market -> time). The `ws_*` fields
+    set the WebSocket's idle timeout (real seconds), its per-IP limits (new connections per
+    second, subscribe messages per second and per minute) and the shortest real interval
+    between two pushes of one candle stream.
     """
 
     host: str = "127.0.0.1"
@@ -36,13 +41,19 @@ class SimulatorConfig:
     clock_start: TimeLike | None = None
     frozen: bool = False
     listings: Mapping[str, TimeLike] | None = None
+    clock_speed: float = 1.0
+    ws_idle_timeout: float = 120.0
+    ws_connect_rate: int = 5
+    ws_subscribe_rate: int = 5
+    ws_subscribe_per_minute: int = 100
+    ws_candle_interval: float = 1.0
 
 
 def make_state(config: SimulatorConfig, history: History | None = None) -> SimState:
     """Fresh shared state (history, clock, limiter, faults, counters) for `config`."""
     return SimState(
         history=history if history is not None else History(config.listings),
-        clock=SimClock(config.clock_start, frozen=config.frozen),
+        clock=SimClock(config.clock_start, frozen=config.frozen, speed=config.clock_speed),
         limiter=RateLimiter(
             config.rate, ban_after_429s=config.ban_after_429s, ban_seconds=config.ban_seconds
         ),
@@ -50,6 +61,13 @@ def make_state(config: SimulatorConfig, history: History | None = None) -> SimSt
         stats=Stats(),
         latency=config.latency,
         jitter=config.jitter,
+        ws_settings=WsSettings(
+            idle_timeout=config.ws_idle_timeout,
+            connect_rate=config.ws_connect_rate,
+            subscribe_rate=config.ws_subscribe_rate,
+            subscribe_per_minute=config.ws_subscribe_per_minute,
+            candle_interval=config.ws_candle_interval,
+        ),
     )
 
 
@@ -104,6 +122,22 @@ class SimulatorServer:
         if self._url is None:
             raise RuntimeError("the simulator is not running")
         return self._url
+
+    @property
+    def ws_url(self) -> str:
+        """WebSocket URL such as ws://127.0.0.1:54321/websocket/v1 (only while running)."""
+        return "ws" + self.url.removeprefix("http") + WS_PATH
+
+    def drop_websockets(self) -> int:
+        """Cut every open WebSocket abruptly (like POST /_sim/ws/drop); returns how many."""
+        loop = self._loop
+        if loop is None:
+            return 0
+
+        async def drop() -> int:
+            return self.state.ws.drop_all()
+
+        return asyncio.run_coroutine_threadsafe(drop(), loop).result(timeout=10)
 
     def stats(self) -> dict[str, Any]:
         """Snapshot of the request counters."""

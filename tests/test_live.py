@@ -1,0 +1,217 @@
+"""`live` against the simulator's WebSocket and REST: closes equal REST, repairs, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import FAST_RATE, NOW, truth
+
+from upbit_cache.cache.live import LiveEvent, live_candles
+from upbit_cache.cache.store import CandleStore
+from upbit_cache.collector.config import ClientConfig
+from upbit_cache.errors import UsageError
+from upbit_cache.simulator import SimulatorServer
+from upbit_cache.timeframes import Timeframe
+from upbit_cache.timeframes.live import Candle
+from upbit_cache.times import to_ms
+
+MARKETS = ["KRW-BTC", "KRW-ETH"]
+TFS = Timeframe.parse_list("1m,15m")
+MINUTE = 60_000
+
+
+class Watch:
+    """`live_candles` running in the background, its events collected."""
+
+    def __init__(self, sim: SimulatorServer, store: CandleStore | None) -> None:
+        config = ClientConfig(api_url=sim.url, rate=FAST_RATE, backoff=0.01, ws_url=sim.ws_url)
+        self.stream = live_candles(MARKETS, TFS, config=config, store=store)
+        self.events: list[LiveEvent] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        async with contextlib.aclosing(self.stream):
+            async for item in self.stream:
+                self.events.append(item)
+
+    async def __aenter__(self) -> Watch:
+        self.task = asyncio.create_task(self._run())
+        series = len(MARKETS) * len(TFS)
+        await self.until(lambda: sum(e.event.kind == "snapshot" for e in self.events) >= series)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+    def closed(self, tf: Timeframe | None = None) -> list[Candle]:
+        return [
+            e.event.candle
+            for e in self.events
+            if e.event.kind == "close" and (tf is None or e.event.candle.timeframe == tf)
+        ]
+
+    async def until(self, done: Callable[[], bool], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if self.task is not None and self.task.done():
+                self.task.result()  # raises what the stream raised
+            assert time.monotonic() < deadline, "timed out waiting for live events"
+            await asyncio.sleep(0.02)
+
+
+def frame(candles: list[Candle]) -> pd.DataFrame:
+    ordered = sorted(candles, key=lambda c: c.time)
+    return pd.DataFrame(
+        {
+            "time": pd.to_datetime([c.time for c in ordered], unit="ms", utc=True),
+            "open": [c.open for c in ordered],
+            "high": [c.high for c in ordered],
+            "low": [c.low for c in ordered],
+            "close": [c.close for c in ordered],
+            "volume": [c.volume for c in ordered],
+            "value": [c.value for c in ordered],
+            "timestamp": pd.to_datetime([c.last_trade for c in ordered], unit="ms", utc=True),
+        }
+    ).astype({"time": "datetime64[ms, UTC]", "timestamp": "datetime64[ms, UTC]"})
+
+
+def check(sim: SimulatorServer, got: list[Candle], market: str, tf: str, start: int, end: int):
+    mine = [c for c in got if c.market == market and start <= c.time < end]
+    want = truth(sim, market, tf, start, end)
+    pd.testing.assert_frame_equal(frame(mine), want, rtol=1e-9)
+
+
+def test_closed_live_candles_equal_rest_and_are_stored(sim: SimulatorServer, tmp_path: Path):
+    async def scenario() -> list[Candle]:
+        async with Watch(sim, CandleStore(tmp_path)) as watch:
+            sim.clock.advance(20 * 60)
+            m15 = Timeframe.parse("15m")
+            await watch.until(lambda: len(watch.closed(m15)) >= len(MARKETS))
+            await watch.until(lambda: len(watch.closed(TFS[0])) >= 19 * len(MARKETS))
+            return watch.closed()
+
+    closed = asyncio.run(scenario())
+    start = to_ms(NOW)
+    for market in MARKETS:
+        check(
+            sim,
+            [c for c in closed if c.timeframe.name == "1m"],
+            market,
+            "1m",
+            start,
+            start + 19 * MINUTE,
+        )
+        check(
+            sim,
+            [c for c in closed if c.timeframe.name == "15m"],
+            market,
+            "15m",
+            start,
+            start + 15 * MINUTE,
+        )
+        stored = CandleStore(tmp_path).load(
+            market, Timeframe.parse("15m"), start, start + 15 * MINUTE
+        )
+        pd.testing.assert_frame_equal(
+            stored, truth(sim, market, "15m", start, start + 15 * MINUTE), rtol=1e-9
+        )
+        assert (
+            CandleStore(tmp_path)
+            .fetched(Timeframe.parse("15m"), market)
+            .covers(start, start + 15 * MINUTE)
+        )
+
+
+def test_a_dropped_connection_is_repaired_through_rest(sim: SimulatorServer) -> None:
+    async def scenario() -> list[Candle]:
+        async with Watch(sim, None) as watch:
+            sim.clock.advance(4 * 60)
+            await watch.until(lambda: len(watch.closed(TFS[0])) >= 3 * len(MARKETS))
+            sim.drop_websockets()
+            sim.clock.advance(6 * 60)  # these trades happen while we are away
+            await watch.until(lambda: len(watch.closed(TFS[0])) >= 9 * len(MARKETS))
+            sim.clock.advance(8 * 60)
+            await watch.until(lambda: len(watch.closed(TFS[1])) >= len(MARKETS))
+            return watch.closed()
+
+    closed = asyncio.run(scenario())
+    start = to_ms(NOW)
+    for market in MARKETS:
+        minutes = [c for c in closed if c.timeframe.name == "1m"]
+        check(sim, minutes, market, "1m", start, start + 17 * MINUTE)  # each exactly once
+        check(
+            sim,
+            [c for c in closed if c.timeframe.name == "15m"],
+            market,
+            "15m",
+            start,
+            start + 15 * MINUTE,
+        )
+
+
+def test_duplicate_trades_are_counted_once(sim: SimulatorServer) -> None:
+    sim.faults.inject("ws_duplicate", count=200, market="KRW-BTC")
+
+    async def scenario() -> list[Candle]:
+        async with Watch(sim, None) as watch:
+            sim.clock.advance(3 * 60)
+            await watch.until(lambda: len(watch.closed(TFS[0])) >= 2 * len(MARKETS))
+            return watch.closed()
+
+    closed = asyncio.run(scenario())
+    check(sim, closed, "KRW-BTC", "1m", to_ms(NOW), to_ms(NOW) + 2 * MINUTE)
+
+
+def test_bad_input_is_refused_before_connecting(sim: SimulatorServer) -> None:
+    config = ClientConfig(api_url=sim.url, ws_url=sim.ws_url)
+
+    async def first(markets: list[str], tfs: list[Timeframe]) -> None:
+        async for _ in live_candles(markets, tfs, config=config, store=None):
+            break
+
+    with pytest.raises(UsageError, match="timeframes Upbit serves"):
+        asyncio.run(first(["KRW-BTC"], Timeframe.parse_list("2h")))
+    with pytest.raises(UsageError, match="does not list KRW-NOPE"):
+        asyncio.run(first(["KRW-NOPE"], TFS))
+
+
+def test_cli_jsonl_then_sigterm_stores_and_exits_cleanly(sim: SimulatorServer, tmp_path: Path):
+    command = [sys.executable, "-m", "upbit_cache", "live", "KRW-BTC", "-t", "1m", "--jsonl"]
+    command += ["--api-url", sim.url, "--ws-url", sim.ws_url, "--data-dir", str(tmp_path)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    lines = []
+    sim.clock.advance(150)
+    deadline = time.monotonic() + 30
+    while not any(json.loads(line)["event"] == "close" for line in lines):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
+        lines.append(proc.stdout.readline())
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopped (SIGTERM)" in err
+    for line in lines + out.splitlines():
+        row = json.loads(line)
+        assert set(row) == {
+            "event", "market", "timeframe", "time", "open", "high", "low", "close",
+            "volume", "value", "last_trade", "last_trade_ms",
+        }  # fmt: skip
+        assert row["event"] in {"snapshot", "update", "close"} and row["market"] == "KRW-BTC"
+    start = to_ms(NOW)
+    stored = CandleStore(tmp_path).load("KRW-BTC", Timeframe.parse("1m"), start, start + 2 * MINUTE)
+    pd.testing.assert_frame_equal(
+        stored, truth(sim, "KRW-BTC", "1m", start, start + 2 * MINUTE), rtol=1e-9
+    )

@@ -1,0 +1,220 @@
+"""Live candles: the WebSocket trade stream, built into candles, backed by REST and the store.
+
+On every (re)connection the book is synced first: the recent closed candles come from the
+store topped up through the collector (or straight from REST with `store=None`), the open
+candle from REST; trades already in that open candle are skipped. So the first state is
+complete, and after a drop the hole is repaired: candles that closed meanwhile come from
+REST (emitted once, as closes), and no trade is counted twice (sequential ids, REST cut).
+Closed candles are appended to the store with their fetched ranges, so later fetches do
+not ask for them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from upbit_cache.cache.ranges import Ranges
+from upbit_cache.cache.store import CandleStore
+from upbit_cache.cache.sync import sync_markets
+from upbit_cache.candles import CANDLE_SCHEMA, TIME_TYPE
+from upbit_cache.collector.client import MAX_PAGE, UpbitClient
+from upbit_cache.collector.config import ClientConfig
+from upbit_cache.collector.websocket import Connected, Disconnected, Trade, trade_stream
+from upbit_cache.errors import UnknownMarketError, UsageError
+from upbit_cache.markets import validate_markets
+from upbit_cache.timeframes import Timeframe
+from upbit_cache.timeframes.live import Candle, CandleBook, CandleEvent
+
+TICK_SECONDS = 0.5  # how often quiet periods are closed and closed candles written
+GRACE_MS = 2_000  # a period is closed by the clock this long after its end, if no trade did
+
+
+@dataclass(frozen=True)
+class LiveEvent:
+    """A candle event, and when the trade frame that caused it arrived (monotonic seconds)."""
+
+    event: CandleEvent
+    received: float | None = None
+
+
+@dataclass
+class _Writer:
+    """Closed candles waiting to be appended to the store, and what is settled so far."""
+
+    store: CandleStore
+    settled: dict[tuple[str, Timeframe], int] = field(default_factory=dict)
+    pending: dict[tuple[str, Timeframe], list[Candle]] = field(default_factory=dict)
+
+    def add(self, candle: Candle) -> None:
+        self.pending.setdefault((candle.market, candle.timeframe), []).append(candle)
+
+    async def flush(self, upto: dict[tuple[str, Timeframe], int]) -> None:
+        """Write what closed; record [settled, upto) as fetched for each series."""
+        for key, end in upto.items():
+            market, tf = key
+            rows = self.pending.pop(key, [])
+            start = self.settled.get(key, end)
+            if not rows and start >= end:
+                continue
+            covered = Ranges.of([(start, end)]) if start < end else Ranges()
+            async with self.store.lock(tf, market):
+                await asyncio.to_thread(self.store.write, market, tf, _table(rows), covered)
+            self.settled[key] = max(start, end)
+
+
+def check_timeframes(timeframes: Sequence[Timeframe]) -> None:
+    served = [tf for tf in timeframes if tf.native]
+    if len(served) != len(timeframes) or not timeframes:
+        names = " ".join(t.name for t in Timeframe.parse_list("1m,3m,5m,10m,15m,30m,1h,4h,1d"))
+        raise UsageError(f"live builds the timeframes Upbit serves: {names}")
+
+
+async def live_candles(
+    markets: Sequence[str],
+    timeframes: Sequence[Timeframe],
+    *,
+    config: ClientConfig,
+    store: CandleStore | None,
+    keep: int = MAX_PAGE,
+) -> AsyncIterator[LiveEvent]:
+    """Snapshots, updates and closes of the candles of `markets` x `timeframes`, forever."""
+    wanted = validate_markets(markets)
+    if not wanted:
+        raise UsageError("name the markets to watch, e.g. KRW-BTC KRW-ETH")
+    check_timeframes(timeframes)
+    book = CandleBook(wanted, timeframes, keep)
+    writer = _Writer(store) if store is not None else None
+    async with UpbitClient(config) as client:
+        listed = {m.market for m in await client.markets()}
+        unknown = [m for m in wanted if m not in listed]
+        if unknown:
+            raise UnknownMarketError(f"Upbit does not list {', '.join(unknown)}")
+        queue: asyncio.Queue[Trade | Connected | Disconnected | BaseException] = asyncio.Queue()
+        reader = asyncio.create_task(_pump(client, config.ws_url, wanted, queue))
+        connected, latest = False, 0
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), TICK_SECONDS)
+                except TimeoutError:
+                    item = None
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, Connected):
+                    for event in await _sync(client, store, book, wanted, timeframes, keep):
+                        if event.kind == "close" and writer is not None:
+                            writer.add(event.candle)
+                        yield LiveEvent(event)
+                    if writer is not None:
+                        writer.settled.update(_open_periods(client, wanted, timeframes))
+                    connected = True
+                elif isinstance(item, Disconnected):
+                    connected = False
+                elif isinstance(item, Trade):
+                    latest = max(latest, item.time)
+                    for event in book.apply(
+                        item.market, item.time, item.price, item.volume, item.seq
+                    ):
+                        if event.kind == "close" and writer is not None:
+                            writer.add(event.candle)
+                        yield LiveEvent(event, item.received)
+                if connected and (item is None or queue.empty()):
+                    for event in book.close_until(max(latest, client.now_ms()) - GRACE_MS):
+                        if writer is not None:
+                            writer.add(event.candle)
+                        yield LiveEvent(event)
+                    if writer is not None:
+                        await writer.flush(_open_periods(client, wanted, timeframes, latest))
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            if writer is not None and connected:
+                await asyncio.shield(
+                    writer.flush(_open_periods(client, wanted, timeframes, latest))
+                )
+
+
+async def _pump(
+    client: UpbitClient,
+    url: str,
+    markets: list[str],
+    queue: asyncio.Queue[Trade | Connected | Disconnected | BaseException],
+) -> None:
+    try:
+        async for item in trade_stream(client.session, url, markets):
+            queue.put_nowait(item)
+    except Exception as exc:  # handed to the consumer, which raises it
+        queue.put_nowait(exc)
+
+
+def _open_periods(
+    client: UpbitClient, markets: list[str], timeframes: Sequence[Timeframe], latest: int = 0
+) -> dict[tuple[str, Timeframe], int]:
+    """Per series, the start of the period still open: everything before it is settled."""
+    now = max(latest, client.now_ms()) - GRACE_MS
+    return {(m, tf): tf.floor_one(now) for m in markets for tf in timeframes}
+
+
+async def _sync(
+    client: UpbitClient,
+    store: CandleStore | None,
+    book: CandleBook,
+    markets: list[str],
+    timeframes: Sequence[Timeframe],
+    keep: int,
+) -> list[CandleEvent]:
+    """Seed the book from the store/REST; closes for candles that ended since it last knew."""
+    events: list[CandleEvent] = []
+    await client.markets(max_age=0)  # a fresh look at Upbit's clock (not a candle request)
+    now = client.now_ms()
+    for tf in timeframes:
+        period = tf.floor_one(now)
+        start = tf.shift_one(period, -keep)
+        if store is not None:
+            await sync_markets(store, client, markets, [tf], start, period)
+        for market in markets:
+            if store is not None:
+                table = await asyncio.to_thread(store.load_table, market, tf, start, period)
+            else:
+                table = await client.candles(market, tf, period, keep)
+            closed = _candles(table, market, tf)
+            newest = await client.candles(market, tf, None, 1)
+            current = [c for c in _candles(newest, market, tf) if c.time >= period]
+            known = book.recent(market, tf)
+            last = known[-1].time if known else None
+            before = book.current(market, tf)
+            if last is not None or before is not None:  # a repair: what closed meanwhile
+                since = before.time if before is not None else last + 1  # type: ignore[operator]
+                events += [CandleEvent("close", c) for c in closed if c.time >= since]
+            book.seed(market, tf, closed, current[0] if current else None, period)
+    return events + book.snapshot()
+
+
+def _candles(table: pa.Table, market: str, tf: Timeframe) -> list[Candle]:
+    times = table["time"].cast(pa.int64()).to_pylist()
+    last = table["timestamp"].cast(pa.int64()).to_pylist()
+    columns = [table[c].to_pylist() for c in ("open", "high", "low", "close", "volume", "value")]
+    return [
+        Candle(market, tf, t, o, h, lo, c, v, val, ts)
+        for t, o, h, lo, c, v, val, ts in zip(times, *columns, last, strict=True)
+    ]
+
+
+def _table(rows: list[Candle]) -> pa.Table:
+    if not rows:
+        return CANDLE_SCHEMA.empty_table()
+    columns = {
+        "time": pa.array([r.time for r in rows], pa.int64()).cast(TIME_TYPE),
+        **{
+            name: pa.array([getattr(r, name) for r in rows], pa.float64())
+            for name in ("open", "high", "low", "close", "volume", "value")
+        },
+        "timestamp": pa.array([r.last_trade for r in rows], pa.int64()).cast(TIME_TYPE),
+    }
+    return pa.table(columns, schema=CANDLE_SCHEMA)
