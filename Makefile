@@ -27,6 +27,7 @@ bench: $(STAMP)
 	cd scripts && ../$(BIN)/python bench_screen.py
 	cd scripts && ../$(BIN)/python bench_backtest.py
 	cd scripts && ../$(BIN)/python bench_prune.py
+	cd scripts && ../$(BIN)/python bench_live.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

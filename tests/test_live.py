@@ -215,3 +215,22 @@ def test_cli_jsonl_then_sigterm_stores_and_exits_cleanly(sim: SimulatorServer, t
     pd.testing.assert_frame_equal(
         stored, truth(sim, "KRW-BTC", "1m", start, start + 2 * MINUTE), rtol=1e-9
     )
+
+
+def test_terminal_table_shows_every_series() -> None:
+    import io
+
+    from upbit_cache.cli.live_view import LiveTable
+    from upbit_cache.timeframes.live import CandleEvent
+
+    out = io.StringIO()
+    start = to_ms(NOW)
+    with LiveTable(out, width=160) as view:
+        for market in MARKETS:
+            for tf in TFS:
+                candle = Candle(market, tf, start, 1.0, 2.0, 0.5, 1.5, 3.0, 4.5, start + 5_000)
+                view.show(LiveEvent(CandleEvent("update", candle)))
+    text = out.getvalue()
+    for market in MARKETS:
+        assert market in text
+    assert "15m" in text and "2026-11-20 00:00" in text and "0.0 s ago" in text

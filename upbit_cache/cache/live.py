@@ -27,7 +27,7 @@ from upbit_cache.collector.config import ClientConfig
 from upbit_cache.collector.websocket import Connected, Disconnected, Trade, trade_stream
 from upbit_cache.errors import UnknownMarketError, UsageError
 from upbit_cache.markets import validate_markets
-from upbit_cache.timeframes import Timeframe
+from upbit_cache.timeframes import SUPPORTED, Timeframe
 from upbit_cache.timeframes.live import Candle, CandleBook, CandleEvent
 
 TICK_SECONDS = 0.5  # how often quiet periods are closed and closed candles written
@@ -68,9 +68,9 @@ class _Writer:
 
 
 def check_timeframes(timeframes: Sequence[Timeframe]) -> None:
-    served = [tf for tf in timeframes if tf.native]
-    if len(served) != len(timeframes) or not timeframes:
-        names = " ".join(t.name for t in Timeframe.parse_list("1m,3m,5m,10m,15m,30m,1h,4h,1d"))
+    """Live candles are built for the timeframes Upbit serves (REST backs them up)."""
+    if not timeframes or not all(tf.native for tf in timeframes):
+        names = " ".join(tf.name for tf in SUPPORTED if tf.native)
         raise UsageError(f"live builds the timeframes Upbit serves: {names}")
 
 
@@ -179,12 +179,13 @@ async def _sync(
         if store is not None:
             await sync_markets(store, client, markets, [tf], start, period)
         for market in markets:
+            # The newest page holds the open candle; without a store, the closed ones too.
+            newest = await client.candles(market, tf, None, 1 if store is not None else keep + 1)
             if store is not None:
                 table = await asyncio.to_thread(store.load_table, market, tf, start, period)
             else:
-                table = await client.candles(market, tf, period, keep)
-            closed = _candles(table, market, tf)
-            newest = await client.candles(market, tf, None, 1)
+                table = newest
+            closed = [c for c in _candles(table, market, tf) if c.time < period]
             current = [c for c in _candles(newest, market, tf) if c.time >= period]
             known = book.recent(market, tf)
             last = known[-1].time if known else None

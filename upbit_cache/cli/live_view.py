@@ -59,12 +59,12 @@ class JsonLines:
 class LiveTable:
     """A table (market x timeframe: O/H/L/C, volume, age of the last trade), redrawn 4x a second."""
 
-    def __init__(self, stream: TextIO = sys.stdout) -> None:
+    def __init__(self, stream: TextIO = sys.stdout, width: int | None = None) -> None:
         from rich.console import Console
         from rich.live import Live
 
         self._rows: dict[tuple[str, str], Candle] = {}
-        self._live: Live = Live(console=Console(file=stream), auto_refresh=False)
+        self._live: Live = Live(console=Console(file=stream, width=width), auto_refresh=False)
         self._drawn = 0.0
 
     def __enter__(self) -> LiveTable:
