@@ -49,22 +49,29 @@ class _Writer:
     store: CandleStore
     settled: dict[tuple[str, Timeframe], int] = field(default_factory=dict)
     pending: dict[tuple[str, Timeframe], list[Candle]] = field(default_factory=dict)
+    busy: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def add(self, candle: Candle) -> None:
         self.pending.setdefault((candle.market, candle.timeframe), []).append(candle)
 
     async def flush(self, upto: dict[tuple[str, Timeframe], int]) -> None:
-        """Write what closed; record [settled, upto) as fetched for each series."""
-        for key, end in upto.items():
-            market, tf = key
-            rows = self.pending.pop(key, [])
-            start = self.settled.get(key, end)
-            if not rows and start >= end:
-                continue
-            covered = Ranges.of([(start, end)]) if start < end else Ranges()
-            async with self.store.lock(tf, market):
-                await asyncio.to_thread(self.store.write, market, tf, _table(rows), covered)
-            self.settled[key] = max(start, end)
+        """Write what closed; record [settled, upto) as fetched for each series.
+
+        Rows leave `pending` only once written: a flush cancelled half-way (Ctrl-C) leaves
+        them for the final one. Writing a row twice is harmless (rows merge by time).
+        """
+        async with self.busy:
+            for key, end in upto.items():
+                market, tf = key
+                rows = list(self.pending.get(key, []))
+                start = self.settled.get(key, end)
+                if not rows and start >= end:
+                    continue
+                covered = Ranges.of([(start, end)]) if start < end else Ranges()
+                async with self.store.lock(tf, market):
+                    await asyncio.to_thread(self.store.write, market, tf, _table(rows), covered)
+                del self.pending.get(key, [])[: len(rows)]
+                self.settled[key] = max(start, end)
 
 
 def check_timeframes(timeframes: Sequence[Timeframe]) -> None:
