@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
@@ -103,7 +104,7 @@ async def live_candles(
             raise UnknownMarketError(f"Upbit does not list {', '.join(unknown)}")
         queue: asyncio.Queue[Trade | Connected | Disconnected | BaseException] = asyncio.Queue()
         reader = asyncio.create_task(_pump(client, config.ws_url, wanted, queue))
-        connected, latest = False, 0
+        connected, latest, due = False, 0, 0.0
         try:
             while True:
                 try:
@@ -130,7 +131,8 @@ async def live_candles(
                         if event.kind == "close" and writer is not None:
                             writer.add(event.candle)
                         yield LiveEvent(event, item.received)
-                if connected and (item is None or queue.empty()):
+                if connected and time.monotonic() >= due:  # at most every TICK_SECONDS
+                    due = time.monotonic() + TICK_SECONDS
                     for event in book.close_until(max(latest, client.now_ms()) - GRACE_MS):
                         if writer is not None:
                             writer.add(event.candle)
