@@ -2,12 +2,13 @@
 
 The simulator runs in its own process with its clock sped up (default 3600x: a simulated
 hour a second), so its deterministic trades arrive at a high rate. Through the library's
-live iterator (no store, so the figures are the stream's own), this prints the latency from
+live iterator (no store unless `--store`: then closed candles are appended to a temporary
+data dir, far more often than in real time at this clock speed), this prints the latency from
 a trade frame's arrival to the candle update it causes (p50/p99; frames that arrived during
 the start-up backfill are left out), this process's CPU share, and its memory after the
 run, with how many trades and closes it saw.
 
-    python scripts/bench_live.py [--seconds 60] [--speed 3600]
+    python scripts/bench_live.py [--seconds 60] [--speed 3600] [--store]
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import argparse
 import asyncio
 import contextlib
 import resource
+import tempfile
 import time
 
 import numpy as np
 from simproc import SimProcess
 
 from upbit_cache.cache.live import live_candles
+from upbit_cache.cache.store import CandleStore
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.timeframes import Timeframe
 
@@ -35,9 +38,11 @@ def rss_mib() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
-async def run(url: str, ws_url: str, seconds: float) -> dict[str, object]:
+async def run(
+    url: str, ws_url: str, seconds: float, store: CandleStore | None
+) -> dict[str, object]:
     config = ClientConfig(api_url=url, rate=10, ws_url=ws_url)
-    stream = live_candles(MARKETS, Timeframe.parse_list("1m,15m,1h"), config=config, store=None)
+    stream = live_candles(MARKETS, Timeframe.parse_list("1m,15m,1h"), config=config, store=store)
     latencies: list[float] = []
     trades, closes, began = set(), 0, 0.0
     cpu = 0.0
@@ -66,16 +71,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--speed", type=float, default=3600)
+    parser.add_argument("--store", action="store_true", help="append closes to a temp store")
     args = parser.parse_args()
-    with SimProcess("--clock", CLOCK, "--speed", str(args.speed), "--rate", "10") as sim:
+    with (
+        SimProcess("--clock", CLOCK, "--speed", str(args.speed), "--rate", "10") as sim,
+        tempfile.TemporaryDirectory() as root,
+    ):
         ws_url = "ws" + sim.url.removeprefix("http") + "/websocket/v1"
         before = rss_mib()
-        got = asyncio.run(run(sim.url, ws_url, args.seconds))
+        store = CandleStore(root) if args.store else None
+        got = asyncio.run(run(sim.url, ws_url, args.seconds, store))
     latency = got["latency"]
     assert isinstance(latency, np.ndarray)
     simulated_hours = args.seconds * args.speed / 3600
     print(
-        f"{len(MARKETS)} markets x 1m,15m,1h, simulator clock x{args.speed:g} "
+        f"{len(MARKETS)} markets x 1m,15m,1h, simulator clock x{args.speed:g}, "
+        f"{'closes stored' if args.store else 'no store'} "
         f"({simulated_hours:.0f} simulated hours in {got['wall']:.0f} s)"
     )
     print(

@@ -105,6 +105,7 @@ async def live_candles(
         queue: asyncio.Queue[Trade | Connected | Disconnected | BaseException] = asyncio.Queue()
         reader = asyncio.create_task(_pump(client, config.ws_url, wanted, queue))
         connected, latest, due = False, 0, 0.0
+        flushing: asyncio.Task[None] | None = None
         try:
             while True:
                 try:
@@ -137,12 +138,18 @@ async def live_candles(
                         if writer is not None:
                             writer.add(event.candle)
                         yield LiveEvent(event)
-                    if writer is not None:
-                        await writer.flush(_open_periods(client, wanted, timeframes, latest))
+                    if writer is not None and (flushing is None or flushing.done()):
+                        if flushing is not None:
+                            flushing.result()  # a failed write (disk full...) stops the stream
+                        # In the background: the stream never waits for the disk.
+                        upto = _open_periods(client, wanted, timeframes, latest)
+                        flushing = asyncio.create_task(writer.flush(upto))
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
+            if flushing is not None:
+                await asyncio.shield(flushing)
             if writer is not None and connected:
                 await asyncio.shield(
                     writer.flush(_open_periods(client, wanted, timeframes, latest))
