@@ -20,9 +20,9 @@ from collections.abc import Callable
 import pandas as pd
 
 import upbit_cache
-from upbit_cache.cache.prune import Policy, Usage, prune, usage
+from upbit_cache.cache.prune import Policy, prune, usage
 from upbit_cache.cache.ranges import Ranges
-from upbit_cache.cache.store import CandleStore
+from upbit_cache.cache.store import CandleStore, TierUsage
 from upbit_cache.simulator.history import History
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import iso, to_ms
@@ -69,7 +69,7 @@ def reads(root: str, market: str) -> dict[str, tuple[float, int]]:
     }
 
 
-def show(label: str, tiers: dict[str, Usage]) -> None:
+def show(label: str, tiers: dict[str, TierUsage]) -> None:
     for tier, use in tiers.items():
         print(f"  {label:<7} {tier:<4}  files {use.files:>6,}  bytes {use.bytes / 1e6:>9.1f} MB")
 

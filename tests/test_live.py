@@ -89,7 +89,10 @@ def frame(candles: list[Candle]) -> pd.DataFrame:
 
 
 def check(sim: SimulatorServer, got: list[Candle], market: str, tf: str, start: int, end: int):
-    mine = [c for c in got if c.market == market and start <= c.time < end]
+    """`got`'s closes of (market, tf) in [start, end) are exactly the REST candles."""
+    mine = [
+        c for c in got if c.market == market and c.timeframe.name == tf and start <= c.time < end
+    ]
     want = truth(sim, market, tf, start, end)
     pd.testing.assert_frame_equal(frame(mine), want, rtol=1e-9)
 
@@ -106,22 +109,8 @@ def test_closed_live_candles_equal_rest_and_are_stored(sim: SimulatorServer, tmp
     closed = asyncio.run(scenario())
     start = to_ms(NOW)
     for market in MARKETS:
-        check(
-            sim,
-            [c for c in closed if c.timeframe.name == "1m"],
-            market,
-            "1m",
-            start,
-            start + 19 * MINUTE,
-        )
-        check(
-            sim,
-            [c for c in closed if c.timeframe.name == "15m"],
-            market,
-            "15m",
-            start,
-            start + 15 * MINUTE,
-        )
+        check(sim, closed, market, "1m", start, start + 19 * MINUTE)
+        check(sim, closed, market, "15m", start, start + 15 * MINUTE)
         stored = CandleStore(tmp_path).load(
             market, Timeframe.parse("15m"), start, start + 15 * MINUTE
         )
@@ -150,16 +139,8 @@ def test_a_dropped_connection_is_repaired_through_rest(sim: SimulatorServer) -> 
     closed = asyncio.run(scenario())
     start = to_ms(NOW)
     for market in MARKETS:
-        minutes = [c for c in closed if c.timeframe.name == "1m"]
-        check(sim, minutes, market, "1m", start, start + 17 * MINUTE)  # each exactly once
-        check(
-            sim,
-            [c for c in closed if c.timeframe.name == "15m"],
-            market,
-            "15m",
-            start,
-            start + 15 * MINUTE,
-        )
+        check(sim, closed, market, "1m", start, start + 17 * MINUTE)  # each exactly once
+        check(sim, closed, market, "15m", start, start + 15 * MINUTE)
 
 
 def test_duplicate_trades_are_counted_once(sim: SimulatorServer) -> None:

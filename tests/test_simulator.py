@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import Reply, request
 
 from upbit_cache.simulator import (
     FAULT_KINDS,
@@ -54,39 +54,6 @@ MINUTE_FIELDS = [
 
 
 # ---- helpers --------------------------------------------------------------------------------
-
-
-class Reply:
-    """One HTTP answer, fully read."""
-
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    @property
-    def text(self) -> str:
-        return self.body.decode()
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def request(url: str, path: str, params: dict[str, Any] | None = None, body: Any = None) -> Reply:
-    """GET (or POST when `body` is given) on a fresh connection, always closed."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
-    try:
-        target = path + ("?" + urlencode(params) if params else "")
-        if body is None:
-            conn.request("GET", target)
-        else:
-            payload = json.dumps(body)
-            conn.request("POST", target, payload, {"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        return Reply(resp.status, dict(resp.getheaders()), resp.read())
-    finally:
-        conn.close()
 
 
 def candles(url: str, tf: str, market: str, **params: Any) -> Reply:

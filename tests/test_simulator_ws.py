@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import json
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
+from conftest import request
 
 from upbit_cache.simulator import SimClock, SimulatorConfig, SimulatorServer, to_epoch_ms
 from upbit_cache.simulator.__main__ import parse_args
@@ -50,19 +50,8 @@ CANDLE_FIELDS = [
 
 def call(url: str, path: str, params: dict[str, Any] | None = None, body: Any = None) -> Any:
     """GET (or POST `body`) and return (status, parsed JSON)."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
-    try:
-        target = path + ("?" + urlencode(params) if params else "")
-        if body is None:
-            conn.request("GET", target)
-        else:
-            headers = {"Content-Type": "application/json"}
-            conn.request("POST", target, json.dumps(body), headers)
-        resp = conn.getresponse()
-        return resp.status, json.loads(resp.read() or b"null")
-    finally:
-        conn.close()
+    reply = request(url, path, params, body)
+    return reply.status, json.loads(reply.body or b"null")
 
 
 def subscribe_text(*streams: tuple[str, list[str]], **options: Any) -> str:

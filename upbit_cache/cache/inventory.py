@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,26 +22,13 @@ import pyarrow.fs as pafs
 
 from upbit_cache.cache import paths
 from upbit_cache.cache.ranges import Ranges
+from upbit_cache.cache.store import CandleStore, TierUsage, usage_by_tier
 from upbit_cache.errors import StorageError
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import iso
 
-if TYPE_CHECKING:
-    from upbit_cache.cache.store import CandleStore
-
 JSON_VERSION = 1
 TIERS: tuple[paths.Tier, ...] = ("hot", "cold")
-
-
-@dataclass(frozen=True)
-class TierUsage:
-    """Data files of one tier and their summed size."""
-
-    files: int = 0
-    bytes: int = 0
-
-    def __add__(self, other: TierUsage) -> TierUsage:
-        return TierUsage(self.files + other.files, self.bytes + other.bytes)
 
 
 @dataclass(frozen=True)
@@ -104,10 +91,7 @@ def inventory(
 def series_info(store: CandleStore, tf: Timeframe, market: str) -> SeriesInfo:
     """The `SeriesInfo` of one (timeframe, market)."""
     record = store.record(tf, market)
-    tiers = {tier: TierUsage() for tier in TIERS}
-    for info in store.data_files(tf, market):
-        tier = paths.tier_of(info.path)
-        tiers[tier] = tiers[tier] + TierUsage(1, info.size or 0)
+    tiers = usage_by_tier(store.data_files(tf, market))
     table = store.load_table(market, tf)
     times = np.unique(tf.floor(table["time"].cast(pa.int64()).to_numpy()))
     del table

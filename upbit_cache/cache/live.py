@@ -115,6 +115,8 @@ async def live_candles(
                 if isinstance(item, BaseException):
                     raise item
                 if isinstance(item, Connected):
+                    if item.again:  # Upbit's clock moved on while we were away: look again
+                        await client.markets(max_age=0)
                     for event in await _sync(client, store, book, wanted, timeframes, keep):
                         if event.kind == "close" and writer is not None:
                             writer.add(event.candle)
@@ -187,7 +189,6 @@ async def _sync(
 ) -> list[CandleEvent]:
     """Seed the book from the store/REST; closes for candles that ended since it last knew."""
     events: list[CandleEvent] = []
-    await client.markets(max_age=0)  # a fresh look at Upbit's clock (not a candle request)
     now = client.now_ms()
     for tf in timeframes:
         period = tf.floor_one(now)

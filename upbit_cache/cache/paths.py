@@ -118,6 +118,15 @@ def data_file(root: str, tf: Timeframe, market: str, start_ms: int, tier: Tier =
     return f"{partition_dir(root, tf, market, start_ms)}/{FILE_NAMES[tier]}"
 
 
+def data_files_between(root: str, tf: Timeframe, market: str, start: int, end: int) -> list[str]:
+    """Every data file, cold tier then hot, that may hold candles of [start, end)."""
+    return [
+        data_file(root, tf, market, p, tier)
+        for tier in ("cold", "hot")
+        for p in partitions_between(tf, start, end, tier)
+    ]
+
+
 def parse_partition(path: str) -> tuple[Timeframe, str, int]:
     """Inverse of `partition_dir`: (timeframe, market, partition start ms)."""
     found = _PARTITION_RE.search(path)

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from upbit_cache.cache import paths
-from upbit_cache.cache.store import CandleStore, write_parquet
+from upbit_cache.cache.store import CandleStore, TierUsage, usage_by_tier, write_parquet
 from upbit_cache.candles import dedupe_by_time
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import now_ms
@@ -68,16 +68,10 @@ class Change:
 
 
 @dataclass
-class Usage:
-    files: int = 0
-    bytes: int = 0
-
-
-@dataclass
 class PruneReport:
     dry_run: bool
-    before: dict[paths.Tier, Usage]
-    after: dict[paths.Tier, Usage] = field(default_factory=dict)
+    before: dict[paths.Tier, TierUsage]
+    after: dict[paths.Tier, TierUsage] = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
     temp_files: list[FileFacts] = field(default_factory=list)
     screens: list[FileFacts] = field(default_factory=list)
@@ -109,16 +103,10 @@ async def prune(
     return report
 
 
-def usage(store: CandleStore) -> dict[paths.Tier, Usage]:
+def usage(store: CandleStore) -> dict[paths.Tier, TierUsage]:
     """Files and bytes of each tier of the dataset."""
-    tiers: dict[paths.Tier, Usage] = {"hot": Usage(), "cold": Usage()}
     selector = pafs.FileSelector(f"{store.root}/candles", recursive=True, allow_not_found=True)
-    for info in store.fs.get_file_info(selector):
-        if info.type == pafs.FileType.File and info.base_name in paths.FILE_NAMES.values():
-            tier = tiers[paths.tier_of(info.path)]
-            tier.files += 1
-            tier.bytes += info.size or 0
-    return tiers
+    return usage_by_tier(store.fs.get_file_info(selector))
 
 
 class _Editor:
@@ -282,11 +270,12 @@ def _mtime_ms(info: pafs.FileInfo) -> int:
     return (info.mtime_ns or 0) // 1_000_000
 
 
-def _projected(report: PruneReport) -> dict[paths.Tier, Usage]:
+def _projected(report: PruneReport) -> dict[paths.Tier, TierUsage]:
     """What `usage` would say after the changes a dry run found."""
-    after = {tier: replace(u) for tier, u in report.before.items()}
+    after = dict(report.before)
     for change in report.changes:
-        for facts, sign in [(f, -1) for f in change.removed] + [(f, 1) for f in change.added]:
-            after[facts.tier].files += sign
-            after[facts.tier].bytes += sign * facts.bytes
+        for facts in change.removed:
+            after[facts.tier] = after[facts.tier] + TierUsage(-1, -facts.bytes)
+        for facts in change.added:
+            after[facts.tier] = after[facts.tier] + TierUsage(1, facts.bytes)
     return after

@@ -63,11 +63,7 @@ def key(args: dict[str, object]) -> str:
 def stamp(root: str, tf: Timeframe, market: str, start: int, end: int) -> list[object]:
     """What one market's part of a table of [start, end) depends on: its files' versions."""
     files = [paths.fetched_file(root, tf, market)]
-    files += [
-        paths.data_file(root, tf, market, p, tier)
-        for tier in ("hot", "cold")
-        for p in paths.partitions_between(tf, start, end, tier)
-    ]
+    files += paths.data_files_between(root, tf, market, start, end)
     return [market, *(_stat(f) for f in files)]
 
 

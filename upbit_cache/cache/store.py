@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -263,12 +265,9 @@ class CandleStore:
     ) -> list[pafs.FileInfo]:
         """The data files (both tiers) that may hold [start, end), in path order."""
         if start is not None and end is not None:
-            wanted = [
-                paths.data_file(self.root, tf, market, p, tier)
-                for tier in ("cold", "hot")
-                for p in paths.partitions_between(tf, start, end, tier)
-            ]
-            infos = self.fs.get_file_info(wanted)
+            infos = self.fs.get_file_info(
+                paths.data_files_between(self.root, tf, market, start, end)
+            )
         else:
             base = f"{paths.candles_root(self.root, tf)}/market={market}"
             selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
@@ -278,12 +277,33 @@ class CandleStore:
         return sorted(found, key=_path)
 
 
+@dataclass(frozen=True)
+class TierUsage:
+    """Data files of one tier and their summed size."""
+
+    files: int = 0
+    bytes: int = 0
+
+    def __add__(self, other: TierUsage) -> TierUsage:
+        return TierUsage(self.files + other.files, self.bytes + other.bytes)
+
+
+def usage_by_tier(infos: Iterable[pafs.FileInfo]) -> dict[paths.Tier, TierUsage]:
+    """Files and bytes per tier among `infos` (anything that is not a data file is skipped)."""
+    tiers: dict[paths.Tier, TierUsage] = {"hot": TierUsage(), "cold": TierUsage()}
+    for info in infos:
+        if info.type == pafs.FileType.File and info.base_name in paths.FILE_NAMES.values():
+            tier = paths.tier_of(info.path)
+            tiers[tier] = tiers[tier] + TierUsage(1, info.size or 0)
+    return tiers
+
+
 def write_parquet(table: pa.Table, sink: pa.NativeFile, tier: paths.Tier) -> None:
     """Encode candles for a tier: hot files are rewritten often, cold ones read for years.
 
     Hot: snappy (cheap to write, read everywhere) and small row groups. Cold: zstd at a high
     level over encodings that suit the data (delta for the sorted times, byte-stream-split
-    for the floats: about half the bytes of plain zstd, and faster to read), row groups of a
+    for the floats: a third fewer bytes than plain zstd, and faster to read), row groups of a
     week of 1m candles for range scans. Both are sorted by `time`, say so, and carry `time`
     statistics, so readers skip what they do not need.
     """

@@ -80,6 +80,12 @@ Markets = Annotated[
         help="Markets such as KRW-BTC; none means every market of --quote.", show_default=False
     ),
 ]
+StoredMarkets = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Markets such as KRW-BTC; none means every stored market.", show_default=False
+    ),
+]
 Rate = Annotated[float, typer.Option("--rate", min=0.1, help="Candle requests per second at most.")]
 
 
@@ -180,12 +186,7 @@ def fetch(
 
 @app.command("resample")
 def resample_command(
-    markets: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="Markets such as KRW-BTC; none means every stored market.", show_default=False
-        ),
-    ] = None,
+    markets: StoredMarkets = None,
     timeframe: Annotated[
         str, typer.Option("-t", "--timeframe", help="Timeframes to derive, e.g. 1h,4h or 2h,1d.")
     ] = "1h",
@@ -429,12 +430,7 @@ def screen_prep_command(
 
 @app.command("info")
 def info_command(
-    markets: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="Markets such as KRW-BTC; none means every stored market.", show_default=False
-        ),
-    ] = None,
+    markets: StoredMarkets = None,
     timeframe: Annotated[
         str | None,
         typer.Option(

@@ -8,12 +8,16 @@ from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from rich.console import Console
 
     from upbit_cache.cache.derive import DeriveOutcome
+    from upbit_cache.cache.inventory import SeriesInfo
     from upbit_cache.cache.memory import MemoryStats
     from upbit_cache.cache.prune import Change, PruneReport
     from upbit_cache.cache.screen_cache import Produced
+    from upbit_cache.cache.store import TierUsage
     from upbit_cache.cache.sync import MarketOutcome, SyncReport
 
 
@@ -241,12 +245,6 @@ def prune_summary(report: PruneReport, verbose: bool = False) -> str:
     done = "dry run: nothing changed" if report.dry_run else "done"
     lines.append(f"{done}, {report.seconds:.1f} s")
     return "\n".join(lines)
-
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from upbit_cache.cache.inventory import SeriesInfo, TierUsage
 
 
 def _files_and_bytes(usage: TierUsage) -> str:
