@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint demo bench clean
+.PHONY: test test-dates faketime lint demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,21 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# The suite at the real date and under shifted clocks; `make test-dates SHIFTS=+400d` for one.
+SHIFTS ?= now +45d +400d +4y 2028-02-29
+test-dates: lint faketime
+	PYTHON=$(BIN)/python scripts/test_dates.sh $(SHIFTS)
+
+# Debian's faketime, installed by name where it is missing (as root, else through sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+faketime:
+	@command -v faketime >/dev/null || { \
+		echo "installing Debian's faketime"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$(SUDO) apt-get install -y -qq faketime >/dev/null 2>&1 \
+		|| { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq faketime; }; }
+	@command -v faketime >/dev/null
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py

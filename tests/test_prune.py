@@ -26,7 +26,8 @@ from upbit_cache.simulator.history import History
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
 
-DAY = 86_400_000
+HOUR = 3_600_000
+DAY = 24 * HOUR
 M1, H1 = Timeframe.parse("1m"), Timeframe.parse("1h")
 MARKETS = ["KRW-BTC", "KRW-ETH"]
 HISTORY = History()
@@ -164,13 +165,38 @@ def test_leftovers_of_killed_runs_are_removed(store_dir: Path) -> None:
     record_tmp.write_bytes(b"{")
     screens = store_dir / "screens"
     screens.mkdir()
-    (screens / ".old.csv.x.tmp").write_bytes(b"a")
-    os.utime(screens / ".old.csv.x.tmp", (time.time() - 7200, time.time() - 7200))
     (screens / ".young.csv.y.tmp").write_bytes(b"b")  # maybe a screen-prep writing right now
+    (screens / ".old.csv.x.tmp").write_bytes(b"a")
+    age(screens / ".old.csv.x.tmp", 2 * HOUR)
     report = run_prune(store_dir)
     assert not orphan.exists() and not record_tmp.exists()
     assert not (screens / ".old.csv.x.tmp").exists() and (screens / ".young.csv.y.tmp").exists()
     assert len(report.temp_files) == 3
+
+
+def test_kept_screens_unused_for_a_week_are_removed(store_dir: Path) -> None:
+    screens = store_dir / "screens"
+    screens.mkdir()
+    for name, days in [("stale", 8), ("fresh", 6)]:
+        (screens / f"{name}.csv").write_bytes(b"time,market\n")
+        (screens / f"{name}.json").write_bytes(b"{}")
+        age(screens / f"{name}.json", days * DAY)  # the record says when it was last used
+    report = run_prune(store_dir)
+    assert sorted(p.name for p in screens.iterdir()) == ["fresh.csv", "fresh.json"]
+    assert sorted(Path(f.path).name for f in report.screens) == ["stale.csv", "stale.json"]
+
+
+def age(path: Path, ms: int) -> None:
+    """Make `path` `ms` older than a file written now, on the filesystem's own clock.
+
+    The reference is a file's time, not time.time(): under a shifted clock (faketime),
+    file times still come from the kernel.
+    """
+    reference = path.with_name(".reference")
+    reference.write_bytes(b"")
+    then = reference.stat().st_mtime_ns - ms * 1_000_000
+    reference.unlink()
+    os.utime(path, ns=(then, then))
 
 
 def test_sigkill_during_compaction_then_a_clean_rerun(tmp_path: Path) -> None:
@@ -178,7 +204,16 @@ def test_sigkill_during_compaction_then_a_clean_rerun(tmp_path: Path) -> None:
     for market in ["KRW-BTC", "KRW-ETH", "KRW-XRP"]:
         seed(store, HISTORY, market, "1m", "2026-08-01", NOW)
     want = {m: CandleStore(tmp_path).load(m, M1) for m in ["KRW-BTC", "KRW-ETH", "KRW-XRP"]}
-    command = [sys.executable, "-m", "upbit_cache", "prune", "--data-dir", str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "upbit_cache",
+        "prune",
+        "--as-of",
+        NOW,
+        "--data-dir",
+        str(tmp_path),
+    ]
     for delay in (0.6, 0.9, 1.2, 1.6):
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
@@ -201,7 +236,16 @@ def test_readers_during_compaction_see_every_row_once(tmp_path: Path) -> None:
     for market in ["KRW-BTC", "KRW-ETH"]:
         seed(store, HISTORY, market, "1m", "2026-08-01", NOW)
     want = {m: CandleStore(tmp_path).load(m, M1) for m in ["KRW-BTC", "KRW-ETH"]}
-    command = [sys.executable, "-m", "upbit_cache", "prune", "--data-dir", str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "upbit_cache",
+        "prune",
+        "--as-of",
+        NOW,
+        "--data-dir",
+        str(tmp_path),
+    ]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     reads = 0
     while proc.poll() is None or reads == 0:
@@ -262,16 +306,21 @@ def test_pruned_ranges_are_fetched_again_only_when_asked(
 
 def test_cli_prune_summary_and_bad_input(store_dir: Path) -> None:
     runner = CliRunner()
-    done = runner.invoke(app, ["prune", "--dry-run", "--data-dir", str(store_dir)])
+    as_of = ["--as-of", NOW, "--data-dir", str(store_dir)]
+    done = runner.invoke(app, ["prune", "--dry-run", *as_of])
     assert done.exit_code == 0, done.output
-    assert "compact   1m: 2 markets, 76 files -> 4," in done.output
-    assert "hot  tier:" in done.output and "dry run: nothing changed" in done.output
-    done = runner.invoke(app, ["prune", "-t", "1h", "-v", "--data-dir", str(store_dir)])
+    # As of NOW: 33 of the 40 days of 1m ended more than 7 days before, into Oct and Nov files.
+    assert "compact   1m: 2 markets, 66 files -> 4," in done.output
+    assert "compact   1h: 2 markets, 2 files -> 2," in done.output
+    assert "hot  tier: 84 files, 7.5 MB -> 16 files" in done.output
+    assert "dry run: nothing changed" in done.output
+    done = runner.invoke(app, ["prune", "-t", "1h", "-v", *as_of])
     assert "compact   1h KRW-BTC:" in done.output and " 1m" not in done.output
     for bad, message in [
         (["--keep", "10x"], "--keep: cannot read '10x'"),
         (["--keep-1m", "d"], "--keep-1m: cannot read 'd'"),
         (["-t", "7m"], "unsupported timeframe"),
+        (["--as-of", "last week"], "cannot read time 'last week'"),
     ]:
         done = runner.invoke(app, ["prune", *bad, "--data-dir", str(store_dir)])
         assert done.exit_code == 2 and message in done.output, done.output

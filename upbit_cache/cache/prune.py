@@ -23,7 +23,13 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from upbit_cache.cache import paths
-from upbit_cache.cache.store import CandleStore, TierUsage, usage_by_tier, write_parquet
+from upbit_cache.cache.store import (
+    CandleStore,
+    TierUsage,
+    mtime_ms,
+    usage_by_tier,
+    write_parquet,
+)
 from upbit_cache.candles import dedupe_by_time
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import now_ms
@@ -95,9 +101,11 @@ async def prune(
                 report.changes += _compact(edit, now - policy.compact_after_ms)
                 # Safe under the lock: nobody is writing this (timeframe, market) now.
                 report.temp_files += _clear(store, _market_temps(store, tf, market), dry_run)
-    wall = now_ms()  # file ages are on the wall clock, whatever `now` the data is pruned for
-    report.temp_files += _clear(store, _unlocked_temps(store, wall - TEMP_MAX_AGE_MS), dry_run)
-    report.screens = _clear(store, _stale_screens(store, wall - SCREEN_MAX_AGE_MS), dry_run)
+    # Two clocks, never mixed: candle times are aged against `now` (this host's clock unless
+    # the caller gives one: `prune --as-of`), file times against the store's own clock.
+    files_now = store.clock_ms()
+    report.temp_files += _clear(store, _unlocked_temps(store, files_now - TEMP_MAX_AGE_MS), dry_run)
+    report.screens = _clear(store, _stale_screens(store, files_now - SCREEN_MAX_AGE_MS), dry_run)
     report.after = usage(store) if not dry_run else _projected(report)
     report.seconds = time.monotonic() - began
     return report
@@ -235,7 +243,7 @@ def _unlocked_temps(store: CandleStore, older_than: int) -> list[pafs.FileInfo]:
     found = _files(store, f"{store.root}/{paths.SCREENS}", recursive=False)
     found += _files(store, store.root, recursive=False)
     return [
-        i for i in found if i.base_name.endswith(paths.TEMP_SUFFIX) and _mtime_ms(i) < older_than
+        i for i in found if i.base_name.endswith(paths.TEMP_SUFFIX) and mtime_ms(i) < older_than
     ]
 
 
@@ -245,7 +253,7 @@ def _stale_screens(store: CandleStore, older_than: int) -> list[pafs.FileInfo]:
     stale -= {
         i.base_name.split(".")[0]
         for i in found
-        if i.base_name.endswith(".json") and _mtime_ms(i) >= older_than
+        if i.base_name.endswith(".json") and mtime_ms(i) >= older_than
     }
     return [
         i for i in found if not i.base_name.startswith(".") and i.base_name.split(".")[0] in stale
@@ -264,10 +272,6 @@ def _clear(store: CandleStore, infos: list[pafs.FileInfo], dry_run: bool) -> lis
 def _files(store: CandleStore, folder: str, *, recursive: bool) -> list[pafs.FileInfo]:
     selector = pafs.FileSelector(folder, recursive=recursive, allow_not_found=True)
     return [i for i in store.fs.get_file_info(selector) if i.type == pafs.FileType.File]
-
-
-def _mtime_ms(info: pafs.FileInfo) -> int:
-    return (info.mtime_ns or 0) // 1_000_000
 
 
 def _projected(report: PruneReport) -> dict[paths.Tier, TierUsage]:

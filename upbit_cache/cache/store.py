@@ -26,6 +26,7 @@ from upbit_cache.cache.ranges import Ranges
 from upbit_cache.candles import CANDLE_SCHEMA, dedupe_by_time, from_table, to_table
 from upbit_cache.errors import StorageError, UpbitCacheError
 from upbit_cache.timeframes import Timeframe
+from upbit_cache.times import now_ms
 
 HOT_ROW_GROUP = 4_096
 COLD_ROW_GROUP = 10_080  # a week of 1m candles
@@ -75,6 +76,24 @@ class CandleStore:
             self.fs.delete_file(probe)
         except (StorageError, OSError) as exc:
             raise StorageError(f"data dir {self.root} is not writable: {exc}") from exc
+
+    def clock_ms(self) -> int:
+        """Now on the store's own clock: the modification time a file written now gets.
+
+        File ages (leftover temp files, kept screens nobody uses) are measured against this,
+        not against this host's clock, so that a store whose clock differs from ours (another
+        host's disk, an object store, a test under a shifted clock) ages nothing wrongly.
+        Where nothing can be written, this host's clock is the only one there is.
+        """
+        probe = paths.temp_path(f"{self.root}/.clock")
+        try:
+            with self.fs.open_output_stream(probe):
+                pass
+            [info] = self.fs.get_file_info([probe])
+            self.fs.delete_file(probe)
+        except OSError:
+            return now_ms()
+        return mtime_ms(info) if info.mtime_ns else now_ms()
 
     def lock(self, tf: Timeframe, market: str) -> FileLock:
         """The writer lock of one (timeframe, market)."""
@@ -328,6 +347,11 @@ def write_parquet(table: pa.Table, sink: pa.NativeFile, tier: paths.Tier) -> Non
         write_statistics=True,
         sorting_columns=sorting,
     )
+
+
+def mtime_ms(info: pafs.FileInfo) -> int:
+    """A file's modification time in epoch ms (on the store's clock, see `clock_ms`)."""
+    return (info.mtime_ns or 0) // 1_000_000
 
 
 def _version(info: pafs.FileInfo) -> tuple[int, int]:

@@ -315,6 +315,15 @@ def prune_command(
             "-t", "--timeframe", help="Only these timeframes (default: all).", show_default=False
         ),
     ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Age candles as if it were this time, e.g. 2026-11-01 (default: now). "
+            "Leftover files are aged on the data dir's own clock.",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="One line per market.")] = False,
     data_dir: DataDir = None,
 ) -> None:
@@ -337,7 +346,8 @@ def prune_command(
             timeframes=tuple(Timeframe.parse_list(timeframe)) if timeframe else (),
         )
         store = CandleStore.open(data_dir)
-        report = asyncio.run(prune(store, policy, dry_run=dry_run))
+        now = to_ms(as_of) if as_of is not None else None
+        report = asyncio.run(prune(store, policy, now=now, dry_run=dry_run))
         typer.echo(prune_summary(report, verbose))
 
 
