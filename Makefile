@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 lint: $(STAMP)
 	$(BIN)/ruff check upbit_cache tests scripts
 	$(BIN)/ruff format --check upbit_cache tests scripts
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest -q

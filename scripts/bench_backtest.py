@@ -11,7 +11,6 @@ again from scratch), and this process's peak memory.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import resource
 import shutil
 import tempfile
@@ -21,12 +20,10 @@ from pathlib import Path
 from bench_fetch import krw_markets
 from simproc import SimProcess
 
-from upbit_cache.cache.derive import resample_store
-from upbit_cache.cache.planner import pages_for
-from upbit_cache.cache.ranges import Ranges
-from upbit_cache.cache.store import CandleStore
-from upbit_cache.cache.sync import fetch
-from upbit_cache.collector.config import ClientConfig
+from upbit_cache.manager.cache import UpbitCache
+from upbit_cache.manager.planner import pages_for
+from upbit_cache.manager.scope import Window
+from upbit_cache.ranges import Ranges
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
 
@@ -53,11 +50,9 @@ def main() -> None:
         naive = len(markets) * sum(pages(t.name, args.days) for t in targets)
         one_minute = len(markets) * pages("1m", args.days)
         sim.reset()
-        store = CandleStore(data_dir)
+        cache = UpbitCache(data_dir, api_url=sim.url, rate=RATE)
         began = time.perf_counter()
-        report = asyncio.run(
-            fetch(store, ClientConfig(api_url=sim.url, rate=RATE), markets, targets, days=args.days)
-        )
+        report = cache.fetch(markets, timeframes=targets, window=Window(days=args.days))
         wall = time.perf_counter() - began
         sent = sim.stats()["candle_requests"]
         assert report.plan is not None
@@ -76,7 +71,7 @@ def main() -> None:
             shutil.rmtree(Path(data_dir) / "candles" / target.name)
             shutil.rmtree(Path(data_dir) / "fetched" / target.name)
         began = time.perf_counter()
-        asyncio.run(resample_store(store, markets, targets[1:]))
+        cache.resample(markets, targets[1:])
         print(f"derive 1h+4h for the year from scratch: {time.perf_counter() - began:.2f} s")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory (this process): {peak:.0f} MiB")

@@ -11,7 +11,6 @@ warm <= 1 request per market.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import tempfile
 import time
@@ -19,10 +18,8 @@ import urllib.request
 
 from simproc import SimProcess
 
-from upbit_cache.cache.store import CandleStore
-from upbit_cache.cache.sync import fetch
-from upbit_cache.collector.config import ClientConfig
-from upbit_cache.timeframes import Timeframe
+from upbit_cache.manager.cache import UpbitCache
+from upbit_cache.manager.scope import Window
 
 CLOCK = "2026-11-20T00:20:00Z"
 RATE = 10
@@ -31,15 +28,8 @@ RATE = 10
 def run(sim: SimProcess, data_dir: str, markets: list[str], days: int, label: str) -> None:
     sim.reset()
     began = time.perf_counter()
-    report = asyncio.run(
-        fetch(
-            CandleStore(data_dir),
-            ClientConfig(api_url=sim.url, rate=RATE),
-            markets,
-            [Timeframe.parse("1h")],
-            days=days,
-        )
-    )
+    cache = UpbitCache(data_dir, api_url=sim.url, rate=RATE)
+    report = cache.fetch(markets, timeframes="1h", window=Window(days=days))
     wall = time.perf_counter() - began
     stats = sim.stats()
     requests = stats["candle_requests"]

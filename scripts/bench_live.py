@@ -23,9 +23,9 @@ import time
 import numpy as np
 from simproc import SimProcess
 
-from upbit_cache.cache.live import live_candles
-from upbit_cache.cache.store import CandleStore
 from upbit_cache.collector.config import ClientConfig
+from upbit_cache.manager.live import live_candles
+from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
 
 MARKETS = ["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL", "KRW-DOGE"]

@@ -20,10 +20,10 @@ from collections.abc import Callable
 import pandas as pd
 
 import upbit_cache
-from upbit_cache.cache.prune import Policy, prune, usage
-from upbit_cache.cache.ranges import Ranges
-from upbit_cache.cache.store import CandleStore, TierUsage
+from upbit_cache.manager.prune import Policy, prune
+from upbit_cache.ranges import Ranges
 from upbit_cache.simulator.history import History
+from upbit_cache.store.candle_store import CandleStore, TierUsage
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import iso, to_ms
 
@@ -89,12 +89,12 @@ def main() -> None:
             f"{len(markets)} markets x {args.days} days x 1m up to {iso(NOW)}: {rows:,} rows, "
             f"seeded (hot tier, as fetch writes it) in {seeded:.1f} s"
         )
-        before = usage(CandleStore(root))
+        before = CandleStore(root).usage()
         hot_reads = reads(root, markets[0])
         began = time.perf_counter()
         report = asyncio.run(prune(CandleStore(root), Policy(compact_after_ms=7 * DAY), now=NOW))
         compaction = time.perf_counter() - began
-        after = usage(CandleStore(root))
+        after = CandleStore(root).usage()
         cold_reads = reads(root, markets[0])
         show("before", before)
         show("after", after)

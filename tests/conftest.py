@@ -14,12 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from upbit_cache.cache.ranges import Ranges
-from upbit_cache.cache.store import CandleStore
-from upbit_cache.cache.sync import SyncReport, fetch
 from upbit_cache.collector.config import ClientConfig
+from upbit_cache.manager.fetch import SyncReport, fetch
+from upbit_cache.manager.scope import Window
+from upbit_cache.ranges import Ranges
 from upbit_cache.simulator import SimulatorConfig, SimulatorServer
 from upbit_cache.simulator.history import CandleBars, History
+from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
 
@@ -51,14 +52,15 @@ def run_fetch(
     timeframe: str = "1h",
     *,
     rate: float = FAST_RATE,
-    **window: object,
+    start: int | None = None,
+    end: int | None = None,
+    days: float | None = None,
 ) -> SyncReport:
-    """One library fetch against `url`, like `upbit-cache fetch` does."""
+    """One library fetch against `url`, like `upbit-cache fetch` does (default: 30 days)."""
     config = ClientConfig(api_url=url, rate=rate, backoff=0.01)
     tfs = Timeframe.parse_list(timeframe)
-    if not window:
-        window = {"days": 30}
-    return asyncio.run(fetch(CandleStore(data_dir), config, markets, tfs, **window))  # type: ignore[arg-type]
+    window = Window(start, end, days if days is not None or start is not None else 30)
+    return asyncio.run(fetch(CandleStore(data_dir), config, markets, tfs, window))
 
 
 def truth(

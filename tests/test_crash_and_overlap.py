@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 from conftest import candle_requests, truth
 
-from upbit_cache.cache.store import CandleStore
 from upbit_cache.simulator import SimulatorServer
+from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
 
 H1 = Timeframe.parse("1h")

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from conftest import NOW, run_fetch, truth
 
-from upbit_cache.cache.store import CandleStore
 from upbit_cache.collector.ratelimit import MAX_MARGIN, RateLimiter
 from upbit_cache.simulator import SimulatorConfig, SimulatorServer
+from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
 

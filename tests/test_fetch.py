@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from conftest import NOW, candle_requests, run_fetch, truth
 
-from upbit_cache.cache.store import CandleStore
 from upbit_cache.errors import InvalidRangeError, UnknownMarketError
 from upbit_cache.simulator import SimulatorServer
+from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
 

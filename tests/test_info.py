@@ -12,12 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from upbit_cache.cache import paths
-from upbit_cache.cache.inventory import SeriesInfo, TierUsage, inventory, to_json
-from upbit_cache.cache.manifest import Record
-from upbit_cache.cache.ranges import Ranges
-from upbit_cache.cache.store import CandleStore
 from upbit_cache.cli.main import app
+from upbit_cache.manager.info import SeriesInfo, inventory, to_json
+from upbit_cache.ranges import Ranges
+from upbit_cache.store import layout
+from upbit_cache.store.candle_store import CandleStore, TierUsage
+from upbit_cache.store.records import Record
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
 
@@ -115,21 +115,21 @@ def test_tier_files_and_bytes_match_the_disk(tmp_path: Path) -> None:
     store.write("KRW-BTC", H1, candles(old), span("2025-12-30", "2026-01-01"))
     # Compact 2025 by hand, as prune does: the cold file first, then the hot one goes.
     start = to_ms("2025-01-01")
-    hot = paths.data_file(store.root, H1, "KRW-BTC", start)
+    hot = layout.data_file(store.root, H1, "KRW-BTC", start)
     store.put_file(
-        paths.data_file(store.root, H1, "KRW-BTC", start, "cold"), store.load_table("KRW-BTC", H1)
+        layout.data_file(store.root, H1, "KRW-BTC", start, "cold"), store.load_table("KRW-BTC", H1)
     )
     store.remove_file(hot)
     # 2026 stays hot; its first hours are also in a cold file (a compaction under way).
     new = hours("2026-01-01", 24)
     store.write("KRW-BTC", H1, candles(new), span("2026-01-01", "2026-01-02"))
     store.put_file(
-        paths.data_file(store.root, H1, "KRW-BTC", to_ms("2026-01-01"), "cold"),
+        layout.data_file(store.root, H1, "KRW-BTC", to_ms("2026-01-01"), "cold"),
         store.load_table("KRW-BTC", H1, to_ms("2026-01-01"), to_ms("2026-01-01T06:00")),
     )
     info = only(inventory(store))
-    assert info.tiers["hot"] == TierUsage(*disk_bytes(tmp_path, paths.DATA_FILE))
-    assert info.tiers["cold"] == TierUsage(*disk_bytes(tmp_path, paths.COLD_FILE))
+    assert info.tiers["hot"] == TierUsage(*disk_bytes(tmp_path, layout.DATA_FILE))
+    assert info.tiers["cold"] == TierUsage(*disk_bytes(tmp_path, layout.COLD_FILE))
     assert info.tiers["hot"].files == 1 and info.tiers["cold"].files == 2
     assert info.files == 3 and info.bytes == info.tiers["hot"].bytes + info.tiers["cold"].bytes
     assert info.candles == 72  # the rows in both tiers are counted once

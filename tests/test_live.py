@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 from conftest import FAST_RATE, NOW, truth
 
-from upbit_cache.cache.live import LiveEvent, live_candles
-from upbit_cache.cache.store import CandleStore
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.errors import UsageError
+from upbit_cache.manager.live import LiveEvent, live_candles
 from upbit_cache.simulator import SimulatorServer
+from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.timeframes.live import Candle
 from upbit_cache.times import to_ms

@@ -7,9 +7,9 @@ from pathlib import Path
 import pyarrow as pa
 from test_store import make
 
-from upbit_cache.cache.memory import MemoryCache
-from upbit_cache.cache.ranges import Ranges
-from upbit_cache.cache.store import CandleStore
+from upbit_cache.manager.memory import MemoryCache
+from upbit_cache.ranges import Ranges
+from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
 
@@ -50,21 +50,23 @@ def test_another_version_of_the_file_is_a_miss() -> None:
 
 
 def test_store_reads_each_partition_from_disk_once(tmp_path: Path) -> None:
-    store = CandleStore(tmp_path, memory=MemoryCache())
+    memory = MemoryCache()
+    store = CandleStore(tmp_path, cache=memory)
     store.write("KRW-BTC", H1, make("2026-01-01", 48), Ranges())
-    store.memory.stats.hits = store.memory.stats.misses = 0
+    memory.stats.hits = memory.stats.misses = 0
     store.load("KRW-BTC", H1)  # just written: already in memory
     store.load("KRW-BTC", H1, to_ms("2025-06-01"), to_ms("2026-06-01"))
-    assert (store.memory.stats.hits, store.memory.stats.misses) == (2, 0)
-    cold = CandleStore(tmp_path, memory=MemoryCache())
+    assert (memory.stats.hits, memory.stats.misses) == (2, 0)
+    fresh = MemoryCache()
+    cold = CandleStore(tmp_path, cache=fresh)
     cold.load("KRW-BTC", H1)
     cold.load("KRW-BTC", H1)
-    assert (cold.memory.stats.hits, cold.memory.stats.misses) == (1, 1)
+    assert (fresh.stats.hits, fresh.stats.misses) == (1, 1)
 
 
 def test_a_partition_rewritten_by_another_process_is_read_again(tmp_path: Path) -> None:
-    reader = CandleStore(tmp_path, memory=MemoryCache())
-    writer = CandleStore(tmp_path, memory=MemoryCache())
+    reader = CandleStore(tmp_path, cache=MemoryCache())
+    writer = CandleStore(tmp_path, cache=MemoryCache())
     writer.write("KRW-BTC", H1, make("2026-01-01", 5), Ranges())
     assert len(reader.load("KRW-BTC", H1)) == 5
     writer.write("KRW-BTC", H1, make("2026-01-01T05:00", 5), Ranges())

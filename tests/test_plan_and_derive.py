@@ -10,9 +10,9 @@ from conftest import NOW, candle_requests, run_fetch, truth
 from typer.testing import CliRunner
 
 import upbit_cache
-from upbit_cache.cache.store import CandleStore
 from upbit_cache.cli import app
 from upbit_cache.simulator import SimulatorServer
+from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from upbit_cache.cache.ranges import Ranges
+from upbit_cache.ranges import Ranges
 
 intervals = st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60)), max_size=6)
 

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from upbit_cache.cache import paths
-from upbit_cache.cache.ranges import Ranges
-from upbit_cache.cache.store import CandleStore
 from upbit_cache.candles import CANDLE_SCHEMA
 from upbit_cache.errors import StorageError
+from upbit_cache.ranges import Ranges
+from upbit_cache.store import layout
+from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
 
@@ -68,7 +68,7 @@ def test_layout_is_hive_partitioned_by_market_and_span(tmp_path: Path) -> None:
     ("tf", "span"), [("1m", "day"), ("15m", "month"), ("1h", "year"), ("1d", "year")]
 )
 def test_partition_span_rule(tf: str, span: str) -> None:
-    assert paths.partition_span(Timeframe.parse(tf)) == span
+    assert layout.partition_span(Timeframe.parse(tf)) == span
 
 
 @given(
@@ -78,16 +78,16 @@ def test_partition_span_rule(tf: str, span: str) -> None:
 )
 def test_partitions_between_tile_the_range(name: str, start: int, length: int) -> None:
     tf = Timeframe.parse(name)
-    found = paths.partitions_between(tf, start, start + length)
+    found = layout.partitions_between(tf, start, start + length)
     if length == 0:
         assert found == []
         return
     # The vectorised rule and the single-time walk name the same partitions, end to end.
     ends = [start, start + length - 1]
-    first, last = paths.partition_starts(tf, np.array(ends, dtype=np.int64))
+    first, last = layout.partition_starts(tf, np.array(ends, dtype=np.int64))
     assert found[0] == first and found[-1] == last
-    assert all(paths.partition_end(tf, a) == b for a, b in itertools.pairwise(found))
-    start_of = paths.parse_partition(paths.partition_dir("/d", tf, "KRW-BTC", found[-1]))[2]
+    assert all(layout.partition_end(tf, a) == b for a, b in itertools.pairwise(found))
+    start_of = layout.parse_partition(layout.partition_dir("/d", tf, "KRW-BTC", found[-1]))[2]
     assert start_of == found[-1]
 
 

@@ -2,6 +2,8 @@
 
 import upbit_cache
 frame = upbit_cache.load("KRW-BTC", "1h", "2026-11-01", "2026-11-08")
+cache = upbit_cache.UpbitCache()
+frame = cache.get("KRW-BTC", "1h", "2026-11-01")   # fetches what is missing first
 """
 
 from __future__ import annotations
@@ -25,10 +27,15 @@ from upbit_cache.errors import (
 )
 from upbit_cache.markets import validate_market
 from upbit_cache.timeframes import Timeframe
-from upbit_cache.times import TimeLike, to_ms
+from upbit_cache.times import TimeLike
 
-if TYPE_CHECKING:  # pandas loads on first use, so `upbit-cache` starts fast
+if TYPE_CHECKING:  # what type checkers see; at run time these load on first use (below)
     import pandas as pd
+
+    from upbit_cache.candles import CANDLE_COLUMNS
+    from upbit_cache.manager.cache import UpbitCache
+    from upbit_cache.manager.scope import ScreenRequest, Window
+    from upbit_cache.store.candle_store import CandleStore
 
 __all__ = [
     "CANDLE_COLUMNS",
@@ -40,6 +47,7 @@ __all__ = [
     "InvalidTimeframeError",
     "RateLimitedError",
     "ResponseFormatError",
+    "ScreenRequest",
     "ServerError",
     "StorageError",
     "Timeframe",
@@ -47,26 +55,29 @@ __all__ = [
     "UpbitCache",
     "UpbitCacheError",
     "UsageError",
+    "Window",
     "load",
+    "validate_market",
 ]
+
+# The manager and the store pull in pyarrow (and pandas on first read): import them on first
+# use only, so that a command that needs neither (a screen-prep with nothing new) starts fast.
+_LAZY = {
+    "UpbitCache": "upbit_cache.manager.cache",
+    "ScreenRequest": "upbit_cache.manager.scope",
+    "Window": "upbit_cache.manager.scope",
+    "CandleStore": "upbit_cache.store.candle_store",
+    "CANDLE_COLUMNS": "upbit_cache.candles",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # The store and the cache object pull in pyarrow and pandas: import them on first use
-    # only, so that a command that needs neither (a screen-prep with nothing new) starts fast.
-    if name == "UpbitCache":
-        from upbit_cache.cache.library import UpbitCache
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-        return UpbitCache
-    if name == "CandleStore":
-        from upbit_cache.cache.store import CandleStore
-
-        return CandleStore
-    if name == "CANDLE_COLUMNS":
-        from upbit_cache.candles import CANDLE_COLUMNS
-
-        return CANDLE_COLUMNS
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 def load(
@@ -80,22 +91,9 @@ def load(
 ) -> pd.DataFrame:
     """Stored candles of one market with start <= time < end, oldest first (no network).
 
-    A timeframe that was not materialised is derived on the fly from a stored finer one.
-    Periods without trades have no row, as on Upbit; `fill=True` gives a regular grid
-    instead, made-up rows (previous close, zero volume) marked in a `filled` column.
+    `UpbitCache(data_dir).load(...)`: a timeframe that was not materialised is derived on
+    the fly from a stored finer one; `fill=True` gives a regular grid, made-up rows marked.
     """
-    tf = timeframe if isinstance(timeframe, Timeframe) else Timeframe.parse(timeframe)
-    lo = to_ms(start) if start is not None else None
-    hi = to_ms(end) if end is not None else None
-    if lo is not None and hi is not None and lo >= hi:
-        raise InvalidRangeError(f"start {start} is not before end {end}")
-    from upbit_cache.cache.derive import load_any
-    from upbit_cache.cache.store import CandleStore
-    from upbit_cache.timeframes.convert import fill_gaps
+    from upbit_cache.manager.cache import UpbitCache
 
-    frame = load_any(CandleStore.open(data_dir), validate_market(market), tf, lo, hi)
-    if not fill or frame.empty:
-        return frame
-    first = int(frame["time"].iloc[0].value // 1_000_000) if lo is None else lo
-    last = tf.shift_one(int(frame["time"].iloc[-1].value // 1_000_000), 1) if hi is None else hi
-    return fill_gaps(frame, tf, first, last)
+    return UpbitCache(data_dir).load(market, timeframe, start, end, fill=fill)

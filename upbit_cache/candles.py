@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 if TYPE_CHECKING:  # pandas is imported only where a frame is made, to keep CLI start fast
     import pandas as pd
@@ -13,18 +14,13 @@ if TYPE_CHECKING:  # pandas is imported only where a frame is made, to keep CLI 
 TIME_TYPE = pa.timestamp("ms", tz="UTC")
 
 #: `time` is the candle's start (UTC); `timestamp` is when its last trade was stored.
-CANDLE_SCHEMA = pa.schema(
-    [
-        pa.field("time", TIME_TYPE, nullable=False),
-        pa.field("open", pa.float64(), nullable=False),
-        pa.field("high", pa.float64(), nullable=False),
-        pa.field("low", pa.float64(), nullable=False),
-        pa.field("close", pa.float64(), nullable=False),
-        pa.field("volume", pa.float64(), nullable=False),
-        pa.field("value", pa.float64(), nullable=False),
-        pa.field("timestamp", TIME_TYPE, nullable=False),
-    ]
-)
+_PRICES = ("open", "high", "low", "close", "volume", "value")
+_FIELDS: list[pa.Field[Any]] = [
+    pa.field("time", TIME_TYPE, nullable=False),
+    *(pa.field(name, pa.float64(), nullable=False) for name in _PRICES),
+    pa.field("timestamp", TIME_TYPE, nullable=False),
+]
+CANDLE_SCHEMA = pa.schema(_FIELDS)
 CANDLE_COLUMNS: tuple[str, ...] = tuple(CANDLE_SCHEMA.names)
 
 
@@ -43,9 +39,26 @@ def to_table(candles: pd.DataFrame | pa.Table) -> pa.Table:
     )
 
 
+def times_ms(table: pa.Table) -> pa.ChunkedArray[Any]:
+    """The `time` column as epoch ms."""
+    return table["time"].cast(pa.int64())
+
+
+def in_span(table: pa.Table, start: int | None, end: int | None) -> pa.Table:
+    """The rows with start <= time < end (either bound may be open)."""
+    times = times_ms(table)
+    keep = None
+    if start is not None:
+        keep = pc.greater_equal(times, pa.scalar(start, pa.int64()))
+    if end is not None:
+        upper = pc.less(times, pa.scalar(end, pa.int64()))
+        keep = upper if keep is None else pc.and_(keep, upper)
+    return table if keep is None else table.filter(keep)
+
+
 def dedupe_by_time(table: pa.Table) -> pa.Table:
     """Sorted by time, one row per time: where times repeat, the row that came last wins."""
-    times = table["time"].cast(pa.int64()).to_numpy()
+    times = times_ms(table).to_numpy()
     order = np.argsort(times, kind="stable")
     ordered = times[order]
     last_of_run = np.ones(len(ordered), dtype=bool)

@@ -11,8 +11,9 @@ from upbit_cache.times import iso
 
 if TYPE_CHECKING:
     from rich.live import Live
+    from rich.table import Table
 
-    from upbit_cache.cache.live import LiveEvent
+    from upbit_cache.manager.live import LiveEvent
     from upbit_cache.timeframes.live import Candle, CandleEvent
 
 _REFRESH_SECONDS = 0.25
@@ -83,7 +84,7 @@ class LiveTable:
             self._live.update(self._table(), refresh=True)
             self._drawn = time.monotonic()
 
-    def _table(self) -> object:
+    def _table(self) -> Table:
         from rich.table import Table
 
         table = Table("market", "tf", "period (UTC)", "open", "high", "low", "close", "volume")

@@ -1,4 +1,8 @@
-"""Typer commands. Each is a few lines over the library; errors become one line and a code."""
+"""Typer commands: each parses its arguments, makes one `UpbitCache` call, and renders.
+
+Errors become one line and an exit code. The manager (and with it pyarrow) is imported
+inside the commands: `--help` and `--version` need neither.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,11 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from importlib.metadata import version as package_version
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from upbit_cache.cache.datadir import ENV_DATA_DIR
-from upbit_cache.cache.formats import guess_format
-from upbit_cache.cache.screen_cache import produce
+from upbit_cache.cli import options as opt
 from upbit_cache.cli.render import (
     derive_summary,
     memory_summary,
@@ -27,11 +27,12 @@ from upbit_cache.cli.render import (
     screen_summary,
     summary,
 )
-from upbit_cache.collector.config import ClientConfig
-from upbit_cache.errors import InvalidRangeError, UpbitCacheError, UsageError
-from upbit_cache.markets import validate_markets
+from upbit_cache.errors import UpbitCacheError
 from upbit_cache.timeframes import Timeframe
-from upbit_cache.times import to_ms
+
+if TYPE_CHECKING:
+    from upbit_cache.manager.cache import UpbitCache
+    from upbit_cache.manager.live import LiveEvent
 
 app = typer.Typer(
     name="upbit-cache",
@@ -42,51 +43,13 @@ app = typer.Typer(
     add_completion=False,
 )
 
-if TYPE_CHECKING:
-    from upbit_cache.cache.live import LiveEvent
-
-# Library modules that load pyarrow or pandas are imported inside the commands that use
-# them: a screen-prep with nothing new to do must answer in well under a second.
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        envvar=ENV_DATA_DIR,
-        help="Where the store lives (default: the user data dir).",
-        show_default=False,
-    ),
-]
-ApiUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--api-url",
-        envvar="UPBIT_API_URL",
-        help="Upbit REST base URL (default https://api.upbit.com).",
-        show_default=False,
-    ),
-]
-
 
 def _print_version(value: bool) -> None:
     if value:
-        typer.echo(f"upbit-cache {package_version('upbit-cache')}")
+        from importlib.metadata import version
+
+        typer.echo(f"upbit-cache {version('upbit-cache')}")
         raise typer.Exit()
-
-
-Markets = Annotated[
-    list[str] | None,
-    typer.Argument(
-        help="Markets such as KRW-BTC; none means every market of --quote.", show_default=False
-    ),
-]
-StoredMarkets = Annotated[
-    list[str] | None,
-    typer.Argument(
-        help="Markets such as KRW-BTC; none means every stored market.", show_default=False
-    ),
-]
-Rate = Annotated[float, typer.Option("--rate", min=0.1, help="Candle requests per second at most.")]
 
 
 @app.callback()
@@ -114,68 +77,43 @@ def _one_line_errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
+def _cache(
+    data_dir: str | None,
+    api_url: str | None = None,
+    rate: float | None = None,
+    ws_url: str | None = None,
+) -> UpbitCache:
+    from upbit_cache.manager.cache import UpbitCache
+
+    return UpbitCache(data_dir, api_url=api_url, ws_url=ws_url, rate=rate)
+
+
 @app.command()
 def fetch(
-    markets: Markets = None,
-    quote: Annotated[
-        str | None,
-        typer.Option("--quote", help="Fetch every market of this quote currency (KRW, BTC, USDT)."),
-    ] = None,
-    timeframe: Annotated[
-        str, typer.Option("-t", "--timeframe", help="Timeframes, comma-separated: 1h or 15m,1h,4h.")
-    ] = "1h",
-    days: Annotated[
-        int | None,
-        typer.Option("--days", min=1, help="The last N days (default 30).", show_default=False),
-    ] = None,
-    since: Annotated[
-        str | None,
-        typer.Option("--since", help="Start, UTC unless an offset is given: 2026-01-01[T09:00]."),
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="End (exclusive), as --since; default now.")
-    ] = None,
-    data_dir: DataDir = None,
-    api_url: ApiUrl = None,
-    rate: Rate = 10.0,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")
-    ] = False,
+    markets: opt.Markets = None,
+    quote: opt.Quote = None,
+    timeframe: opt.Timeframes = "1h",
+    days: opt.WholeDays = None,
+    since: opt.Since = None,
+    until: opt.Until = None,
+    data_dir: opt.DataDir = None,
+    api_url: opt.ApiUrl = None,
+    rate: opt.Rate = 10.0,
+    quiet: opt.Quiet = False,
 ) -> None:
     """Fetch candles into the store, asking Upbit only for what is missing.
 
     Example: upbit-cache fetch KRW-BTC KRW-ETH -t 1h --days 30
     """
     with _one_line_errors():
-        if markets and quote:
-            raise UsageError("give markets or --quote, not both")
-        if days is not None and since is not None:
-            raise UsageError("give --days or --since, not both")
-        if until is not None and since is None:
-            raise UsageError("--until needs --since")
-        timeframes = Timeframe.parse_list(timeframe)
-        start = to_ms(since) if since is not None else None
-        end = to_ms(until) if until is not None else None
-        if start is not None and end is not None and start >= end:
-            raise InvalidRangeError(f"--since {since} is not before --until {until}")
-        from upbit_cache.cache.store import CandleStore
-        from upbit_cache.cache.sync import fetch as fetch_candles
+        from upbit_cache.manager.scope import Window
 
-        store = CandleStore.open(data_dir)
-        config = ClientConfig.from_env(api_url, rate)
+        window = Window.of(since, until, days)
+        timeframes = Timeframe.parse_list(timeframe)
+        cache = _cache(data_dir, api_url, rate)
         with progress_for(sys.stderr, quiet) as progress:
-            report = asyncio.run(
-                fetch_candles(
-                    store,
-                    config,
-                    markets or [],
-                    timeframes,
-                    start=start,
-                    end=end,
-                    days=days,
-                    quote=quote,
-                    progress=progress,
-                )
+            report = cache.fetch(
+                markets or [], quote=quote, timeframes=timeframes, window=window, progress=progress
             )
         typer.echo(summary(report))
         if report.blocked:
@@ -186,19 +124,10 @@ def fetch(
 
 @app.command("resample")
 def resample_command(
-    markets: StoredMarkets = None,
-    timeframe: Annotated[
-        str, typer.Option("-t", "--timeframe", help="Timeframes to derive, e.g. 1h,4h or 2h,1d.")
-    ] = "1h",
-    source: Annotated[
-        str | None,
-        typer.Option(
-            "--from",
-            help="Base timeframe (default: the finest stored one dividing each).",
-            show_default=False,
-        ),
-    ] = None,
-    data_dir: DataDir = None,
+    markets: opt.StoredMarkets = None,
+    timeframe: opt.Timeframes = "1h",
+    source: opt.BaseTimeframe = None,
+    data_dir: opt.DataDir = None,
 ) -> None:
     """Derive timeframes from stored finer candles and write them to the store (incremental).
 
@@ -207,42 +136,20 @@ def resample_command(
     with _one_line_errors():
         targets = Timeframe.parse_list(timeframe)
         base = Timeframe.parse(source) if source is not None else None
-        from upbit_cache.cache.derive import resample_store
-        from upbit_cache.cache.store import CandleStore
-
         began = time.monotonic()
-        outcomes = asyncio.run(
-            resample_store(CandleStore.open(data_dir), markets or [], targets, base)
-        )
+        outcomes = _cache(data_dir).resample(markets or [], targets, base)
         typer.echo(derive_summary(outcomes, time.monotonic() - began))
 
 
 @app.command("live")
 def live_command(
-    markets: Annotated[
-        list[str],
-        typer.Argument(help="Markets to watch, e.g. KRW-BTC KRW-ETH.", show_default=False),
-    ],
-    timeframe: Annotated[
-        str, typer.Option("-t", "--timeframe", help="Timeframes to build, e.g. 1m,15m,1h.")
-    ] = "1m,15m,1h",
-    jsonl: Annotated[
-        bool, typer.Option("--jsonl", help="One JSON line per candle update or close on stdout.")
-    ] = False,
-    no_store: Annotated[
-        bool, typer.Option("--no-store", help="Do not append closed candles to the store.")
-    ] = False,
-    data_dir: DataDir = None,
-    api_url: ApiUrl = None,
-    ws_url: Annotated[
-        str | None,
-        typer.Option(
-            "--ws-url",
-            envvar="UPBIT_WS_URL",
-            help="Upbit WebSocket URL (default wss://api.upbit.com/websocket/v1).",
-            show_default=False,
-        ),
-    ] = None,
+    markets: opt.LiveMarkets,
+    timeframe: opt.LiveTimeframes = "1m,15m,1h",
+    jsonl: opt.Jsonl = False,
+    no_store: opt.NoStore = False,
+    data_dir: opt.DataDir = None,
+    api_url: opt.ApiUrl = None,
+    ws_url: opt.WsUrl = None,
 ) -> None:
     """Watch markets live: candles built from Upbit's trade stream, updated on every trade.
 
@@ -251,15 +158,12 @@ def live_command(
     """
     with _one_line_errors():
         timeframes = Timeframe.parse_list(timeframe)
-        from upbit_cache.cache.live import check_timeframes, live_candles
-        from upbit_cache.cache.store import CandleStore
         from upbit_cache.cli.live_view import JsonLines, LiveTable
 
-        check_timeframes(timeframes)
-        config = ClientConfig.from_env(api_url, None, ws_url)
-        store = None if no_store else CandleStore.open(data_dir)
+        events = _cache(data_dir, api_url, ws_url=ws_url).live(
+            markets, timeframes, store=not no_store
+        )
         view = JsonLines() if jsonl or not sys.stdout.isatty() else LiveTable()
-        events = live_candles(markets, timeframes, config=config, store=store)
         with view:
             stopped = asyncio.run(_watch(events, view.show))
         typer.echo(f"upbit-cache: stopped ({stopped}); closed candles are stored", err=True)
@@ -278,7 +182,7 @@ async def _watch(events: AsyncIterator[LiveEvent], show: Callable[[LiveEvent], N
 
     loop.add_signal_handler(signal.SIGTERM, terminate)
     try:
-        async with contextlib.aclosing(events):
+        async with contextlib.aclosing(events):  # type: ignore[type-var]
             async for item in events:
                 show(item)
     except asyncio.CancelledError:
@@ -288,44 +192,14 @@ async def _watch(events: AsyncIterator[LiveEvent], show: Callable[[LiveEvent], N
 
 @app.command("prune")
 def prune_command(
-    keep: Annotated[
-        str | None,
-        typer.Option(
-            "--keep",
-            help="Delete candles older than this, every timeframe, e.g. 365d (default: keep all).",
-            show_default=False,
-        ),
-    ] = None,
-    keep_1m: Annotated[
-        str | None,
-        typer.Option(
-            "--keep-1m", help="Retention for 1m candles, the bulk, e.g. 90d.", show_default=False
-        ),
-    ] = None,
-    compact_after: Annotated[
-        str,
-        typer.Option("--compact-after", help="Compact hot partitions older than this (h, d, w)."),
-    ] = "7d",
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print what would change and change nothing.")
-    ] = False,
-    timeframe: Annotated[
-        str | None,
-        typer.Option(
-            "-t", "--timeframe", help="Only these timeframes (default: all).", show_default=False
-        ),
-    ] = None,
-    as_of: Annotated[
-        str | None,
-        typer.Option(
-            "--as-of",
-            help="Age candles as if it were this time, e.g. 2026-11-01 (default: now). "
-            "Leftover files are aged on the data dir's own clock.",
-            show_default=False,
-        ),
-    ] = None,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="One line per market.")] = False,
-    data_dir: DataDir = None,
+    keep: opt.Keep = None,
+    keep_1m: opt.Keep1m = None,
+    compact_after: opt.CompactAfter = "7d",
+    dry_run: opt.DryRun = False,
+    timeframe: opt.SomeTimeframes = None,
+    as_of: opt.AsOf = None,
+    verbose: opt.Verbose = False,
+    data_dir: opt.DataDir = None,
 ) -> None:
     """Compact old hot partitions into the cold tier, apply retention, clear leftovers.
 
@@ -334,9 +208,8 @@ def prune_command(
     Example: upbit-cache prune --keep-1m 90d --compact-after 7d
     """
     with _one_line_errors():
-        from upbit_cache.cache.prune import Policy, prune
-        from upbit_cache.cache.store import CandleStore
-        from upbit_cache.times import parse_duration
+        from upbit_cache.manager.prune import Policy
+        from upbit_cache.times import parse_duration, to_ms
 
         by_tf = {"1m": parse_duration(keep_1m, "--keep-1m")} if keep_1m is not None else {}
         policy = Policy(
@@ -345,91 +218,52 @@ def prune_command(
             keep_by_tf=by_tf,
             timeframes=tuple(Timeframe.parse_list(timeframe)) if timeframe else (),
         )
-        store = CandleStore.open(data_dir)
         now = to_ms(as_of) if as_of is not None else None
-        report = asyncio.run(prune(store, policy, now=now, dry_run=dry_run))
+        report = _cache(data_dir).prune(policy, now=now, dry_run=dry_run)
         typer.echo(prune_summary(report, verbose))
 
 
 @app.command("screen-prep")
 def screen_prep_command(
-    markets: Markets = None,
-    quote: Annotated[
-        str | None, typer.Option("--quote", help="Every market of this quote currency (KRW).")
-    ] = None,
-    timeframe: Annotated[str, typer.Option("-t", "--timeframe", help="One timeframe.")] = "1h",
-    days: Annotated[float, typer.Option("--days", min=0.01, help="How far back.")] = 30,
-    out: Annotated[str, typer.Option("--out", "-o", help="Output file, or - for stdout.")] = "-",
-    fmt: Annotated[
-        str | None,
-        typer.Option(
-            "--format",
-            "-f",
-            help="parquet, csv or jsonl (default: from --out, else csv).",
-            show_default=False,
-        ),
-    ] = None,
-    refresh: Annotated[
-        bool, typer.Option("--refresh/--no-refresh", help="Fetch what is missing first.")
-    ] = True,
-    include_open: Annotated[
-        bool,
-        typer.Option(
-            "--include-open",
-            help="Add each market's candle still in progress "
-            "(one request per market; a `closed` column marks it).",
-        ),
-    ] = False,
-    min_value: Annotated[
-        float | None,
-        typer.Option(
-            "--min-value",
-            help="Keep markets that traded at least this much (quote "
-            "currency) in the last 24 hours.",
-            show_default=False,
-        ),
-    ] = None,
-    top: Annotated[
-        int | None,
-        typer.Option(
-            "--top",
-            min=1,
-            help="Keep the N markets that traded most in 24 hours.",
-            show_default=False,
-        ),
-    ] = None,
-    data_dir: DataDir = None,
-    api_url: ApiUrl = None,
-    rate: Rate = 10.0,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Per-market lines and the memory hit rate.")
-    ] = False,
+    markets: opt.Markets = None,
+    quote: opt.Quote = None,
+    timeframe: opt.OneTimeframe = "1h",
+    days: opt.Days = 30,
+    out: opt.Out = "-",
+    fmt: opt.OutFormat = None,
+    refresh: opt.Refresh = True,
+    include_open: opt.IncludeOpen = False,
+    min_value: opt.MinValue = None,
+    top: opt.Top = None,
+    data_dir: opt.DataDir = None,
+    api_url: opt.ApiUrl = None,
+    rate: opt.Rate = 10.0,
+    verbose: opt.ScreenVerbose = False,
 ) -> None:
     """Bring N days of candles up to date and write them as one long table for a screener.
 
     Example: upbit-cache screen-prep --quote KRW -t 1h --days 30 -f csv --out - | python s.py
     """
     with _one_line_errors():
-        if markets and quote:
-            raise UsageError("give markets or --quote, not both")
+        from upbit_cache.manager.scope import ScreenRequest
+        from upbit_cache.store.formats import guess_format
+
         began = time.monotonic()
+        request = ScreenRequest(
+            markets=tuple(markets or ()),
+            quote=quote,
+            timeframe=Timeframe.parse(timeframe),
+            days=days,
+            refresh=refresh,
+            include_open=include_open,
+            min_value=min_value,
+            top=top,
+        )
+        output = guess_format(out, fmt)
+        cache = _cache(data_dir, api_url, rate)
         # Progress and logs go to stderr: stdout may be the table itself.
         with progress_for(sys.stderr, quiet=not verbose) as progress:
-            done = produce(
-                data_dir,
-                ClientConfig.from_env(api_url, rate),
-                markets or [],
-                quote=quote,
-                timeframe=Timeframe.parse(timeframe),
-                days=days,
-                refresh=refresh,
-                include_open=include_open,
-                min_value=min_value,
-                top=top,
-                out=out,
-                fmt=guess_format(out, fmt),
-                progress=progress,
-            )
+            done = cache.screen_prep(request, out=out, fmt=output, progress=progress)
         typer.echo(screen_summary(done, time.monotonic() - began), err=True)
         if verbose and done.memory is not None:
             typer.echo(memory_summary(done.memory), err=True)
@@ -440,20 +274,10 @@ def screen_prep_command(
 
 @app.command("info")
 def info_command(
-    markets: StoredMarkets = None,
-    timeframe: Annotated[
-        str | None,
-        typer.Option(
-            "-t",
-            "--timeframe",
-            help="Only these timeframes, e.g. 1h or 15m,1h (default: all stored).",
-            show_default=False,
-        ),
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON document (for scripts) instead.")
-    ] = False,
-    data_dir: DataDir = None,
+    markets: opt.StoredMarkets = None,
+    timeframe: opt.SomeTimeframes = None,
+    as_json: opt.AsJson = False,
+    data_dir: opt.DataDir = None,
 ) -> None:
     """List what the store holds: per timeframe and market, the covered ranges, candle
     counts, known gaps (fetched periods without trades, never-fetched holes), bytes per tier.
@@ -461,21 +285,17 @@ def info_command(
     Example: upbit-cache info KRW-BTC -t 1h,1d --json
     """
     with _one_line_errors():
-        wanted = validate_markets(markets) if markets else None
         timeframes = Timeframe.parse_list(timeframe) if timeframe is not None else None
-        from upbit_cache.cache.inventory import inventory, to_json
-        from upbit_cache.cache.memory import MemoryCache
-        from upbit_cache.cache.store import CandleStore
+        cache = _cache(data_dir)
+        infos = cache.info(markets or [], timeframes)
         from upbit_cache.cli.render import info_table
+        from upbit_cache.manager.info import to_json
 
-        # Every series is read once: keeping tables in memory would only cost memory.
-        store = CandleStore.open(data_dir, memory=MemoryCache(max_bytes=0))
-        infos = inventory(store, timeframes, wanted)
         if as_json:
             typer.echo(json.dumps(to_json(infos), indent=2))
         elif infos:
             typer.echo(info_table(infos))
         elif markets or timeframe is not None:
-            typer.echo(f"nothing stored for the given markets/timeframes in {store.root}")
+            typer.echo(f"nothing stored for the given markets/timeframes in {cache.files.root}")
         else:
-            typer.echo(f"the store at {store.root} is empty: nothing fetched yet")
+            typer.echo(f"the store at {cache.files.root} is empty: nothing fetched yet")

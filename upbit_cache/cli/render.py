@@ -12,13 +12,13 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
-    from upbit_cache.cache.derive import DeriveOutcome
-    from upbit_cache.cache.inventory import SeriesInfo
-    from upbit_cache.cache.memory import MemoryStats
-    from upbit_cache.cache.prune import Change, PruneReport
-    from upbit_cache.cache.screen_cache import Produced
-    from upbit_cache.cache.store import TierUsage
-    from upbit_cache.cache.sync import MarketOutcome, SyncReport
+    from upbit_cache.manager.cache import Produced
+    from upbit_cache.manager.derive import DeriveOutcome
+    from upbit_cache.manager.fetch import MarketOutcome, SyncReport
+    from upbit_cache.manager.info import SeriesInfo
+    from upbit_cache.manager.memory import MemoryStats
+    from upbit_cache.manager.prune import Change, PruneReport
+    from upbit_cache.store.candle_store import TierUsage
 
 
 class PlainProgress:
@@ -258,7 +258,7 @@ def info_table(infos: Sequence[SeriesInfo]) -> str:
     candle (no trades) and the longest run of them; HOLES counts never-fetched gaps between
     fetched ranges.
     """
-    from upbit_cache.cache.inventory import totals
+    from upbit_cache.manager.info import totals
     from upbit_cache.times import iso
 
     header = ("TF", "MARKET", "COVERED", "CANDLES", "QUIET", "HOLES", "HOT", "COLD")

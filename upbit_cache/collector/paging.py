@@ -15,9 +15,8 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from upbit_cache.candles import CANDLE_SCHEMA
+from upbit_cache.candles import CANDLE_SCHEMA, in_span, times_ms
 from upbit_cache.collector.client import MAX_PAGE, UpbitClient
 from upbit_cache.timeframes import Timeframe
 
@@ -100,13 +99,12 @@ async def fetch_pages(
                 return PageResult(page, skipped, (page.start, page.to), requested=False)
             table = await client.candles(market, tf, page.to, page.count)
         # Defensive: only candles that start before `to` (never one still in progress).
-        times = table["time"].cast(pa.int64())
-        table = table.filter(pc.less(times, page.to))
+        table = in_span(table, None, page.to)
         empty[index] = table.num_rows == 0
         examine()
         if table.num_rows == 0:
             return PageResult(page, table, (page.start, page.to), requested=True)
-        oldest = int(times[0].as_py())
+        oldest = int(times_ms(table)[0].as_py())
         low = min(page.start, oldest) if table.num_rows >= page.count else page.start
         return PageResult(page, table, (low, page.to), requested=True)
 

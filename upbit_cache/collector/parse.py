@@ -41,7 +41,7 @@ def parse_candles(body: Any, market: str, timeframe: Timeframe) -> pa.Table:
     missing = [f for f in _REQUIRED if f not in raw.column_names or raw[f].null_count]
     if missing:
         raise ResponseFormatError(f"{where}: candles lack field(s) {', '.join(missing)}")
-    if not pc.all(pc.equal(raw["market"], market)).as_py():
+    if not pc.all(pc.equal(raw["market"], pa.scalar(market))).as_py():
         raise ResponseFormatError(f"{where}: answer holds candles of another market")
     for field in (*_CANDLE_FIELDS, "timestamp"):
         kind = raw.schema.field(field).type
@@ -57,9 +57,8 @@ def parse_candles(body: Any, market: str, timeframe: Timeframe) -> pa.Table:
     start_ms = start.cast(pa.int64()).to_numpy()
     if (timeframe.floor(start_ms) != start_ms).any():
         raise ResponseFormatError(f"{where}: candle times are not aligned to {timeframe}")
-    columns = {"time": start.cast(TIME_TYPE)}
-    for field, column in _CANDLE_FIELDS.items():
-        columns[column] = raw[field].cast(pa.float64())
-    columns["timestamp"] = raw["timestamp"].cast(pa.int64()).cast(TIME_TYPE)
-    table = pa.table(columns, schema=CANDLE_SCHEMA)
+    columns: list[pa.Array[Any] | pa.ChunkedArray[Any]] = [start.cast(TIME_TYPE)]
+    columns += [raw[field].cast(pa.float64()) for field in _CANDLE_FIELDS]
+    columns.append(raw["timestamp"].cast(pa.int64()).cast(TIME_TYPE))
+    table = pa.Table.from_arrays(columns, schema=CANDLE_SCHEMA)
     return dedupe_by_time(table)

@@ -4,8 +4,9 @@ Independent of the rest of upbit_cache on purpose: it only uses the standard lib
 pandas and aiohttp.
 """
 
-from .app import FAULT_KINDS, WS_FAULT_KINDS, FaultQueue, RateLimiter, Stats, build_app, parse_to
+from .app import RateLimiter, build_app, parse_to
 from .clock import SimClock, to_epoch_ms
+from .control import FAULT_KINDS, WS_FAULT_KINDS, FaultQueue, Stats
 from .history import MINUTE_UNITS, NAMED_UNITS, CandleBars, History, MarketInfo, period_floor
 from .server import SimulatorConfig, SimulatorServer
 from .ws import CANDLE_TYPES, WS_PATH, WsHub, WsSettings

@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from .clock import SimClock, format_utc, to_epoch_ms
+from .control import FAULT_KINDS, WS_FAULT_KINDS, Fault, FaultQueue, Stats
 from .history import (
     DAY_MS,
     MINUTE_UNITS,
@@ -30,7 +32,7 @@ from .history import (
     period_floor,
     period_shift,
 )
-from .ws import WS_FAULT_KINDS, WS_PATH, WsHub, WsSettings
+from .ws import WS_PATH, WsHub, WsSettings
 
 __all__ = [
     "FAULT_KINDS",
@@ -44,15 +46,6 @@ __all__ = [
     "parse_to",
 ]
 
-FAULT_KINDS: tuple[str, ...] = (
-    "500",
-    "slow",
-    "drop",
-    "truncate",
-    "non_json",
-    "bad_types",
-    "missing_field",
-)
 MAX_COUNT = 200
 # Rate limit window, and the span in which too many 429s earn a 418 ban (seconds).
 _WINDOW_S = 1.0
@@ -64,7 +57,6 @@ _TO_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})
 _HTML = "<html><head><title>Service Unavailable</title></head><body>maintenance</body></html>"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 # The body-altering fault ("bad_types", "missing_field", "truncate") the handler must apply.
 _VARIANT: ContextVar[str | None] = ContextVar("upbit_sim_variant", default=None)
 
@@ -152,148 +144,6 @@ class RateLimiter:
             self._offences.clear()
 
 
-# --------------------------------------------------------------------------------------------
-# Faults and counters
-
-
-@dataclass
-class _Fault:
-    kind: str
-    remaining: int
-    market: str | None
-    path: str | None
-    seconds: float
-
-
-class FaultQueue:
-    """Faults waiting for the next matching requests (thread-safe)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._queue: list[_Fault] = []
-
-    def inject(
-        self,
-        kind: str,
-        count: int = 1,
-        market: str | None = None,
-        path: str | None = None,
-        seconds: float | None = None,
-    ) -> None:
-        """Queue `count` faults of `kind` for requests of `market` and/or under path prefix `path`.
-
-        Kinds: "500", "slow" (answer after `seconds`, default 3), "drop" (close the connection
-        without a response), "truncate", "non_json", "bad_types", "missing_field"; on the
-        WebSocket, "ws_duplicate" (each of the next `count` trade messages of `market` is sent
-        twice in a row).
-        """
-        kinds = FAULT_KINDS + WS_FAULT_KINDS
-        if kind not in kinds:
-            raise ValueError(f"unknown fault kind {kind!r}; expected one of {kinds}")
-        if count < 1:
-            raise ValueError("count must be at least 1")
-        fault = _Fault(kind, count, market, path, 3.0 if seconds is None else float(seconds))
-        with self._lock:
-            self._queue.append(fault)
-
-    def take(
-        self, path: str, market: str | None, kinds: Sequence[str] = FAULT_KINDS
-    ) -> _Fault | None:
-        """Consume one fault of one of `kinds` matching this request, oldest first."""
-        with self._lock:
-            for fault in self._queue:
-                if fault.kind not in kinds:
-                    continue
-                if fault.market is not None and fault.market != market:
-                    continue
-                if fault.path is not None and not path.startswith(fault.path):
-                    continue
-                fault.remaining -= 1
-                if not fault.remaining:
-                    self._queue.remove(fault)
-                return fault
-        return None
-
-    def pending(self) -> int:
-        """Faults not served yet."""
-        with self._lock:
-            return sum(f.remaining for f in self._queue)
-
-    def clear(self) -> None:
-        """Drop every pending fault."""
-        with self._lock:
-            self._queue.clear()
-
-
-class Stats:
-    """Request counters (thread-safe)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._ws_open = 0
-        self.reset()
-
-    def reset(self) -> None:
-        """Zero every counter (`ws_open`, a gauge of open WebSockets, is kept)."""
-        with self._lock:
-            self._by_path: Counter[str] = Counter()
-            self._by_status: Counter[str] = Counter()
-            self._faults: Counter[str] = Counter()
-            self._ws: Counter[str] = Counter()
-
-    def request(self, path: str) -> None:
-        """Count one API request to `path`."""
-        with self._lock:
-            self._by_path[path] += 1
-
-    def status(self, status: int) -> None:
-        """Count one answer with HTTP `status`."""
-        with self._lock:
-            self._by_status[str(status)] += 1
-
-    def fault(self, kind: str) -> None:
-        """Count one served fault."""
-        with self._lock:
-            self._faults[kind] += 1
-
-    def ws_opened(self) -> None:
-        """Count one accepted WebSocket connection."""
-        with self._lock:
-            self._ws["connections"] += 1
-            self._ws_open += 1
-
-    def ws_closed(self) -> None:
-        """One WebSocket connection ended."""
-        with self._lock:
-            self._ws_open -= 1
-
-    def ws_event(self, name: str, n: int = 1) -> None:
-        """Count WebSocket `subscribes`, `messages` (data sent) or `rejected` (over a limit)."""
-        with self._lock:
-            self._ws[name] += n
-
-    def snapshot(self) -> dict[str, Any]:
-        """Counters as plain JSON-able data."""
-        with self._lock:
-            return {
-                "requests": sum(self._by_path.values()),
-                "candle_requests": sum(
-                    n for p, n in self._by_path.items() if p.startswith("/v1/candles/")
-                ),
-                "by_path": dict(self._by_path),
-                "by_status": dict(self._by_status),
-                "rate_limited": self._by_status["429"],
-                "banned": self._by_status["418"],
-                "faults_served": sum(self._faults.values()),
-                "faults_by_kind": dict(self._faults),
-                "ws_connections": self._ws["connections"],
-                "ws_open": self._ws_open,
-                "ws_subscribes": self._ws["subscribes"],
-                "ws_messages": self._ws["messages"],
-                "ws_rejected": self._ws["rejected"],
-            }
-
-
 @dataclass
 class SimState:
     """Everything the handlers share."""
@@ -329,7 +179,10 @@ class SimState:
 
 
 def _datetimes(ms: np.ndarray) -> list[str]:
-    return np.datetime_as_string(ms.astype("datetime64[ms]").astype("datetime64[s]")).tolist()
+    text: list[str] = np.datetime_as_string(
+        ms.astype("datetime64[ms]").astype("datetime64[s]")
+    ).tolist()
+    return text
 
 
 @dataclass(frozen=True)
@@ -643,7 +496,7 @@ async def _answer(
     request: web.Request,
     handler: Handler,
     verdict: Verdict,
-    fault: _Fault | None,
+    fault: Fault | None,
     state: SimState,
 ) -> web.StreamResponse:
     if verdict.status == 418:

@@ -306,7 +306,7 @@ class _Grid:
         low, _ = _halves(self.hashes[rows])
         fraction = (low & np.uint32(0xFFFF)) * 2.0**-16
         offset = (self.slot[rows] + fraction) * (MINUTE_MS / self.counts)
-        return self.minute_ms + offset.astype(np.int64)
+        return np.asarray(self.minute_ms + offset.astype(np.int64), dtype=np.int64)
 
     def bars(self) -> CandleBars:
         """The 1m candles."""
@@ -663,7 +663,7 @@ class History:
         active = counts > 0
         minute_ms = np.arange(minute0, minute1, dtype=np.int64)[active] * MINUTE_MS
         counts, hm, lp = counts[active], hm[active], lp[active]
-        if np.ndim(mul):
+        if isinstance(mul, np.ndarray) and isinstance(div, np.ndarray):
             mul, div = mul[active], div[active]
         noise = 2.0 * (hi[active] * 2.0**-32) - 1.0
         level = np.exp(lp + model.minute_sigma * noise)
@@ -772,7 +772,8 @@ class History:
             minutes = self._day_of_minutes(model, day)
             return minutes.aggregate(_floor_array(unit, minutes.start))
 
-        return self._days.get_or_make((model.index, day, unit), make)
+        bars: CandleBars = self._days.get_or_make((model.index, day, unit), make)
+        return bars
 
     def _prefetch_days(self, model: _Model, day0: int, day1: int) -> None:
         """Put the missing 1m days of [day0, day1) in the cache, generated a few at a time."""
@@ -822,7 +823,8 @@ class History:
             ).bars()
             return minutes.aggregate(minutes.start // DAY_MS * DAY_MS)
 
-        return self._blocks.get_or_make((model.index, block), make)
+        bars: CandleBars = self._blocks.get_or_make((model.index, block), make)
+        return bars
 
     def _day_bars(self, model: _Model, t0: int, t1: int) -> CandleBars:
         """Day candles of [t0, t1): t0 day-aligned; a day cut by t1 only has trades < t1."""

@@ -11,8 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
-from .app import FaultQueue, RateLimiter, SimState, Stats, build_app
+from .app import RateLimiter, SimState, build_app
 from .clock import SimClock, TimeLike
+from .control import FaultQueue, Stats
 from .history import History
 from .ws import WS_PATH, WsSettings
 

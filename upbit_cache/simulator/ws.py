@@ -31,22 +31,19 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from .clock import SimClock
+from .control import WS_FAULT_KINDS, FaultQueue, Stats
 from .history import DAY_MS, MINUTE_MS, MINUTE_UNITS, History, Unit, period_floor, period_shift
 
-if TYPE_CHECKING:
-    from .app import FaultQueue, Stats
-
-__all__ = ["CANDLE_TYPES", "WS_FAULT_KINDS", "WS_PATH", "WsHub", "WsSettings"]
+__all__ = ["CANDLE_TYPES", "WS_PATH", "WsHub", "WsSettings"]
 
 WS_PATH = "/websocket/v1"
 # Faults served on the WebSocket: "ws_duplicate" sends each of the next trade messages twice.
-WS_FAULT_KINDS: tuple[str, ...] = ("ws_duplicate",)
 TRADE = "trade"
 CANDLE_TYPES: dict[str, Unit] = {
     "candle.1s": "seconds",
@@ -307,7 +304,10 @@ class WsHub:
         order = np.lexsort((index, times))
 
         def column(name: str) -> list[Any]:
-            return np.concatenate([df[name].to_numpy() for _, df in frames])[order].tolist()
+            values: list[Any] = np.concatenate([df[name].to_numpy() for _, df in frames])[
+                order
+            ].tolist()
+            return values
 
         return list(
             zip(

@@ -158,7 +158,7 @@ def _floats(candles: pd.DataFrame, column: str) -> Floats:
 
 
 def _ms(column: pd.Series) -> Millis:
-    return column.astype("datetime64[ms, UTC]").astype("int64").to_numpy()
+    return np.asarray(column.astype("datetime64[ms, UTC]").astype("int64"), dtype=np.int64)
 
 
 def _to_time(ms: Millis) -> pd.DatetimeIndex:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
-from typing import BinaryIO
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from upbit_cache.cache.formats import Format
-from upbit_cache.errors import StorageError, UsageError
+from upbit_cache.errors import UsageError
+from upbit_cache.store.files import write_out
+from upbit_cache.store.formats import Format
 
 
 def write_output(table: pa.Table, out: str, fmt: Format) -> None:
@@ -22,25 +21,19 @@ def write_output(table: pa.Table, out: str, fmt: Format) -> None:
         stream = sys.stdout.buffer
         if fmt == "parquet" and stream.isatty():
             raise UsageError("will not write Parquet to a terminal: give --out FILE or --format")
-        _write(table, stream, fmt)
+        write_table(table, stream, fmt)
         stream.flush()
         return
-    folder = os.path.dirname(os.path.abspath(out))
-    try:
-        handle, tmp = tempfile.mkstemp(
-            prefix=f".{os.path.basename(out)}.", suffix=".tmp", dir=folder
-        )
-        with os.fdopen(handle, "wb") as sink:
-            _write(table, sink, fmt)
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise StorageError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    write_out(out, lambda sink: write_table(table, sink, fmt))
 
 
-def _write(table: pa.Table, sink: BinaryIO, fmt: Format) -> None:
+def write_table(table: pa.Table, sink: IO[bytes] | pa.NativeFile, fmt: Format) -> None:
+    """Encode `table` in `fmt` into an open stream."""
     if fmt == "parquet":
         # Fast to write and to read back: snappy, and a dictionary only for the market codes.
-        pq.write_table(table, sink, compression="snappy", use_dictionary=["market"])
+        # pyarrow takes a list of columns for use_dictionary; its stubs know only a bool.
+        dictionary: Any = ["market"]
+        pq.write_table(table, sink, compression="snappy", use_dictionary=dictionary)
     elif fmt == "csv":
         pacsv.write_csv(_iso_times(table), sink)
     else:

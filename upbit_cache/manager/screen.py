@@ -12,21 +12,21 @@ import asyncio
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from upbit_cache.cache.screen_cache import fingerprint, stamp, window
-from upbit_cache.cache.store import CandleStore
-from upbit_cache.cache.sync import MarketOutcome, Progress, SyncReport, fetch_with
-from upbit_cache.candles import CANDLE_SCHEMA
+from upbit_cache.candles import CANDLE_SCHEMA, in_span
 from upbit_cache.collector.client import UpbitClient
-from upbit_cache.collector.config import ClientConfig
 from upbit_cache.errors import UsageError
+from upbit_cache.manager.fetch import MarketOutcome, Progress, SyncReport, fetch_with
+from upbit_cache.manager.scope import DEFAULT_QUOTE, ScreenRequest, Window, of_quote
+from upbit_cache.manager.screen_keep import fingerprint, stamp, window
 from upbit_cache.markets import validate_markets, validate_quote
+from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.timeframes.timeframe import DAY_MS
 from upbit_cache.times import now_ms
@@ -49,64 +49,54 @@ class ScreenResult:
 
 async def screen_prep(
     store: CandleStore,
-    config: ClientConfig,
-    markets: Sequence[str],
-    *,
-    quote: str | None = None,
-    timeframe: Timeframe,
-    days: float = 30,
-    refresh: bool = True,
-    include_open: bool = False,
-    min_value: float | None = None,
-    top: int | None = None,
+    client: UpbitClient,
+    request: ScreenRequest,
     progress: Progress | None = None,
-    client: UpbitClient | None = None,
 ) -> ScreenResult:
-    """Refresh the store (only what is missing), then build the screener's table.
-
-    Uses `client` if given (its session and rate limiter), else a client of its own.
-    """
-    if top is not None and top < 1:
-        raise UsageError("--top must be at least 1")
-    wanted = validate_markets(markets)
+    """Refresh the store (only what is missing), then build the screener's table."""
+    timeframe, days = request.timeframe, request.days
+    wanted = validate_markets(request.markets)
     sync = None
-    if refresh or include_open:
-        async with AsyncExitStack() as stack:
-            if client is None:
-                client = await stack.enter_async_context(UpbitClient(config))
-            read: dict[str, Read] = {}
-            if refresh:
-                await client.markets()  # Upbit's clock, for the window (fetch reuses the list)
-                span = window(timeframe, client.now_ms(), days)
-                reader = _ReadAsDone(store, timeframe, span, progress)
-                sync = await fetch_with(
-                    client, store, wanted, [timeframe], days=days, quote=quote, progress=reader
-                )
-                wanted = [o.market for o in sync.outcomes] or wanted
-                if window(timeframe, sync.now, days) == span:  # else a period closed meanwhile
-                    read = {m: await job for m, job in reader.jobs.items()}
-            now = client.now_ms() if sync is None else sync.now
-            if not wanted:
-                wanted = _stored_markets(store, timeframe, quote)
-            result = _assemble(store, wanted, timeframe, now, days, min_value, top, read)
-            if include_open:
-                await _add_open(client, result, timeframe)
+    if request.refresh or request.include_open:
+        read: dict[str, Read] = {}
+        if request.refresh:
+            await client.markets()  # Upbit's clock, for the window (fetch reuses the list)
+            span = window(timeframe, client.now_ms(), days)
+            reader = _ReadAsDone(store, timeframe, span, progress)
+            sync = await fetch_with(
+                client,
+                store,
+                wanted,
+                [timeframe],
+                Window(days=days),
+                quote=request.quote,
+                progress=reader,
+            )
+            wanted = [o.market for o in sync.outcomes] or wanted
+            if window(timeframe, sync.now, days) == span:  # else a period closed meanwhile
+                read = {m: await job for m, job in reader.jobs.items()}
+        now = client.now_ms() if sync is None else sync.now
+        if not wanted:
+            wanted = _stored_markets(store, timeframe, request.quote)
+        result = _assemble(store, wanted, timeframe, now, request, read)
+        if request.include_open:
+            await _add_open(client, result, timeframe)
     else:
         # Without a refresh, "now" is where the stored data ends, not the wall clock.
-        wanted = wanted or _stored_markets(store, timeframe, quote)
+        wanted = wanted or _stored_markets(store, timeframe, request.quote)
         ends = [r.intervals[-1][1] for r in (store.fetched(timeframe, m) for m in wanted) if r]
         end = max(ends) if ends else now_ms()
-        result = _assemble(store, wanted, timeframe, end, days, min_value, top)
+        result = _assemble(store, wanted, timeframe, end, request)
     result.sync = sync
     return result
 
 
-Read = tuple[list[object] | None, pa.Table]  # a market's stamp (see screen_cache) and table
+Read = tuple[list[object], pa.Table]  # a market's stamp (see screen_cache) and table
 
 
 def _read(store: CandleStore, tf: Timeframe, market: str, start: int, end: int) -> Read:
     # The stamp is taken before reading: a write landing in between makes the next run rebuild.
-    mark = stamp(store.root, tf, market, start, end) if store.is_local else None
+    mark = stamp(store.files, tf, market, start, end)
     return mark, store.load_table(market, tf, start, end)
 
 
@@ -139,10 +129,10 @@ class _ReadAsDone:
 
 
 def _stored_markets(store: CandleStore, timeframe: Timeframe, quote: str | None) -> list[str]:
-    prefix = validate_quote(quote or "KRW") + "-"
-    found = [m for m in store.markets(timeframe) if m.startswith(prefix)]
+    found = of_quote(store.markets(timeframe), quote)
     if not found:
-        raise UsageError(f"nothing stored for {prefix}* {timeframe}; run without --no-refresh")
+        prefix = validate_quote(quote or DEFAULT_QUOTE)
+        raise UsageError(f"nothing stored for {prefix}-* {timeframe}; run without --no-refresh")
     return found
 
 
@@ -151,13 +141,12 @@ def _assemble(
     markets: Sequence[str],
     tf: Timeframe,
     now: int,
-    days: float,
-    min_value: float | None,
-    top: int | None,
+    request: ScreenRequest,
     read: dict[str, Read] | None = None,
 ) -> ScreenResult:
     """The table of `markets` over the window ending at `now`; `read` holds those read already."""
-    start, end = window(tf, now, days)
+    min_value, top = request.min_value, request.top
+    start, end = window(tf, now, request.days)
     result = ScreenResult(table=pa.table({}))
     names = sorted(markets)
     done = {m: read[m] for m in names if read and m in read}
@@ -167,14 +156,13 @@ def _assemble(
         done |= dict(
             zip(left, pool.map(lambda m: _read(store, tf, m, start, end), left), strict=True)
         )
-    if store.is_local:
-        result.fingerprint = fingerprint(tf, start, end, [done[m][0] or [] for m in names])
+    result.fingerprint = fingerprint(tf, start, end, [done[m][0] for m in names])
     parts = {m: done[m][1] for m in names}
     full = _long_table(parts)
     # Per market, in one pass each: the first candle (is its history short?) and the last
     # 24 hours' turnover (for --top / --min-value).
     firsts = dict(_per_market(full, "time", "min", cast_int=True))
-    recent = full.filter(pc.greater_equal(full["time"].cast(pa.int64()), end - DAY_MS))
+    recent = in_span(full, end - DAY_MS, None)
     turnover = dict.fromkeys(names, 0.0) | dict(_per_market(recent, "value", "sum"))
     for market in names:
         first = firsts.get(market, end)
@@ -191,19 +179,20 @@ def _assemble(
 
 
 def _per_market(
-    table: pa.Table, column: str, how: str, *, cast_int: bool = False
+    table: pa.Table, column: str, how: Literal["min", "sum"], *, cast_int: bool = False
 ) -> list[tuple[str, float]]:
     values = table[column].cast(pa.int64()) if cast_int else table[column]
-    grouped = pa.table({"market": table["market"], "v": values}).group_by("market")
-    done = grouped.aggregate([("v", how)])
-    return list(zip(done["market"].to_pylist(), done[f"v_{how}"].to_pylist(), strict=True))
+    pair = pa.Table.from_arrays([table["market"], values], names=["market", "v"])
+    done = pair.group_by("market").aggregate([("v", how)])
+    found = zip(done["market"].to_pylist(), done[f"v_{how}"].to_pylist(), strict=True)
+    return [(str(market), v) for market, v in found if v is not None]
 
 
 def _long_table(parts: dict[str, pa.Table]) -> pa.Table:
     """One table, market first; parts come sorted by market, each sorted by time."""
     names = pa.array(list(parts), pa.string())
     counts = np.array([t.num_rows for t in parts.values()], dtype=np.int64)
-    codes = pa.array(np.repeat(np.arange(len(parts), dtype=np.int32), counts))
+    codes = pa.array(np.repeat(np.arange(len(parts), dtype=np.int32), counts), pa.int32())
     market = pa.DictionaryArray.from_arrays(codes, names).cast(pa.string())
     tables = list(parts.values()) or [CANDLE_SCHEMA.empty_table()]
     body = pa.concat_tables(tables).select(list(SCREEN_COLUMNS[1:]))
@@ -218,12 +207,12 @@ async def _add_open(client: UpbitClient, result: ScreenResult, tf: Timeframe) ->
     now = client.now_ms()
     period = tf.floor_one(now)
     count = max(1, plan_base.count_periods(period, plan_base.ceil_one(now)))
-    markets = pc.unique(result.table["market"]).to_pylist()
+    markets = [str(m) for m in pc.unique(result.table["market"]).to_pylist()]
     opened = []
     for market in markets:
         page = await client.candles(market, plan_base, None, count)
         result.open_requests += 1
-        rows = page.filter(pc.greater_equal(page["time"].cast(pa.int64()), period))
+        rows = in_span(page, period, None)
         if rows.num_rows == 0:
             continue
         if plan_base != tf:

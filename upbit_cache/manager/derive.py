@@ -16,14 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pyarrow.fs as pafs
 
-from upbit_cache.cache import paths
-from upbit_cache.cache.ranges import Ranges
-from upbit_cache.cache.store import CandleStore
 from upbit_cache.candles import CANDLE_COLUMNS, empty_candles
 from upbit_cache.errors import InvalidTimeframeError, UsageError
 from upbit_cache.markets import validate_markets
+from upbit_cache.ranges import Ranges
+from upbit_cache.store import layout
+from upbit_cache.store.candle_store import CandleStore
+from upbit_cache.store.files import StoredFile
 from upbit_cache.timeframes import SUPPORTED, Timeframe
 from upbit_cache.timeframes.convert import resample
 
@@ -52,7 +52,7 @@ def derive_frame(
     out = resample(base_rows, base, target)[list(CANDLE_COLUMNS)]
     if out.empty or not settled:
         return out.iloc[:0]
-    start = out["time"].astype("int64").to_numpy()
+    start = np.asarray(out["time"].astype("int64"), dtype=np.int64)
     end = target.shift(start, 1)
     lo = np.array([s for s, _ in settled], dtype=np.int64)
     hi = np.array([e for _, e in settled], dtype=np.int64)
@@ -79,11 +79,11 @@ def materialise(
     files = store.partition_files(base, market)
     starts = set(files)
     for lo, hi in base_settled:
-        starts.update(paths.partitions_between(base, lo, hi))
+        starts.update(layout.partitions_between(base, lo, hi))
     changed: dict[str, str] = {}
     spans = []
     for start in sorted(starts):
-        end = paths.partition_end(base, start)
+        end = layout.partition_end(base, start)
         mark = _fingerprint(files.get(start), base_settled.clip(start, end))
         if known.get(str(start)) == mark:
             outcome.unchanged += 1
@@ -92,7 +92,8 @@ def materialise(
         spans.append((target.floor_one(start), target.ceil_one(end)))
     if not changed:
         return outcome
-    frames, covered = [], []
+    frames: list[pd.DataFrame] = []
+    covered: list[tuple[int, int]] = []
     for lo, hi in Ranges.of(spans):
         settled = settled_periods(base_settled.clip(lo, hi), target)
         frames.append(derive_frame(store.load(market, base, lo, hi), base, target, settled))
@@ -130,8 +131,8 @@ def load_any(
     return rows[keep].reset_index(drop=True)
 
 
-def _fingerprint(info: pafs.FileInfo | None, settled: Ranges) -> str:
-    data = f"{info.size}:{info.mtime_ns}" if info is not None else "-"
+def _fingerprint(found: StoredFile | None, settled: Ranges) -> str:
+    data = f"{found.bytes}:{found.mtime_ns}" if found is not None else "-"
     ranges = hashlib.sha1(repr(settled.intervals).encode(), usedforsecurity=False)
     return f"{data}:{ranges.hexdigest()[:16]}"
 

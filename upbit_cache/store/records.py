@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-import pyarrow.fs as pafs
-
-from upbit_cache.cache.atomic import atomic_write
-from upbit_cache.cache.ranges import Ranges
 from upbit_cache.errors import StorageError
+from upbit_cache.ranges import Ranges
+from upbit_cache.store.files import DataDir
 
 _VERSION = 1
 
@@ -31,15 +29,11 @@ class Record:
     pruned: Ranges = field(default_factory=Ranges)  # deleted by `prune`, not fetched again
 
 
-def read_record(fs: pafs.FileSystem, path: str) -> Record:
+def read_record(files: DataDir, path: str) -> Record:
     """The record at `path`, or an empty one if nothing was recorded yet."""
-    try:
-        with fs.open_input_stream(path) as source:
-            raw = source.read()
-    except FileNotFoundError:
+    raw = files.read_bytes(path)
+    if raw is None:
         return Record()
-    except OSError as exc:
-        raise StorageError(f"cannot read {path}: {exc}") from exc
     try:
         data = json.loads(raw)
         return Record(
@@ -52,7 +46,7 @@ def read_record(fs: pafs.FileSystem, path: str) -> Record:
         raise StorageError(f"fetched-range record {path} is damaged ({exc}); delete it") from exc
 
 
-def write_record(fs: pafs.FileSystem, path: str, record: Record) -> None:
+def write_record(files: DataDir, path: str, record: Record) -> None:
     """Replace the record atomically."""
     data: dict[str, object] = {"version": _VERSION, "fetched": record.fetched.to_json()}
     if record.derived_from is not None:
@@ -60,5 +54,4 @@ def write_record(fs: pafs.FileSystem, path: str, record: Record) -> None:
         data["sources"] = record.sources
     if record.pruned:
         data["pruned"] = record.pruned.to_json()
-    body = json.dumps(data).encode()
-    atomic_write(fs, path, lambda sink: sink.write(body))
+    files.write_bytes(path, json.dumps(data).encode())

@@ -16,18 +16,20 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
-from upbit_cache.cache.ranges import Ranges
-from upbit_cache.cache.store import CandleStore
-from upbit_cache.cache.sync import sync_markets
 from upbit_cache.candles import CANDLE_SCHEMA, TIME_TYPE
 from upbit_cache.collector.client import MAX_PAGE, UpbitClient
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.collector.websocket import Connected, Disconnected, Trade, trade_stream
-from upbit_cache.errors import UnknownMarketError, UsageError
+from upbit_cache.errors import UsageError
+from upbit_cache.manager.fetch import sync_markets
+from upbit_cache.manager.scope import resolve_markets
 from upbit_cache.markets import validate_markets
+from upbit_cache.ranges import Ranges
+from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import SUPPORTED, Timeframe
 from upbit_cache.timeframes.live import Candle, CandleBook, CandleEvent
 
@@ -98,10 +100,7 @@ async def live_candles(
     book = CandleBook(wanted, timeframes, keep)
     writer = _Writer(store) if store is not None else None
     async with UpbitClient(config) as client:
-        listed = {m.market for m in await client.markets()}
-        unknown = [m for m in wanted if m not in listed]
-        if unknown:
-            raise UnknownMarketError(f"Upbit does not list {', '.join(unknown)}")
+        resolve_markets([m.market for m in await client.markets()], wanted)
         queue: asyncio.Queue[Trade | Connected | Disconnected | BaseException] = asyncio.Queue()
         reader = asyncio.create_task(_pump(client, config.ws_url, wanted, queue))
         connected, latest, due = False, 0, 0.0
@@ -227,12 +226,10 @@ def _candles(table: pa.Table, market: str, tf: Timeframe) -> list[Candle]:
 def _table(rows: list[Candle]) -> pa.Table:
     if not rows:
         return CANDLE_SCHEMA.empty_table()
-    columns = {
-        "time": pa.array([r.time for r in rows], pa.int64()).cast(TIME_TYPE),
-        **{
-            name: pa.array([getattr(r, name) for r in rows], pa.float64())
-            for name in ("open", "high", "low", "close", "volume", "value")
-        },
-        "timestamp": pa.array([r.last_trade for r in rows], pa.int64()).cast(TIME_TYPE),
-    }
-    return pa.table(columns, schema=CANDLE_SCHEMA)
+    columns: list[pa.Array[Any]] = [pa.array([r.time for r in rows], pa.int64()).cast(TIME_TYPE)]
+    columns += [
+        pa.array([getattr(r, name) for r in rows], pa.float64())
+        for name in ("open", "high", "low", "close", "volume", "value")
+    ]
+    columns.append(pa.array([r.last_trade for r in rows], pa.int64()).cast(TIME_TYPE))
+    return pa.Table.from_arrays(columns, schema=CANDLE_SCHEMA)

@@ -11,33 +11,26 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
 
-from upbit_cache.cache.planner import Plan, plan_fetch
-from upbit_cache.cache.ranges import Ranges
-from upbit_cache.cache.store import CandleStore
 from upbit_cache.candles import CANDLE_SCHEMA
 from upbit_cache.collector.client import UpbitClient
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.collector.paging import DEFAULT_WINDOW, fetch_pages, plan_pages
-from upbit_cache.errors import (
-    InvalidRangeError,
-    IPBlockedError,
-    UnknownMarketError,
-    UpbitCacheError,
-)
-from upbit_cache.markets import validate_markets, validate_quote
+from upbit_cache.errors import InvalidRangeError, IPBlockedError, UpbitCacheError
+from upbit_cache.manager.planner import Plan, plan_fetch
+from upbit_cache.manager.scope import Window, resolve_markets, selection
+from upbit_cache.ranges import Ranges
+from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
-from upbit_cache.timeframes.timeframe import DAY_MS
 
 if TYPE_CHECKING:
-    from upbit_cache.cache.derive import DeriveOutcome
+    from upbit_cache.manager.derive import DeriveOutcome
 
 DEFAULT_MAX_MARKETS = 16  # (market, timeframe) jobs running at once
 FLUSH_ROWS = 100_000  # write a job's candles to disk at least this often
-DEFAULT_DAYS = 30
 
 
 @dataclass
@@ -103,11 +96,16 @@ async def fetch(
     config: ClientConfig,
     markets: Sequence[str],
     timeframes: Sequence[Timeframe],
-    **window: Any,
+    window: Window,
+    *,
+    quote: str | None = None,
+    progress: Progress | None = None,
 ) -> SyncReport:
     """`fetch_with` on a client of its own (one session, one rate limiter)."""
     async with UpbitClient(config) as client:
-        return await fetch_with(client, store, markets, timeframes, **window)
+        return await fetch_with(
+            client, store, markets, timeframes, window, quote=quote, progress=progress
+        )
 
 
 async def fetch_with(
@@ -115,43 +113,34 @@ async def fetch_with(
     store: CandleStore,
     markets: Sequence[str],
     timeframes: Sequence[Timeframe],
+    window: Window,
     *,
-    start: int | None = None,
-    end: int | None = None,
-    days: float | None = None,
     quote: str | None = None,
     progress: Progress | None = None,
 ) -> SyncReport:
-    """Fetch what the store lacks of [start, end) (epoch ms) and store it.
+    """Fetch what the store lacks of `window` and store it.
 
-    Without `start`, the last `days` (default 30) by Upbit's clock; without `end`, up to the
-    last closed period. With no `markets`, every market of `quote` (default KRW). Markets
-    Upbit does not list are refused before anything is fetched. Only one timeframe is asked
-    of Upbit (the plan's base); the others are derived from it and materialised.
+    Without a start, the last days of the window by Upbit's clock; without an end, up to
+    the last closed period. With no `markets`, every market of `quote` (default KRW).
+    Markets Upbit does not list are refused before anything is fetched. Only one timeframe
+    is asked of Upbit (the plan's base); the others are derived from it and materialised.
     """
-    wanted = validate_markets(markets)
-    if start is not None and end is not None and end <= start:
-        raise InvalidRangeError("the range is empty: start must be before end")
+    selection(markets, quote)  # a malformed code is refused before any request
     store.ensure_writable()
-    listed = {m.market for m in await client.markets()}
-    if not wanted:
-        prefix = validate_quote(quote or "KRW") + "-"
-        wanted = sorted(m for m in listed if m.startswith(prefix))
-    unknown = [m for m in wanted if m not in listed]
-    if unknown:
-        raise UnknownMarketError(f"Upbit does not list {', '.join(unknown)}")
+    listed = [m.market for m in await client.markets()]
+    wanted = resolve_markets(listed, markets, quote)
     now = client.now_ms()
-    if start is None:
-        start = now - int((days if days is not None else DEFAULT_DAYS) * DAY_MS)
+    start = window.start_at(now)
     if start >= now:
         raise InvalidRangeError("the range starts in the future (by Upbit's clock)")
-    plan = plan_fetch(store, wanted, timeframes, start, now if end is None else min(end, now))
+    end = now if window.end is None else min(window.end, now)
+    plan = plan_fetch(store, wanted, timeframes, start, end)
     report = await sync_markets(store, client, wanted, [plan.base], plan.start, plan.end, progress)
     report.plan, report.now, report.start = plan, now, start
     began = time.monotonic()
     if plan.derived:
         # Imported here: deriving needs pandas, which a plain fetch never loads.
-        from upbit_cache.cache.derive import materialise_many
+        from upbit_cache.manager.derive import materialise_many
 
         jobs = [(m, t, plan.base) for m in wanted for t in plan.derived]
         report.derived = await materialise_many(store, jobs)

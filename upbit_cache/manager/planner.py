@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from upbit_cache.cache.ranges import Ranges
-from upbit_cache.cache.store import CandleStore
 from upbit_cache.collector.client import MAX_PAGE
 from upbit_cache.errors import InvalidTimeframeError
+from upbit_cache.ranges import Ranges
+from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import SUPPORTED, Timeframe
 
 

@@ -17,5 +17,5 @@ def guess_format(out: str, given: str | None) -> Format:
     if given is not None:
         if given not in FORMATS:
             raise UsageError(f"unknown format {given!r}: use one of {', '.join(FORMATS)}")
-        return given  # type: ignore[return-value]
+        return given
     return _SUFFIXES.get(os.path.splitext(out)[1].lower(), "csv")

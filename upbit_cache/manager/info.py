@@ -18,17 +18,16 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs as pafs
 
-from upbit_cache.cache import paths
-from upbit_cache.cache.ranges import Ranges
-from upbit_cache.cache.store import CandleStore, TierUsage, usage_by_tier
 from upbit_cache.errors import StorageError
+from upbit_cache.ranges import Ranges
+from upbit_cache.store import layout
+from upbit_cache.store.candle_store import CandleStore, TierUsage, usage_by_tier
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import iso
 
 JSON_VERSION = 1
-TIERS: tuple[paths.Tier, ...] = ("hot", "cold")
+TIERS: tuple[layout.Tier, ...] = ("hot", "cold")
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ class SeriesInfo:
     never_fetched: Ranges
     pruned: Ranges
     derived_from: str | None
-    tiers: dict[paths.Tier, TierUsage] = field(default_factory=dict)
+    tiers: dict[layout.Tier, TierUsage] = field(default_factory=dict)
 
     @property
     def files(self) -> int:
@@ -75,7 +74,7 @@ def inventory(
     `timeframes` and `markets` (already validated) narrow the listing; None means all stored.
     A (timeframe, market) counts as stored if it has a data file or a fetched-range record.
     """
-    if store.fs.get_file_info(store.root).type == pafs.FileType.File:
+    if store.files.is_a_file():
         raise StorageError(f"data dir {store.root} is a file, not a directory")
     only = set(timeframes) if timeframes is not None else None
     chosen = [tf for tf in store.timeframes() if only is None or tf in only]
@@ -154,12 +153,12 @@ def _periods_between(tf: Timeframe, starts: np.ndarray, ends: np.ndarray) -> np.
     """`Timeframe.count_periods`, vectorised over aligned [start, end) pairs."""
     size = tf.fixed_ms
     if size is not None:
-        return (ends - starts) // size
+        return np.asarray((ends - starts) // size, dtype=np.int64)
     months = ends.astype("datetime64[ms]").astype("datetime64[M]")
-    return (months - starts.astype("datetime64[ms]").astype("datetime64[M]")).astype(np.int64)
+    return np.asarray(months - starts.astype("datetime64[ms]").astype("datetime64[M]"), np.int64)
 
 
-def totals(infos: Sequence[SeriesInfo]) -> dict[paths.Tier, TierUsage]:
+def totals(infos: Sequence[SeriesInfo]) -> dict[layout.Tier, TierUsage]:
     """Files and bytes per tier, summed over the listed series."""
     summed = {tier: TierUsage() for tier in TIERS}
     for info in infos:

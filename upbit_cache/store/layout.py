@@ -4,7 +4,8 @@
     <root>/candles/<tf>/market=<MARKET>/date=<YYYY-MM-DD>/cold-0.parquet   cold tier
     <root>/fetched/<tf>/<MARKET>.json                                      fetched ranges
     <root>/locks/<tf>/<MARKET>.lock                                        writer locks
-    <root>/screens/<key>.<format>                                          kept screen tables
+    <root>/screens/<key>.<format>, <key>.json                              kept screen tables
+    .<name>.<random>.tmp beside any of them                                a write under way
 
 Both tiers are one Hive-partitioned dataset (`market`, `date`). One hot partition holds one
 span of time, chosen per timeframe so that files hold hundreds to tens of thousands of rows:
@@ -30,7 +31,10 @@ Tier = Literal["hot", "cold"]
 DATA_FILE = "part-0.parquet"
 COLD_FILE = "cold-0.parquet"
 FILE_NAMES: dict[Tier, str] = {"hot": DATA_FILE, "cold": COLD_FILE}
+CANDLES = "candles"
+RECORDS = "fetched"
 SCREENS = "screens"
+RECORD_SUFFIX = ".json"
 TEMP_SUFFIX = ".tmp"
 _PARTITION_RE = re.compile(
     r"candles/(?P<tf>[0-9]+[a-zA-Z])/market=(?P<market>[A-Z0-9-]+)/date=(?P<date>\d{4}-\d\d-\d\d)"
@@ -105,13 +109,27 @@ def partitions_between(tf: Timeframe, start: int, end: int, tier: Tier = "hot") 
     return found
 
 
+def candles_dir(root: str) -> str:
+    """The Hive dataset: every timeframe's candles."""
+    return f"{root}/{CANDLES}"
+
+
 def candles_root(root: str, tf: Timeframe) -> str:
-    return f"{root}/candles/{tf.name}"
+    return f"{root}/{CANDLES}/{tf.name}"
+
+
+def market_dir(root: str, tf: Timeframe, market: str) -> str:
+    return f"{candles_root(root, tf)}/market={market}"
+
+
+def market_of_dir(name: str) -> str | None:
+    """Inverse of `market_dir`'s last part: `market=KRW-BTC` -> KRW-BTC."""
+    return name.removeprefix("market=") if name.startswith("market=") else None
 
 
 def partition_dir(root: str, tf: Timeframe, market: str, start_ms: int) -> str:
     day = datetime.fromtimestamp(start_ms / 1000, UTC).date().isoformat()
-    return f"{candles_root(root, tf)}/market={market}/date={day}"
+    return f"{market_dir(root, tf, market)}/date={day}"
 
 
 def data_file(root: str, tf: Timeframe, market: str, start_ms: int, tier: Tier = "hot") -> str:
@@ -136,12 +154,50 @@ def parse_partition(path: str) -> tuple[Timeframe, str, int]:
     return Timeframe.parse(found["tf"]), found["market"], int(day.timestamp() * 1000)
 
 
+def is_data_file(name: str) -> bool:
+    return name in FILE_NAMES.values()
+
+
+def records_dir(root: str) -> str:
+    return f"{root}/{RECORDS}"
+
+
+def records_root(root: str, tf: Timeframe) -> str:
+    return f"{records_dir(root)}/{tf.name}"
+
+
 def fetched_file(root: str, tf: Timeframe, market: str) -> str:
-    return f"{root}/fetched/{tf.name}/{market}.json"
+    return f"{records_root(root, tf)}/{market}{RECORD_SUFFIX}"
+
+
+def market_of_record(name: str) -> str | None:
+    """Inverse of `fetched_file`'s file name: `KRW-BTC.json` -> KRW-BTC."""
+    if name.startswith(".") or not name.endswith(RECORD_SUFFIX):
+        return None
+    return name.removesuffix(RECORD_SUFFIX)
 
 
 def lock_file(root: str, tf: Timeframe, market: str) -> str:
     return f"{root}/locks/{tf.name}/{market}.lock"
+
+
+def screens_dir(root: str) -> str:
+    return f"{root}/{SCREENS}"
+
+
+def screen_table(root: str, name: str, fmt: str) -> str:
+    """A kept screen-prep table: `<root>/screens/<key>.<format>`."""
+    return f"{screens_dir(root)}/{name}.{fmt}"
+
+
+def screen_record(root: str, name: str) -> str:
+    """What a kept table was built from: `<root>/screens/<key>.json`."""
+    return f"{screens_dir(root)}/{name}{RECORD_SUFFIX}"
+
+
+def screen_key(file_name: str) -> str:
+    """The key of a kept screen file (`<key>.<format>` or `<key>.json`)."""
+    return file_name.split(".")[0]
 
 
 def temp_path(final: str) -> str:

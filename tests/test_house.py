@@ -1,0 +1,168 @@
+"""The layout keeps its shape: imports run one way, no cycles, only the store touches files.
+
+Every import counts, including those inside functions and under TYPE_CHECKING: a deferred
+import is still a dependency. `python tests/test_house.py` prints the import graph's cycles
+and the rooms' arrows.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "upbit_cache"
+
+# Who may import whom, room by room (a room is a subpackage, or a top-level module).
+BASE = {"errors", "markets", "times", "ranges", "candles"}
+ALLOWED = {
+    "cli": {"manager", "store", "timeframes", "collector"} | BASE,
+    "manager": {"collector", "timeframes", "store"} | BASE,
+    "store": {"timeframes"} | BASE,
+    "collector": {"timeframes"} | BASE,
+    "timeframes": BASE,
+    "simulator": set(),  # a stand-in for Upbit: nothing of ours, so it cannot agree by accident
+    "__init__": {"manager", "store", "timeframes"} | BASE,
+    "__main__": {"cli"},
+    "errors": set(),
+    "markets": {"errors"},
+    "times": {"errors"},
+    "ranges": {"errors", "times"},
+    "candles": set(),
+}
+# Calls that open, list, rename or delete files; only the store makes them.
+FILE_CALLS = {
+    "open",
+    "os.replace",
+    "os.rename",
+    "os.remove",
+    "os.unlink",
+    "os.makedirs",
+    "os.mkdir",
+    "os.stat",
+    "os.listdir",
+    "os.scandir",
+    "shutil.copyfileobj",
+    "shutil.rmtree",
+    "tempfile.mkstemp",
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path, modules: set[str]) -> set[str]:
+    """Every module of ours that `path` imports, anywhere in the file.
+
+    `from package import module` depends on that module (the package's `__init__` runs
+    first, as for any submodule, and is not counted).
+    """
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            submodules = {f"{target}.{a.name}" for a in node.names} & modules
+            found.update(submodules)
+            if len(submodules) < len(node.names):
+                found.add(target)
+    return {m for m in found if m in modules}
+
+
+def graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: imports(path, set(files)) - {name} for name, path in files.items()}
+
+
+def room(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in edges[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    sys.setrecursionlimit(10_000)
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycles_deferred_imports_included() -> None:
+    assert cycles(graph()) == []
+
+
+def test_imports_run_one_way() -> None:
+    wrong = []
+    for module, targets in graph().items():
+        here = room(module)
+        for target in targets:
+            there = room(target)
+            if there != here and there not in ALLOWED[here]:
+                wrong.append(f"{module} -> {target}")
+    assert wrong == []
+
+
+def test_only_the_store_touches_files() -> None:
+    touching = []
+    for path in PACKAGE.rglob("*.py"):
+        if room(module_name(path)) in {"store", "simulator"}:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                called = ast.unparse(node.func)
+                if called in FILE_CALLS or called.startswith(("pafs.", "pq.write", "pq.read")):
+                    touching.append(f"{module_name(path)}:{node.lineno} {called}")
+    assert touching == []
+
+
+def test_the_house_test_sees_a_cycle_and_a_wrong_arrow() -> None:
+    # The checks above must be able to fail.
+    assert cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
+    assert "collector" not in ALLOWED["store"] and "manager" not in ALLOWED["store"]
+
+
+if __name__ == "__main__":
+    edges = graph()
+    print(f"{len(edges)} modules, {sum(len(t) for t in edges.values())} imports")
+    print(f"import cycles: {len(cycles(edges))} {cycles(edges) or ''}")
+    arrows: dict[str, set[str]] = defaultdict(set)
+    for module, targets in edges.items():
+        arrows[room(module)].update(room(t) for t in targets if room(t) != room(module))
+    for name in sorted(arrows):
+        print(f"  {name:<11} -> {', '.join(sorted(arrows[name])) or '-'}")

@@ -1,0 +1,317 @@
+"""`UpbitCache`: the one object the CLI and Python callers use: memory, then disk, then Upbit.
+
+Every command is one method here. The modules that need pyarrow's Parquet or pandas load on
+first use inside the methods (always downward: this module imports them, never the
+reverse), so that constructing the object and answering a screen-prep from its kept table
+stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from upbit_cache.collector.client import UpbitClient
+from upbit_cache.collector.config import ClientConfig
+from upbit_cache.errors import UsageError
+from upbit_cache.manager.memory import DEFAULT_MEMORY_BYTES, MemoryCache, MemoryStats
+from upbit_cache.manager.scope import ScreenRequest, Window, parse_span
+from upbit_cache.manager.screen_keep import Kept, key, lookup, remember
+from upbit_cache.markets import validate_market, validate_markets
+from upbit_cache.store import screens
+from upbit_cache.store.files import DataDir
+from upbit_cache.store.formats import Format
+from upbit_cache.timeframes import Timeframe
+from upbit_cache.times import TimeLike, now_ms, to_ms
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from upbit_cache.manager.derive import DeriveOutcome
+    from upbit_cache.manager.fetch import Progress, SyncReport
+    from upbit_cache.manager.info import SeriesInfo
+    from upbit_cache.manager.live import LiveEvent
+    from upbit_cache.manager.prune import Policy, PruneReport
+    from upbit_cache.manager.screen import ScreenResult
+    from upbit_cache.store.candle_store import CandleStore
+
+Timeframes = str | Timeframe | Sequence[Timeframe]
+
+
+@dataclass
+class Produced:
+    """What `screen_prep` did: answered from a kept table, or built one."""
+
+    kept: Kept | None = None  # the kept table's facts, when nothing had changed
+    result: ScreenResult | None = None  # the full run, otherwise
+    memory: MemoryStats | None = None
+
+
+class UpbitCache:
+    """A local, always-fresh copy of Upbit candles.
+
+        cache = UpbitCache()                      # default data dir, api.upbit.com
+        frame = cache.get("KRW-BTC", "1h", "2026-11-01", "2026-11-08")
+
+    `get` answers from memory when it can, else from disk, and asks Upbit only for the
+    ranges neither holds (storing them, so the next call is local). The other methods are
+    the commands of `upbit-cache`, one each.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str] | None = None,
+        *,
+        api_url: str | None = None,
+        ws_url: str | None = None,
+        rate: float | None = None,
+        memory_bytes: int = DEFAULT_MEMORY_BYTES,
+    ) -> None:
+        self.files = DataDir.open(data_dir)
+        self.config = ClientConfig.from_env(api_url, rate, ws_url)
+        self.memory = MemoryCache(memory_bytes)
+        self.last_fetch: SyncReport | None = None
+        self._store: CandleStore | None = None
+
+    @property
+    def store(self) -> CandleStore:
+        """The Parquet store of the data dir, read through the memory layer."""
+        if self._store is None:
+            from upbit_cache.store.candle_store import CandleStore
+
+            self._store = CandleStore(self.files, cache=self.memory)
+        return self._store
+
+    @property
+    def stats(self) -> MemoryStats:
+        """Hits, misses and evictions of the memory layer."""
+        return self.memory.stats
+
+    # Reading
+
+    def get(
+        self,
+        market: str,
+        timeframe: str | Timeframe,
+        start: TimeLike,
+        end: TimeLike | None = None,
+    ) -> pd.DataFrame:
+        """Candles with start <= time < end (end: now), closed ones only, oldest first."""
+        return asyncio.run(self.aget(market, timeframe, start, end))
+
+    async def aget(
+        self,
+        market: str,
+        timeframe: str | Timeframe,
+        start: TimeLike,
+        end: TimeLike | None = None,
+    ) -> pd.DataFrame:
+        """`get` for code that already runs an event loop."""
+        from upbit_cache.manager.derive import load_any
+        from upbit_cache.manager.fetch import fetch
+
+        code = validate_market(market)
+        tf = _timeframe(timeframe)
+        lo, hi = parse_span(start, end)
+        assert lo is not None
+        # By our clock; if Upbit's is a little behind, the fetch finds nothing to do.
+        closed = tf.floor_one(now_ms())
+        wanted = (tf.floor_one(lo), min(tf.ceil_one(hi), closed) if hi is not None else closed)
+        if not self._settled(code, tf, *wanted):
+            window = Window(lo, hi)
+            self.last_fetch = await fetch(self.store, self.config, [code], [tf], window)
+            if self.last_fetch.failed:
+                error = self.last_fetch.failed[0].error
+                assert error is not None
+                raise error
+        return await asyncio.to_thread(load_any, self.store, code, tf, lo, hi)
+
+    def _settled(self, market: str, tf: Timeframe, start: int, end: int) -> bool:
+        """Whether the store can answer [start, end) for tf, natively or from a base."""
+        from upbit_cache.manager.derive import settled_periods
+
+        if end <= start:
+            return True
+        for source in (tf, *tf.divisors()):
+            have = self.store.fetched(source, market)
+            if source != tf:
+                have = settled_periods(have, tf)
+            if have.covers(start, end):
+                return True
+        return False
+
+    def load(
+        self,
+        market: str,
+        timeframe: str | Timeframe,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        fill: bool = False,
+    ) -> pd.DataFrame:
+        """Stored candles of one market with start <= time < end, oldest first (no network).
+
+        A timeframe that was not materialised is derived on the fly from a stored finer
+        one. Periods without trades have no row, as on Upbit; `fill=True` gives a regular
+        grid instead, made-up rows (previous close, zero volume) marked in a `filled` column.
+        """
+        from upbit_cache.manager.derive import load_any
+        from upbit_cache.timeframes.convert import fill_gaps
+
+        tf = _timeframe(timeframe)
+        lo, hi = parse_span(start, end)
+        frame = load_any(self.store, validate_market(market), tf, lo, hi)
+        if not fill or frame.empty:
+            return frame
+        first = int(frame["time"].iloc[0].value // 1_000_000) if lo is None else lo
+        last = tf.shift_one(int(frame["time"].iloc[-1].value // 1_000_000), 1) if hi is None else hi
+        return fill_gaps(frame, tf, first, last)
+
+    # Commands
+
+    def fetch(
+        self,
+        markets: Sequence[str] = (),
+        *,
+        quote: str | None = None,
+        timeframes: Timeframes = "1h",
+        window: Window | None = None,
+        progress: Progress | None = None,
+    ) -> SyncReport:
+        """Fetch what the store lacks of `window` (default: the last 30 days) and store it."""
+        from upbit_cache.manager.fetch import fetch
+
+        self.last_fetch = asyncio.run(
+            fetch(
+                self.store,
+                self.config,
+                markets,
+                _timeframes(timeframes),
+                window or Window(),
+                quote=quote,
+                progress=progress,
+            )
+        )
+        return self.last_fetch
+
+    def resample(
+        self,
+        markets: Sequence[str] = (),
+        timeframes: Timeframes = "1h",
+        base: str | Timeframe | None = None,
+    ) -> list[DeriveOutcome]:
+        """Derive `timeframes` from stored finer candles and store them (incremental)."""
+        from upbit_cache.manager.derive import resample_store
+
+        source = _timeframe(base) if base is not None else None
+        return asyncio.run(resample_store(self.store, markets, _timeframes(timeframes), source))
+
+    def screen_prep(
+        self,
+        request: ScreenRequest,
+        *,
+        out: str = "-",
+        fmt: Format = "csv",
+        progress: Progress | None = None,
+    ) -> Produced:
+        """Bring the request's window up to date and write one long table to `out`.
+
+        A run whose table was built before from exactly the same files copies the kept table
+        (one request for Upbit's clock, no Parquet read).
+        """
+        keepable = request.refresh and not request.include_open
+        name = key(request, fmt)
+
+        async def run() -> tuple[str, Kept] | ScreenResult:
+            async with UpbitClient(self.config) as client:  # one session for the whole run
+                if keepable:
+                    found = await lookup(self.files, client, request, name, fmt)
+                    if found is not None:
+                        return found
+                # Something changed (or cannot be kept): the full run, with Parquet and pandas.
+                from upbit_cache.manager.screen import screen_prep
+
+                return await screen_prep(self.store, client, request, progress)
+
+        done = asyncio.run(run())
+        if isinstance(done, tuple):
+            screens.send(self.files, done[0], out)
+            return Produced(kept=done[1])
+        self._write_screen(done, out, fmt, name if keepable else None)
+        return Produced(result=done, memory=self.memory.stats)
+
+    def _write_screen(self, result: ScreenResult, out: str, fmt: Format, name: str | None) -> None:
+        import pyarrow.compute as pc
+
+        from upbit_cache.store.output import write_output, write_table
+
+        failed = result.sync is not None and result.sync.failed
+        if name is None or result.fingerprint is None or failed:
+            write_output(result.table, out, fmt)
+            return
+        table = screens.keep(self.files, name, fmt, lambda s: write_table(result.table, s, fmt))
+        screens.send(self.files, table, out)
+        shown = pc.count_distinct(result.table["market"]).as_py() if result.table.num_rows else 0
+        facts = Kept(result.fingerprint, shown, result.table.num_rows, result.short)
+        facts.filtered_out = len(result.filtered_out)
+        remember(self.files, name, facts)
+
+    def prune(
+        self, policy: Policy, *, now: TimeLike | None = None, dry_run: bool = False
+    ) -> PruneReport:
+        """Compact old hot partitions, apply retention, clear leftovers (`now`: for that time)."""
+        from upbit_cache.manager.prune import prune
+        from upbit_cache.store.candle_store import CandleStore
+
+        store = CandleStore(self.files)  # every file is read once: memory would only cost
+        at = to_ms(now) if now is not None else None
+        return asyncio.run(prune(store, policy, now=at, dry_run=dry_run))
+
+    def info(
+        self, markets: Sequence[str] = (), timeframes: Timeframes | None = None
+    ) -> list[SeriesInfo]:
+        """What the store holds, per (timeframe, market); none given: everything stored."""
+        from upbit_cache.manager.info import inventory
+        from upbit_cache.store.candle_store import CandleStore
+
+        wanted = validate_markets(markets) or None
+        chosen = _timeframes(timeframes) if timeframes is not None else None
+        return inventory(CandleStore(self.files), chosen, wanted)
+
+    def live(
+        self,
+        markets: Sequence[str],
+        timeframes: Timeframes,
+        *,
+        store: bool = True,
+    ) -> AsyncIterator[LiveEvent]:
+        """Live candle events (snapshot, update, close) from Upbit's trade stream, forever.
+
+            async for item in cache.live(["KRW-BTC"], "1m,15m,1h"):
+                print(item.event.kind, item.event.candle)
+
+        Closed candles go to the store unless `store=False`.
+        """
+        from upbit_cache.manager.live import check_timeframes, live_candles
+
+        tfs = _timeframes(timeframes)
+        check_timeframes(tfs)
+        target = self.store if store else None
+        return live_candles(markets, tfs, config=self.config, store=target)
+
+
+def _timeframe(value: str | Timeframe) -> Timeframe:
+    return value if isinstance(value, Timeframe) else Timeframe.parse(value)
+
+
+def _timeframes(value: Timeframes) -> list[Timeframe]:
+    if isinstance(value, Timeframe):
+        return [value]
+    if isinstance(value, str):
+        return Timeframe.parse_list(value)
+    if not value:
+        raise UsageError("give at least one timeframe")
+    return list(value)

@@ -1,0 +1,93 @@
+"""`prune`: compact old hot partitions into the cold tier, apply retention, clear leftovers.
+
+Each (timeframe, market) is handled under its writer lock, so a `fetch` running at the same
+time waits for it and it for the fetch. The file edits, and the order that keeps every step
+safe to kill, are the store's (`store/upkeep.py`); this module decides what to prune.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from upbit_cache.store import layout
+from upbit_cache.store.candle_store import CandleStore, TierUsage
+from upbit_cache.store.upkeep import (
+    Change,
+    FileFacts,
+    SeriesEditor,
+    clear,
+    series_leftovers,
+    stale_screens,
+    unlocked_leftovers,
+)
+from upbit_cache.timeframes import Timeframe
+from upbit_cache.times import now_ms
+
+SCREEN_MAX_AGE_MS = 7 * 86_400_000  # kept screen tables not rebuilt for a week are dropped
+TEMP_MAX_AGE_MS = 3_600_000  # unlocked temp files (screens, probes) older than this are orphans
+
+__all__ = ["Change", "FileFacts", "Policy", "PruneReport", "prune"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What prune keeps: hot data younger than `compact_after`, rows younger than the keep."""
+
+    compact_after_ms: int = 7 * 86_400_000
+    keep_ms: int | None = None  # every timeframe; None keeps everything
+    keep_by_tf: dict[str, int] = field(default_factory=dict)  # e.g. {"1m": 90 days}
+    timeframes: tuple[Timeframe, ...] = ()  # empty: every stored timeframe
+
+    def keep_for(self, tf: Timeframe) -> int | None:
+        return self.keep_by_tf.get(tf.name, self.keep_ms)
+
+
+@dataclass
+class PruneReport:
+    dry_run: bool
+    before: dict[layout.Tier, TierUsage]
+    after: dict[layout.Tier, TierUsage] = field(default_factory=dict)
+    changes: list[Change] = field(default_factory=list)
+    temp_files: list[FileFacts] = field(default_factory=list)
+    screens: list[FileFacts] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+async def prune(
+    store: CandleStore, policy: Policy, *, now: int | None = None, dry_run: bool = False
+) -> PruneReport:
+    """Compact, apply retention and clear leftovers; with `dry_run`, only say what would go."""
+    began = time.monotonic()
+    now = now if now is not None else now_ms()
+    report = PruneReport(dry_run, before=store.usage())
+    for tf in policy.timeframes or store.timeframes():
+        for market in store.stored_markets(tf):
+            async with store.lock(tf, market):
+                edit = SeriesEditor(store, tf, market, dry_run)
+                keep = policy.keep_for(tf)
+                if keep is not None:
+                    report.changes += edit.retain(tf.floor_one(now - keep))
+                report.changes += edit.compact(now - policy.compact_after_ms)
+                # Safe under the lock: nobody is writing this (timeframe, market) now.
+                report.temp_files += clear(store, series_leftovers(store, tf, market), dry_run)
+    # Two clocks, never mixed: candle times are aged against `now` (this host's clock unless
+    # the caller gives one: `prune --as-of`), file times against the store's own clock.
+    files_now = store.files.clock_ms()
+    orphans = unlocked_leftovers(store, files_now - TEMP_MAX_AGE_MS)
+    report.temp_files += clear(store, orphans, dry_run)
+    report.screens = clear(store, stale_screens(store, files_now - SCREEN_MAX_AGE_MS), dry_run)
+    report.after = store.usage() if not dry_run else _projected(report)
+    report.seconds = time.monotonic() - began
+    return report
+
+
+def _projected(report: PruneReport) -> dict[layout.Tier, TierUsage]:
+    """What `usage` would say after the changes a dry run found."""
+    after = dict(report.before)
+    for change in report.changes:
+        for facts in change.removed:
+            after[facts.tier] = after[facts.tier] + TierUsage(-1, -facts.bytes)
+        for facts in change.added:
+            after[facts.tier] = after[facts.tier] + TierUsage(1, facts.bytes)
+    return after

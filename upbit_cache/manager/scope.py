@@ -1,0 +1,123 @@
+"""What a command works on, resolved in one place: its markets and its window of time.
+
+Light on purpose (no pyarrow, no pandas): the CLI builds these before anything heavy loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from upbit_cache.errors import InvalidRangeError, UnknownMarketError, UsageError
+from upbit_cache.markets import validate_markets, validate_quote
+from upbit_cache.timeframes.timeframe import DAY_MS, Timeframe
+from upbit_cache.times import TimeLike, to_ms
+
+DEFAULT_DAYS = 30.0
+DEFAULT_QUOTE = "KRW"
+
+
+def of_quote(names: Iterable[str], quote: str | None) -> list[str]:
+    """The names among `names` quoted in `quote` (default KRW), sorted."""
+    prefix = validate_quote(quote or DEFAULT_QUOTE) + "-"
+    return sorted(m for m in names if m.startswith(prefix))
+
+
+def selection(markets: Sequence[str], quote: str | None = None) -> list[str]:
+    """The named markets, validated (before anything is asked of Upbit)."""
+    wanted = validate_markets(markets)
+    if wanted and quote:
+        raise UsageError("give markets or --quote, not both")
+    if quote is not None:
+        validate_quote(quote)
+    return wanted
+
+
+def resolve_markets(
+    listed: Iterable[str], markets: Sequence[str], quote: str | None = None
+) -> list[str]:
+    """The markets to work on: those named (each one Upbit lists), else all of `quote`.
+
+    `listed` is what Upbit lists now. Named markets keep their order; a market Upbit does
+    not list is refused, with every such name in one message.
+    """
+    wanted = selection(markets, quote)
+    known = set(listed)
+    if not wanted:
+        return of_quote(known, quote)
+    unknown = [m for m in wanted if m not in known]
+    if unknown:
+        raise UnknownMarketError(f"Upbit does not list {', '.join(unknown)}")
+    return wanted
+
+
+def parse_span(
+    start: TimeLike | None, end: TimeLike | None, names: tuple[str, str] = ("start", "end")
+) -> tuple[int | None, int | None]:
+    """Epoch ms of [start, end), either open; refused if start is not before end."""
+    lo = to_ms(start) if start is not None else None
+    hi = to_ms(end) if end is not None else None
+    if lo is not None and hi is not None and lo >= hi:
+        raise InvalidRangeError(f"{names[0]} {start} is not before {names[1]} {end}")
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class Window:
+    """The time a command asks for: [start, end) in epoch ms, or the last `days`.
+
+    `start` None: the last `days` (default 30) before now; `end` None: up to the last closed
+    period. Built by `Window.of`, which refuses what cannot be served.
+    """
+
+    start: int | None = None
+    end: int | None = None
+    days: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.days is not None and self.start is not None:
+            raise UsageError("give --days or --since, not both")
+        if self.days is not None and not self.days > 0:
+            raise UsageError(f"--days must be more than 0, not {self.days}")
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise InvalidRangeError("the range is empty: start must be before end")
+
+    @classmethod
+    def of(
+        cls,
+        since: TimeLike | None = None,
+        until: TimeLike | None = None,
+        days: float | None = None,
+    ) -> Window:
+        """A window from what a user gives: `since`/`until` times, or a number of days."""
+        if until is not None and since is None:
+            raise UsageError("--until needs --since")
+        start, end = parse_span(since, until, ("--since", "--until"))
+        return cls(start, end, days)
+
+    def start_at(self, now: int) -> int:
+        """The window's start, given now (epoch ms)."""
+        if self.start is not None:
+            return self.start
+        return now - int((self.days if self.days is not None else DEFAULT_DAYS) * DAY_MS)
+
+
+@dataclass(frozen=True)
+class ScreenRequest:
+    """What a `screen-prep` asks for."""
+
+    markets: tuple[str, ...] = ()
+    quote: str | None = None
+    timeframe: Timeframe = field(default_factory=lambda: Timeframe.parse("1h"))
+    days: float = DEFAULT_DAYS
+    refresh: bool = True
+    include_open: bool = False
+    min_value: float | None = None
+    top: int | None = None
+
+    def __post_init__(self) -> None:
+        selection(self.markets, self.quote)
+        if self.top is not None and self.top < 1:
+            raise UsageError("--top must be at least 1")
+        if not self.days > 0:
+            raise UsageError(f"--days must be more than 0, not {self.days}")

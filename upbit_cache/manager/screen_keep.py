@@ -1,0 +1,106 @@
+"""When a kept screen-prep table is still the answer: a run with nothing new rebuilds nothing.
+
+A table is kept with a record of what it was built from: the window and the version (size,
+modification time) of every fetched-range record and data file inside it. A later run with
+the same arguments asks Upbit only for its clock and the market list; if the window and
+every file are unchanged, the kept table is the answer. This module imports neither
+pyarrow's Parquet nor pandas, so such a run starts and ends fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+from upbit_cache.collector.client import UpbitClient
+from upbit_cache.errors import UpbitCacheError
+from upbit_cache.manager.scope import ScreenRequest, resolve_markets
+from upbit_cache.markets import validate_markets
+from upbit_cache.store import screens
+from upbit_cache.store.files import DataDir
+from upbit_cache.store.formats import Format
+from upbit_cache.timeframes import Timeframe
+from upbit_cache.timeframes.timeframe import DAY_MS
+
+
+@dataclass
+class Kept:
+    """A kept table and the facts its summary line needs."""
+
+    fingerprint: str
+    markets: int
+    rows: int
+    short: dict[str, float] = field(default_factory=dict)
+    filtered_out: int = 0
+
+
+def window(tf: Timeframe, now: int, days: float) -> tuple[int, int]:
+    """The closed periods of the last `days` before `now`: [start, end)."""
+    return tf.floor_one(now - int(days * DAY_MS)), tf.floor_one(now)
+
+
+def key(request: ScreenRequest, fmt: Format) -> str:
+    """A name for one combination of screen-prep arguments."""
+    args = {
+        "markets": sorted(validate_markets(request.markets)),
+        "quote": request.quote,
+        "days": request.days,
+        "tf": request.timeframe.name,
+        "fmt": fmt,
+        "top": request.top,
+        "min_value": request.min_value,
+    }
+    return hashlib.sha1(
+        json.dumps(args, sort_keys=True).encode(), usedforsecurity=False
+    ).hexdigest()
+
+
+def stamp(files: DataDir, tf: Timeframe, market: str, start: int, end: int) -> list[object]:
+    """What one market's part of a table of [start, end) depends on: its files' versions."""
+    return [market, *screens.series_versions(files, tf, market, start, end)]
+
+
+def fingerprint(tf: Timeframe, start: int, end: int, stamps: Sequence[list[object]]) -> str:
+    """One string for a table of [start, end) built from files with these `stamp`s."""
+    parts: list[object] = [tf.name, start, end, *sorted(stamps, key=lambda s: str(s[0]))]
+    return hashlib.sha1(json.dumps(parts).encode(), usedforsecurity=False).hexdigest()
+
+
+def find(files: DataDir, name: str, fmt: str, current: str) -> tuple[str, Kept] | None:
+    """The kept table `name` if it was built from exactly `current`."""
+    found = screens.read_kept(files, name, fmt)
+    if found is None:
+        return None
+    table, record = found
+    try:
+        kept = Kept(**record)
+    except TypeError:
+        return None  # a record of another version: build the table again
+    return (table, kept) if kept.fingerprint == current else None
+
+
+def remember(files: DataDir, name: str, kept: Kept) -> None:
+    """Record what the table `name` was built from (after the table itself is written)."""
+    screens.remember(files, name, asdict(kept))
+
+
+async def lookup(
+    files: DataDir, client: UpbitClient, request: ScreenRequest, name: str, fmt: str
+) -> tuple[str, Kept] | None:
+    """The kept table for this request, if nothing it depends on has changed.
+
+    Costs one request (the market list, which also gives Upbit's clock) and no candle request.
+    """
+    listed = [m.market for m in await client.markets()]
+    try:
+        wanted = resolve_markets(listed, request.markets, request.quote)
+    except UpbitCacheError:
+        return None  # the full run gives the error
+    if not wanted:
+        return None  # the full run gives the empty answer
+    tf = request.timeframe
+    start, end = window(tf, client.now_ms(), request.days)
+    stamps = [stamp(files, tf, m, start, end) for m in wanted]
+    return find(files, name, fmt, fingerprint(tf, start, end, stamps))

@@ -1,0 +1,14 @@
+"""The store: the only code that touches files (data, records, locks, kept screens, temp files).
+
+    files.py         DataDir: one pyarrow filesystem and a root; atomic writes
+    layout.py        every path, built and parsed back
+    candle_store.py  CandleStore: load, write and record candles (Hive-partitioned Parquet)
+    records.py       fetched-range records
+    locks.py         writer locks
+    upkeep.py        the file edits behind prune: retention, compaction, leftovers
+    screens.py       kept screen-prep tables
+    output.py        a table to a file or stdout (Parquet, CSV, JSON lines)
+
+Imports nothing of the collection engine or the cache manager. Modules are imported by
+name: this package's `__init__` loads nothing, so a light command pays only for what it uses.
+"""

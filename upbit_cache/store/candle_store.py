@@ -1,0 +1,332 @@
+"""The Parquet store: load, write and record candles, through one `DataDir`."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from upbit_cache.candles import (
+    CANDLE_SCHEMA,
+    dedupe_by_time,
+    from_table,
+    in_span,
+    times_ms,
+    to_table,
+)
+from upbit_cache.errors import StorageError, UpbitCacheError
+from upbit_cache.ranges import Ranges
+from upbit_cache.store import layout
+from upbit_cache.store.files import DataDir, StoredFile
+from upbit_cache.store.locks import FileLock
+from upbit_cache.store.records import Record, read_record, write_record
+from upbit_cache.timeframes import Timeframe
+
+HOT_ROW_GROUP = 4_096
+COLD_ROW_GROUP = 10_080  # a week of 1m candles
+COLD_ZSTD_LEVEL = 12
+_READ_ATTEMPTS = 20
+
+if TYPE_CHECKING:  # pandas is imported only where a frame is made, to keep CLI start fast
+    import pandas as pd
+
+Location = DataDir | str | os.PathLike[str] | None
+
+
+class TableCache(Protocol):
+    """A memory layer in front of file reads (the cache manager's LRU), keyed by file version."""
+
+    def get(self, path: str, version: tuple[int, int]) -> pa.Table | None: ...
+    def put(self, path: str, version: tuple[int, int], table: pa.Table) -> None: ...
+
+
+class _NoCache:
+    def get(self, path: str, version: tuple[int, int]) -> pa.Table | None:
+        return None
+
+    def put(self, path: str, version: tuple[int, int], table: pa.Table) -> None:
+        pass
+
+
+class CandleStore:
+    """Hive-partitioned Parquet candles plus fetched-range records under one root.
+
+    Writers of a (timeframe, market) hold `lock(tf, market)` around `write`; readers never
+    need a lock, because every file is replaced by an atomic rename.
+    """
+
+    def __init__(self, location: Location = None, *, cache: TableCache | None = None) -> None:
+        self.files = location if isinstance(location, DataDir) else DataDir.open(location)
+        self.cache: TableCache = cache if cache is not None else _NoCache()
+
+    @property
+    def root(self) -> str:
+        return self.files.root
+
+    @property
+    def is_local(self) -> bool:
+        return self.files.is_local
+
+    def ensure_writable(self) -> None:
+        """Fail early, with the path in the message, if nothing can be written here."""
+        self.files.ensure_writable()
+
+    def lock(self, tf: Timeframe, market: str) -> FileLock:
+        """The writer lock of one (timeframe, market)."""
+        return self.files.lock(layout.lock_file(self.root, tf, market))
+
+    def fetched(self, tf: Timeframe, market: str) -> Ranges:
+        """The time ranges already asked of Upbit for this (timeframe, market)."""
+        return self.record(tf, market).fetched
+
+    def record(self, tf: Timeframe, market: str) -> Record:
+        """Everything recorded of this (timeframe, market): fetched ranges, derivation."""
+        return read_record(self.files, layout.fetched_file(self.root, tf, market))
+
+    def markets(self, tf: Timeframe) -> list[str]:
+        """Markets with any fetched range recorded for this timeframe."""
+        found = self.files.list_files(layout.records_root(self.root, tf))
+        return sorted(m for m in (layout.market_of_record(f.name) for f in found) if m)
+
+    def load(
+        self, market: str, tf: Timeframe, start: int | None = None, end: int | None = None
+    ) -> pd.DataFrame:
+        """Stored candles of one market with start <= time < end (epoch ms), oldest first."""
+        return from_table(self.load_table(market, tf, start, end))
+
+    def load_table(
+        self, market: str, tf: Timeframe, start: int | None = None, end: int | None = None
+    ) -> pa.Table:
+        """`load` as an Arrow table (CANDLE_SCHEMA), read through the memory layer if any.
+
+        Hot and cold files are read as one: where both hold a time (a compaction under way,
+        or a backfill into a compacted span), the hot row wins.
+        """
+        for attempt in range(_READ_ATTEMPTS):
+            found = self._files(market, tf, start, end)
+            try:
+                table = self._combine([self._read(f) for f in found], found)
+                break
+            except FileNotFoundError:
+                # A concurrent prune compacted files between our listing and our read: list
+                # again (the files already read come from memory, so each try gets further).
+                if attempt == _READ_ATTEMPTS - 1:
+                    raise StorageError(
+                        f"{market} {tf}: files keep changing under this read; try again"
+                    ) from None
+                time.sleep(0.01 * attempt)
+        return in_span(table, start, end)
+
+    def write(
+        self,
+        market: str,
+        tf: Timeframe,
+        candles: pd.DataFrame | pa.Table,
+        covered: Ranges,
+        *,
+        derived_from: Timeframe | None = None,
+        sources: dict[str, str] | None = None,
+    ) -> int:
+        """Merge candles into their partitions, then record `covered` as settled.
+
+        Rows replace stored rows with the same `time`. For a derived timeframe, `derived_from`
+        and the base partitions' fingerprints (`sources`) are recorded too. Returns the number
+        of rows written. The caller holds `lock(tf, market)`.
+        """
+        table = to_table(candles)
+        if table.num_rows:
+            starts = layout.partition_starts(tf, times_ms(table).to_numpy())
+            order = np.argsort(starts, kind="stable")
+            bounds = np.flatnonzero(np.diff(starts[order])) + 1
+            for rows in np.split(order, bounds):
+                self._merge_partition(market, tf, int(starts[rows[0]]), table.take(rows))
+        if covered or sources:
+            path = layout.fetched_file(self.root, tf, market)
+            old = read_record(self.files, path)
+            base = derived_from.name if derived_from is not None else old.derived_from
+            kept = old.sources if base == old.derived_from else {}
+            sources = {**kept, **(sources or {})}
+            pruned = old.pruned.subtract(covered)  # fetched again: no longer a pruned gap
+            record = Record(old.fetched.union(covered), base, sources, pruned)
+            write_record(self.files, path, record)
+        return table.num_rows
+
+    def _merge_partition(self, market: str, tf: Timeframe, start: int, new: pa.Table) -> None:
+        final = layout.data_file(self.root, tf, market, start)
+        found = self.files.stat(final)
+        old = self._read(found) if found is not None else None
+        # Old rows first, so that for a repeated time the new row wins.
+        merged = dedupe_by_time(new if old is None else pa.concat_tables([old, new]))
+        self.put_file(final, merged)
+
+    def put_file(self, path: str, table: pa.Table) -> StoredFile | None:
+        """Write one data file atomically, encoded for its tier (named by its file name).
+
+        The caller holds the series' writer lock; None if the file vanished all the same.
+        """
+        tier = layout.tier_of(path)
+        written = self.files.write(path, lambda sink: write_parquet(table, sink, tier))
+        if written is not None:
+            # Just written: keep it in memory, so a read that follows costs no disk read.
+            self.cache.put(path, written.version, table)
+        return written
+
+    def remove_file(self, path: str) -> None:
+        """Delete one data file and its partition directory if that is left empty."""
+        self.files.delete(path)  # already gone is what was asked for
+        self.files.delete_dir_if_empty(path.rpartition("/")[0])
+
+    def set_record(self, tf: Timeframe, market: str, record: Record) -> None:
+        """Replace the record of one (timeframe, market); the caller holds its lock."""
+        write_record(self.files, layout.fetched_file(self.root, tf, market), record)
+
+    def data_files(self, tf: Timeframe, market: str) -> list[StoredFile]:
+        """Every data file (both tiers) of one (timeframe, market), in path order."""
+        return self._files(market, tf, None, None)
+
+    def timeframes(self) -> list[Timeframe]:
+        """Timeframes with any data or record in the store."""
+        names = set(self.files.list_dirs(layout.candles_dir(self.root)))
+        names.update(self.files.list_dirs(layout.records_dir(self.root)))
+        found = []
+        for name in sorted(names):
+            try:
+                found.append(Timeframe.parse(name))
+            except UpbitCacheError:
+                continue  # not ours
+        return found
+
+    def stored_markets(self, tf: Timeframe) -> list[str]:
+        """Markets with a record or any data file for this timeframe."""
+        dirs = self.files.list_dirs(layout.candles_root(self.root, tf))
+        held = {m for m in (layout.market_of_dir(d) for d in dirs) if m}
+        return sorted(held.union(self.markets(tf)))
+
+    def partition_files(
+        self, tf: Timeframe, market: str, tier: layout.Tier = "hot"
+    ) -> dict[int, StoredFile]:
+        """The data files of one (timeframe, market) in one tier, by partition start."""
+        found = self._files(market, tf, None, None)
+        return {
+            layout.parse_partition(f.path)[2]: f for f in found if layout.tier_of(f.path) == tier
+        }
+
+    def usage(self) -> dict[layout.Tier, TierUsage]:
+        """Files and bytes of each tier of the whole dataset."""
+        return usage_by_tier(self.files.list_files(layout.candles_dir(self.root), recursive=True))
+
+    def versions(self, tf: Timeframe, market: str, start: int, end: int) -> list[object]:
+        """What a table of [start, end) read from this series depends on: the version of
+        its record and of every data file that may hold it (None where there is none)."""
+        names = [layout.fetched_file(self.root, tf, market)]
+        names += layout.data_files_between(self.root, tf, market, start, end)
+        return [f.version if f is not None else None for f in self.files.stat_many(names)]
+
+    def read_file(self, found: StoredFile | str) -> pa.Table:
+        """One data file, from memory when this version of it was read or written before."""
+        if isinstance(found, str):
+            stat = self.files.stat(found)
+            if stat is None:
+                raise StorageError(f"cannot read {found}: there is no such file")
+            found = stat
+        try:
+            return self._read(found)
+        except FileNotFoundError as exc:
+            raise StorageError(f"cannot read {found.path}: it was removed meanwhile") from exc
+
+    def _read(self, found: StoredFile) -> pa.Table:
+        table = self.cache.get(found.path, found.version)
+        if table is None:
+            try:
+                with self.files.open_input(found.path) as source:
+                    table = pq.ParquetFile(source).read().cast(CANDLE_SCHEMA)
+            except FileNotFoundError:
+                raise
+            except (OSError, pa.ArrowInvalid) as exc:
+                raise StorageError(f"cannot read {found.path}: {exc}") from exc
+            self.cache.put(found.path, found.version, table)
+        return table
+
+    @staticmethod
+    def _combine(parts: list[pa.Table], found: list[StoredFile]) -> pa.Table:
+        if not parts:
+            return CANDLE_SCHEMA.empty_table()
+        table = pa.concat_tables(parts)
+        if any(layout.tier_of(f.path) == "cold" for f in found):
+            # Path order puts a span's cold file before its hot files: the hot row wins.
+            table = dedupe_by_time(table)
+        return table
+
+    def _files(
+        self, market: str, tf: Timeframe, start: int | None, end: int | None
+    ) -> list[StoredFile]:
+        """The data files (both tiers) that may hold [start, end), in path order."""
+        if start is not None and end is not None:
+            names = layout.data_files_between(self.root, tf, market, start, end)
+            found = [f for f in self.files.stat_many(names) if f is not None]
+        else:
+            found = self.files.list_files(layout.market_dir(self.root, tf, market), recursive=True)
+        return sorted((f for f in found if layout.is_data_file(f.name)), key=_path)
+
+
+@dataclass(frozen=True)
+class TierUsage:
+    """Data files of one tier and their summed size."""
+
+    files: int = 0
+    bytes: int = 0
+
+    def __add__(self, other: TierUsage) -> TierUsage:
+        return TierUsage(self.files + other.files, self.bytes + other.bytes)
+
+
+def usage_by_tier(found: Iterable[StoredFile]) -> dict[layout.Tier, TierUsage]:
+    """Files and bytes per tier among `found` (anything that is not a data file is skipped)."""
+    tiers: dict[layout.Tier, TierUsage] = {"hot": TierUsage(), "cold": TierUsage()}
+    for f in found:
+        if layout.is_data_file(f.name):
+            tier = layout.tier_of(f.path)
+            tiers[tier] = tiers[tier] + TierUsage(1, f.bytes)
+    return tiers
+
+
+def write_parquet(table: pa.Table, sink: pa.NativeFile, tier: layout.Tier) -> None:
+    """Encode candles for a tier: hot files are rewritten often, cold ones read for years.
+
+    Hot: snappy (cheap to write, read everywhere) and small row groups. Cold: zstd at a high
+    level over encodings that suit the data (delta for the sorted times, byte-stream-split
+    for the floats: a third fewer bytes than plain zstd, and faster to read), row groups of a
+    week of 1m candles for range scans. Both are sorted by `time`, say so, and carry `time`
+    statistics, so readers skip what they do not need.
+    """
+    sorting = [pq.SortingColumn(table.schema.get_field_index("time"))]
+    if tier == "hot":
+        pq.write_table(
+            table, sink, compression="snappy", row_group_size=HOT_ROW_GROUP, sorting_columns=sorting
+        )
+        return
+    encodings = {
+        name: "DELTA_BINARY_PACKED" if pa.types.is_timestamp(kind) else "BYTE_STREAM_SPLIT"
+        for name, kind in zip(table.schema.names, table.schema.types, strict=True)
+    }
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd",
+        compression_level=COLD_ZSTD_LEVEL,
+        use_dictionary=False,
+        column_encoding=encodings,
+        row_group_size=COLD_ROW_GROUP,
+        write_statistics=True,
+        sorting_columns=sorting,
+    )
+
+
+def _path(found: StoredFile) -> str:
+    return found.path

@@ -1,0 +1,241 @@
+"""The data dir's filesystem: every file the store touches goes through one `DataDir`.
+
+A data dir is a local folder or a URI pyarrow serves (`file:///...`). Every write is atomic:
+a hidden temp file, then a rename, so a reader sees the old file or the new one, never part
+of one, and a killed writer leaves only a temp file, which readers ignore and `prune`
+removes. This module imports pyarrow.fs and nothing heavier, so that a command that needs no
+Parquet (a kept screen-prep table) starts fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from upbit_cache.errors import StorageError, UsageError
+from upbit_cache.store.datadir import default_data_dir
+from upbit_cache.store.layout import TEMP_SUFFIX, temp_path
+from upbit_cache.store.locks import FileLock
+from upbit_cache.times import now_ms
+
+Writer = Callable[[pa.NativeFile], object]
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One file as listed: where it is, its size, and when it was last written."""
+
+    path: str
+    bytes: int
+    mtime_ns: int
+
+    @property
+    def name(self) -> str:
+        return self.path.rpartition("/")[2]
+
+    @property
+    def version(self) -> tuple[int, int]:
+        """(size, mtime): changes whenever the file is replaced."""
+        return self.bytes, self.mtime_ns
+
+    @property
+    def mtime_ms(self) -> int:
+        """Modification time in epoch ms, on the data dir's clock (see `DataDir.clock_ms`)."""
+        return self.mtime_ns // 1_000_000
+
+    @property
+    def is_temp(self) -> bool:
+        return self.name.startswith(".") and self.name.endswith(TEMP_SUFFIX)
+
+
+def open_filesystem(location: str | os.PathLike[str]) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and the path inside it for a local path or a URI."""
+    text = os.fspath(location)
+    if "://" not in text:
+        return pafs.LocalFileSystem(), str(Path(text).expanduser().absolute())
+    try:
+        fs, path = pafs.FileSystem.from_uri(text)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        raise UsageError(f"cannot use {text} as a location: {exc}") from exc
+    return fs, path
+
+
+class DataDir:
+    """One filesystem and a root: the only way the store reads, writes, lists or deletes."""
+
+    def __init__(self, fs: pafs.FileSystem, root: str) -> None:
+        self.fs = fs
+        self.root = root.rstrip("/") or "/"
+        self.is_local = isinstance(fs, pafs.LocalFileSystem)
+
+    @classmethod
+    def open(cls, location: str | os.PathLike[str] | None = None) -> DataDir:
+        """The data dir at a local path or URI; None: UPBIT_CACHE_DIR or the user data dir."""
+        fs, root = open_filesystem(location if location is not None else default_data_dir())
+        return cls(fs, root)
+
+    def __repr__(self) -> str:
+        return f"DataDir({self.root!r})"
+
+    # Reading
+
+    def stat(self, path: str) -> StoredFile | None:
+        """The file at `path`, or None if there is none."""
+        return self.stat_many([path])[0]
+
+    def stat_many(self, paths: Iterable[str]) -> list[StoredFile | None]:
+        """`stat` of many paths in one call."""
+        infos = self._infos(list(paths))
+        return [_stored(i) if i.type == pafs.FileType.File else None for i in infos]
+
+    def is_file(self, path: str) -> bool:
+        return self._infos([path])[0].type == pafs.FileType.File
+
+    def list_files(self, folder: str, *, recursive: bool = False) -> list[StoredFile]:
+        """The files under `folder` (none if it does not exist), in path order."""
+        selector = pafs.FileSelector(folder, recursive=recursive, allow_not_found=True)
+        found = self._listing(selector)
+        return sorted((_stored(i) for i in found if i.type == pafs.FileType.File), key=_path)
+
+    def list_dirs(self, folder: str) -> list[str]:
+        """The names of the folders directly under `folder`, sorted."""
+        selector = pafs.FileSelector(folder, allow_not_found=True)
+        found = self._listing(selector)
+        return sorted(i.base_name for i in found if i.type == pafs.FileType.Directory)
+
+    def read_bytes(self, path: str) -> bytes | None:
+        """The whole file, or None if there is none."""
+        try:
+            with self.fs.open_input_stream(path) as source:
+                return bytes(source.read())
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc}") from exc
+
+    def open_input(self, path: str) -> pa.NativeFile:
+        """A file opened for random access (Parquet); FileNotFoundError if it is gone."""
+        return self.fs.open_input_file(path)
+
+    # Writing
+
+    def write(self, path: str, write: Writer) -> StoredFile | None:
+        """Create or replace `path` atomically with what `write` puts into the stream.
+
+        The file as written, or None if another process replaced or removed it meanwhile.
+        """
+        atomic_write(self.fs, path, write)
+        return self.stat(path)
+
+    def write_bytes(self, path: str, data: bytes) -> StoredFile | None:
+        return self.write(path, lambda sink: sink.write(data))
+
+    def delete(self, path: str) -> bool:
+        """Remove a file; False if it was already gone."""
+        try:
+            self.fs.delete_file(path)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise StorageError(f"cannot delete {path}: {exc}") from exc
+        return True
+
+    def delete_dir_if_empty(self, folder: str) -> None:
+        selector = pafs.FileSelector(folder, allow_not_found=True)
+        if not self._listing(selector):
+            with contextlib.suppress(OSError):  # a writer may be filling it again
+                self.fs.delete_dir(folder)
+
+    def lock(self, path: str) -> FileLock:
+        """An exclusive writer lock named by `path` (only a local disk has them)."""
+        return FileLock(path if self.is_local else None)
+
+    def is_a_file(self) -> bool:
+        """Whether the data dir itself is a regular file (a usage mistake)."""
+        return self.is_file(self.root)
+
+    def ensure_writable(self) -> None:
+        """Fail early, with the path in the message, if nothing can be written here."""
+        probe = temp_path(f"{self.root}/.write-probe")  # unique: runs may probe at once
+        try:
+            self.write_bytes(probe, b"ok")
+            self.delete(probe)
+        except (StorageError, OSError) as exc:
+            raise StorageError(f"data dir {self.root} is not writable: {exc}") from exc
+
+    def clock_ms(self) -> int:
+        """Now on the data dir's own clock: the modification time a file written now gets.
+
+        File ages (leftover temp files, kept screens nobody uses) are measured against this,
+        not against this host's clock, so that a data dir whose clock differs from ours
+        (another host's disk, an object store, a test under a shifted clock) ages nothing
+        wrongly. Where nothing can be written, this host's clock is the only one there is.
+        """
+        probe = temp_path(f"{self.root}/.clock")
+        try:
+            with self.fs.open_output_stream(probe):
+                pass
+            found = self.stat(probe)
+            self.fs.delete_file(probe)
+        except OSError:
+            return now_ms()
+        return found.mtime_ms if found is not None and found.mtime_ns else now_ms()
+
+    def _infos(self, paths: list[str]) -> list[pafs.FileInfo]:
+        try:
+            return list(self.fs.get_file_info(paths))
+        except OSError as exc:
+            raise StorageError(f"cannot look at {paths[0] if paths else self.root}: {exc}") from exc
+
+    def _listing(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+        try:
+            return list(self.fs.get_file_info(selector))
+        except NotADirectoryError as exc:
+            raise StorageError(f"{selector.base_dir} is a file, not a directory") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot list {selector.base_dir}: {exc}") from exc
+
+
+def write_out(location: str, write: Writer) -> None:
+    """Create or replace a file outside the data dir (an `--out` path or URI) atomically."""
+    fs, path = open_filesystem(location)
+    atomic_write(fs, path, write)
+
+
+def atomic_write(fs: pafs.FileSystem, final: str, write: Writer) -> None:
+    """Create or replace `final` so that a reader sees the old file or the new one, never part.
+
+    On a local disk the rename is atomic (rename(2) replaces the target in one step); a
+    SIGKILL before it leaves only a hidden `.tmp` file, which readers ignore and prune removes.
+    """
+    tmp = temp_path(final)
+    try:
+        fs.create_dir(final.rpartition("/")[0], recursive=True)
+        with fs.open_output_stream(tmp) as sink:
+            write(sink)
+        fs.move(tmp, final)
+    except OSError as exc:
+        _discard(fs, tmp)
+        raise StorageError(f"cannot write {final}: {exc.strerror or exc}") from exc
+    except BaseException:
+        _discard(fs, tmp)
+        raise
+
+
+def _discard(fs: pafs.FileSystem, path: str) -> None:
+    with contextlib.suppress(OSError):
+        fs.delete_file(path)
+
+
+def _stored(info: pafs.FileInfo) -> StoredFile:
+    return StoredFile(info.path, info.size or 0, info.mtime_ns or 0)
+
+
+def _path(found: StoredFile) -> str:
+    return found.path

@@ -1,0 +1,68 @@
+"""Kept screen-prep tables: the rendered table, and a record of what it was built from.
+
+A table is kept as `<data-dir>/screens/<key>.<format>` beside `<key>.json`, written after
+the table, so a record always describes a table that is there. Through the data dir's
+filesystem like every other file, and light (no Parquet, no pandas): a screen-prep with
+nothing new reads only these and the file versions of what the table was built from.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from upbit_cache.errors import StorageError
+from upbit_cache.store import layout
+from upbit_cache.store.files import DataDir, Writer, write_out
+from upbit_cache.timeframes import Timeframe
+
+
+def series_versions(
+    files: DataDir, tf: Timeframe, market: str, start: int, end: int
+) -> list[object]:
+    """What a table of [start, end) read from one series depends on: the version of its
+    record and of every data file that may hold it (None where there is none)."""
+    names = [layout.fetched_file(files.root, tf, market)]
+    names += layout.data_files_between(files.root, tf, market, start, end)
+    return [list(f.version) if f is not None else None for f in files.stat_many(names)]
+
+
+def read_kept(files: DataDir, name: str, fmt: str) -> tuple[str, dict[str, Any]] | None:
+    """The kept table `name` in `fmt` and its record, if both are there and readable."""
+    raw = files.read_bytes(layout.screen_record(files.root, name))
+    table = layout.screen_table(files.root, name, fmt)
+    if raw is None or not files.is_file(table):
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return (table, data) if isinstance(data, dict) else None
+
+
+def keep(files: DataDir, name: str, fmt: str, write: Writer) -> str:
+    """Write the table `name` (atomically); its path."""
+    path = layout.screen_table(files.root, name, fmt)
+    files.write(path, write)
+    return path
+
+
+def remember(files: DataDir, name: str, record: dict[str, Any]) -> None:
+    """Record what the table `name` was built from (after the table itself is written)."""
+    files.write_bytes(layout.screen_record(files.root, name), json.dumps(record).encode())
+
+
+def send(files: DataDir, table: str, out: str) -> None:
+    """Send a kept table to `out` ("-" is stdout); a file appears whole or not at all."""
+    data = files.read_bytes(table)
+    if data is None:
+        raise StorageError(f"cannot read {table}: it was removed meanwhile; run again")
+    if out != "-":
+        write_out(out, lambda sink: sink.write(data))
+        return
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except OSError as exc:
+        raise StorageError(f"cannot write to stdout: {exc.strerror or exc}") from exc

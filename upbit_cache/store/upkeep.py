@@ -1,0 +1,186 @@
+"""The file edits behind `prune`: retention and compaction of one series, and leftovers.
+
+Every step is ordered so that a prune killed at any point leaves a store that readers see
+whole, and the next prune finishes the job:
+- compaction writes the cold file (old cold rows plus the hot rows) first, then deletes the
+  hot files; in between, readers see both and prefer the hot rows, which are the same;
+- retention updates the fetched-range record first, then deletes rows, so the record never
+  claims data that is gone (the deleted range is recorded as pruned: a later fetch asks for
+  it again only if its range includes it).
+A dry run does the same work in memory: what it would write is encoded (so sizes are
+exact) and kept, so that compaction after retention sees the files as retention left them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import pyarrow as pa
+
+from upbit_cache.candles import dedupe_by_time, in_span
+from upbit_cache.store import layout
+from upbit_cache.store.candle_store import CandleStore, write_parquet
+from upbit_cache.store.files import StoredFile
+from upbit_cache.timeframes import Timeframe
+
+Action = Literal["compact", "retain"]
+_FAR_FUTURE = 2**62
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    path: str
+    tier: layout.Tier
+    rows: int
+    bytes: int
+
+
+@dataclass
+class Change:
+    """One step on one (timeframe, market): the files it removes and those it writes."""
+
+    action: Action
+    tf: Timeframe
+    market: str
+    removed: list[FileFacts] = field(default_factory=list)
+    added: list[FileFacts] = field(default_factory=list)
+
+
+class SeriesEditor:
+    """The files of one (timeframe, market), edited for real or, in a dry run, in memory.
+
+    The caller holds the series' writer lock.
+    """
+
+    def __init__(self, store: CandleStore, tf: Timeframe, market: str, dry_run: bool) -> None:
+        self.store, self.tf, self.market, self.dry_run = store, tf, market, dry_run
+        self._pending: dict[str, tuple[pa.Table, int] | None] = {}  # path -> (table, bytes)
+
+    def retain(self, cutoff: int) -> list[Change]:
+        """Delete rows before `cutoff`; the record first, then the data."""
+        store, tf, market = self.store, self.tf, self.market
+        record = store.record(tf, market)
+        gone = record.fetched.clip(0, cutoff)
+        if gone and not self.dry_run:
+            kept = record.fetched.clip(cutoff, _FAR_FUTURE)
+            pruned = record.pruned.union(gone)
+            store.set_record(tf, market, replace(record, fetched=kept, pruned=pruned))
+        change = Change("retain", tf, market)
+        for facts in self._files():
+            if layout.parse_partition(facts.path)[2] >= cutoff:
+                continue
+            table, facts = self._read(facts.path)
+            rest = in_span(table, cutoff, None)
+            if rest.num_rows == table.num_rows:
+                continue
+            change.removed.append(facts)
+            if rest.num_rows:
+                change.added.append(self._put(facts.path, rest))
+            else:
+                self._remove(facts.path)
+        return [change] if change.removed else []
+
+    def compact(self, cutoff: int) -> list[Change]:
+        """Merge hot partitions that ended before `cutoff` into their cold files."""
+        tf = self.tf
+        groups: dict[int, list[str]] = defaultdict(list)
+        for facts in self._files():
+            start = layout.parse_partition(facts.path)[2]
+            if facts.tier == "hot" and layout.partition_end(tf, start) <= cutoff:
+                groups[layout.partition_start(tf, start, "cold")].append(facts.path)
+        changes = []
+        for cold_start, hot in groups.items():
+            change = Change("compact", tf, self.market)
+            cold_path = layout.data_file(self.store.root, tf, self.market, cold_start, "cold")
+            parts = []
+            for path in ([cold_path] if self._exists(cold_path) else []) + hot:
+                table, facts = self._read(path)
+                parts.append(table)
+                change.removed.append(facts)
+            # Cold rows first: where a time repeats, the (newer) hot row wins.
+            change.added.append(self._put(cold_path, dedupe_by_time(pa.concat_tables(parts))))
+            for path in hot:  # only once the cold file holds their rows
+                self._remove(path)
+            changes.append(change)
+        return changes
+
+    def _files(self) -> list[FileFacts]:
+        """The data files as they stand (after pending edits), without reading them."""
+        found = {
+            f.path: FileFacts(f.path, layout.tier_of(f.path), -1, f.bytes)
+            for f in self.store.data_files(self.tf, self.market)
+        }
+        for path, edit in self._pending.items():
+            if edit is None:
+                found.pop(path, None)
+            else:
+                found[path] = FileFacts(path, layout.tier_of(path), edit[0].num_rows, edit[1])
+        return [found[p] for p in sorted(found)]
+
+    def _read(self, path: str) -> tuple[pa.Table, FileFacts]:
+        edit = self._pending.get(path)
+        if edit is not None:
+            return edit[0], FileFacts(path, layout.tier_of(path), edit[0].num_rows, edit[1])
+        table = self.store.read_file(path)
+        size = self.store.files.stat(path)
+        facts = FileFacts(path, layout.tier_of(path), table.num_rows, size.bytes if size else 0)
+        return table, facts
+
+    def _exists(self, path: str) -> bool:
+        if path in self._pending:
+            return self._pending[path] is not None
+        return self.store.files.is_file(path)
+
+    def _put(self, path: str, table: pa.Table) -> FileFacts:
+        tier = layout.tier_of(path)
+        if self.dry_run:
+            sink = pa.BufferOutputStream()
+            write_parquet(table, sink, tier)  # encoded in memory: the size is exact
+            size = sink.getvalue().size
+            self._pending[path] = (table, size)
+        else:
+            written = self.store.put_file(path, table)
+            size = written.bytes if written is not None else 0
+        return FileFacts(path, tier, table.num_rows, size)
+
+    def _remove(self, path: str) -> None:
+        if self.dry_run:
+            self._pending[path] = None
+        else:
+            self.store.remove_file(path)
+
+
+def series_leftovers(store: CandleStore, tf: Timeframe, market: str) -> list[StoredFile]:
+    """Temp files of one series' writers: safe to remove under the series' writer lock."""
+    root, files = store.root, store.files
+    found = files.list_files(layout.market_dir(root, tf, market), recursive=True)
+    record = layout.fetched_file(root, tf, market)
+    folder, _, name = record.rpartition("/")
+    mine = [f for f in files.list_files(folder) if f.name.startswith(f".{name}.")]
+    return [f for f in found + mine if f.is_temp]
+
+
+def unlocked_leftovers(store: CandleStore, older_than: int) -> list[StoredFile]:
+    """Temp files nobody locks (screens, probes): only those too old to be in use."""
+    found = store.files.list_files(layout.screens_dir(store.root))
+    found += store.files.list_files(store.root)
+    return [f for f in found if f.is_temp and f.mtime_ms < older_than]
+
+
+def stale_screens(store: CandleStore, older_than: int) -> list[StoredFile]:
+    """Kept screen tables whose record was last written before `older_than`."""
+    found = store.files.list_files(layout.screens_dir(store.root))
+    records = [f for f in found if f.name.endswith(layout.RECORD_SUFFIX) and not f.is_temp]
+    stale = {layout.screen_key(f.name) for f in records if f.mtime_ms < older_than}
+    return [f for f in found if not f.is_temp and layout.screen_key(f.name) in stale]
+
+
+def clear(store: CandleStore, found: list[StoredFile], dry_run: bool) -> list[FileFacts]:
+    """Delete `found` (not in a dry run); what went, as facts."""
+    facts = [FileFacts(f.path, "hot", 0, f.bytes) for f in found]
+    if not dry_run:
+        for f in found:
+            store.files.delete(f.path)  # gone already: another prune was first
+    return facts
