@@ -10,8 +10,10 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
+if TYPE_CHECKING:  # pyarrow is not loaded to make an empty cache (a kept screen-prep table)
+    import pyarrow as pa
 
 DEFAULT_MEMORY_BYTES = 256 * 1024 * 1024
 

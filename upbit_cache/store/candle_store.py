@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -296,7 +296,7 @@ def usage_by_tier(found: Iterable[StoredFile]) -> dict[layout.Tier, TierUsage]:
     return tiers
 
 
-def write_parquet(table: pa.Table, sink: pa.NativeFile, tier: layout.Tier) -> None:
+def write_parquet(table: pa.Table, sink: IO[bytes] | pa.NativeFile, tier: layout.Tier) -> None:
     """Encode candles for a tier: hot files are rewritten often, cold ones read for years.
 
     Hot: snappy (cheap to write, read everywhere) and small row groups. Cold: zstd at a high
