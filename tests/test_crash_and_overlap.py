@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 from conftest import candle_requests, truth
 
+from upbit_cache.ranges import TimeRange
 from upbit_cache.simulator import SimulatorServer
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
@@ -35,7 +36,7 @@ def check_store_is_exact(sim: SimulatorServer, data_dir: Path, markets: list[str
         everything = store.load(market, H1)
         assert everything["time"].is_unique
         for start, end in store.fetched(H1, market):
-            got = store.load(market, H1, start, end)
+            got = store.load(market, H1, TimeRange(start, end))
             pd.testing.assert_frame_equal(got, truth(sim, market, "1h", start, end))
 
 

@@ -10,6 +10,7 @@ import pytest
 from conftest import NOW, run_fetch, truth
 
 from upbit_cache.collector.ratelimit import MAX_MARGIN, RateLimiter
+from upbit_cache.ranges import TimeRange
 from upbit_cache.simulator import SimulatorConfig, SimulatorServer
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
@@ -78,7 +79,7 @@ def test_418_stops_the_run_and_keeps_what_was_fetched(tmp_path: Path) -> None:
         for market in markets:
             # Whatever a record claims is on disk, exactly.
             for start, end in store.fetched(H1, market):
-                got = store.load(market, H1, start, end)
+                got = store.load(market, H1, TimeRange(start, end))
                 pd.testing.assert_frame_equal(got, truth(server, market, "1h", start, end))
 
 

@@ -29,7 +29,7 @@ ALLOWED = {
     "markets": {"errors"},
     "times": {"errors"},
     "ranges": {"errors", "times"},
-    "candles": set(),
+    "candles": {"ranges", "errors"},
 }
 # Calls that open, list, rename or delete files; only the store makes them.
 FILE_CALLS = {

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from upbit_cache.cli.main import app
 from upbit_cache.manager.info import SeriesInfo, inventory, to_json
-from upbit_cache.ranges import Ranges
+from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.candle_store import CandleStore, TierUsage
 from upbit_cache.store.records import Record
@@ -125,7 +125,7 @@ def test_tier_files_and_bytes_match_the_disk(tmp_path: Path) -> None:
     store.write("KRW-BTC", H1, candles(new), span("2026-01-01", "2026-01-02"))
     store.put_file(
         layout.data_file(store.root, H1, "KRW-BTC", to_ms("2026-01-01"), "cold"),
-        store.load_table("KRW-BTC", H1, to_ms("2026-01-01"), to_ms("2026-01-01T06:00")),
+        store.load_table("KRW-BTC", H1, TimeRange(to_ms("2026-01-01"), to_ms("2026-01-01T06:00"))),
     )
     info = only(inventory(store))
     assert info.tiers["hot"] == TierUsage(*disk_bytes(tmp_path, layout.DATA_FILE))

@@ -19,6 +19,7 @@ from conftest import FAST_RATE, NOW, truth
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.errors import UsageError
 from upbit_cache.manager.live import LiveEvent, live_candles
+from upbit_cache.ranges import TimeRange
 from upbit_cache.simulator import SimulatorServer
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
@@ -112,7 +113,7 @@ def test_closed_live_candles_equal_rest_and_are_stored(sim: SimulatorServer, tmp
         check(sim, closed, market, "1m", start, start + 19 * MINUTE)
         check(sim, closed, market, "15m", start, start + 15 * MINUTE)
         stored = CandleStore(tmp_path).load(
-            market, Timeframe.parse("15m"), start, start + 15 * MINUTE
+            market, Timeframe.parse("15m"), TimeRange(start, start + 15 * MINUTE)
         )
         pd.testing.assert_frame_equal(
             stored, truth(sim, market, "15m", start, start + 15 * MINUTE), rtol=1e-9
@@ -120,7 +121,7 @@ def test_closed_live_candles_equal_rest_and_are_stored(sim: SimulatorServer, tmp
         assert (
             CandleStore(tmp_path)
             .fetched(Timeframe.parse("15m"), market)
-            .covers(start, start + 15 * MINUTE)
+            .covers(TimeRange(start, start + 15 * MINUTE))
         )
 
 
@@ -192,7 +193,9 @@ def test_cli_jsonl_then_sigterm_stores_and_exits_cleanly(sim: SimulatorServer, t
         }  # fmt: skip
         assert row["event"] in {"snapshot", "update", "close"} and row["market"] == "KRW-BTC"
     start = to_ms(NOW)
-    stored = CandleStore(tmp_path).load("KRW-BTC", Timeframe.parse("1m"), start, start + 2 * MINUTE)
+    stored = CandleStore(tmp_path).load(
+        "KRW-BTC", Timeframe.parse("1m"), TimeRange(start, start + 2 * MINUTE)
+    )
     pd.testing.assert_frame_equal(
         stored, truth(sim, "KRW-BTC", "1m", start, start + 2 * MINUTE), rtol=1e-9
     )

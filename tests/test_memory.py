@@ -8,7 +8,7 @@ import pyarrow as pa
 from test_store import make
 
 from upbit_cache.manager.memory import MemoryCache
-from upbit_cache.ranges import Ranges
+from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
@@ -55,7 +55,7 @@ def test_store_reads_each_partition_from_disk_once(tmp_path: Path) -> None:
     store.write("KRW-BTC", H1, make("2026-01-01", 48), Ranges())
     memory.stats.hits = memory.stats.misses = 0
     store.load("KRW-BTC", H1)  # just written: already in memory
-    store.load("KRW-BTC", H1, to_ms("2025-06-01"), to_ms("2026-06-01"))
+    store.load("KRW-BTC", H1, TimeRange(to_ms("2025-06-01"), to_ms("2026-06-01")))
     assert (memory.stats.hits, memory.stats.misses) == (2, 0)
     fresh = MemoryCache()
     cold = CandleStore(tmp_path, cache=fresh)

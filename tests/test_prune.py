@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from upbit_cache.cli.main import app
 from upbit_cache.manager.prune import Policy, PruneReport, prune
-from upbit_cache.ranges import Ranges
+from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.simulator import SimulatorServer
 from upbit_cache.simulator.history import History
 from upbit_cache.store import layout
@@ -112,11 +112,15 @@ def test_a_backfill_into_a_cold_span_wins_until_the_next_compaction(store_dir: P
     run_prune(store_dir)
     store = CandleStore(store_dir)
     at = to_ms("2026-10-20T00:00Z")
-    row = store.load("KRW-BTC", M1, at, at + 60_000).assign(close=1.0)
+    row = store.load("KRW-BTC", M1, TimeRange(at, at + 60_000)).assign(close=1.0)
     store.write("KRW-BTC", M1, row, Ranges())  # lands in a hot partition inside a cold month
-    assert CandleStore(store_dir).load("KRW-BTC", M1, at, at + 60_000)["close"].tolist() == [1.0]
+    assert CandleStore(store_dir).load("KRW-BTC", M1, TimeRange(at, at + 60_000))[
+        "close"
+    ].tolist() == [1.0]
     run_prune(store_dir)
-    assert CandleStore(store_dir).load("KRW-BTC", M1, at, at + 60_000)["close"].tolist() == [1.0]
+    assert CandleStore(store_dir).load("KRW-BTC", M1, TimeRange(at, at + 60_000))[
+        "close"
+    ].tolist() == [1.0]
     assert not dataset_rows(store_dir, "1m").duplicated(["market", "time"]).any()
 
 
@@ -283,7 +287,7 @@ def test_prune_while_fetch_runs(sim: SimulatorServer, tmp_path: Path) -> None:
     run_prune(tmp_path, compact_after_ms=3 * DAY)
     start = to_ms(NOW) - 25 * DAY
     for market in ["KRW-BTC", "KRW-ETH", "KRW-XRP"]:
-        got = CandleStore(tmp_path).load(market, M1, start, to_ms(NOW))
+        got = CandleStore(tmp_path).load(market, M1, TimeRange(start, to_ms(NOW)))
         pd.testing.assert_frame_equal(got, truth(sim, market, "1m", start, NOW))
     assert not dataset_rows(tmp_path, "1m").duplicated(["market", "time"]).any()
 
@@ -299,9 +303,9 @@ def test_pruned_ranges_are_fetched_again_only_when_asked(
     run_fetch(sim.url, tmp_path, ["KRW-BTC"], "1h", days=30)
     assert candle_requests(sim) == 3  # the 20 pruned days (480 hours): three pages
     start = to_ms(NOW) - 30 * DAY
-    got = CandleStore(tmp_path).load("KRW-BTC", H1, start, to_ms(NOW))
+    got = CandleStore(tmp_path).load("KRW-BTC", H1, TimeRange(start, to_ms(NOW)))
     pd.testing.assert_frame_equal(got, truth(sim, "KRW-BTC", "1h", start, NOW))
-    assert not CandleStore(tmp_path).record(H1, "KRW-BTC").pruned.clip(start, to_ms(NOW))
+    assert not CandleStore(tmp_path).record(H1, "KRW-BTC").pruned.clip(TimeRange(start, to_ms(NOW)))
 
 
 def test_cli_prune_summary_and_bad_input(store_dir: Path) -> None:

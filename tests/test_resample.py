@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from upbit_cache.candles import CANDLE_COLUMNS, dedupe_by_time, empty_candles, from_table
 from upbit_cache.collector.parse import parse_candles
 from upbit_cache.errors import InvalidTimeframeError
+from upbit_cache.ranges import TimeRange
 from upbit_cache.timeframes import COMPLETE, FILLED, Timeframe, fill_gaps, resample
 from upbit_cache.times import to_ms
 
@@ -346,9 +347,9 @@ def test_fill_gaps_matches_a_naive_fill(
     size = tf.approx_ms
     around = ms(candles["time"].iloc[0]) if len(candles) else ANCHORS[0]
     start = around + data.draw(st.integers(-5 * size, 60 * size))
-    end = start + data.draw(st.integers(-size, 80 * size))
+    end = start + data.draw(st.integers(0, 80 * size))
 
-    got = fill_gaps(candles, tf, start, end)
+    got = fill_gaps(candles, tf, TimeRange(start, end))
 
     pd.testing.assert_frame_equal(got, naive_fill(candles, tf, start, end), check_exact=True)
     # Regular grid from the first row on, and real rows untouched.
@@ -361,7 +362,7 @@ def test_fill_gaps_matches_a_naive_fill(
 def test_fill_gaps_on_months_seeds_from_before_start_and_marks_rows() -> None:
     dec, mar = to_ms("2023-12-01"), to_ms("2024-03-01")
     candles = frame([dec, mar], [(1, 5, 1, 4), (4, 9, 3, 7)], [2, 3], [20, 30], [dec + 5, mar + 7])
-    got = fill_gaps(candles, TF["1M"], to_ms("2023-12-15"), to_ms("2024-04-15"))
+    got = fill_gaps(candles, TF["1M"], TimeRange(to_ms("2023-12-15"), to_ms("2024-04-15")))
     assert [t.strftime("%Y-%m") for t in got["time"]] == [
         "2024-01",
         "2024-02",
@@ -376,7 +377,7 @@ def test_fill_gaps_on_months_seeds_from_before_start_and_marks_rows() -> None:
         pd.Timestamp(at, unit="ms", tz="UTC") for at in (dec + 5, dec + 5, mar + 7, mar + 7)
     ]
     # Before the first candle there is nothing to fill from.
-    early = fill_gaps(candles, TF["1M"], to_ms("2023-10-01"), to_ms("2024-01-01"))
+    early = fill_gaps(candles, TF["1M"], TimeRange(to_ms("2023-10-01"), to_ms("2024-01-01")))
     assert [t.strftime("%Y-%m") for t in early["time"]] == ["2023-12"]
-    empty = fill_gaps(empty_candles(), TF["1M"], dec, mar)
+    empty = fill_gaps(empty_candles(), TF["1M"], TimeRange(dec, mar))
     assert list(empty.columns) == [*CANDLE_COLUMNS, FILLED] and empty.empty

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from upbit_cache.candles import CANDLE_SCHEMA
 from upbit_cache.errors import StorageError
-from upbit_cache.ranges import Ranges
+from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
@@ -78,7 +78,7 @@ def test_partition_span_rule(tf: str, span: str) -> None:
 )
 def test_partitions_between_tile_the_range(name: str, start: int, length: int) -> None:
     tf = Timeframe.parse(name)
-    found = layout.partitions_between(tf, start, start + length)
+    found = layout.partitions_between(tf, TimeRange(start, start + length))
     if length == 0:
         assert found == []
         return
@@ -105,13 +105,13 @@ def test_rewrite_replaces_rows_never_duplicates(tmp_path: Path) -> None:
 def test_load_is_half_open_and_typed(tmp_path: Path) -> None:
     store = CandleStore(tmp_path)
     store.write("KRW-BTC", H1, make("2026-01-01", 48), Ranges())
-    got = store.load("KRW-BTC", H1, to_ms("2026-01-01T10:00"), to_ms("2026-01-01T12:00"))
+    got = store.load("KRW-BTC", H1, TimeRange(to_ms("2026-01-01T10:00"), to_ms("2026-01-01T12:00")))
     assert list(got["time"]) == [
         pd.Timestamp("2026-01-01T10:00Z"),
         pd.Timestamp("2026-01-01T11:00Z"),
     ]
     assert str(got["time"].dtype) == "datetime64[ms, UTC]"
-    empty = store.load("KRW-ETH", H1, to_ms("2026-01-01"), to_ms("2026-01-02"))
+    empty = store.load("KRW-ETH", H1, TimeRange(to_ms("2026-01-01"), to_ms("2026-01-02")))
     assert empty.empty and list(empty.columns) == list(got.columns)
 
 

@@ -8,6 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from upbit_cache.ranges import EARLIEST, LATEST, TimeRange
+
 if TYPE_CHECKING:  # pandas is imported only where a frame is made, to keep CLI start fast
     import pandas as pd
 
@@ -44,14 +46,14 @@ def times_ms(table: pa.Table) -> pa.ChunkedArray[Any]:
     return table["time"].cast(pa.int64())
 
 
-def in_span(table: pa.Table, start: int | None, end: int | None) -> pa.Table:
-    """The rows with start <= time < end (either bound may be open)."""
+def in_span(table: pa.Table, span: TimeRange) -> pa.Table:
+    """The rows with start <= time < end (a side may be open)."""
     times = times_ms(table)
     keep = None
-    if start is not None:
-        keep = pc.greater_equal(times, pa.scalar(start, pa.int64()))
-    if end is not None:
-        upper = pc.less(times, pa.scalar(end, pa.int64()))
+    if span.start != EARLIEST:
+        keep = pc.greater_equal(times, pa.scalar(span.start, pa.int64()))
+    if span.end != LATEST:
+        upper = pc.less(times, pa.scalar(span.end, pa.int64()))
         keep = upper if keep is None else pc.and_(keep, upper)
     return table if keep is None else table.filter(keep)
 

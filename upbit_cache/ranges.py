@@ -1,11 +1,60 @@
-"""Sets of half-open time intervals [start, end) in epoch ms: what was fetched, what is missing."""
+"""Time as the code passes it around: one span (`TimeRange`) and sets of spans (`Ranges`).
+
+Both are half-open, [start, end), in epoch ms, UTC.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from upbit_cache.errors import InvalidRangeError
+
 Interval = tuple[int, int]
+EARLIEST = -(2**62)  # an open start: before any candle
+LATEST = 2**62  # an open end: after any candle
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """One span of time [start, end) in epoch ms; a side may be open (EARLIEST, LATEST)."""
+
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise InvalidRangeError(f"the range ends before it starts ({self.start} > {self.end})")
+
+    @classmethod
+    def since(cls, start: int) -> TimeRange:
+        return cls(start, LATEST)
+
+    @classmethod
+    def before(cls, end: int) -> TimeRange:
+        return cls(EARLIEST, end)
+
+    @classmethod
+    def everything(cls) -> TimeRange:
+        return cls(EARLIEST, LATEST)
+
+    @property
+    def bounded(self) -> bool:
+        """Whether both sides are real times."""
+        return self.start != EARLIEST and self.end != LATEST
+
+    @property
+    def empty(self) -> bool:
+        return self.end <= self.start
+
+    def clip(self, other: TimeRange) -> TimeRange:
+        """The part of self inside `other` (empty, at `other`'s edge, if none)."""
+        start = min(max(self.start, other.start), other.end)
+        return TimeRange(start, max(start, min(self.end, other.end)))
+
+    def __iter__(self) -> Iterator[int]:
+        """`start, end = span`."""
+        return iter((self.start, self.end))
 
 
 @dataclass(frozen=True)
@@ -54,13 +103,18 @@ class Ranges:
                 out.append((cursor, end))
         return Ranges(tuple(out))
 
-    def clip(self, start: int, end: int) -> Ranges:
-        """The parts of self inside [start, end)."""
-        return Ranges.of((max(s, start), min(e, end)) for s, e in self.intervals)
+    def clip(self, span: TimeRange) -> Ranges:
+        """The parts of self inside `span`."""
+        return Ranges.of((max(s, span.start), min(e, span.end)) for s, e in self.intervals)
 
-    def covers(self, start: int, end: int) -> bool:
-        """Whether [start, end) lies entirely inside self."""
-        return not Ranges(((start, end),)).subtract(self) if end > start else True
+    def covers(self, span: TimeRange) -> bool:
+        """Whether `span` lies entirely inside self."""
+        return span.empty or not Ranges(((span.start, span.end),)).subtract(self)
+
+    @property
+    def hull(self) -> TimeRange | None:
+        """From the first start to the last end; None for no ranges."""
+        return TimeRange(self.intervals[0][0], self.intervals[-1][1]) if self.intervals else None
 
     def total(self) -> int:
         """Summed length in ms."""

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from upbit_cache.candles import CANDLE_SCHEMA, in_span, times_ms
 from upbit_cache.collector.client import MAX_PAGE, UpbitClient
+from upbit_cache.ranges import TimeRange
 from upbit_cache.timeframes import Timeframe
 
 DEFAULT_WINDOW = 4  # pages of one market in flight at once
@@ -99,7 +100,7 @@ async def fetch_pages(
                 return PageResult(page, skipped, (page.start, page.to), requested=False)
             table = await client.candles(market, tf, page.to, page.count)
         # Defensive: only candles that start before `to` (never one still in progress).
-        table = in_span(table, None, page.to)
+        table = in_span(table, TimeRange.before(page.to))
         empty[index] = table.num_rows == 0
         examine()
         if table.num_rows == 0:

@@ -21,6 +21,7 @@ from upbit_cache.manager.memory import DEFAULT_MEMORY_BYTES, MemoryCache, Memory
 from upbit_cache.manager.scope import ScreenRequest, Window, parse_span
 from upbit_cache.manager.screen_keep import Kept, key, lookup, remember
 from upbit_cache.markets import validate_market, validate_markets
+from upbit_cache.ranges import EARLIEST, LATEST, TimeRange
 from upbit_cache.store import screens
 from upbit_cache.store.files import DataDir
 from upbit_cache.store.formats import Format
@@ -119,27 +120,27 @@ class UpbitCache:
         assert lo is not None
         # By our clock; if Upbit's is a little behind, the fetch finds nothing to do.
         closed = tf.floor_one(now_ms())
-        wanted = (tf.floor_one(lo), min(tf.ceil_one(hi), closed) if hi is not None else closed)
-        if not self._settled(code, tf, *wanted):
+        top = min(tf.ceil_one(hi), closed) if hi is not None else closed
+        wanted = TimeRange(tf.floor_one(lo), max(tf.floor_one(lo), top))
+        if not self._settled(code, tf, wanted):
             window = Window(lo, hi)
             self.last_fetch = await fetch(self.store, self.config, [code], [tf], window)
             if self.last_fetch.failed:
                 error = self.last_fetch.failed[0].error
                 assert error is not None
                 raise error
-        return await asyncio.to_thread(load_any, self.store, code, tf, lo, hi)
+        span = TimeRange(lo, hi if hi is not None else LATEST)
+        return await asyncio.to_thread(load_any, self.store, code, tf, span)
 
-    def _settled(self, market: str, tf: Timeframe, start: int, end: int) -> bool:
-        """Whether the store can answer [start, end) for tf, natively or from a base."""
+    def _settled(self, market: str, tf: Timeframe, span: TimeRange) -> bool:
+        """Whether the store can answer `span` for tf, natively or from a base."""
         from upbit_cache.manager.derive import settled_periods
 
-        if end <= start:
-            return True
         for source in (tf, *tf.divisors()):
             have = self.store.fetched(source, market)
             if source != tf:
                 have = settled_periods(have, tf)
-            if have.covers(start, end):
+            if have.covers(span):
                 return True
         return False
 
@@ -163,12 +164,13 @@ class UpbitCache:
 
         tf = _timeframe(timeframe)
         lo, hi = parse_span(start, end)
-        frame = load_any(self.store, validate_market(market), tf, lo, hi)
+        span = TimeRange(EARLIEST if lo is None else lo, LATEST if hi is None else hi)
+        frame = load_any(self.store, validate_market(market), tf, span)
         if not fill or frame.empty:
             return frame
         first = int(frame["time"].iloc[0].value // 1_000_000) if lo is None else lo
         last = tf.shift_one(int(frame["time"].iloc[-1].value // 1_000_000), 1) if hi is None else hi
-        return fill_gaps(frame, tf, first, last)
+        return fill_gaps(frame, tf, TimeRange(first, last))
 
     # Commands
 

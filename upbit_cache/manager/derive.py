@@ -20,7 +20,7 @@ import pandas as pd
 from upbit_cache.candles import CANDLE_COLUMNS, empty_candles
 from upbit_cache.errors import InvalidTimeframeError, UsageError
 from upbit_cache.markets import validate_markets
-from upbit_cache.ranges import Ranges
+from upbit_cache.ranges import EARLIEST, LATEST, Ranges, TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.store.files import StoredFile
@@ -79,12 +79,12 @@ def materialise(
     files = store.partition_files(base, market)
     starts = set(files)
     for lo, hi in base_settled:
-        starts.update(layout.partitions_between(base, lo, hi))
+        starts.update(layout.partitions_between(base, TimeRange(lo, hi)))
     changed: dict[str, str] = {}
     spans = []
     for start in sorted(starts):
         end = layout.partition_end(base, start)
-        mark = _fingerprint(files.get(start), base_settled.clip(start, end))
+        mark = _fingerprint(files.get(start), base_settled.clip(TimeRange(start, end)))
         if known.get(str(start)) == mark:
             outcome.unchanged += 1
             continue
@@ -95,8 +95,9 @@ def materialise(
     frames: list[pd.DataFrame] = []
     covered: list[tuple[int, int]] = []
     for lo, hi in Ranges.of(spans):
-        settled = settled_periods(base_settled.clip(lo, hi), target)
-        frames.append(derive_frame(store.load(market, base, lo, hi), base, target, settled))
+        span = TimeRange(lo, hi)
+        settled = settled_periods(base_settled.clip(span), target)
+        frames.append(derive_frame(store.load(market, base, span), base, target, settled))
         covered.extend(settled)
     rows = pd.concat(frames, ignore_index=True) if frames else empty_candles()
     outcome.candles = store.write(
@@ -107,27 +108,31 @@ def materialise(
 
 
 def load_any(
-    store: CandleStore, market: str, tf: Timeframe, start: int | None, end: int | None
+    store: CandleStore, market: str, tf: Timeframe, span: TimeRange | None = None
 ) -> pd.DataFrame:
-    """Candles of `tf` from the store, derived on the fly from a stored base where that
-    covers more of [start, end) than `tf`'s own stored candles do."""
+    """Candles of `tf` inside `span` (None: all) from the store, derived on the fly from a
+    stored base where that covers more of it than `tf`'s own stored candles do."""
+    span = span or TimeRange.everything()
     settled = {b: store.fetched(b, market) for b in (tf, *tf.divisors())}
     known = [r for r in settled.values() if r]
     if not known:
-        return store.load(market, tf, start, end)
-    lo = tf.floor_one(start) if start is not None else min(r.intervals[0][0] for r in known)
-    hi = tf.ceil_one(end) if end is not None else max(r.intervals[-1][1] for r in known)
-    best, best_cover = None, settled[tf].clip(lo, hi).total()
+        return store.load(market, tf, span)
+    first = min(r.intervals[0][0] for r in known)
+    last = max(r.intervals[-1][1] for r in known)
+    lo = tf.floor_one(span.start) if span.start != EARLIEST else first
+    hi = tf.ceil_one(span.end) if span.end != LATEST else last
+    aligned = TimeRange(lo, max(lo, hi))
+    best, best_cover = None, settled[tf].clip(aligned).total()
     for base in reversed(tf.divisors()):  # coarsest first: least to read
-        cover = settled_periods(settled[base].clip(lo, hi), tf).total()
+        cover = settled_periods(settled[base].clip(aligned), tf).total()
         if cover > best_cover:
             best, best_cover = base, cover
     if best is None:
-        return store.load(market, tf, start, end)
-    periods = settled_periods(settled[best].clip(lo, hi), tf)
-    rows = derive_frame(store.load(market, best, lo, hi), best, tf, periods)
+        return store.load(market, tf, span)
+    periods = settled_periods(settled[best].clip(aligned), tf)
+    rows = derive_frame(store.load(market, best, aligned), best, tf, periods)
     times = rows["time"].astype("int64")
-    keep = (times >= (lo if start is None else start)) & (times < (hi if end is None else end))
+    keep = (times >= max(span.start, lo)) & (times < min(span.end, hi))
     return rows[keep].reset_index(drop=True)
 
 

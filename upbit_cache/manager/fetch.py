@@ -22,7 +22,7 @@ from upbit_cache.collector.paging import DEFAULT_WINDOW, fetch_pages, plan_pages
 from upbit_cache.errors import InvalidRangeError, IPBlockedError, UpbitCacheError
 from upbit_cache.manager.planner import Plan, plan_fetch
 from upbit_cache.manager.scope import Window, resolve_markets, selection
-from upbit_cache.ranges import Ranges
+from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
 
@@ -57,7 +57,6 @@ class SyncReport:
     derived: list[DeriveOutcome] = field(default_factory=list)
     derive_seconds: float = 0.0
     now: int = 0  # Upbit's clock when the run planned, epoch ms
-    start: int = 0  # the window asked for, epoch ms
 
     @property
     def candles(self) -> int:
@@ -134,9 +133,9 @@ async def fetch_with(
     if start >= now:
         raise InvalidRangeError("the range starts in the future (by Upbit's clock)")
     end = now if window.end is None else min(window.end, now)
-    plan = plan_fetch(store, wanted, timeframes, start, end)
-    report = await sync_markets(store, client, wanted, [plan.base], plan.start, plan.end, progress)
-    report.plan, report.now, report.start = plan, now, start
+    plan = plan_fetch(store, wanted, timeframes, TimeRange(start, max(start, end)))
+    report = await sync_markets(store, client, wanted, [plan.base], plan.span, progress)
+    report.plan, report.now = plan, now
     began = time.monotonic()
     if plan.derived:
         # Imported here: deriving needs pandas, which a plain fetch never loads.
@@ -154,14 +153,14 @@ async def sync_markets(
     client: UpbitClient,
     markets: Sequence[str],
     timeframes: Sequence[Timeframe],
-    start: int,
-    end: int | None,
+    span: TimeRange,
     progress: Progress | None = None,
     *,
     max_jobs: int = DEFAULT_MAX_MARKETS,
     window: int = DEFAULT_WINDOW,
 ) -> SyncReport:
-    """Run one job per (market, timeframe), each fetching only its missing closed candles."""
+    """Run one job per (market, timeframe), each fetching only its missing closed candles
+    of `span` (up to the last closed period, whatever `span` says)."""
     progress = progress or _Silent()
     began = time.monotonic()
     jobs = [(m, tf) for m in markets for tf in timeframes]
@@ -171,7 +170,7 @@ async def sync_markets(
 
     async def run(market: str, tf: Timeframe) -> MarketOutcome:
         async with gate:
-            outcome = await _sync_one(store, client, market, tf, start, end, progress, window)
+            outcome = await _sync_one(store, client, market, tf, span, progress, window)
         progress.on_done(outcome)
         return outcome
 
@@ -192,8 +191,7 @@ async def _sync_one(
     client: UpbitClient,
     market: str,
     tf: Timeframe,
-    start: int,
-    end: int | None,
+    span: TimeRange,
     progress: Progress,
     window: int,
 ) -> MarketOutcome:
@@ -214,8 +212,8 @@ async def _sync_one(
         async with store.lock(tf, market):
             # The open period is never asked for: its candle is not final until it closes.
             closed_end = tf.floor_one(client.now_ms())
-            upper = closed_end if end is None else min(tf.ceil_one(end), closed_end)
-            wanted = Ranges.of([(tf.floor_one(start), upper)])
+            upper = tf.ceil_one(min(span.end, closed_end))
+            wanted = Ranges.of([(tf.floor_one(span.start), upper)])
             missing = wanted.subtract(store.fetched(tf, market))
             try:
                 async for result in fetch_pages(

@@ -28,7 +28,7 @@ from upbit_cache.errors import UsageError
 from upbit_cache.manager.fetch import sync_markets
 from upbit_cache.manager.scope import resolve_markets
 from upbit_cache.markets import validate_markets
-from upbit_cache.ranges import Ranges
+from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import SUPPORTED, Timeframe
 from upbit_cache.timeframes.live import Candle, CandleBook, CandleEvent
@@ -191,14 +191,14 @@ async def _sync(
     now = client.now_ms()
     for tf in timeframes:
         period = tf.floor_one(now)
-        start = tf.shift_one(period, -keep)
+        recent = TimeRange(tf.shift_one(period, -keep), period)
         if store is not None:
-            await sync_markets(store, client, markets, [tf], start, period)
+            await sync_markets(store, client, markets, [tf], recent)
         for market in markets:
             # The newest page holds the open candle; without a store, the closed ones too.
             newest = await client.candles(market, tf, None, 1 if store is not None else keep + 1)
             if store is not None:
-                table = await asyncio.to_thread(store.load_table, market, tf, start, period)
+                table = await asyncio.to_thread(store.load_table, market, tf, recent)
             else:
                 table = newest
             closed = [c for c in _candles(table, market, tf) if c.time < period]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from upbit_cache.collector.client import MAX_PAGE
 from upbit_cache.errors import InvalidTimeframeError
-from upbit_cache.ranges import Ranges
+from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import SUPPORTED, Timeframe
 
@@ -19,8 +19,7 @@ class Plan:
 
     base: Timeframe
     derived: tuple[Timeframe, ...]
-    start: int  # the base window: [start, end), base-aligned
-    end: int
+    span: TimeRange  # the base window, base-aligned
     planned_requests: int
 
     def describe(self) -> str:
@@ -33,23 +32,23 @@ def pages_for(tf: Timeframe, missing: Ranges) -> int:
     return sum(-(-tf.count_periods(lo, hi) // MAX_PAGE) for lo, hi in missing)
 
 
-def missing(store: CandleStore, market: str, tf: Timeframe, start: int, end: int) -> Ranges:
-    """What of [start, end) the store has not settled for (tf, market)."""
-    return Ranges.of([(start, end)]).subtract(store.fetched(tf, market))
+def missing(store: CandleStore, market: str, tf: Timeframe, span: TimeRange) -> Ranges:
+    """What of `span` the store has not settled for (tf, market)."""
+    return Ranges.of([(span.start, span.end)]).subtract(store.fetched(tf, market))
 
 
 def plan_fetch(
     store: CandleStore,
     markets: Sequence[str],
     timeframes: Sequence[Timeframe],
-    start: int,
-    end: int,
+    span: TimeRange,
 ) -> Plan:
     """Choose the native base dividing every requested timeframe that needs fewest requests.
 
-    `end` is a time (Upbit's now, or the caller's end); each timeframe only counts periods
-    that have closed before it. Ties go to the coarsest base (fewest rows to store).
+    `span` ends at a time (Upbit's now, or the caller's end); each timeframe only counts
+    periods that have closed before it. Ties go to the coarsest base (fewest rows to store).
     """
+    start, end = span
     candidates = [b for b in SUPPORTED if b.native and all(b.divides(t) for t in timeframes)]
     if not candidates:
         names = ", ".join(t.name for t in timeframes)
@@ -58,9 +57,10 @@ def plan_fetch(
     best: Plan | None = None
     for base in reversed(candidates):  # coarsest first
         hi = base.floor_one(end)
-        cost = sum(pages_for(base, missing(store, m, base, lo, hi)) for m in markets)
+        window = TimeRange(lo, max(lo, hi))
+        cost = sum(pages_for(base, missing(store, m, base, window)) for m in markets)
         if best is None or cost < best.planned_requests:
             derived = tuple(t for t in timeframes if t != base)
-            best = Plan(base, derived, lo, hi, cost)
+            best = Plan(base, derived, window, cost)
     assert best is not None
     return best

@@ -26,6 +26,7 @@ from upbit_cache.manager.fetch import MarketOutcome, Progress, SyncReport, fetch
 from upbit_cache.manager.scope import DEFAULT_QUOTE, ScreenRequest, Window, of_quote
 from upbit_cache.manager.screen_keep import fingerprint, stamp, window
 from upbit_cache.markets import validate_markets, validate_quote
+from upbit_cache.ranges import TimeRange
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.timeframes.timeframe import DAY_MS
@@ -94,10 +95,10 @@ async def screen_prep(
 Read = tuple[list[object], pa.Table]  # a market's stamp (see screen_cache) and table
 
 
-def _read(store: CandleStore, tf: Timeframe, market: str, start: int, end: int) -> Read:
+def _read(store: CandleStore, tf: Timeframe, market: str, span: TimeRange) -> Read:
     # The stamp is taken before reading: a write landing in between makes the next run rebuild.
-    mark = stamp(store.files, tf, market, start, end)
-    return mark, store.load_table(market, tf, start, end)
+    mark = stamp(store.files, tf, market, span)
+    return mark, store.load_table(market, tf, span)
 
 
 class _ReadAsDone:
@@ -108,7 +109,7 @@ class _ReadAsDone:
     """
 
     def __init__(
-        self, store: CandleStore, tf: Timeframe, span: tuple[int, int], inner: Progress | None
+        self, store: CandleStore, tf: Timeframe, span: TimeRange, inner: Progress | None
     ) -> None:
         self.store, self.tf, self.span, self.inner = store, tf, span, inner
         self.jobs: dict[str, asyncio.Future[Read]] = {}
@@ -124,7 +125,7 @@ class _ReadAsDone:
     def on_done(self, outcome: MarketOutcome) -> None:
         if self.inner is not None:
             self.inner.on_done(outcome)
-        args = (self.store, self.tf, outcome.market, *self.span)
+        args = (self.store, self.tf, outcome.market, self.span)
         self.jobs[outcome.market] = asyncio.ensure_future(asyncio.to_thread(_read, *args))
 
 
@@ -146,23 +147,22 @@ def _assemble(
 ) -> ScreenResult:
     """The table of `markets` over the window ending at `now`; `read` holds those read already."""
     min_value, top = request.min_value, request.top
-    start, end = window(tf, now, request.days)
+    span = window(tf, now, request.days)
+    start, end = span
     result = ScreenResult(table=pa.table({}))
     names = sorted(markets)
     done = {m: read[m] for m in names if read and m in read}
     left = [m for m in names if m not in done]
     # Parquet decoding releases the GIL: a few threads read the markets' files in parallel.
     with ThreadPoolExecutor(max_workers=_READERS) as pool:
-        done |= dict(
-            zip(left, pool.map(lambda m: _read(store, tf, m, start, end), left), strict=True)
-        )
-    result.fingerprint = fingerprint(tf, start, end, [done[m][0] for m in names])
+        done |= dict(zip(left, pool.map(lambda m: _read(store, tf, m, span), left), strict=True))
+    result.fingerprint = fingerprint(tf, span, [done[m][0] for m in names])
     parts = {m: done[m][1] for m in names}
     full = _long_table(parts)
     # Per market, in one pass each: the first candle (is its history short?) and the last
     # 24 hours' turnover (for --top / --min-value).
     firsts = dict(_per_market(full, "time", "min", cast_int=True))
-    recent = in_span(full, end - DAY_MS, None)
+    recent = in_span(full, TimeRange.since(end - DAY_MS))
     turnover = dict.fromkeys(names, 0.0) | dict(_per_market(recent, "value", "sum"))
     for market in names:
         first = firsts.get(market, end)
@@ -212,7 +212,7 @@ async def _add_open(client: UpbitClient, result: ScreenResult, tf: Timeframe) ->
     for market in markets:
         page = await client.candles(market, plan_base, None, count)
         result.open_requests += 1
-        rows = in_span(page, period, None)
+        rows = in_span(page, TimeRange.since(period))
         if rows.num_rows == 0:
             continue
         if plan_base != tf:

@@ -18,6 +18,7 @@ from upbit_cache.collector.client import UpbitClient
 from upbit_cache.errors import UpbitCacheError
 from upbit_cache.manager.scope import ScreenRequest, resolve_markets
 from upbit_cache.markets import validate_markets
+from upbit_cache.ranges import TimeRange
 from upbit_cache.store import screens
 from upbit_cache.store.files import DataDir
 from upbit_cache.store.formats import Format
@@ -36,9 +37,9 @@ class Kept:
     filtered_out: int = 0
 
 
-def window(tf: Timeframe, now: int, days: float) -> tuple[int, int]:
-    """The closed periods of the last `days` before `now`: [start, end)."""
-    return tf.floor_one(now - int(days * DAY_MS)), tf.floor_one(now)
+def window(tf: Timeframe, now: int, days: float) -> TimeRange:
+    """The closed periods of the last `days` before `now`."""
+    return TimeRange(tf.floor_one(now - int(days * DAY_MS)), tf.floor_one(now))
 
 
 def key(request: ScreenRequest, fmt: Format) -> str:
@@ -57,14 +58,15 @@ def key(request: ScreenRequest, fmt: Format) -> str:
     ).hexdigest()
 
 
-def stamp(files: DataDir, tf: Timeframe, market: str, start: int, end: int) -> list[object]:
-    """What one market's part of a table of [start, end) depends on: its files' versions."""
-    return [market, *screens.series_versions(files, tf, market, start, end)]
+def stamp(files: DataDir, tf: Timeframe, market: str, span: TimeRange) -> list[object]:
+    """What one market's part of a table of `span` depends on: its files' versions."""
+    return [market, *screens.series_versions(files, tf, market, span)]
 
 
-def fingerprint(tf: Timeframe, start: int, end: int, stamps: Sequence[list[object]]) -> str:
-    """One string for a table of [start, end) built from files with these `stamp`s."""
-    parts: list[object] = [tf.name, start, end, *sorted(stamps, key=lambda s: str(s[0]))]
+def fingerprint(tf: Timeframe, span: TimeRange, stamps: Sequence[list[object]]) -> str:
+    """One string for a table of `span` built from files with these `stamp`s."""
+    ordered = sorted(stamps, key=lambda s: str(s[0]))
+    parts: list[object] = [tf.name, span.start, span.end, *ordered]
     return hashlib.sha1(json.dumps(parts).encode(), usedforsecurity=False).hexdigest()
 
 
@@ -101,6 +103,6 @@ async def lookup(
     if not wanted:
         return None  # the full run gives the empty answer
     tf = request.timeframe
-    start, end = window(tf, client.now_ms(), request.days)
-    stamps = [stamp(files, tf, m, start, end) for m in wanted]
-    return find(files, name, fmt, fingerprint(tf, start, end, stamps))
+    span = window(tf, client.now_ms(), request.days)
+    stamps = [stamp(files, tf, m, span) for m in wanted]
+    return find(files, name, fmt, fingerprint(tf, span, stamps))

@@ -21,7 +21,7 @@ from upbit_cache.candles import (
     to_table,
 )
 from upbit_cache.errors import StorageError, UpbitCacheError
-from upbit_cache.ranges import Ranges
+from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.files import DataDir, StoredFile
 from upbit_cache.store.locks import FileLock
@@ -94,22 +94,18 @@ class CandleStore:
         found = self.files.list_files(layout.records_root(self.root, tf))
         return sorted(m for m in (layout.market_of_record(f.name) for f in found) if m)
 
-    def load(
-        self, market: str, tf: Timeframe, start: int | None = None, end: int | None = None
-    ) -> pd.DataFrame:
-        """Stored candles of one market with start <= time < end (epoch ms), oldest first."""
-        return from_table(self.load_table(market, tf, start, end))
+    def load(self, market: str, tf: Timeframe, span: TimeRange | None = None) -> pd.DataFrame:
+        """Stored candles of one market inside `span` (None: all), oldest first."""
+        return from_table(self.load_table(market, tf, span))
 
-    def load_table(
-        self, market: str, tf: Timeframe, start: int | None = None, end: int | None = None
-    ) -> pa.Table:
+    def load_table(self, market: str, tf: Timeframe, span: TimeRange | None = None) -> pa.Table:
         """`load` as an Arrow table (CANDLE_SCHEMA), read through the memory layer if any.
 
         Hot and cold files are read as one: where both hold a time (a compaction under way,
         or a backfill into a compacted span), the hot row wins.
         """
         for attempt in range(_READ_ATTEMPTS):
-            found = self._files(market, tf, start, end)
+            found = self._files(market, tf, span)
             try:
                 table = self._combine([self._read(f) for f in found], found)
                 break
@@ -121,7 +117,7 @@ class CandleStore:
                         f"{market} {tf}: files keep changing under this read; try again"
                     ) from None
                 time.sleep(0.01 * attempt)
-        return in_span(table, start, end)
+        return in_span(table, span) if span is not None else table
 
     def write(
         self,
@@ -188,7 +184,7 @@ class CandleStore:
 
     def data_files(self, tf: Timeframe, market: str) -> list[StoredFile]:
         """Every data file (both tiers) of one (timeframe, market), in path order."""
-        return self._files(market, tf, None, None)
+        return self._files(market, tf, None)
 
     def timeframes(self) -> list[Timeframe]:
         """Timeframes with any data or record in the store."""
@@ -212,7 +208,7 @@ class CandleStore:
         self, tf: Timeframe, market: str, tier: layout.Tier = "hot"
     ) -> dict[int, StoredFile]:
         """The data files of one (timeframe, market) in one tier, by partition start."""
-        found = self._files(market, tf, None, None)
+        found = self._files(market, tf, None)
         return {
             layout.parse_partition(f.path)[2]: f for f in found if layout.tier_of(f.path) == tier
         }
@@ -220,13 +216,6 @@ class CandleStore:
     def usage(self) -> dict[layout.Tier, TierUsage]:
         """Files and bytes of each tier of the whole dataset."""
         return usage_by_tier(self.files.list_files(layout.candles_dir(self.root), recursive=True))
-
-    def versions(self, tf: Timeframe, market: str, start: int, end: int) -> list[object]:
-        """What a table of [start, end) read from this series depends on: the version of
-        its record and of every data file that may hold it (None where there is none)."""
-        names = [layout.fetched_file(self.root, tf, market)]
-        names += layout.data_files_between(self.root, tf, market, start, end)
-        return [f.version if f is not None else None for f in self.files.stat_many(names)]
 
     def read_file(self, found: StoredFile | str) -> pa.Table:
         """One data file, from memory when this version of it was read or written before."""
@@ -263,12 +252,10 @@ class CandleStore:
             table = dedupe_by_time(table)
         return table
 
-    def _files(
-        self, market: str, tf: Timeframe, start: int | None, end: int | None
-    ) -> list[StoredFile]:
-        """The data files (both tiers) that may hold [start, end), in path order."""
-        if start is not None and end is not None:
-            names = layout.data_files_between(self.root, tf, market, start, end)
+    def _files(self, market: str, tf: Timeframe, span: TimeRange | None) -> list[StoredFile]:
+        """The data files (both tiers) that may hold `span` (None: all), in path order."""
+        if span is not None and span.bounded:
+            names = layout.data_files_between(self.root, tf, market, span)
             found = [f for f in self.files.stat_many(names) if f is not None]
         else:
             found = self.files.list_files(layout.market_dir(self.root, tf, market), recursive=True)

@@ -21,6 +21,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
+from upbit_cache.ranges import TimeRange
 from upbit_cache.timeframes import Timeframe
 
 if TYPE_CHECKING:
@@ -99,10 +100,11 @@ def partition_end(tf: Timeframe, start: int, tier: Tier = "hot") -> int:
     return int(datetime(year, month, 1, tzinfo=UTC).timestamp() * 1000)
 
 
-def partitions_between(tf: Timeframe, start: int, end: int, tier: Tier = "hot") -> list[int]:
-    """Every partition start overlapping [start, end), oldest first."""
+def partitions_between(tf: Timeframe, span: TimeRange, tier: Tier = "hot") -> list[int]:
+    """Every partition start overlapping `span` (bounded), oldest first."""
     found: list[int] = []
-    at = partition_start(tf, start, tier) if end > start else end
+    end = span.end
+    at = partition_start(tf, span.start, tier) if not span.empty else end
     while at < end:
         found.append(at)
         at = partition_end(tf, at, tier)
@@ -136,12 +138,12 @@ def data_file(root: str, tf: Timeframe, market: str, start_ms: int, tier: Tier =
     return f"{partition_dir(root, tf, market, start_ms)}/{FILE_NAMES[tier]}"
 
 
-def data_files_between(root: str, tf: Timeframe, market: str, start: int, end: int) -> list[str]:
-    """Every data file, cold tier then hot, that may hold candles of [start, end)."""
+def data_files_between(root: str, tf: Timeframe, market: str, span: TimeRange) -> list[str]:
+    """Every data file, cold tier then hot, that may hold candles of `span` (bounded)."""
     return [
         data_file(root, tf, market, p, tier)
         for tier in ("cold", "hot")
-        for p in partitions_between(tf, start, end, tier)
+        for p in partitions_between(tf, span, tier)
     ]
 
 

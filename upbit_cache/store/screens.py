@@ -13,18 +13,17 @@ import sys
 from typing import Any
 
 from upbit_cache.errors import StorageError
+from upbit_cache.ranges import TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.files import DataDir, Writer, write_out
 from upbit_cache.timeframes import Timeframe
 
 
-def series_versions(
-    files: DataDir, tf: Timeframe, market: str, start: int, end: int
-) -> list[object]:
-    """What a table of [start, end) read from one series depends on: the version of its
-    record and of every data file that may hold it (None where there is none)."""
+def series_versions(files: DataDir, tf: Timeframe, market: str, span: TimeRange) -> list[object]:
+    """What a table of `span` read from one series depends on: the version of its record
+    and of every data file that may hold it (None where there is none)."""
     names = [layout.fetched_file(files.root, tf, market)]
-    names += layout.data_files_between(files.root, tf, market, start, end)
+    names += layout.data_files_between(files.root, tf, market, span)
     return [list(f.version) if f is not None else None for f in files.stat_many(names)]
 
 

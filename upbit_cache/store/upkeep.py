@@ -20,13 +20,13 @@ from typing import Literal
 import pyarrow as pa
 
 from upbit_cache.candles import dedupe_by_time, in_span
+from upbit_cache.ranges import TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.candle_store import CandleStore, write_parquet
 from upbit_cache.store.files import StoredFile
 from upbit_cache.timeframes import Timeframe
 
 Action = Literal["compact", "retain"]
-_FAR_FUTURE = 2**62
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,9 @@ class SeriesEditor:
         """Delete rows before `cutoff`; the record first, then the data."""
         store, tf, market = self.store, self.tf, self.market
         record = store.record(tf, market)
-        gone = record.fetched.clip(0, cutoff)
+        gone = record.fetched.clip(TimeRange.before(cutoff))
         if gone and not self.dry_run:
-            kept = record.fetched.clip(cutoff, _FAR_FUTURE)
+            kept = record.fetched.clip(TimeRange.since(cutoff))
             pruned = record.pruned.union(gone)
             store.set_record(tf, market, replace(record, fetched=kept, pruned=pruned))
         change = Change("retain", tf, market)
@@ -72,7 +72,7 @@ class SeriesEditor:
             if layout.parse_partition(facts.path)[2] >= cutoff:
                 continue
             table, facts = self._read(facts.path)
-            rest = in_span(table, cutoff, None)
+            rest = in_span(table, TimeRange.since(cutoff))
             if rest.num_rows == table.num_rows:
                 continue
             change.removed.append(facts)

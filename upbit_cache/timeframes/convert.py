@@ -10,6 +10,7 @@ import pandas as pd
 
 from upbit_cache.candles import CANDLE_COLUMNS
 from upbit_cache.errors import InvalidTimeframeError
+from upbit_cache.ranges import TimeRange
 from upbit_cache.timeframes.timeframe import DAY_MS, Timeframe
 
 if TYPE_CHECKING:
@@ -72,8 +73,8 @@ def resample(
     return out
 
 
-def fill_gaps(candles: pd.DataFrame, timeframe: Timeframe, start: int, end: int) -> pd.DataFrame:
-    """The candles on a regular grid of every period starting in [start, end) (epoch ms).
+def fill_gaps(candles: pd.DataFrame, timeframe: Timeframe, span: TimeRange) -> pd.DataFrame:
+    """The candles on a regular grid of every period starting in `span` (bounded).
 
     A period without a candle repeats the previous close as open, high, low and close, with
     zero volume and value, and keeps the previous candle's `timestamp` (it is still the last
@@ -84,6 +85,7 @@ def fill_gaps(candles: pd.DataFrame, timeframe: Timeframe, start: int, end: int)
     # Stepping by a day is fine enough to meet every month start too; `floor` then maps the
     # steps onto period starts, so the calendar rules stay in Timeframe alone.
     step = timeframe.fixed_ms or DAY_MS
+    start, end = span
     first = timeframe.ceil_one(start)
     steps = timeframe.floor(np.arange(first, max(first, end), step, dtype=np.int64))
     grid = steps[_first_of_runs(steps)]
