@@ -33,9 +33,11 @@ MARKETS = ["KRW-BTC", "KRW-ETH"]
 HISTORY = History()
 
 
-def run_prune(root: Path, now: str = NOW, dry_run: bool = False, **policy: object) -> PruneReport:
+def run_prune(
+    root: Path, policy: Policy | None = None, now: str = NOW, dry_run: bool = False
+) -> PruneReport:
     store = CandleStore(root)
-    return asyncio.run(prune(store, Policy(**policy), now=to_ms(now), dry_run=dry_run))  # type: ignore[arg-type]
+    return asyncio.run(prune(store, policy or Policy(), now=to_ms(now), dry_run=dry_run))
 
 
 def files(root: Path) -> dict[str, tuple[int, int]]:
@@ -125,7 +127,7 @@ def test_a_backfill_into_a_cold_span_wins_until_the_next_compaction(store_dir: P
 
 
 def test_retention_edges_and_the_record(store_dir: Path) -> None:
-    report = run_prune(store_dir, keep_by_tf={"1m": 10 * DAY}, keep_ms=365 * DAY)
+    report = run_prune(store_dir, Policy(keep_by_tf={"1m": 10 * DAY}, keep_ms=365 * DAY))
     cutoff_1m = to_ms(NOW) - 10 * DAY
     store = CandleStore(store_dir)
     for market in MARKETS:
@@ -151,10 +153,10 @@ def truth_1m(market: str, start: int, end: int) -> pd.DataFrame:
 def test_dry_run_changes_nothing_and_predicts_exactly(store_dir: Path, tmp_path: Path) -> None:
     (store_dir / "candles" / "1m" / "market=KRW-BTC" / ".part-0.parquet.x.tmp").write_bytes(b"x")
     before = files(store_dir)
-    dry = run_prune(store_dir, dry_run=True, keep_by_tf={"1m": 20 * DAY})
+    dry = run_prune(store_dir, Policy(keep_by_tf={"1m": 20 * DAY}), dry_run=True)
     assert files(store_dir) == before
     assert dry.changes and dry.temp_files
-    real = run_prune(store_dir, keep_by_tf={"1m": 20 * DAY})
+    real = run_prune(store_dir, Policy(keep_by_tf={"1m": 20 * DAY}))
     assert dry.after == real.after  # bytes too: the dry run encodes the files in memory
     assert [(c.action, c.market, len(c.removed)) for c in dry.changes] == [
         (c.action, c.market, len(c.removed)) for c in real.changes
@@ -284,7 +286,7 @@ def test_prune_while_fetch_runs(sim: SimulatorServer, tmp_path: Path) -> None:
     )
     _, err = fetcher.communicate(timeout=180)
     assert fetcher.returncode == 0 and pruner.returncode == 0, err + pruner.stderr
-    run_prune(tmp_path, compact_after_ms=3 * DAY)
+    run_prune(tmp_path, Policy(compact_after_ms=3 * DAY))
     start = to_ms(NOW) - 25 * DAY
     for market in ["KRW-BTC", "KRW-ETH", "KRW-XRP"]:
         got = CandleStore(tmp_path).load(market, M1, TimeRange(start, to_ms(NOW)))
@@ -296,7 +298,7 @@ def test_pruned_ranges_are_fetched_again_only_when_asked(
     sim: SimulatorServer, tmp_path: Path
 ) -> None:
     run_fetch(sim.url, tmp_path, ["KRW-BTC"], "1h", days=30)
-    run_prune(tmp_path, keep_ms=10 * DAY)
+    run_prune(tmp_path, Policy(keep_ms=10 * DAY))
     sim.reset_stats()
     run_fetch(sim.url, tmp_path, ["KRW-BTC"], "1h", days=10)
     assert candle_requests(sim) == 0

@@ -12,7 +12,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
@@ -169,7 +169,7 @@ def live_command(
         typer.echo(f"upbit-cache: stopped ({stopped}); closed candles are stored", err=True)
 
 
-async def _watch(events: AsyncIterator[LiveEvent], show: Callable[[LiveEvent], None]) -> str:
+async def _watch(events: AsyncGenerator[LiveEvent, None], show: Callable[[LiveEvent], None]) -> str:
     """Show events until Ctrl-C or SIGTERM; the stream's own cleanup then stores what closed."""
     task = asyncio.current_task()
     assert task is not None
@@ -182,7 +182,7 @@ async def _watch(events: AsyncIterator[LiveEvent], show: Callable[[LiveEvent], N
 
     loop.add_signal_handler(signal.SIGTERM, terminate)
     try:
-        async with contextlib.aclosing(events):  # type: ignore[type-var]
+        async with contextlib.aclosing(events):
             async for item in events:
                 show(item)
     except asyncio.CancelledError:

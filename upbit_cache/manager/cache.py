@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -289,7 +289,7 @@ class UpbitCache:
         timeframes: Timeframes,
         *,
         store: bool = True,
-    ) -> AsyncIterator[LiveEvent]:
+    ) -> AsyncGenerator[LiveEvent, None]:
         """Live candle events (snapshot, update, close) from Upbit's trade stream, forever.
 
             async for item in cache.live(["KRW-BTC"], "1m,15m,1h"):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,7 +91,7 @@ async def live_candles(
     config: ClientConfig,
     store: CandleStore | None,
     keep: int = MAX_PAGE,
-) -> AsyncIterator[LiveEvent]:
+) -> AsyncGenerator[LiveEvent, None]:
     """Snapshots, updates and closes of the candles of `markets` x `timeframes`, forever."""
     wanted = validate_markets(markets)
     if not wanted:
@@ -206,8 +206,8 @@ async def _sync(
             known = book.recent(market, tf)
             last = known[-1].time if known else None
             before = book.current(market, tf)
-            if last is not None or before is not None:  # a repair: what closed meanwhile
-                since = before.time if before is not None else last + 1  # type: ignore[operator]
+            if before is not None or last is not None:  # a repair: what closed meanwhile
+                since = before.time if before is not None else (last or 0) + 1
                 events += [CandleEvent("close", c) for c in closed if c.time >= since]
             book.seed(market, tf, closed, current[0] if current else None, period)
     return events + book.snapshot()
