@@ -44,6 +44,7 @@ bench: $(STAMP)
 	cd scripts && ../$(BIN)/python bench_backtest.py
 	cd scripts && ../$(BIN)/python bench_prune.py
 	cd scripts && ../$(BIN)/python bench_live.py
+	cd scripts && ../$(BIN)/python bench_kill.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ def cli(
     sim: SimulatorServer, data_dir: Path, markets: list[str], *extra: str
 ) -> subprocess.Popen[str]:
     args = [sys.executable, "-m", "upbit_cache", "fetch", *markets, "-t", "1h", "--days", "60"]
-    args += ["--api-url", sim.url, "--data-dir", str(data_dir), "--rate", "40", *extra]
+    args += ["--api-url", sim.url, "--data-dir", str(data_dir), "--rate", "60", *extra]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -40,30 +41,64 @@ def check_store_is_exact(sim: SimulatorServer, data_dir: Path, markets: list[str
             pd.testing.assert_frame_equal(got, truth(sim, market, "1h", start, end))
 
 
-def test_sigkill_mid_fetch_leaves_a_readable_store_and_the_next_run_completes(
+# Pages a killed run may have had in flight, not yet written: the rate limiter's burst and
+# the pages answered in the instant before the kill.
+IN_FLIGHT = 16
+PAGES = 30 * 8  # 30 markets x 60 days of 1h, 200 hours a page
+
+
+def kill_after(
+    sim: SimulatorServer, data_dir: Path, markets: list[str], requests: int, how: int
+) -> tuple[int, str]:
+    """Start a fetch, send it `how` once the simulator has seen `requests` candle requests;
+    its exit code and stderr."""
+    victim = cli(sim, data_dir, markets)
+    deadline = time.monotonic() + 30
+    while candle_requests(sim) < requests and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert victim.poll() is None, "the kill should land mid-run"
+    os.kill(victim.pid, how)
+    _out, err = victim.communicate(timeout=60)
+    return victim.returncode, err
+
+
+def test_sigkill_at_any_moment_loses_only_the_pages_in_flight(
     sim: SimulatorServer, tmp_path: Path
 ) -> None:
     markets = [m.market for m in sim.history.markets if m.market.startswith("KRW-")][:30]
-    victim = cli(sim, tmp_path, markets)
-    deadline = time.monotonic() + 30
-    while candle_requests(sim) < 40 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.communicate()
-    first = candle_requests(sim)
-    assert 40 <= first < 30 * 8, "the kill should land mid-run"
-    check_store_is_exact(sim, tmp_path, markets)
-
+    sent, rng = 0, random.Random(7)
+    for _ in range(3):  # 3 kills, each at a random point of what is left to fetch
+        left = PAGES - sent + IN_FLIGHT
+        sim.reset_stats()
+        kill_after(sim, tmp_path, markets, int(left * rng.uniform(0.1, 0.6)), signal.SIGKILL)
+        sent += candle_requests(sim)
+        for market in markets:  # readable, no duplicate, after every kill
+            assert CandleStore(tmp_path).load(market, H1)["time"].is_unique
     sim.reset_stats()
     again = cli(sim, tmp_path, markets)
     _out, err = again.communicate(timeout=120)
     assert again.returncode == 0, err
-    assert (
-        candle_requests(sim) <= 30 * 8 - first + 30 * 4
-    )  # only what the killed run had not stored
+    sent += candle_requests(sim)
+    assert sent - PAGES <= 3 * IN_FLIGHT  # re-sent: only what each killed run had in flight
     check_store_is_exact(sim, tmp_path, markets)
     for market in markets:
         assert CandleStore(tmp_path).fetched(H1, market).total() == 60 * 86_400_000
+
+
+def test_sigterm_writes_what_arrived_says_so_and_exits_143(
+    sim: SimulatorServer, tmp_path: Path
+) -> None:
+    markets = [m.market for m in sim.history.markets if m.market.startswith("KRW-")][:30]
+    code, err = kill_after(sim, tmp_path, markets, PAGES // 2, signal.SIGTERM)
+    assert code == 143 and "stopped (SIGTERM); what was fetched is kept" in err, err
+    first = candle_requests(sim)
+    check_store_is_exact(sim, tmp_path, markets)
+    assert not list(tmp_path.rglob("*.tmp"))
+    sim.reset_stats()
+    again = cli(sim, tmp_path, markets)
+    _out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+    assert first + candle_requests(sim) - PAGES <= IN_FLIGHT
 
 
 def test_two_fetches_at_once_neither_corrupt_nor_double_fetch(

@@ -107,16 +107,40 @@ def test_a_market_that_keeps_failing_is_reported_and_others_complete(
     assert len(CandleStore(tmp_path).load("KRW-XRP", H1)) == 720
 
 
-@pytest.mark.parametrize(
-    ("kind", "message"), [("bad_types", "non-numbers"), ("missing_field", "lack field")]
-)
-def test_malformed_answers_fail_that_market_clearly(
+LIES = [
+    ("empty", "shows trades in it"),
+    ("shift", "last trade outside its period"),
+    ("wrong_market", "another market"),
+    ("impossible", "zero or less"),
+    ("bad_types", "non-numbers"),
+    ("missing_field", "lack field"),
+]
+HOURLY = "/v1/candles/minutes/60"  # the 1h pages only: a day-candle witness stays honest
+
+
+@pytest.mark.parametrize(("kind", "_message"), LIES)
+def test_an_answer_that_lies_once_is_asked_again(
+    sim: SimulatorServer, tmp_path: Path, kind: str, _message: str
+) -> None:
+    sim.faults.inject(kind, count=1, market="KRW-ETH", path=HOURLY)
+    report = run_fetch(sim.url, tmp_path, ["KRW-BTC", "KRW-ETH"], days=30)
+    assert report.failed == [] and sim.stats()["faults_served"] == 1
+    start = to_ms(NOW) - 30 * 86_400_000
+    got = CandleStore(tmp_path).load("KRW-ETH", H1)
+    pd.testing.assert_frame_equal(got, truth(sim, "KRW-ETH", "1h", start, NOW))
+    assert CandleStore(tmp_path).fetched(H1, "KRW-ETH").covers(TimeRange(start, to_ms(NOW)))
+
+
+@pytest.mark.parametrize(("kind", "message"), LIES)
+def test_an_answer_that_keeps_lying_fails_its_market_and_nothing_of_it_is_stored(
     sim: SimulatorServer, tmp_path: Path, kind: str, message: str
 ) -> None:
-    sim.faults.inject(kind, count=1, market="KRW-ETH")
+    sim.faults.inject(kind, count=1000, market="KRW-ETH", path=HOURLY)
     report = run_fetch(sim.url, tmp_path, ["KRW-BTC", "KRW-ETH"], days=30)
     [failed] = report.failed
     assert failed.market == "KRW-ETH"
     assert type(failed.error).__name__ == "ResponseFormatError"
-    assert message in str(failed.error)
-    assert len(CandleStore(tmp_path).load("KRW-BTC", H1)) == 720
+    assert message in str(failed.error) and "failed the checks 3 times" in str(failed.error)
+    store = CandleStore(tmp_path)
+    assert store.load("KRW-ETH", H1).empty and not store.fetched(H1, "KRW-ETH")
+    assert len(store.load("KRW-BTC", H1)) == 720

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+from types import FrameType
 
-from upbit_cache.cli.main import app
+from upbit_cache.cli.main import app, terminated
 
 __all__ = ["app", "run"]
 
@@ -18,6 +20,7 @@ def run() -> None:
     waits for it for nothing. Every file we write is closed (and renamed into place) by
     then, and no thread is left running, so skipping it loses nothing.
     """
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         app(prog_name="upbit-cache")
         code = 0
@@ -31,3 +34,12 @@ def run() -> None:
         except (BrokenPipeError, ValueError):  # a closed pipe: the reader left early
             code = code or 1
     os._exit(code)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (`timeout`, systemd, kill) does what Ctrl-C does: KeyboardInterrupt, so asyncio
+    cancels the run's tasks at their awaits, every page that arrived is written, and the
+    command says so (exit 143). Not a SIGINT to ourselves: a shell starts background jobs
+    with SIGINT ignored."""
+    terminated.set()
+    signal.default_int_handler(signum, frame)

@@ -11,6 +11,7 @@ import contextlib
 import json
 import signal
 import sys
+import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
@@ -64,6 +65,10 @@ def main(
     """Keep a local, always-fresh copy of Upbit candles as Hive-partitioned Parquet."""
 
 
+# Set by the console entry point's SIGTERM handler (see cli/__init__.py).
+terminated = threading.Event()
+
+
 @contextmanager
 def _one_line_errors() -> Iterator[None]:
     """Turn the library's errors into `upbit-cache: error: ...` and its exit code."""
@@ -73,8 +78,9 @@ def _one_line_errors() -> Iterator[None]:
         typer.echo(f"upbit-cache: error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        typer.echo("upbit-cache: interrupted; what was fetched is kept", err=True)
-        raise typer.Exit(130) from None
+        signal_name, code = ("SIGTERM", 143) if terminated.is_set() else ("interrupted", 130)
+        typer.echo(f"upbit-cache: stopped ({signal_name}); what was fetched is kept", err=True)
+        raise typer.Exit(code) from None
 
 
 def _cache(

@@ -5,7 +5,8 @@ chained on the oldest candle received, so they do not wait for each other: a mar
 go out as fast as the rate limiter allows, whatever the latency. Upbit skips periods without
 trades, so a short page is normal, and so is an empty one in a quiet stretch; empty pages
 covering a week in a row mean no older history (the listing), and the older pages of that
-market are then not requested at all.
+market are then not requested at all. Every page is checked, and every empty one
+corroborated by a coarser witness, before it is believed (checks.py).
 """
 
 from __future__ import annotations
@@ -16,12 +17,17 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from upbit_cache.candles import CANDLE_SCHEMA, in_span, times_ms
+from upbit_cache.candles import CANDLE_SCHEMA, times_ms
+from upbit_cache.collector.checks import BadAnswer, check_page, contradicts_quiet, witness_for
 from upbit_cache.collector.client import MAX_PAGE, UpbitClient
+from upbit_cache.errors import ResponseFormatError
 from upbit_cache.ranges import TimeRange
 from upbit_cache.timeframes import Timeframe
+from upbit_cache.times import iso
 
 DEFAULT_WINDOW = 4  # pages of one market in flight at once
+PAGE_ATTEMPTS = 3  # a page whose answers fail the checks this often fails its job
+_RETRY_DELAY = 0.25  # seconds before asking again, doubling
 # Upbit skips periods without trades, so one empty page may just be a quiet stretch. Empty
 # pages covering a whole week in a row mean the market was not trading yet (its listing).
 END_OF_HISTORY_MS = 7 * 86_400_000
@@ -43,7 +49,7 @@ class PageResult:
     page: Page
     candles: pa.Table
     covered: tuple[int, int]
-    requested: bool  # False when skipped because history had already ended
+    requests: int  # candle requests it took (0: skipped, history had already ended)
 
 
 def plan_pages(tf: Timeframe, ranges: Iterable[tuple[int, int]]) -> list[Page]:
@@ -97,17 +103,15 @@ async def fetch_pages(
         async with slots:
             if history_start is not None and page.to <= history_start:
                 skipped = CANDLE_SCHEMA.empty_table()
-                return PageResult(page, skipped, (page.start, page.to), requested=False)
-            table = await client.candles(market, tf, page.to, page.count)
-        # Defensive: only candles that start before `to` (never one still in progress).
-        table = in_span(table, TimeRange.before(page.to))
+                return PageResult(page, skipped, (page.start, page.to), requests=0)
+            table, requests = await checked_page(client, market, tf, page)
         empty[index] = table.num_rows == 0
         examine()
         if table.num_rows == 0:
-            return PageResult(page, table, (page.start, page.to), requested=True)
+            return PageResult(page, table, (page.start, page.to), requests)
         oldest = int(times_ms(table)[0].as_py())
         low = min(page.start, oldest) if table.num_rows >= page.count else page.start
-        return PageResult(page, table, (low, page.to), requested=True)
+        return PageResult(page, table, (low, page.to), requests)
 
     tasks = [asyncio.ensure_future(run(i, page)) for i, page in enumerate(pages)]
     try:
@@ -117,3 +121,54 @@ async def fetch_pages(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def checked_page(
+    client: UpbitClient, market: str, tf: Timeframe, page: Page
+) -> tuple[pa.Table, int]:
+    """One page that passed the checks (an empty one corroborated), and the requests it took.
+
+    A page that fails them is asked again; after PAGE_ATTEMPTS the error names the page.
+    """
+    span, requests = TimeRange(page.start, page.to), 0
+    for attempt in range(PAGE_ATTEMPTS):
+        try:
+            requests += 1
+            table = await client.candles(market, tf, page.to, page.count)
+            check_page(table, tf, span, page.count)
+            if table.num_rows == 0:
+                requests += await _corroborate_quiet(client, market, tf, page)
+            return table, requests
+        except ResponseFormatError as exc:
+            if attempt == PAGE_ATTEMPTS - 1:
+                raise ResponseFormatError(
+                    f"{market} {tf}: Upbit's answer for the {page.count} periods before "
+                    f"{iso(page.to)} failed the checks {PAGE_ATTEMPTS} times ({exc}); "
+                    "nothing of it was stored"
+                ) from None
+            await asyncio.sleep(_RETRY_DELAY * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+async def _corroborate_quiet(client: UpbitClient, market: str, tf: Timeframe, page: Page) -> int:
+    """Ask a coarser witness over an empty page's span; raise if it shows trades there.
+
+    Without a coarser timeframe that fits the span twice, the same page is asked once more:
+    a second empty answer agrees. Returns the requests made.
+    """
+    span = TimeRange(page.start, page.to)
+    witness = witness_for(tf, span)
+    if witness is None:
+        again = await client.candles(market, tf, page.to, page.count)
+        check_page(again, tf, span, page.count)
+        if again.num_rows:
+            raise BadAnswer("an empty answer, and a full one when asked again")
+        return 1
+    first = witness.floor_one(span.start)
+    count = min(MAX_PAGE, witness.count_periods(first, witness.ceil_one(span.end)))
+    seen = await client.candles(market, witness, witness.ceil_one(span.end), count)
+    check_page(seen, witness, TimeRange(first, witness.ceil_one(span.end)), count)
+    why = contradicts_quiet(seen, witness, span)
+    if why is not None:
+        raise BadAnswer(why)
+    return 1

@@ -7,7 +7,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from upbit_cache.candles import CANDLE_SCHEMA, TIME_TYPE, dedupe_by_time
+from upbit_cache.candles import CANDLE_SCHEMA, TIME_TYPE
 from upbit_cache.collector.listing import kind_of
 from upbit_cache.errors import ResponseFormatError
 from upbit_cache.timeframes import Timeframe
@@ -61,4 +61,5 @@ def parse_candles(body: Any, market: str, timeframe: Timeframe) -> pa.Table:
     columns += [raw[field].cast(pa.float64()) for field in _CANDLE_FIELDS]
     columns.append(raw["timestamp"].cast(pa.int64()).cast(TIME_TYPE))
     table = pa.Table.from_arrays(columns, schema=CANDLE_SCHEMA)
-    return dedupe_by_time(table)
+    # Oldest first; a repeated time is left for the page checks to refuse (checks.py).
+    return table.take(pc.sort_indices(start))

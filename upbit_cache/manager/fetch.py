@@ -13,12 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-import pyarrow as pa
-
-from upbit_cache.candles import CANDLE_SCHEMA
 from upbit_cache.collector.client import UpbitClient
 from upbit_cache.collector.config import ClientConfig
-from upbit_cache.collector.paging import DEFAULT_WINDOW, fetch_pages, plan_pages
+from upbit_cache.collector.paging import DEFAULT_WINDOW, PageResult, fetch_pages, plan_pages
 from upbit_cache.errors import InvalidRangeError, IPBlockedError, UpbitCacheError
 from upbit_cache.manager.planner import Plan, plan_fetch
 from upbit_cache.manager.scope import Window, resolve_markets, selection
@@ -30,7 +27,6 @@ if TYPE_CHECKING:
     from upbit_cache.manager.derive import DeriveOutcome
 
 DEFAULT_MAX_MARKETS = 16  # (market, timeframe) jobs running at once
-FLUSH_ROWS = 100_000  # write a job's candles to disk at least this often
 
 
 @dataclass
@@ -196,17 +192,11 @@ async def _sync_one(
     window: int,
 ) -> MarketOutcome:
     outcome = MarketOutcome(market, tf)
-    buffered: list[pa.Table] = []
-    covered: list[tuple[int, int]] = []
 
-    async def flush() -> None:
-        if not covered:
-            return
-        rows = pa.concat_tables(buffered) if buffered else CANDLE_SCHEMA.empty_table()
-        done = Ranges.of(covered)
-        buffered.clear()
-        covered.clear()
-        outcome.candles += await asyncio.to_thread(store.write, market, tf, rows, done)
+    async def keep(page: PageResult) -> None:
+        done = Ranges.of([page.covered])
+        written = await asyncio.to_thread(store.write, market, tf, page.candles, done)
+        outcome.candles += written
 
     try:
         async with store.lock(tf, market):
@@ -215,20 +205,13 @@ async def _sync_one(
             upper = tf.ceil_one(min(span.end, closed_end))
             wanted = Ranges.of([(tf.floor_one(span.start), upper)])
             missing = wanted.subtract(store.fetched(tf, market))
-            try:
-                async for result in fetch_pages(
-                    client, market, tf, plan_pages(tf, missing), window
-                ):
-                    outcome.requests += result.requested
-                    if result.candles.num_rows:
-                        buffered.append(result.candles)
-                    covered.append(result.covered)
-                    progress.on_page(result.candles.num_rows)
-                    if sum(b.num_rows for b in buffered) >= FLUSH_ROWS:
-                        await flush()
-            finally:
-                # Whatever arrived before an error (or a 418) is kept.
-                await flush()
+            # Each page is written (candles, then its range in the record) as it lands, so
+            # a run killed at any moment loses only the pages in flight, and an error, a 418
+            # or Ctrl-C/SIGTERM keeps everything that arrived before it.
+            async for result in fetch_pages(client, market, tf, plan_pages(tf, missing), window):
+                outcome.requests += result.requests
+                await asyncio.shield(keep(result))  # a cancellation waits for the write
+                progress.on_page(result.candles.num_rows)
     except UpbitCacheError as exc:
         outcome.error = exc
     return outcome

@@ -211,6 +211,24 @@ def _render(columns: list[_Column], variant: str | None) -> str:
     return "[" + ",".join(template % row for row in zip(*values, strict=True)) + "]"
 
 
+def _lie(columns: list[_Column], variant: str, unit: Unit, bars: CandleBars) -> list[_Column]:
+    """A candle page that parses but is wrong, for the "shift", "wrong_market", "impossible"
+    faults (others pass through)."""
+    out = []
+    for column in columns:
+        values = list(column.values)
+        if variant == "shift" and column.name.startswith("candle_date_time"):
+            offset = _KST_MS if column.name.endswith("kst") else 0
+            older = np.array([period_shift(unit, int(t), -1000) for t in bars.start])
+            values = _datetimes(older + offset)
+        elif variant == "wrong_market" and column.name == "market":
+            values = ["KRW-WRONG"] * len(values)
+        elif variant == "impossible" and column.name in ("trade_price", "high_price"):
+            values[-1] = -1.0 if column.name == "trade_price" else 0.0
+        out.append(_Column(column.name, column.kind, values))
+    return out
+
+
 def _candle_columns(market: str, bars: CandleBars) -> list[_Column]:
     """Columns shared by every timeframe, in Upbit's field order."""
     return [
@@ -353,7 +371,11 @@ class _Handlers:
         if unit == "seconds":
             first = max(first, period_floor(unit, now - SECONDS_RETENTION_MS))
         bars = history.candle_bars(market, unit, first, last + 1, now)
+        if variant == "empty":
+            return "[]"
         columns = _candle_columns(market, bars)
+        if variant is not None and len(bars):
+            columns = _lie(columns, variant, unit, bars)
         if isinstance(unit, int):
             columns.append(_Column("unit", "int", [unit] * len(bars)))
         elif unit == "days":

@@ -18,6 +18,11 @@ FAULT_KINDS: tuple[str, ...] = (
     "non_json",
     "bad_types",
     "missing_field",
+    # Answers that look valid but lie (candle pages only):
+    "empty",  # `[]`
+    "shift",  # candle times 1,000 periods older than the truth (last-trade times unchanged)
+    "wrong_market",  # another market's code in every candle
+    "impossible",  # the newest candle closes at -1 with a high of 0
 )
 WS_FAULT_KINDS: tuple[str, ...] = ("ws_duplicate",)
 
@@ -49,7 +54,8 @@ class FaultQueue:
         """Queue `count` faults of `kind` for requests of `market` and/or under path prefix `path`.
 
         Kinds: "500", "slow" (answer after `seconds`, default 3), "drop" (close the connection
-        without a response), "truncate", "non_json", "bad_types", "missing_field"; on the
+        without a response), "truncate", "non_json", "bad_types", "missing_field"; candle
+        answers that look valid but lie: "empty", "shift", "wrong_market", "impossible"; on the
         WebSocket, "ws_duplicate" (each of the next `count` trade messages of `market` is sent
         twice in a row).
         """
