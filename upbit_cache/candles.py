@@ -58,6 +58,22 @@ def in_span(table: pa.Table, span: TimeRange) -> pa.Table:
     return table if keep is None else table.filter(keep)
 
 
+def impossible_values(table: pa.Table) -> str | None:
+    """What no real candle can have, if a row of `table` has it: prices of zero or less or
+    not numbers, low above open/close, high below them, negative volume or turnover."""
+    o, h, low, c, v, value = (
+        table[name].to_numpy() for name in ("open", "high", "low", "close", "volume", "value")
+    )
+    impossible = {
+        "a price that is not a number": ~np.isfinite(np.stack([o, h, low, c])).all(axis=0),
+        "a price of zero or less": np.minimum.reduce([o, h, low, c]) <= 0,
+        "a low above the open or close": low > np.minimum(o, c),
+        "a high below the open or close": h < np.maximum(o, c),
+        "negative volume or turnover": np.minimum(v, value) < 0,
+    }
+    return next((what for what, rows in impossible.items() if rows.any()), None)
+
+
 def dedupe_by_time(table: pa.Table) -> pa.Table:
     """Sorted by time, one row per time: where times repeat, the row that came last wins."""
     times = times_ms(table).to_numpy()

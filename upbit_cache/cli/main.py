@@ -227,6 +227,10 @@ def prune_command(
         now = to_ms(as_of) if as_of is not None else None
         report = _cache(data_dir).prune(policy, now=now, dry_run=dry_run)
         typer.echo(prune_summary(report, verbose))
+        for line in report.skipped:
+            typer.echo(f"upbit-cache: error: {line}", err=True)
+        if report.skipped:
+            raise typer.Exit(1)
 
 
 @app.command("screen-prep")
@@ -293,7 +297,8 @@ def info_command(
     with _one_line_errors():
         timeframes = Timeframe.parse_list(timeframe) if timeframe is not None else None
         cache = _cache(data_dir)
-        infos = cache.info(markets or [], timeframes)
+        unreadable: list[str] = []
+        infos = cache.info(markets or [], timeframes, unreadable)
         from upbit_cache.cli.render import info_table
         from upbit_cache.manager.info import to_json
 
@@ -301,7 +306,41 @@ def info_command(
             typer.echo(json.dumps(to_json(infos), indent=2))
         elif infos:
             typer.echo(info_table(infos))
+        elif unreadable:
+            pass
         elif markets or timeframe is not None:
             typer.echo(f"nothing stored for the given markets/timeframes in {cache.files.root}")
         else:
             typer.echo(f"the store at {cache.files.root} is empty: nothing fetched yet")
+        for line in unreadable:  # the rest is listed; these are named, and the exit says so
+            typer.echo(f"upbit-cache: error: {line}", err=True)
+        if unreadable:
+            raise typer.Exit(1)
+
+
+@app.command("verify")
+def verify_command(
+    markets: opt.StoredMarkets = None,
+    timeframe: opt.SomeTimeframes = None,
+    repair: opt.Repair = False,
+    as_json: opt.AsJson = False,
+    data_dir: opt.DataDir = None,
+) -> None:
+    """Check the store against its records: missing, unreadable or truncated files, rows
+    outside recorded ranges, duplicate times, impossible values, files in the wrong partition
+    or with the wrong schema. Exit 0 healthy, 1 problems found (repaired with --repair).
+
+    Example: upbit-cache verify --repair
+    """
+    with _one_line_errors():
+        timeframes = Timeframe.parse_list(timeframe) if timeframe is not None else None
+        cache = _cache(data_dir)
+        report = cache.verify(markets or [], timeframes, repair=repair)
+        from upbit_cache.cli.render import verify_json, verify_lines
+
+        if as_json:
+            typer.echo(json.dumps(verify_json(report, cache.files.root), indent=2))
+        else:
+            typer.echo(verify_lines(report, cache.files.root))
+        if report.problems:
+            raise typer.Exit(1)

@@ -178,6 +178,16 @@ LiveTimeframes = Annotated[
     str, typer.Option("-t", "--timeframe", help="Timeframes to build, e.g. 1m,15m,1h.")
 ]
 
+# verify
+Repair = Annotated[
+    bool,
+    typer.Option(
+        "--repair",
+        help="Move bad files to <data-dir>/quarantine/ and forget their spans, so the next "
+        "fetch asks for exactly those again.",
+    ),
+]
+
 # info
 AsJson = Annotated[
     bool, typer.Option("--json", help="Print one JSON document (for scripts) instead.")

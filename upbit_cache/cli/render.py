@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from upbit_cache.manager.info import SeriesInfo
     from upbit_cache.manager.memory import MemoryStats
     from upbit_cache.manager.prune import Change, PruneReport
+    from upbit_cache.manager.verify import VerifyReport
     from upbit_cache.store.candle_store import TierUsage
 
 
@@ -302,3 +303,56 @@ def info_table(infos: Sequence[SeriesInfo]) -> str:
     lines.append(f"{len(infos)} series, {candles:,} candles")
     lines += [f"{tier} tier: {_files_and_bytes(usage)}" for tier, usage in summed.items()]
     return "\n".join(lines)
+
+
+def verify_lines(report: VerifyReport, root: str) -> str:
+    """One line per problem (paths inside the data dir), then what was checked and done."""
+    lines = [
+        f"{p.timeframe.name:>3} {p.market}: {p.kind}: {_inside(p.path, root)} ({p.detail})"
+        for p in report.problems
+    ]
+    checked = (
+        f"{len(report.audits)} series, {report.files:,} files, {report.rows:,} rows checked "
+        f"in {report.seconds:.1f} s"
+    )
+    if not report.problems:
+        lines.append(f"healthy: {checked}")
+    else:
+        lines.append(f"{len(report.problems)} problems: {checked}")
+        if report.repaired:
+            lines.append(
+                f"repaired: {len(report.moved)} files moved to {root}/quarantine/, their spans "
+                "forgotten; the next fetch of a window that includes them asks for them again"
+            )
+        else:
+            lines.append("run `upbit-cache verify --repair` to quarantine them and fetch again")
+    if report.adopted:
+        lines.append(f"{report.adopted} files the records did not list yet are listed now")
+    return "\n".join(lines)
+
+
+def verify_json(report: VerifyReport, root: str) -> dict[str, object]:
+    """`verify --json`: version, healthy, counts, problems (paths inside the data dir)."""
+    return {
+        "version": 1,
+        "healthy": not report.problems,
+        "series": len(report.audits),
+        "files": report.files,
+        "rows": report.rows,
+        "problems": [
+            {
+                "timeframe": p.timeframe.name,
+                "market": p.market,
+                "kind": p.kind,
+                "path": _inside(p.path, root),
+                "detail": p.detail,
+            }
+            for p in report.problems
+        ],
+        "repaired": report.repaired and bool(report.problems),
+        "moved": [_inside(path, root) for path in report.moved],
+    }
+
+
+def _inside(path: str, root: str) -> str:
+    return path.removeprefix(root.rstrip("/") + "/")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from upbit_cache.candles import times_ms
+from upbit_cache.candles import impossible_values, times_ms
 from upbit_cache.errors import ResponseFormatError
 from upbit_cache.ranges import TimeRange
 from upbit_cache.timeframes import SUPPORTED, Timeframe
@@ -47,29 +47,15 @@ def check_page(table: pa.Table, tf: Timeframe, page: TimeRange, count: int) -> N
         raise BadAnswer(f"a candle at {iso(int(times.max()))}, not before {iso(page.end)}")
     if len(np.unique(times)) != len(times):
         raise BadAnswer("the same candle time twice")
-    _check_values(table)
+    why = impossible_values(table)
+    if why is not None:
+        raise BadAnswer(f"a candle with {why}")
     last = table["timestamp"].cast(pa.int64()).to_numpy()
     ends = tf.shift(times, 1)
     outside = (last < times) | (last > ends + LATE_TRADE_MS)
     if outside.any():
         at = int(times[np.argmax(outside)])
         raise BadAnswer(f"the candle at {iso(at)} has its last trade outside its period")
-
-
-def _check_values(table: pa.Table) -> None:
-    o, h, low, c, v, value = (
-        table[name].to_numpy() for name in ("open", "high", "low", "close", "volume", "value")
-    )
-    impossible = {
-        "a price that is not a number": ~np.isfinite(np.stack([o, h, low, c])).all(axis=0),
-        "a price of zero or less": np.minimum.reduce([o, h, low, c]) <= 0,
-        "a low above the open or close": low > np.minimum(o, c),
-        "a high below the open or close": h < np.maximum(o, c),
-        "negative volume or turnover": np.minimum(v, value) < 0,
-    }
-    for what, rows in impossible.items():
-        if rows.any():
-            raise BadAnswer(f"a candle with {what}")
 
 
 def witness_for(tf: Timeframe, span: TimeRange) -> Timeframe | None:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from upbit_cache.manager.live import LiveEvent
     from upbit_cache.manager.prune import Policy, PruneReport
     from upbit_cache.manager.screen import ScreenResult
+    from upbit_cache.manager.verify import VerifyReport
     from upbit_cache.store.candle_store import CandleStore
 
 Timeframes = str | Timeframe | Sequence[Timeframe]
@@ -273,15 +274,37 @@ class UpbitCache:
         return asyncio.run(prune(store, policy, now=at, dry_run=dry_run))
 
     def info(
-        self, markets: Sequence[str] = (), timeframes: Timeframes | None = None
+        self,
+        markets: Sequence[str] = (),
+        timeframes: Timeframes | None = None,
+        unreadable: list[str] | None = None,
     ) -> list[SeriesInfo]:
-        """What the store holds, per (timeframe, market); none given: everything stored."""
+        """What the store holds, per (timeframe, market); none given: everything stored.
+
+        With an `unreadable` list, series with a damaged file are left out and named there.
+        """
         from upbit_cache.manager.info import inventory
         from upbit_cache.store.candle_store import CandleStore
 
         wanted = validate_markets(markets) or None
         chosen = _timeframes(timeframes) if timeframes is not None else None
-        return inventory(CandleStore(self.files), chosen, wanted)
+        return inventory(CandleStore(self.files), chosen, wanted, unreadable)
+
+    def verify(
+        self,
+        markets: Sequence[str] = (),
+        timeframes: Timeframes | None = None,
+        *,
+        repair: bool = False,
+    ) -> VerifyReport:
+        """Check the store against its records; with `repair`, quarantine what is bad and
+        forget its spans, so the next fetch asks for exactly those again."""
+        from upbit_cache.manager.verify import verify
+        from upbit_cache.store.candle_store import CandleStore
+
+        store = CandleStore(self.files)  # from disk: memory could hide a damaged file
+        chosen = _timeframes(timeframes) if timeframes is not None else []
+        return asyncio.run(verify(store, chosen, validate_markets(markets), repair=repair))
 
     def live(
         self,

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from upbit_cache.candles import in_span
 from upbit_cache.collector.client import UpbitClient
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.collector.paging import DEFAULT_WINDOW, PageResult, fetch_pages, plan_pages
@@ -194,8 +195,11 @@ async def _sync_one(
     outcome = MarketOutcome(market, tf)
 
     async def keep(page: PageResult) -> None:
+        # Only what the record will vouch for: a short page may hold older candles too.
+        span = TimeRange(*page.covered)
+        rows = in_span(page.candles, span)
         done = Ranges.of([page.covered])
-        written = await asyncio.to_thread(store.write, market, tf, page.candles, done)
+        written = await asyncio.to_thread(store.write, market, tf, rows, done)
         outcome.candles += written
 
     try:

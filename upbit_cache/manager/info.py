@@ -68,11 +68,14 @@ def inventory(
     store: CandleStore,
     timeframes: Iterable[Timeframe] | None = None,
     markets: Iterable[str] | None = None,
+    unreadable: list[str] | None = None,
 ) -> list[SeriesInfo]:
     """One `SeriesInfo` per stored (timeframe, market), finest timeframe first, then by market.
 
     `timeframes` and `markets` (already validated) narrow the listing; None means all stored.
     A (timeframe, market) counts as stored if it has a data file or a fetched-range record.
+    With an `unreadable` list, a series with a damaged file is left out and the reason added
+    to it (one bad file does not hide the rest of the store); without one, it raises.
     """
     if store.files.is_a_file():
         raise StorageError(f"data dir {store.root} is a file, not a directory")
@@ -83,7 +86,12 @@ def inventory(
     for tf in sorted(chosen, key=lambda t: (t.approx_ms, t.name)):
         for market in store.stored_markets(tf):
             if wanted is None or market in wanted:
-                infos.append(series_info(store, tf, market))
+                try:
+                    infos.append(series_info(store, tf, market))
+                except StorageError as exc:
+                    if unreadable is None:
+                        raise
+                    unreadable.append(f"{tf} {market}: {exc}")
     return infos
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from upbit_cache.errors import StorageError
 from upbit_cache.store import layout
 from upbit_cache.store.candle_store import CandleStore, TierUsage
 from upbit_cache.store.upkeep import (
@@ -51,6 +52,7 @@ class PruneReport:
     changes: list[Change] = field(default_factory=list)
     temp_files: list[FileFacts] = field(default_factory=list)
     screens: list[FileFacts] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # series left alone: a damaged file
     seconds: float = 0.0
 
 
@@ -64,11 +66,14 @@ async def prune(
     for tf in policy.timeframes or store.timeframes():
         for market in store.stored_markets(tf):
             async with store.lock(tf, market):
-                edit = SeriesEditor(store, tf, market, dry_run)
-                keep = policy.keep_for(tf)
-                if keep is not None:
-                    report.changes += edit.retain(tf.floor_one(now - keep))
-                report.changes += edit.compact(now - policy.compact_after_ms)
+                try:
+                    edit = SeriesEditor(store, tf, market, dry_run)
+                    keep = policy.keep_for(tf)
+                    if keep is not None:
+                        report.changes += edit.retain(tf.floor_one(now - keep))
+                    report.changes += edit.compact(now - policy.compact_after_ms)
+                except StorageError as exc:  # one bad file skips its series, not the store
+                    report.skipped.append(f"{tf} {market}: {exc}")
                 # Safe under the lock: nobody is writing this (timeframe, market) now.
                 report.temp_files += clear(store, series_leftovers(store, tf, market), dry_run)
     # Two clocks, never mixed: candle times are aged against `now` (this host's clock unless

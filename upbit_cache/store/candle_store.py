@@ -136,30 +136,34 @@ class CandleStore:
         of rows written. The caller holds `lock(tf, market)`.
         """
         table = to_table(candles)
+        written: set[str] = set()
         if table.num_rows:
             starts = layout.partition_starts(tf, times_ms(table).to_numpy())
             order = np.argsort(starts, kind="stable")
             bounds = np.flatnonzero(np.diff(starts[order])) + 1
             for rows in np.split(order, bounds):
-                self._merge_partition(market, tf, int(starts[rows[0]]), table.take(rows))
-        if covered or sources:
+                start = int(starts[rows[0]])
+                written.add(self._merge_partition(market, tf, start, table.take(rows)))
+        if covered or sources or written:
             path = layout.fetched_file(self.root, tf, market)
             old = read_record(self.files, path)
             base = derived_from.name if derived_from is not None else old.derived_from
             kept = old.sources if base == old.derived_from else {}
             sources = {**kept, **(sources or {})}
             pruned = old.pruned.subtract(covered)  # fetched again: no longer a pruned gap
-            record = Record(old.fetched.union(covered), base, sources, pruned)
+            names = old.files | {layout.in_series(self.root, tf, market, p) for p in written}
+            record = Record(old.fetched.union(covered), base, sources, pruned, names)
             write_record(self.files, path, record)
         return table.num_rows
 
-    def _merge_partition(self, market: str, tf: Timeframe, start: int, new: pa.Table) -> None:
+    def _merge_partition(self, market: str, tf: Timeframe, start: int, new: pa.Table) -> str:
         final = layout.data_file(self.root, tf, market, start)
         found = self.files.stat(final)
         old = self._read(found) if found is not None else None
         # Old rows first, so that for a repeated time the new row wins.
         merged = dedupe_by_time(new if old is None else pa.concat_tables([old, new]))
         self.put_file(final, merged)
+        return final
 
     def put_file(self, path: str, table: pa.Table) -> StoredFile | None:
         """Write one data file atomically, encoded for its tier (named by its file name).
@@ -237,8 +241,10 @@ class CandleStore:
                     table = pq.ParquetFile(source).read().cast(CANDLE_SCHEMA)
             except FileNotFoundError:
                 raise
-            except (OSError, pa.ArrowInvalid) as exc:
-                raise StorageError(f"cannot read {found.path}: {exc}") from exc
+            except (OSError, pa.ArrowException) as exc:
+                raise StorageError(
+                    f"cannot read {found.path} ({exc}); run `upbit-cache verify --repair`"
+                ) from exc
             self.cache.put(found.path, found.version, table)
         return table
 

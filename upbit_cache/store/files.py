@@ -181,6 +181,15 @@ class DataDir:
             raise StorageError(f"cannot delete {path}: {exc}") from exc
         return True
 
+    def move(self, source: str, target: str) -> None:
+        """Move a file elsewhere in the data dir (`verify --repair`'s quarantine)."""
+        try:
+            self.fs.create_dir(target.rpartition("/")[0], recursive=True)
+            self.fs.move(source, target)
+        except OSError as exc:
+            raise StorageError(f"cannot move {source} to {target}: {exc}") from exc
+        self.delete_dir_if_empty(source.rpartition("/")[0])
+
     def delete_dir_if_empty(self, folder: str) -> None:
         import pyarrow.fs as pafs
 

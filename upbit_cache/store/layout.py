@@ -5,6 +5,7 @@
     <root>/fetched/<tf>/<MARKET>.json                                      fetched ranges
     <root>/locks/<tf>/<MARKET>.lock                                        writer locks
     <root>/screens/<key>.<format>, <key>.json                              kept screen tables
+    <root>/quarantine/<when>/<path as above>                               files verify moved
     .<name>.<random>.tmp beside any of them                                a write under way
 
 Both tiers are one Hive-partitioned dataset (`market`, `date`). One hot partition holds one
@@ -35,6 +36,7 @@ FILE_NAMES: dict[Tier, str] = {"hot": DATA_FILE, "cold": COLD_FILE}
 CANDLES = "candles"
 RECORDS = "fetched"
 SCREENS = "screens"
+QUARANTINE = "quarantine"
 RECORD_SUFFIX = ".json"
 TEMP_SUFFIX = ".tmp"
 _PARTITION_RE = re.compile(
@@ -122,6 +124,21 @@ def candles_root(root: str, tf: Timeframe) -> str:
 
 def market_dir(root: str, tf: Timeframe, market: str) -> str:
     return f"{candles_root(root, tf)}/market={market}"
+
+
+def in_series(root: str, tf: Timeframe, market: str, path: str) -> str:
+    """A data file's name inside its series' folder: `date=2026-01-01/part-0.parquet`."""
+    return path.removeprefix(market_dir(root, tf, market) + "/")
+
+
+def series_path(root: str, tf: Timeframe, market: str, name: str) -> str:
+    """Inverse of `in_series`."""
+    return f"{market_dir(root, tf, market)}/{name}"
+
+
+def quarantine_path(root: str, path: str, stamp: str) -> str:
+    """Where `verify --repair` moves a bad file: the same place under `quarantine/`."""
+    return f"{root}/{QUARANTINE}/{stamp}/{path.removeprefix(root + '/')}"
 
 
 def market_of_dir(name: str) -> str | None:

@@ -27,6 +27,9 @@ class Record:
     derived_from: str | None = None  # base timeframe name, for derived timeframes
     sources: dict[str, str] = field(default_factory=dict)  # base partition -> fingerprint
     pruned: Ranges = field(default_factory=Ranges)  # deleted by `prune`, not fetched again
+    # The data files that hold rows, relative to the series' folder (`date=.../part-0.parquet`):
+    # what `verify` expects to find. Empty for records written before it existed.
+    files: frozenset[str] = frozenset()
 
 
 def read_record(files: DataDir, path: str) -> Record:
@@ -41,9 +44,12 @@ def read_record(files: DataDir, path: str) -> Record:
             derived_from=data.get("derived_from"),
             sources={str(k): str(v) for k, v in data.get("sources", {}).items()},
             pruned=Ranges.from_json(data.get("pruned", [])),
+            files=frozenset(str(name) for name in data.get("files", [])),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise StorageError(f"fetched-range record {path} is damaged ({exc}); delete it") from exc
+        raise StorageError(
+            f"fetched-range record {path} is damaged ({exc}); run `upbit-cache verify --repair`"
+        ) from exc
 
 
 def write_record(files: DataDir, path: str, record: Record) -> None:
@@ -54,4 +60,6 @@ def write_record(files: DataDir, path: str, record: Record) -> None:
         data["sources"] = record.sources
     if record.pruned:
         data["pruned"] = record.pruned.to_json()
+    if record.files:
+        data["files"] = sorted(record.files)
     files.write_bytes(path, json.dumps(data).encode())

@@ -14,6 +14,7 @@ exact) and kept, so that compaction after retention sees the files as retention 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -68,6 +69,7 @@ class SeriesEditor:
             pruned = record.pruned.union(gone)
             store.set_record(tf, market, replace(record, fetched=kept, pruned=pruned))
         change = Change("retain", tf, market)
+        gone_files = []
         for facts in self._files():
             if layout.parse_partition(facts.path)[2] >= cutoff:
                 continue
@@ -80,6 +82,8 @@ class SeriesEditor:
                 change.added.append(self._put(facts.path, rest))
             else:
                 self._remove(facts.path)
+                gone_files.append(facts.path)
+        self._list(drop=gone_files)
         return [change] if change.removed else []
 
     def compact(self, cutoff: int) -> list[Change]:
@@ -101,10 +105,21 @@ class SeriesEditor:
                 change.removed.append(facts)
             # Cold rows first: where a time repeats, the (newer) hot row wins.
             change.added.append(self._put(cold_path, dedupe_by_time(pa.concat_tables(parts))))
-            for path in hot:  # only once the cold file holds their rows
+            self._list(add=[cold_path], drop=hot)
+            for path in hot:  # only once the cold file (and the record) holds their rows
                 self._remove(path)
             changes.append(change)
         return changes
+
+    def _list(self, add: Sequence[str] = (), drop: Sequence[str] = ()) -> None:
+        """Keep the record's list of data files in step (`verify` checks against it)."""
+        if self.dry_run or not (add or drop):
+            return
+        store, tf, market = self.store, self.tf, self.market
+        record = store.record(tf, market)
+        names = {layout.in_series(store.root, tf, market, p) for p in add}
+        gone = {layout.in_series(store.root, tf, market, p) for p in drop}
+        store.set_record(tf, market, replace(record, files=(record.files - gone) | names))
 
     def _files(self) -> list[FileFacts]:
         """The data files as they stand (after pending edits), without reading them."""

@@ -1,0 +1,67 @@
+"""`verify`: check the store against its records, and with `repair`, make it whole again.
+
+Each series is checked under its writer lock, so a fetch or prune running at the same time
+is never mistaken for damage. The checks and the repair are the store's (`store/audit.py`);
+a repaired span is fetched again by the next `fetch` of a window that includes it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from upbit_cache.store.audit import Problem, SeriesAudit, audit_series, repair_series
+from upbit_cache.store.candle_store import CandleStore
+from upbit_cache.timeframes import Timeframe
+
+__all__ = ["Problem", "VerifyReport", "verify"]
+
+
+@dataclass
+class VerifyReport:
+    audits: list[SeriesAudit] = field(default_factory=list)
+    repaired: bool = False
+    moved: list[str] = field(default_factory=list)  # where bad files went (quarantine)
+    seconds: float = 0.0
+
+    @property
+    def problems(self) -> list[Problem]:
+        return [p for a in self.audits for p in a.problems]
+
+    @property
+    def files(self) -> int:
+        return sum(a.files for a in self.audits)
+
+    @property
+    def rows(self) -> int:
+        return sum(a.rows for a in self.audits)
+
+    @property
+    def adopted(self) -> int:
+        return sum(len(a.unlisted) for a in self.audits) if self.repaired else 0
+
+
+async def verify(
+    store: CandleStore,
+    timeframes: Sequence[Timeframe] = (),
+    markets: Sequence[str] = (),
+    *,
+    repair: bool = False,
+) -> VerifyReport:
+    """Check every stored series (or those of `timeframes` x `markets`); repair if asked."""
+    began = time.monotonic()
+    report = VerifyReport(repaired=repair)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")  # a folder name, nothing compares it
+    for tf in timeframes or store.timeframes():
+        for market in store.stored_markets(tf):
+            if markets and market not in markets:
+                continue
+            async with store.lock(tf, market):
+                audit = audit_series(store, tf, market)
+                if repair and (audit.problems or audit.unlisted):
+                    report.moved += repair_series(store, audit, stamp)
+            report.audits.append(audit)
+    report.seconds = time.monotonic() - began
+    return report
