@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
@@ -11,11 +12,12 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from conftest import candle_requests, truth
+from conftest import NOW, candle_requests, truth
 
 from upbit_cache.ranges import TimeRange
-from upbit_cache.simulator import SimulatorServer
+from upbit_cache.simulator import SimulatorConfig, SimulatorServer
 from upbit_cache.store.candle_store import CandleStore
+from upbit_cache.store.locks import FileLock
 from upbit_cache.timeframes import Timeframe
 
 H1 = Timeframe.parse("1h")
@@ -115,3 +117,64 @@ def test_two_fetches_at_once_neither_corrupt_nor_double_fetch(
     check_store_is_exact(sim, tmp_path, markets)
     for market in markets:
         assert len(CandleStore(tmp_path).load(market, H1)) == 60 * 24
+
+
+def test_processes_on_one_host_share_one_budget_with_no_429(tmp_path: Path) -> None:
+    # Upbit's real 10 requests/s, and five processes that each may send 10 a second.
+    config = SimulatorConfig(rate=10, clock_start=NOW, frozen=True, ban_after_429s=1000)
+    with SimulatorServer(config) as strict:
+        markets = [m.market for m in strict.history.markets if m.market.startswith("KRW-")]
+        runs = []
+        for i in range(4):
+            group = markets[i * 3 : i * 3 + 3]
+            args = ["fetch", *group, "-t", "1h", "--days", "30", "--rate", "10"]
+            runs.append(upbit_cache_cli(strict, tmp_path / f"d{i}", *args))
+        screen = ["screen-prep", *markets[12:15], "--days", "30", "--out", str(tmp_path / "s.csv")]
+        runs.append(upbit_cache_cli(strict, tmp_path / "d4", *screen, "--rate", "10"))
+        for run in runs:
+            _out, err = run.communicate(timeout=120)
+            assert run.returncode == 0, err
+        stats = strict.stats()
+        assert stats["candle_requests"] >= 5 * 3 * 4 and stats["rate_limited"] == 0
+
+
+def test_the_market_list_waits_after_a_429(tmp_path: Path) -> None:
+    # Two requests a second per group: five processes asking for the market list at once.
+    config = SimulatorConfig(rate=2, clock_start=NOW, frozen=True, ban_after_429s=1000)
+    with SimulatorServer(config) as tight:
+        runs = [
+            upbit_cache_cli(tight, tmp_path / f"d{i}", "fetch", "KRW-BTC", "--days", "1")
+            for i in range(5)
+        ]
+        for run in runs:
+            _out, err = run.communicate(timeout=120)
+            assert run.returncode == 0, err
+        assert tight.stats()["by_path"]["/v1/market/all"] >= 5
+
+
+def test_a_run_waiting_for_a_lock_says_so_once_and_lock_timeout_bounds_it(
+    sim: SimulatorServer, tmp_path: Path
+) -> None:
+    async def hold() -> FileLock:
+        lock = CandleStore(tmp_path).lock(H1, "KRW-BTC")
+        await lock.__aenter__()
+        return lock
+
+    held = asyncio.run(hold())
+    try:
+        run = upbit_cache_cli(
+            sim, tmp_path, "fetch", "KRW-BTC", "KRW-ETH", "--days", "3", "--lock-timeout", "0.5"
+        )
+        out, err = run.communicate(timeout=60)
+    finally:
+        held.release()
+    assert run.returncode == 1
+    assert err.count("waiting for another run writing 1h KRW-BTC") == 1
+    assert "still holds its lock after 0.5 s" in err and "1 failed: KRW-BTC 1h" in out
+    assert len(CandleStore(tmp_path).load("KRW-ETH", H1)) == 72  # the other market went on
+
+
+def upbit_cache_cli(sim: SimulatorServer, data_dir: Path, *args: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "upbit_cache", *args, "--api-url", sim.url]
+    command += ["--data-dir", str(data_dir)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -88,10 +88,26 @@ def _cache(
     api_url: str | None = None,
     rate: float | None = None,
     ws_url: str | None = None,
+    lock_timeout: float | None = None,
 ) -> UpbitCache:
     from upbit_cache.manager.cache import UpbitCache
 
-    return UpbitCache(data_dir, api_url=api_url, ws_url=ws_url, rate=rate)
+    return UpbitCache(
+        data_dir,
+        api_url=api_url,
+        ws_url=ws_url,
+        rate=rate,
+        lock_timeout=lock_timeout,
+        on_lock_wait=_say_waiting,
+    )
+
+
+def _say_waiting(series: str) -> None:
+    typer.echo(
+        f"upbit-cache: waiting for another run writing {series} (and maybe more); "
+        "--lock-timeout SECONDS bounds the wait",
+        err=True,
+    )
 
 
 @app.command()
@@ -106,6 +122,7 @@ def fetch(
     api_url: opt.ApiUrl = None,
     rate: opt.Rate = 10.0,
     quiet: opt.Quiet = False,
+    lock_timeout: opt.LockTimeout = None,
 ) -> None:
     """Fetch candles into the store, asking Upbit only for what is missing.
 
@@ -116,7 +133,7 @@ def fetch(
 
         window = Window.of(since, until, days)
         timeframes = Timeframe.parse_list(timeframe)
-        cache = _cache(data_dir, api_url, rate)
+        cache = _cache(data_dir, api_url, rate, lock_timeout=lock_timeout)
         with progress_for(sys.stderr, quiet) as progress:
             report = cache.fetch(
                 markets or [], quote=quote, timeframes=timeframes, window=window, progress=progress
@@ -134,6 +151,7 @@ def resample_command(
     timeframe: opt.Timeframes = "1h",
     source: opt.BaseTimeframe = None,
     data_dir: opt.DataDir = None,
+    lock_timeout: opt.LockTimeout = None,
 ) -> None:
     """Derive timeframes from stored finer candles and write them to the store (incremental).
 
@@ -143,7 +161,9 @@ def resample_command(
         targets = Timeframe.parse_list(timeframe)
         base = Timeframe.parse(source) if source is not None else None
         began = time.monotonic()
-        outcomes = _cache(data_dir).resample(markets or [], targets, base)
+        outcomes = _cache(data_dir, lock_timeout=lock_timeout).resample(
+            markets or [], targets, base
+        )
         typer.echo(derive_summary(outcomes, time.monotonic() - began))
 
 
@@ -206,6 +226,7 @@ def prune_command(
     as_of: opt.AsOf = None,
     verbose: opt.Verbose = False,
     data_dir: opt.DataDir = None,
+    lock_timeout: opt.LockTimeout = None,
 ) -> None:
     """Compact old hot partitions into the cold tier, apply retention, clear leftovers.
 
@@ -225,7 +246,7 @@ def prune_command(
             timeframes=tuple(Timeframe.parse_list(timeframe)) if timeframe else (),
         )
         now = to_ms(as_of) if as_of is not None else None
-        report = _cache(data_dir).prune(policy, now=now, dry_run=dry_run)
+        report = _cache(data_dir, lock_timeout=lock_timeout).prune(policy, now=now, dry_run=dry_run)
         typer.echo(prune_summary(report, verbose))
         for line in report.skipped:
             typer.echo(f"upbit-cache: error: {line}", err=True)
@@ -249,6 +270,7 @@ def screen_prep_command(
     api_url: opt.ApiUrl = None,
     rate: opt.Rate = 10.0,
     verbose: opt.ScreenVerbose = False,
+    lock_timeout: opt.LockTimeout = None,
 ) -> None:
     """Bring N days of candles up to date and write them as one long table for a screener.
 
@@ -270,7 +292,7 @@ def screen_prep_command(
             top=top,
         )
         output = guess_format(out, fmt)
-        cache = _cache(data_dir, api_url, rate)
+        cache = _cache(data_dir, api_url, rate, lock_timeout=lock_timeout)
         # Progress and logs go to stderr: stdout may be the table itself.
         with progress_for(sys.stderr, quiet=not verbose) as progress:
             done = cache.screen_prep(request, out=out, fmt=output, progress=progress)
@@ -325,6 +347,7 @@ def verify_command(
     repair: opt.Repair = False,
     as_json: opt.AsJson = False,
     data_dir: opt.DataDir = None,
+    lock_timeout: opt.LockTimeout = None,
 ) -> None:
     """Check the store against its records: missing, unreadable or truncated files, rows
     outside recorded ranges, duplicate times, impossible values, files in the wrong partition
@@ -334,7 +357,7 @@ def verify_command(
     """
     with _one_line_errors():
         timeframes = Timeframe.parse_list(timeframe) if timeframe is not None else None
-        cache = _cache(data_dir)
+        cache = _cache(data_dir, lock_timeout=lock_timeout)
         report = cache.verify(markets or [], timeframes, repair=repair)
         from upbit_cache.cli.render import verify_json, verify_lines
 

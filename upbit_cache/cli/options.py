@@ -38,7 +38,20 @@ WsUrl = Annotated[
         show_default=False,
     ),
 ]
-Rate = Annotated[float, typer.Option("--rate", min=0.1, help="Candle requests per second at most.")]
+Rate = Annotated[
+    float,
+    typer.Option("--rate", min=0.1, max=1000, help="Candle requests per second at most."),
+]
+LockTimeout = Annotated[
+    float | None,
+    typer.Option(
+        "--lock-timeout",
+        min=0,
+        max=86_400,
+        help="Seconds to wait for another run writing the same series (default: no limit).",
+        show_default=False,
+    ),
+]
 Markets = Annotated[
     list[str] | None,
     typer.Argument(

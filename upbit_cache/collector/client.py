@@ -15,7 +15,7 @@ import aiohttp
 
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.collector.listing import MarketInfo, parse_error, parse_markets
-from upbit_cache.collector.ratelimit import RateLimiter
+from upbit_cache.collector.ratelimit import RateLimiter, Schedule
 from upbit_cache.errors import (
     ExchangeError,
     IPBlockedError,
@@ -56,9 +56,16 @@ class _RateLimited(Exception):
 class UpbitClient:
     """Async access to Upbit's quotation API; use as `async with UpbitClient(cfg) as c`."""
 
-    def __init__(self, config: ClientConfig, limiter: RateLimiter | None = None) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        limiter: RateLimiter | None = None,
+        schedule: Schedule | None = None,
+    ) -> None:
+        """`schedule`: send times shared with other processes of the host (one IP, one
+        budget); by default this process paces alone."""
         self.config = config
-        self.limiter = limiter or RateLimiter(config.rate)
+        self.limiter = limiter or RateLimiter(config.rate, schedule=schedule)
         self.stats = ClientStats()
         self._session: aiohttp.ClientSession | None = None
         self._clock_offset_ms: int | None = None
@@ -130,7 +137,8 @@ class UpbitClient:
         url = f"{self.config.api_url}/v1/{path}"
         failures = rate_limited = 0
         while True:
-            sent_at = await self.limiter.acquire() if limited else time.monotonic()
+            # Every request waits out a 429 pause; candle requests also take a paced slot.
+            sent_at = await (self.limiter.acquire() if limited else self.limiter.unpaused())
             self.stats.requests += 1
             self.stats.candle_requests += limited
             try:

@@ -1,14 +1,103 @@
-"""One rate limiter shared by every request of a process."""
+"""One rate limiter shared by every request of a process, paced on a schedule that every
+process on the host can share (one IP, one budget)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import deque
+from collections.abc import Callable
+from typing import Protocol
 
 from upbit_cache.errors import IPBlockedError
 
 MAX_MARGIN = 0.1  # seconds; a 429 at this margin means someone else shares the IP
+SHARED_MARGIN = 0.05  # of the window, while other processes of the host send too
+
+
+class Schedule(Protocol):
+    """Hands out send times `spacing` apart (monotonic seconds), in this process or across
+    every process of the host, and, when shared, keeps the host's recent sends."""
+
+    def claim(self, now: float, spacing: float) -> float: ...
+
+    def commit(self, now: float, window: float, capacity: int) -> float:
+        """Record a send at `now` if the host's last `window` seconds have room for it, and
+        return 0; else return how long to wait before trying again."""
+        ...
+
+
+def next_slot(due: float, now: float, spacing: float) -> tuple[float, float]:
+    """(when to send, when the send after it is due), given when this one was due.
+
+    Paced on the schedule, not on the last actual send: a send that woke a little late (a
+    busy loop) does not push every later one back; one far behind starts a new schedule.
+    """
+    if now < due:
+        return due, due + spacing
+    return now, (due if now - due <= spacing else now) + spacing
+
+
+class LocalSchedule:
+    """Send times for this process alone."""
+
+    def __init__(self) -> None:
+        self._due = 0.0
+
+    def claim(self, now: float, spacing: float) -> float:
+        slot, self._due = next_slot(self._due, now, spacing)
+        return slot
+
+    def commit(self, now: float, window: float, capacity: int) -> float:
+        return 0.0  # the limiter's own window holds this process's sends
+
+
+class SharedCell(Protocol):
+    """Numbers other processes share, updated atomically (the store's `HostCell`)."""
+
+    def update(self, step: Callable[[list[float]], tuple[float, list[float]]]) -> float: ...
+
+
+class SharedSchedule:
+    """Send times shared through a `SharedCell` by every process on the host: the next due
+    time first, then the host's last sends (for the rolling window).
+
+    Slots alone do not hold a rolling window across processes: a process whose loop woke
+    late (a busy CPU) sends close to the next process's on-time slot. So each send is also
+    committed against the host's actual recent sends before it goes out.
+    """
+
+    def __init__(self, cell: SharedCell) -> None:
+        self.cell = cell
+
+    def claim(self, now: float, spacing: float) -> float:
+        def step(values: list[float]) -> tuple[float, list[float]]:
+            due = values[0] if values else 0.0
+            if due > now + 60:  # left by another boot: the monotonic clock restarted
+                due, values = 0.0, []
+            slot, following = next_slot(due, now, spacing)
+            return slot, [following, *values[1:]]
+
+        return self.cell.update(step)
+
+    def commit(self, now: float, window: float, capacity: int) -> float:
+        me = float(os.getpid())
+
+        def step(values: list[float]) -> tuple[float, list[float]]:
+            due = values[0] if values else 0.0
+            pairs = list(zip(values[1::2], values[2::2], strict=False))
+            # Sends of several processes arrive with more jitter (each its own loop and
+            # connection): then the window is kept SHARED_MARGIN wider.
+            crowded = any(pid != me for _, pid in pairs)
+            span = window * (1 + SHARED_MARGIN) if crowded else window
+            recent = [(t, pid) for t, pid in pairs if now - span < t <= now + 60]
+            if len(recent) >= capacity:
+                return recent[0][0] + span - now, values
+            kept = [*recent[max(0, len(recent) - capacity + 1) :], (now, me)]
+            return 0.0, [due, *(x for pair in kept for x in pair)]
+
+        return self.cell.update(step)
 
 
 class RateLimiter:
@@ -25,14 +114,20 @@ class RateLimiter:
     not 20.3 s) and widens threefold on each 429, up to `MAX_MARGIN`.
     """
 
-    def __init__(self, rate: float, window: float = 1.0, margin: float = 0.005) -> None:
+    def __init__(
+        self,
+        rate: float,
+        window: float = 1.0,
+        margin: float = 0.005,
+        schedule: Schedule | None = None,
+    ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.capacity = max(1, int(rate))
         self._base_window = window * self.capacity / rate
         self.margin = margin
+        self.schedule: Schedule = schedule or LocalSchedule()
         self._sends: deque[float] = deque()
-        self._next_slot = 0.0  # when the next send is due by the pace
         self._lock = asyncio.Lock()
         self._paused_until = 0.0
         self._strikes = 0
@@ -51,16 +146,30 @@ class RateLimiter:
                     self._sends.popleft()
                 if len(self._sends) >= self.capacity:
                     await asyncio.sleep(self._sends[0] + self.window - now)
-                elif now < self._next_slot:
-                    await asyncio.sleep(self._next_slot - now)
-                else:
-                    # Pace on the schedule, not on the last actual send: a send that woke a
-                    # little late (a busy loop) does not push every later one back; the
-                    # window check above still holds the real sends to `rate` a second.
-                    behind = now - self._next_slot <= self.spacing
-                    self._next_slot = (self._next_slot if behind else now) + self.spacing
-                    self._sends.append(now)
-                    return now
+                    continue
+                # The slot is ours once claimed (other processes of the host may hold the
+                # ones before it); the window check above holds real sends to `rate`.
+                slot = self.schedule.claim(now, self.spacing)
+                if slot > now:
+                    await asyncio.sleep(slot - now)
+                while (
+                    wait := self.schedule.commit(time.monotonic(), self.window, self.capacity)
+                ) > 0:
+                    await asyncio.sleep(wait)
+                self._raise_if_blocked()
+                sent = time.monotonic()
+                self._sends.append(sent)
+                return sent
+
+    async def unpaused(self) -> float:
+        """Wait out a pause (after a 429) without taking a slot: for requests of another
+        group (the market list); the monotonic time to send at."""
+        while True:
+            self._raise_if_blocked()
+            now = time.monotonic()
+            if now >= self._paused_until:
+                return now
+            await asyncio.sleep(self._paused_until - now)
 
     def observe(self, remaining: int | None, sent_at: float) -> None:
         """Account for sends we did not make, as seen in Upbit's `sec=` count.

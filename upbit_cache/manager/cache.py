@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from upbit_cache.collector.client import UpbitClient
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.errors import UsageError
 from upbit_cache.manager.memory import DEFAULT_MEMORY_BYTES, MemoryCache, MemoryStats
 from upbit_cache.manager.scope import ScreenRequest, Window, parse_span
 from upbit_cache.manager.screen_keep import Kept, key, lookup, remember
+from upbit_cache.manager.session import new_client
 from upbit_cache.markets import validate_market, validate_markets
 from upbit_cache.ranges import EARLIEST, LATEST, TimeRange
 from upbit_cache.store import screens
@@ -71,10 +71,15 @@ class UpbitCache:
         ws_url: str | None = None,
         rate: float | None = None,
         memory_bytes: int = DEFAULT_MEMORY_BYTES,
+        lock_timeout: float | None = None,
+        on_lock_wait: Callable[[str], None] | None = None,
     ) -> None:
+        """`lock_timeout`: seconds a writer waits for another run's lock on a series (None:
+        as long as it takes); `on_lock_wait(series)` is told once when a writer must wait."""
         self.files = DataDir.open(data_dir)
         self.config = ClientConfig.from_env(api_url, rate, ws_url)
         self.memory = MemoryCache(memory_bytes)
+        self.lock_timeout, self.on_lock_wait = lock_timeout, on_lock_wait
         self.last_fetch: SyncReport | None = None
         self._store: CandleStore | None = None
 
@@ -82,10 +87,18 @@ class UpbitCache:
     def store(self) -> CandleStore:
         """The Parquet store of the data dir, read through the memory layer."""
         if self._store is None:
-            from upbit_cache.store.candle_store import CandleStore
-
-            self._store = CandleStore(self.files, cache=self.memory)
+            self._store = self._new_store(self.memory)
         return self._store
+
+    def _new_store(self, cache: MemoryCache | None = None) -> CandleStore:
+        from upbit_cache.store.candle_store import CandleStore
+
+        return CandleStore(
+            self.files,
+            cache=cache,
+            lock_timeout=self.lock_timeout,
+            on_lock_wait=self.on_lock_wait,
+        )
 
     @property
     def stats(self) -> MemoryStats:
@@ -229,7 +242,7 @@ class UpbitCache:
         name = key(request, fmt)
 
         async def run() -> tuple[str, Kept] | ScreenResult:
-            async with UpbitClient(self.config) as client:  # one session for the whole run
+            async with new_client(self.config) as client:  # one session for the whole run
                 if keepable:
                     found = await lookup(self.files, client, request, name, fmt)
                     if found is not None:
@@ -267,9 +280,8 @@ class UpbitCache:
     ) -> PruneReport:
         """Compact old hot partitions, apply retention, clear leftovers (`now`: for that time)."""
         from upbit_cache.manager.prune import prune
-        from upbit_cache.store.candle_store import CandleStore
 
-        store = CandleStore(self.files)  # every file is read once: memory would only cost
+        store = self._new_store()  # every file is read once: memory would only cost
         at = to_ms(now) if now is not None else None
         return asyncio.run(prune(store, policy, now=at, dry_run=dry_run))
 
@@ -284,11 +296,10 @@ class UpbitCache:
         With an `unreadable` list, series with a damaged file are left out and named there.
         """
         from upbit_cache.manager.info import inventory
-        from upbit_cache.store.candle_store import CandleStore
 
         wanted = validate_markets(markets) or None
         chosen = _timeframes(timeframes) if timeframes is not None else None
-        return inventory(CandleStore(self.files), chosen, wanted, unreadable)
+        return inventory(self._new_store(), chosen, wanted, unreadable)
 
     def verify(
         self,
@@ -300,9 +311,8 @@ class UpbitCache:
         """Check the store against its records; with `repair`, quarantine what is bad and
         forget its spans, so the next fetch asks for exactly those again."""
         from upbit_cache.manager.verify import verify
-        from upbit_cache.store.candle_store import CandleStore
 
-        store = CandleStore(self.files)  # from disk: memory could hide a damaged file
+        store = self._new_store()  # from disk: memory could hide a damaged file
         chosen = _timeframes(timeframes) if timeframes is not None else []
         return asyncio.run(verify(store, chosen, validate_markets(markets), repair=repair))
 

@@ -20,6 +20,7 @@ from upbit_cache.collector.paging import DEFAULT_WINDOW, PageResult, fetch_pages
 from upbit_cache.errors import InvalidRangeError, IPBlockedError, UpbitCacheError
 from upbit_cache.manager.planner import Plan, plan_fetch
 from upbit_cache.manager.scope import Window, resolve_markets, selection
+from upbit_cache.manager.session import new_client
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
@@ -98,7 +99,7 @@ async def fetch(
     progress: Progress | None = None,
 ) -> SyncReport:
     """`fetch_with` on a client of its own (one session, one rate limiter)."""
-    async with UpbitClient(config) as client:
+    async with new_client(config) as client:
         return await fetch_with(
             client, store, markets, timeframes, window, quote=quote, progress=progress
         )

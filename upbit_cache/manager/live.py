@@ -27,6 +27,7 @@ from upbit_cache.collector.websocket import Connected, Disconnected, Trade, trad
 from upbit_cache.errors import UsageError
 from upbit_cache.manager.fetch import sync_markets
 from upbit_cache.manager.scope import resolve_markets
+from upbit_cache.manager.session import new_client
 from upbit_cache.markets import validate_markets
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store.candle_store import CandleStore
@@ -99,7 +100,7 @@ async def live_candles(
     check_timeframes(timeframes)
     book = CandleBook(wanted, timeframes, keep)
     writer = _Writer(store) if store is not None else None
-    async with UpbitClient(config) as client:
+    async with new_client(config) as client:
         resolve_markets([m.market for m in await client.markets()], wanted)
         queue: asyncio.Queue[Trade | Connected | Disconnected | BaseException] = asyncio.Queue()
         reader = asyncio.create_task(_pump(client, config.ws_url, wanted, queue))

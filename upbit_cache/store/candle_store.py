@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Protocol
 
@@ -61,9 +61,21 @@ class CandleStore:
     need a lock, because every file is replaced by an atomic rename.
     """
 
-    def __init__(self, location: Location = None, *, cache: TableCache | None = None) -> None:
+    def __init__(
+        self,
+        location: Location = None,
+        *,
+        cache: TableCache | None = None,
+        lock_timeout: float | None = None,
+        on_lock_wait: Callable[[str], None] | None = None,
+    ) -> None:
+        """`lock_timeout`: how long a writer waits for another's lock (None: as long as it
+        takes); `on_lock_wait` is told, once per store, that a writer is waiting."""
         self.files = location if isinstance(location, DataDir) else DataDir.open(location)
         self.cache: TableCache = cache if cache is not None else _NoCache()
+        self.lock_timeout = lock_timeout
+        self._on_lock_wait = on_lock_wait
+        self._told = False
 
     @property
     def root(self) -> str:
@@ -79,7 +91,13 @@ class CandleStore:
 
     def lock(self, tf: Timeframe, market: str) -> FileLock:
         """The writer lock of one (timeframe, market)."""
-        return self.files.lock(layout.lock_file(self.root, tf, market))
+        path = layout.lock_file(self.root, tf, market)
+        return self.files.lock(path, f"{tf} {market}", self.lock_timeout, self._waiting)
+
+    def _waiting(self, what: str) -> None:
+        if self._on_lock_wait is not None and not self._told:
+            self._told = True
+            self._on_lock_wait(what)
 
     def fetched(self, tf: Timeframe, market: str) -> Ranges:
         """The time ranges already asked of Upbit for this (timeframe, market)."""

@@ -198,9 +198,17 @@ class DataDir:
             with contextlib.suppress(OSError):  # a writer may be filling it again
                 self.fs.delete_dir(folder)
 
-    def lock(self, path: str) -> FileLock:
+    def lock(
+        self,
+        path: str,
+        what: str = "",
+        timeout: float | None = None,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> FileLock:
         """An exclusive writer lock named by `path` (only a local disk has them)."""
-        return FileLock(path if self.is_local else None)
+        return FileLock(
+            path if self.is_local else None, what=what, timeout=timeout, on_wait=on_wait
+        )
 
     def is_a_file(self) -> bool:
         """Whether the data dir itself is a regular file (a usage mistake)."""

@@ -1,15 +1,19 @@
-"""Writer locks per (timeframe, market), so overlapping runs never interleave their writes.
+"""Locks: writer locks per (timeframe, market), and the host's shared send schedule.
 
-Readers never lock: every file appears by an atomic rename. Locks are advisory `flock`s on
-files under the data dir, released by the kernel when a process dies (a SIGKILLed run never
-leaves a stale lock behind).
+Writer locks keep overlapping runs from interleaving their writes; readers never lock, every
+file appears by an atomic rename. Both are advisory `flock`s, released by the kernel when a
+process dies (a SIGKILLed run never leaves a stale lock behind).
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import os
+import tempfile
+import time
+from collections.abc import Callable
 from types import TracebackType
 
 from upbit_cache.errors import StorageError
@@ -18,10 +22,22 @@ _POLL_SECONDS = 0.05
 
 
 class FileLock:
-    """An exclusive lock on one file, taken with `async with` (polling, never blocking the loop)."""
+    """An exclusive lock on one file, taken with `async with` (polling, never blocking the loop).
 
-    def __init__(self, path: str | None) -> None:
+    If another process holds it, `on_wait` is called once, and after `timeout` seconds
+    (None: no limit) the wait ends with a StorageError naming `what`.
+    """
+
+    def __init__(
+        self,
+        path: str | None,
+        *,
+        what: str = "",
+        timeout: float | None = None,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
         self.path = path  # None: nothing to lock (a store that is not on local disk)
+        self.what, self.timeout, self.on_wait = what or str(path), timeout, on_wait
         self._fd: int | None = None
 
     def _open(self) -> int:
@@ -52,7 +68,17 @@ class FileLock:
             self._fd = None
 
     async def __aenter__(self) -> FileLock:
+        if self.try_acquire():
+            return self
+        if self.on_wait is not None:
+            self.on_wait(self.what)
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while not self.try_acquire():
+            if deadline is not None and time.monotonic() >= deadline:
+                raise StorageError(
+                    f"{self.what}: another upbit-cache run still holds its lock after "
+                    f"{self.timeout:g} s (--lock-timeout); nothing was changed"
+                )
             await asyncio.sleep(_POLL_SECONDS)
         return self
 
@@ -63,3 +89,51 @@ class FileLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+ENV_RUNTIME_DIR = "UPBIT_CACHE_RUNTIME_DIR"
+_CELL_BYTES = 4096
+
+
+class HostCell:
+    """A few numbers shared by every upbit-cache process of this host and user, updated in
+    place under an exclusive flock (held for microseconds): the rate limiter's schedule and
+    recent sends, so that processes on one IP share one budget (collector/ratelimit.py)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @classmethod
+    def for_api(cls, api_url: str) -> HostCell:
+        """The cell of one API (a test simulator on another port has its own)."""
+        folder = os.environ.get(ENV_RUNTIME_DIR) or os.path.join(
+            tempfile.gettempdir(), f"upbit-cache-{os.getuid()}"
+        )
+        name = hashlib.sha1(api_url.encode(), usedforsecurity=False).hexdigest()[:16]
+        return cls(os.path.join(folder, f"pace-{name}"))
+
+    def update(self, step: Callable[[list[float]], tuple[float, list[float]]]) -> float:
+        """Replace the values v with step(v)[1] atomically; return step(v)[0]."""
+        fd = self._open()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            try:
+                values = [float(x) for x in os.pread(fd, _CELL_BYTES, 0).decode().split()]
+            except ValueError:
+                values = []  # damaged: start afresh (it only paces requests)
+            answer, values = step(values)
+            text = " ".join(f"{v:.6f}" for v in values).encode()
+            os.pwrite(fd, text.ljust(_CELL_BYTES)[:_CELL_BYTES], 0)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        return answer
+
+    def _open(self) -> int:
+        if self._fd is None:
+            try:
+                os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise StorageError(f"cannot open {self.path}: {exc.strerror or exc}") from exc
+        return self._fd
