@@ -137,3 +137,44 @@ def test_unreachable_api_fails_the_run_clearly(tmp_path: Path) -> None:
     )
     assert code == 1
     assert err.startswith("upbit-cache: error: market list: Upbit kept failing")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["screen-prep", "--days", "1e9"], "'--days': Input should be less than or equal to 36500"),
+        (["screen-prep", "--days", "inf"], "'--days'"),
+        (["screen-prep", "--days", "nan"], "'--days'"),
+        (["screen-prep", "--top", "0"], "'--top'"),
+        (["screen-prep", "--min-value", "-1"], "'--min-value'"),
+        (["fetch", "-t", "1M", "--days", "1000000"], "'--days'"),
+        (["fetch", "--days", "1e12"], "'--days'"),
+        (["fetch", "--rate", "0"], "'--rate'"),
+        (["fetch", "--rate", "1e9"], "'--rate'"),
+        (["fetch", "--lock-timeout", "-1"], "'--lock-timeout'"),
+        (["prune", "--keep", "99999999999d"], "--keep: 99999999999d is more than 100 years"),
+        (["prune", "--compact-after", "1e3d"], "--compact-after: cannot read '1e3d'"),
+        (["fetch", "--nope"], "No such option: --nope"),
+    ],
+)
+def test_bad_numbers_are_bad_usage_in_one_line(
+    sim: SimulatorServer, tmp_path: Path, args: list[str], message: str
+) -> None:
+    code, out, err = invoke(*args, *api(args, sim), "--data-dir", str(tmp_path))
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("upbit-cache: error: "), err
+    assert message in err and "Traceback" not in out + err
+    assert candle_requests(sim) == 0
+
+
+def test_a_data_dir_that_is_a_file_is_one_line_for_every_command(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    for command in (["prune"], ["screen-prep", "--no-refresh"], ["info"], ["verify"]):
+        code, _, err = invoke(*command, "--data-dir", str(not_a_dir))
+        assert code == 2
+        assert err == f"upbit-cache: error: data dir {not_a_dir} is a file, not a directory\n"
+
+
+def api(args: list[str], sim: SimulatorServer) -> list[str]:
+    return [] if args[0] == "prune" else ["--api-url", sim.url]

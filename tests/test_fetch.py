@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import NOW, candle_requests, run_fetch, truth
+from conftest import FAST_RATE, NOW, candle_requests, run_fetch, truth
 
 from upbit_cache.errors import InvalidRangeError, UnknownMarketError
 from upbit_cache.simulator import SimulatorServer
@@ -89,6 +91,30 @@ def test_sparse_market_gaps_are_recorded_as_fetched(sim: SimulatorServer, tmp_pa
     sim.reset_stats()
     run_fetch(sim.url, tmp_path, [market], "15m", days=10)
     assert candle_requests(sim) == 0
+
+
+def test_a_century_of_1m_costs_no_memory_and_stops_at_the_listing(
+    sim: SimulatorServer, tmp_path: Path
+) -> None:
+    market = recent_market(sim)
+    listed = sim.history.market_info(market).listed_ms
+    command = [sys.executable, "-m", "upbit_cache", "fetch", market, "-t", "1m"]
+    command += ["--days", "36500", "--api-url", sim.url, "--data-dir", str(tmp_path), "-q"]
+    command += ["--rate", str(FAST_RATE)]
+    # The fetch runs as a grandchild, so its peak memory is the only child's peak here.
+    measure = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+    measure += "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    done = subprocess.run(
+        [sys.executable, "-c", measure, *command], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    peak_mib = int(done.stdout.splitlines()[-1]) / 1024
+    assert peak_mib < 400  # the pages of 100 years are planned as they are needed
+    pages = -(-(to_ms(NOW) - listed) // 60_000 // 200) + 1
+    week = 7 * 1440 // 200 + 1  # the empty week that shows where the history starts
+    assert candle_requests(sim) <= pages + 2 * (week + 4)  # each empty page with its witness
+    got = stored(tmp_path, market, "1m")
+    assert got["time"].iloc[0] >= pd.Timestamp(listed, unit="ms", tz="UTC").floor("min")
 
 
 def test_recently_listed_market_stops_at_the_listing(sim: SimulatorServer, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import pytest
 from conftest import FAST_RATE, NOW, truth
 
 from upbit_cache.collector.config import ClientConfig
-from upbit_cache.errors import UsageError
+from upbit_cache.errors import StorageError, UsageError
 from upbit_cache.manager.live import LiveEvent, live_candles
 from upbit_cache.ranges import TimeRange
 from upbit_cache.simulator import SimulatorServer
@@ -218,3 +218,29 @@ def test_terminal_table_shows_every_series() -> None:
     for market in MARKETS:
         assert market in text
     assert "15m" in text and "2026-11-20 00:00" in text and "0.0 s ago" in text
+
+
+def test_back_within_two_seconds_of_the_servers_return(sim: SimulatorServer) -> None:
+    async def scenario() -> float:
+        async with Watch(sim, None) as watch:
+            before = len(watch.events)
+            sim.drop_websockets(down_for=3.0)
+            back = time.monotonic() + 3.0
+            snapshots = len(MARKETS) * len(TFS)
+            await watch.until(
+                lambda: sum(e.event.kind == "snapshot" for e in watch.events[before:]) >= snapshots
+            )
+            return time.monotonic() - back
+
+    assert asyncio.run(scenario()) <= 2.0
+
+
+def test_an_unwritable_data_dir_fails_before_streaming(sim: SimulatorServer) -> None:
+    async def first() -> None:
+        async with Watch(sim, CandleStore("/proc/nope")):
+            pass
+
+    began = time.monotonic()
+    with pytest.raises(StorageError, match="data dir /proc/nope is not writable"):
+        asyncio.run(first())
+    assert time.monotonic() - began < 5

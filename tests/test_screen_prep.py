@@ -223,3 +223,19 @@ def test_nothing_new_answers_from_the_kept_table(sim: SimulatorServer, tmp_path:
     code, later, err = screen(sim, tmp_path, *MARKETS, "--days", "3", "-f", "csv")
     assert "kept table" not in err and later != first
     assert candle_requests(sim) == len(MARKETS) + 1  # the new hour, plus KRW-ETH's fetch
+
+
+@pytest.mark.parametrize("tf", ["2h", "4h"])
+def test_a_derived_timeframe_has_its_rows_on_the_first_run(
+    sim: SimulatorServer, tmp_path: Path, tf: str
+) -> None:
+    if tf == "4h":  # after a 1h fetch, 4h is derived from the stored 1h, not fetched
+        code, _, err = screen(sim, tmp_path, "KRW-BTC", "KRW-ETH", "-t", "1h", "--days", "5")
+        assert code == 0, err
+    code, out, err = screen(sim, tmp_path, "KRW-BTC", "KRW-ETH", "-t", tf, "--days", "5")
+    assert code == 0, err
+    first = read(out, "csv")
+    step = int(tf[0])
+    assert len(first) == 2 * 5 * 24 // step and err.startswith("2 markets, "), err
+    code, again, _ = screen(sim, tmp_path, "KRW-BTC", "KRW-ETH", "-t", tf, "--days", "5")
+    pd.testing.assert_frame_equal(read(again, "csv"), first)

@@ -39,6 +39,7 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+MAX_SPAN_MS = 36_500 * 86_400_000  # 100 years: any window, retention or age beyond is a typo
 _DURATION_UNITS = {"h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
 
 
@@ -48,4 +49,7 @@ def parse_duration(text: str, option: str) -> int:
     number, unit = value[:-1], value[-1:]
     if unit not in _DURATION_UNITS or not number.isdigit():
         raise UsageError(f"{option}: cannot read {text!r}; use a number and h, d or w, e.g. 90d")
-    return int(number) * _DURATION_UNITS[unit]
+    ms = int(number) * _DURATION_UNITS[unit]
+    if ms > MAX_SPAN_MS:
+        raise UsageError(f"{option}: {text} is more than 100 years")
+    return ms

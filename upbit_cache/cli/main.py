@@ -13,11 +13,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from upbit_cache.cli import options as opt
 from upbit_cache.cli.render import (
@@ -35,7 +36,40 @@ if TYPE_CHECKING:
     from upbit_cache.manager.cache import UpbitCache
     from upbit_cache.manager.live import LiveEvent
 
+# typer raises click's exceptions (vendored in newer typer): found through a public class.
+_CLICK_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+
+
+class _OneLineErrors(TyperGroup):
+    """Bad usage (an unknown option, a number out of range) is one line and exit 2, like
+    every other error of the tool, not click's usage block."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except _CLICK_ERROR as exc:
+            message = getattr(exc, "format_message", exc.__str__)()
+            typer.echo(f"upbit-cache: error: {message} (see --help)", err=True)
+            sys.exit(getattr(exc, "exit_code", 2))
+        except typer.Abort:
+            typer.echo("upbit-cache: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="upbit-cache",
     help="Keep a local, always-fresh copy of Upbit candles as Hive-partitioned Parquet.",
     no_args_is_help=True,

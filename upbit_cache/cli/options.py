@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from upbit_cache.manager.scope import MAX_DAYS
 from upbit_cache.store.datadir import ENV_DATA_DIR
 
 DataDir = Annotated[
@@ -94,9 +95,11 @@ Until = Annotated[
 ]
 WholeDays = Annotated[
     int | None,
-    typer.Option("--days", min=1, help="The last N days (default 30).", show_default=False),
+    typer.Option(
+        "--days", min=1, max=MAX_DAYS, help="The last N days (default 30).", show_default=False
+    ),
 ]
-Days = Annotated[float, typer.Option("--days", min=0.01, help="How far back.")]
+Days = Annotated[float, typer.Option("--days", min=0.01, max=MAX_DAYS, help="How far back.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")]
 Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="One line per market.")]
 BaseTimeframe = Annotated[
@@ -166,6 +169,7 @@ MinValue = Annotated[
     float | None,
     typer.Option(
         "--min-value",
+        min=0,
         help="Keep markets that traded at least this much (quote currency) in the last 24 hours.",
         show_default=False,
     ),
@@ -173,7 +177,11 @@ MinValue = Annotated[
 Top = Annotated[
     int | None,
     typer.Option(
-        "--top", min=1, help="Keep the N markets that traded most in 24 hours.", show_default=False
+        "--top",
+        min=1,
+        max=100_000,
+        help="Keep the N markets that traded most in 24 hours.",
+        show_default=False,
     ),
 ]
 ScreenVerbose = Annotated[

@@ -12,7 +12,7 @@ corroborated by a coarser witness, before it is believed (checks.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -21,7 +21,7 @@ from upbit_cache.candles import CANDLE_SCHEMA, times_ms
 from upbit_cache.collector.checks import BadAnswer, check_page, contradicts_quiet, witness_for
 from upbit_cache.collector.client import MAX_PAGE, UpbitClient
 from upbit_cache.errors import ResponseFormatError
-from upbit_cache.ranges import TimeRange
+from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import iso
 
@@ -52,34 +52,36 @@ class PageResult:
     requests: int  # candle requests it took (0: skipped, history had already ended)
 
 
-def plan_pages(tf: Timeframe, ranges: Iterable[tuple[int, int]]) -> list[Page]:
-    """Pages covering aligned [start, end) ranges exactly, newest first."""
-    pages: list[Page] = []
+def plan_pages(tf: Timeframe, ranges: Iterable[tuple[int, int]]) -> Iterator[Page]:
+    """Pages covering aligned [start, end) ranges exactly, newest first, made as they are
+    needed (a window of decades asks for no memory before its listing is found)."""
     for start, end in sorted(ranges, reverse=True):
         to = end
         while to > start:
             count = min(MAX_PAGE, tf.count_periods(start, to))
             first = tf.shift_one(to, -count)
-            pages.append(Page(first, to, count))
+            yield Page(first, to, count)
             to = first
-    return pages
 
 
 async def fetch_pages(
     client: UpbitClient,
     market: str,
     tf: Timeframe,
-    pages: list[Page],
+    missing: Ranges,
     window: int = DEFAULT_WINDOW,
 ) -> AsyncIterator[PageResult]:
-    """Request `pages` (newest first), yielding results as they arrive.
+    """Request the pages of `missing` (newest first, `window` in flight), yielding results as
+    they arrive.
 
-    An error of one page (after the client's retries) ends the iteration with that error;
-    pages still waiting are then never sent.
+    Once a week of empty pages in a row shows where the history starts, the rest of each
+    missing range before it comes back as one result, known empty, with no request. An
+    error of one page (after retries) ends the iteration with that error; pages not yet
+    sent are then never sent.
     """
-    slots = asyncio.Semaphore(window)
+    pages = plan_pages(tf, missing)
     history_start: int | None = None  # older pages are not requested
-    empty: dict[int, bool] = {}  # page index -> came back empty
+    done: dict[int, tuple[Page, bool]] = {}  # page index -> (page, came back empty)
     walked = 0  # pages before this index were examined in order, newest first
     run_start: int | None = None  # oldest start of the current run of empty pages
     run_end = 0
@@ -87,10 +89,10 @@ async def fetch_pages(
     def examine() -> None:
         """Walk finished pages newest first; a long enough empty run ends the history."""
         nonlocal walked, run_start, run_end, history_start
-        while walked in empty:
-            page = pages[walked]
+        while walked in done:
+            page, empty = done.pop(walked)
             walked += 1
-            if not empty[walked - 1]:
+            if not empty:
                 run_start = None
                 continue
             if run_start is None or page.to != run_start:
@@ -100,12 +102,8 @@ async def fetch_pages(
                 history_start = run_start
 
     async def run(index: int, page: Page) -> PageResult:
-        async with slots:
-            if history_start is not None and page.to <= history_start:
-                skipped = CANDLE_SCHEMA.empty_table()
-                return PageResult(page, skipped, (page.start, page.to), requests=0)
-            table, requests = await checked_page(client, market, tf, page)
-        empty[index] = table.num_rows == 0
+        table, requests = await checked_page(client, market, tf, page)
+        done[index] = (page, table.num_rows == 0)
         examine()
         if table.num_rows == 0:
             return PageResult(page, table, (page.start, page.to), requests)
@@ -113,14 +111,32 @@ async def fetch_pages(
         low = min(page.start, oldest) if table.num_rows >= page.count else page.start
         return PageResult(page, table, (low, page.to), requests)
 
-    tasks = [asyncio.ensure_future(run(i, page)) for i, page in enumerate(pages)]
+    running: set[asyncio.Task[PageResult]] = set()
+    older: int | None = None  # pages before this are older than the history: not sent
+    index = 0
     try:
-        for next_done in asyncio.as_completed(tasks):
-            yield await next_done
+        while True:
+            for page in pages if older is None else ():
+                if history_start is not None and page.to <= history_start:
+                    older = page.to  # pages come newest first: every later one is older
+                    break
+                running.add(asyncio.ensure_future(run(index, page)))
+                index += 1
+                if len(running) >= window:
+                    break
+            if not running:
+                break
+            finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                yield task.result()
+        if older is not None:
+            empty = CANDLE_SCHEMA.empty_table()
+            for start, end in missing.clip(TimeRange.before(older)):
+                yield PageResult(Page(start, end, 0), empty, (start, end), requests=0)
     finally:
-        for task in tasks:
+        for task in running:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*running, return_exceptions=True)
 
 
 async def checked_page(

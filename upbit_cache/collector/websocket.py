@@ -2,8 +2,9 @@
 
 The stream says when it is (re)connected and when it dropped, so its user can repair the
 hole through REST; it never hides a gap. Pings keep the connection alive (Upbit closes idle
-ones after about 120 s). Upbit allows 5 new connections a second: the backoff starts at half
-a second.
+ones after about 120 s). Upbit allows 5 new connections a second: the backoff starts at a
+quarter second and stays at most a second (and a half, with jitter), so a stream is back
+soon after the server is.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import aiohttp
 from upbit_cache.errors import ExchangeError
 
 _FIRST_CONNECT_TRIES = 3
-_MAX_BACKOFF = 30.0
+_MAX_BACKOFF = 1.0  # seconds: back within about 1.5 s of the server's return
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ async def trade_stream(
             raise ExchangeError(f"cannot open Upbit's WebSocket at {url} ({reason})")
         if connected_once:
             yield Disconnected(reason)
-        delay = min(_MAX_BACKOFF, 0.5 * 2 ** (failures - 1)) * random.uniform(1.0, 1.5)
+        # Upbit allows 5 new connections a second; one every second or so is well inside it.
+        delay = min(_MAX_BACKOFF, 0.25 * 2 ** (failures - 1)) * random.uniform(1.0, 1.5)
         await asyncio.sleep(delay)
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from upbit_cache.candles import in_span
 from upbit_cache.collector.client import UpbitClient
 from upbit_cache.collector.config import ClientConfig
-from upbit_cache.collector.paging import DEFAULT_WINDOW, PageResult, fetch_pages, plan_pages
+from upbit_cache.collector.paging import DEFAULT_WINDOW, PageResult, fetch_pages
 from upbit_cache.errors import InvalidRangeError, IPBlockedError, UpbitCacheError
 from upbit_cache.manager.planner import Plan, plan_fetch
 from upbit_cache.manager.scope import Window, resolve_markets, selection
@@ -213,7 +213,7 @@ async def _sync_one(
             # Each page is written (candles, then its range in the record) as it lands, so
             # a run killed at any moment loses only the pages in flight, and an error, a 418
             # or Ctrl-C/SIGTERM keeps everything that arrived before it.
-            async for result in fetch_pages(client, market, tf, plan_pages(tf, missing), window):
+            async for result in fetch_pages(client, market, tf, missing, window):
                 outcome.requests += result.requests
                 await asyncio.shield(keep(result))  # a cancellation waits for the write
                 progress.on_page(result.candles.num_rows)

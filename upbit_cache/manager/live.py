@@ -98,6 +98,8 @@ async def live_candles(
     if not wanted:
         raise UsageError("name the markets to watch, e.g. KRW-BTC KRW-ETH")
     check_timeframes(timeframes)
+    if store is not None:  # before streaming, not at the first close a minute later
+        store.ensure_writable()
     book = CandleBook(wanted, timeframes, keep)
     writer = _Writer(store) if store is not None else None
     async with new_client(config) as client:

@@ -14,6 +14,7 @@ from upbit_cache.timeframes.timeframe import DAY_MS, Timeframe
 from upbit_cache.times import TimeLike, to_ms
 
 DEFAULT_DAYS = 30.0
+MAX_DAYS = 36_500  # 100 years: more is a typo, and Upbit opened in 2017
 DEFAULT_QUOTE = "KRW"
 
 
@@ -77,8 +78,8 @@ class Window:
     def __post_init__(self) -> None:
         if self.days is not None and self.start is not None:
             raise UsageError("give --days or --since, not both")
-        if self.days is not None and not self.days > 0:
-            raise UsageError(f"--days must be more than 0, not {self.days}")
+        if self.days is not None:
+            _check_days(self.days)
         if self.start is not None and self.end is not None and self.start >= self.end:
             raise InvalidRangeError("the range is empty: start must be before end")
 
@@ -119,5 +120,11 @@ class ScreenRequest:
         selection(self.markets, self.quote)
         if self.top is not None and self.top < 1:
             raise UsageError("--top must be at least 1")
-        if not self.days > 0:
-            raise UsageError(f"--days must be more than 0, not {self.days}")
+        _check_days(self.days)
+        if self.min_value is not None and not 0 <= self.min_value < float("inf"):
+            raise UsageError(f"--min-value must be a number of 0 or more, not {self.min_value}")
+
+
+def _check_days(days: float) -> None:
+    if not 0 < days <= MAX_DAYS:  # NaN fails too
+        raise UsageError(f"--days must be more than 0 and at most {MAX_DAYS}, not {days}")

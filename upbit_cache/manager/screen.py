@@ -74,8 +74,13 @@ async def screen_prep(
                 progress=reader,
             )
             wanted = [o.market for o in sync.outcomes] or wanted
-            if window(timeframe, sync.now, days) == span:  # else a period closed meanwhile
+            derived = sync.plan is not None and bool(sync.plan.derived)
+            # Tables read early are the fetched base's; a derived timeframe is read after
+            # it is materialised, and a period that closed meanwhile means a new window.
+            if not derived and window(timeframe, sync.now, days) == span:
                 read = {m: await job for m, job in reader.jobs.items()}
+            else:
+                await asyncio.gather(*reader.jobs.values())  # let them finish, then read anew
         now = client.now_ms() if sync is None else sync.now
         if not wanted:
             wanted = _stored_markets(store, timeframe, request.quote)

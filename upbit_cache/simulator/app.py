@@ -468,7 +468,9 @@ class _Handlers:
         return web.json_response({"ok": True})
 
     async def sim_ws_drop(self, request: web.Request) -> web.Response:
-        return web.json_response({"dropped": self.state.ws.drop_all()})
+        body = await _json_body(request) if request.can_read_body else {}
+        down_for = float(body.get("seconds", 0.0))
+        return web.json_response({"dropped": self.state.ws.drop_all(down_for)})
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:

@@ -129,14 +129,15 @@ class SimulatorServer:
         """WebSocket URL such as ws://127.0.0.1:54321/websocket/v1 (only while running)."""
         return "ws" + self.url.removeprefix("http") + WS_PATH
 
-    def drop_websockets(self) -> int:
-        """Cut every open WebSocket abruptly (like POST /_sim/ws/drop); returns how many."""
+    def drop_websockets(self, down_for: float = 0.0) -> int:
+        """Cut every open WebSocket abruptly (like POST /_sim/ws/drop); returns how many.
+        With `down_for`, new connections are refused for that many seconds (an outage)."""
         loop = self._loop
         if loop is None:
             return 0
 
         async def drop() -> int:
-            return self.state.ws.drop_all()
+            return self.state.ws.drop_all(down_for)
 
         return asyncio.run_coroutine_threadsafe(drop(), loop).result(timeout=10)
 

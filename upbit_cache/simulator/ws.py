@@ -212,6 +212,7 @@ class WsHub:
         self.stats = stats
         self.settings = settings or WsSettings()
         self._connections: set[_Connection] = set()
+        self._down_until = 0.0  # an outage: refuse new connections until then
         self._connects = _Windows([(self.settings.connect_rate, 1.0)])
         self._subscribes = _Windows(
             [(self.settings.subscribe_rate, 1.0), (self.settings.subscribe_per_minute, 60.0)]
@@ -243,8 +244,10 @@ class WsHub:
         for connection in self._connections:
             connection.wake()
 
-    def drop_all(self) -> int:
-        """Close every open connection abruptly (no close frame); returns how many."""
+    def drop_all(self, down_for: float = 0.0) -> int:
+        """Close every open connection abruptly (no close frame); returns how many. With
+        `down_for`, new connections are refused (HTTP 503) for that many seconds: an outage."""
+        self._down_until = time.monotonic() + down_for
         connections = list(self._connections)
         for connection in connections:
             connection.drop()
@@ -267,6 +270,9 @@ class WsHub:
         if not ws.can_prepare(request).ok:
             body = {"error": {"name": 400, "message": "WebSocket upgrade expected"}}
             return web.json_response(body, status=400)
+        if time.monotonic() < self._down_until:
+            body = {"error": {"name": 503, "message": "Service unavailable (simulated outage)"}}
+            return web.json_response(body, status=503)
         if not self._connects.admit(request.remote or ""):
             self.stats.ws_event("rejected")
             message = f"Too many WebSocket connections (at most {self.settings.connect_rate}/s)."

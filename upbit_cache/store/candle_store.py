@@ -76,6 +76,7 @@ class CandleStore:
         self.lock_timeout = lock_timeout
         self._on_lock_wait = on_lock_wait
         self._told = False
+        self._cleared: set[str] = set()  # files whose leftover temps this store removed
 
     @property
     def root(self) -> str:
@@ -164,6 +165,7 @@ class CandleStore:
                 written.add(self._merge_partition(market, tf, start, table.take(rows)))
         if covered or sources or written:
             path = layout.fetched_file(self.root, tf, market)
+            self._clear_leftovers(path)
             old = read_record(self.files, path)
             base = derived_from.name if derived_from is not None else old.derived_from
             kept = old.sources if base == old.derived_from else {}
@@ -176,12 +178,26 @@ class CandleStore:
 
     def _merge_partition(self, market: str, tf: Timeframe, start: int, new: pa.Table) -> str:
         final = layout.data_file(self.root, tf, market, start)
+        self._clear_leftovers(final)
         found = self.files.stat(final)
         old = self._read(found) if found is not None else None
         # Old rows first, so that for a repeated time the new row wins.
         merged = dedupe_by_time(new if old is None else pa.concat_tables([old, new]))
         self.put_file(final, merged)
         return final
+
+    def _clear_leftovers(self, final: str) -> None:
+        """Remove temp files a killed writer left beside `final`, once per file and process.
+
+        The caller holds the series' writer lock, so no other writer's temp is there now.
+        """
+        if final in self._cleared:
+            return
+        self._cleared.add(final)
+        folder, _, name = final.rpartition("/")
+        for found in self.files.list_files(folder):
+            if found.is_temp and found.name.startswith(f".{name}."):
+                self.files.delete(found.path)
 
     def put_file(self, path: str, table: pa.Table) -> StoredFile | None:
         """Write one data file atomically, encoded for its tier (named by its file name).

@@ -91,9 +91,13 @@ class DataDir:
         """The data dir at a local path or URI; None: UPBIT_CACHE_DIR or the user data dir."""
         text = os.fspath(location if location is not None else default_data_dir())
         if "://" not in text:
-            return cls(None, _local_path(text))
-        fs, root = open_filesystem(text)
-        return cls(fs, root)
+            found = cls(None, _local_path(text))
+        else:
+            fs, root = open_filesystem(text)
+            found = cls(fs, root)
+        if found.is_a_file():
+            raise StorageError(f"data dir {found.root} is a file, not a directory")
+        return found
 
     @property
     def fs(self) -> pafs.FileSystem:
@@ -256,11 +260,19 @@ class DataDir:
             raise StorageError(f"cannot list {selector.base_dir}: {exc}") from exc
 
 
+STALE_TEMP_S = 600  # a temp file this old is no write under way but a killed one's leftover
+
+
 def write_out(location: str, write: Writer) -> None:
-    """Create or replace a file outside the data dir (an `--out` path or URI) atomically."""
+    """Create or replace a file outside the data dir (an `--out` path or URI) atomically.
+
+    Temp files of this target that a killed run left (older than STALE_TEMP_S) go first.
+    """
     text = os.fspath(location)
     if "://" not in text:
-        atomic_write(None, _local_path(text), write)
+        final = _local_path(text)
+        _clear_stale_local(final)
+        atomic_write(None, final, write)
         return
     fs, path = open_filesystem(text)
     atomic_write(fs, path, write)
@@ -299,6 +311,30 @@ def _discard(fs: pafs.FileSystem | None, path: str) -> None:
             os.unlink(path)
         else:
             fs.delete_file(path)
+
+
+def _clear_stale_local(final: str) -> None:
+    folder, _, name = final.rpartition("/")
+    try:
+        entries = [e for e in os.scandir(folder or "/") if e.name.startswith(f".{name}.")]
+    except OSError:
+        return  # no folder yet: nothing left over
+    stale = [e for e in entries if e.name.endswith(TEMP_SUFFIX)]
+    if not stale:
+        return
+    # Ages on the folder's own clock (a file written now), as DataDir.clock_ms does.
+    probe = temp_path(final)
+    try:
+        with open(probe, "wb"):
+            pass
+        now = os.stat(probe).st_mtime
+        os.unlink(probe)
+    except OSError:
+        return
+    for entry in stale:
+        with contextlib.suppress(OSError):
+            if now - entry.stat().st_mtime > STALE_TEMP_S:
+                os.unlink(entry.path)
 
 
 def _is_local(fs: pafs.FileSystem) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 from upbit_cache.errors import StorageError
 from upbit_cache.ranges import TimeRange
 from upbit_cache.store import layout
-from upbit_cache.store.files import DataDir, Writer, write_out
+from upbit_cache.store.files import STALE_TEMP_S, DataDir, Writer, write_out
 from upbit_cache.timeframes import Timeframe
 
 
@@ -41,8 +41,13 @@ def read_kept(files: DataDir, name: str, fmt: str) -> tuple[str, dict[str, Any]]
 
 
 def keep(files: DataDir, name: str, fmt: str, write: Writer) -> str:
-    """Write the table `name` (atomically); its path."""
+    """Write the table `name` (atomically); its path. Temp files of this table and its
+    record that a killed run left (older than STALE_TEMP_S) go first."""
     path = layout.screen_table(files.root, name, fmt)
+    old = files.clock_ms() - STALE_TEMP_S * 1000
+    for found in files.list_files(layout.screens_dir(files.root)):
+        if found.is_temp and found.name.startswith(f".{name}.") and found.mtime_ms < old:
+            files.delete(found.path)
     files.write(path, write)
     return path
 
