@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -116,9 +117,11 @@ def test_tier_files_and_bytes_match_the_disk(tmp_path: Path) -> None:
     # Compact 2025 by hand, as prune does: the cold file first, then the hot one goes.
     start = to_ms("2025-01-01")
     hot = layout.data_file(store.root, H1, "KRW-BTC", start)
-    store.put_file(
-        layout.data_file(store.root, H1, "KRW-BTC", start, "cold"), store.load_table("KRW-BTC", H1)
-    )
+    cold = layout.data_file(store.root, H1, "KRW-BTC", start, "cold")
+    store.put_file(cold, store.load_table("KRW-BTC", H1))
+    record = store.record(H1, "KRW-BTC")  # the record lists the cold file, not the hot one
+    names = {layout.in_series(store.root, H1, "KRW-BTC", p) for p in (hot, cold)}
+    store.set_record(H1, "KRW-BTC", replace(record, files=record.files ^ names))
     store.remove_file(hot)
     # 2026 stays hot; its first hours are also in a cold file (a compaction under way).
     new = hours("2026-01-01", 24)

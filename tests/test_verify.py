@@ -13,7 +13,10 @@ import pytest
 from conftest import NOW, candle_requests, run_fetch, truth
 from typer.testing import CliRunner
 
+import upbit_cache
 from upbit_cache.cli.main import app
+from upbit_cache.errors import StorageError
+from upbit_cache.ranges import Ranges
 from upbit_cache.simulator import SimulatorServer
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
@@ -150,5 +153,32 @@ def test_rows_nobody_recorded_and_a_damaged_record(sim: SimulatorServer, store_d
     code, _, _ = cli("verify", "--repair", "--data-dir", str(store_dir))
     assert (store_dir / "quarantine").exists() and code == 1
     assert cli("verify", "--data-dir", str(store_dir))[0] == 0
+    run_fetch(sim.url, store_dir, MARKETS, "1m", days=DAYS)
+    exact(sim, store_dir)
+
+
+def test_a_lost_file_is_a_hole_readers_name_not_hide(sim: SimulatorServer, store_dir: Path) -> None:
+    day_file(store_dir, "KRW-BTC", "2026-11-18").unlink()
+    with pytest.raises(StorageError, match="listed in its record but gone"):
+        upbit_cache.load("KRW-BTC", "1m", "2026-11-18", "2026-11-19", data_dir=store_dir)
+    assert len(upbit_cache.load("KRW-BTC", "1m", "2026-11-19", "2026-11-20", data_dir=store_dir))
+    code, _, err = cli(
+        "screen-prep",
+        "KRW-BTC",
+        "-t",
+        "1m",
+        "--days",
+        "3",
+        "--no-refresh",
+        "--data-dir",
+        str(store_dir),
+    )
+    assert code == 2 and "verify --repair" in err and err.count("\n") == 1
+    # A write into that partition would make the hole permanent: it is refused, named.
+    store = CandleStore(store_dir)
+    rows = truth(sim, "KRW-BTC", "1m", "2026-11-18T00:00Z", "2026-11-18T01:00Z")
+    with pytest.raises(StorageError, match="listed in its record but gone"):
+        store.write("KRW-BTC", M1, rows, Ranges())
+    assert cli("verify", "--repair", "--data-dir", str(store_dir))[0] == 1
     run_fetch(sim.url, store_dir, MARKETS, "1m", days=DAYS)
     exact(sim, store_dir)

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from upbit_cache.candles import CANDLE_SCHEMA, impossible_values, times_ms
 from upbit_cache.errors import StorageError
-from upbit_cache.ranges import Ranges, TimeRange
+from upbit_cache.ranges import Ranges
 from upbit_cache.store import layout
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.store.files import StoredFile
@@ -81,7 +81,7 @@ def audit_series(store: CandleStore, tf: Timeframe, market: str) -> SeriesAudit:
                 audit.unlisted.append(path)
     for name in sorted(record.files):
         path = layout.series_path(store.root, tf, market, name)
-        if path not in on_disk and record.fetched.clip(_span_of(tf, path)):
+        if path not in on_disk and record.fetched.clip(layout.file_span(tf, path)):
             audit.problems.append(
                 Problem(tf, market, "missing", path, "listed in the record, not on disk")
             )
@@ -102,7 +102,7 @@ def repair_series(store: CandleStore, audit: SeriesAudit, stamp: str) -> list[st
     for problem in audit.problems:
         if problem.kind == "damaged record":
             continue
-        span = _span_of(tf, problem.path)
+        span = layout.file_span(tf, problem.path)
         fetched = fetched.subtract(Ranges.of([(span.start, span.end)]))
         names.discard(layout.in_series(store.root, tf, market, problem.path))
         if problem.kind != "missing":
@@ -137,7 +137,7 @@ def _check_file(
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
         return problem("wrong schema", str(exc))
     times = times_ms(table).to_numpy()
-    span = _span_of(tf, found.path)
+    span = layout.file_span(tf, found.path)
     if len(times) and (times.min() < span.start or times.max() >= span.end):
         return problem("wrong partition", "rows outside the span its folder names")
     if len(np.unique(times)) != len(times):
@@ -154,13 +154,6 @@ def _check_file(
 def _rows(store: CandleStore, found: StoredFile) -> int:
     with store.files.open_input(found.path) as source:
         return int(pq.ParquetFile(source).metadata.num_rows)
-
-
-def _span_of(tf: Timeframe, path: str) -> TimeRange:
-    """The time a data file's folder and name say it holds."""
-    start = layout.parse_partition(path)[2]
-    tier = layout.tier_of(path)
-    return TimeRange(start, layout.partition_end(tf, start, tier))
 
 
 def _outside(times: np.ndarray, fetched: Ranges) -> int:

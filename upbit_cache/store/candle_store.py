@@ -32,6 +32,7 @@ HOT_ROW_GROUP = 4_096
 COLD_ROW_GROUP = 10_080  # a week of 1m candles
 COLD_ZSTD_LEVEL = 12
 _READ_ATTEMPTS = 20
+_GONE_ATTEMPTS = 3  # a listed file missing this many reads in a row is gone, not moving
 
 if TYPE_CHECKING:  # pandas is imported only where a frame is made, to keep CLI start fast
     import pandas as pd
@@ -127,7 +128,14 @@ class CandleStore:
             found = self._files(market, tf, span)
             try:
                 table = self._combine([self._read(f) for f in found], found)
-                break
+                gone = self._listed_but_gone(market, tf, span, found)
+                if gone and attempt >= _GONE_ATTEMPTS:
+                    raise StorageError(
+                        f"{tf} {market}: {gone[0]} is listed in its record but gone (a hole); "
+                        "run `upbit-cache verify --repair`"
+                    )
+                if not gone:
+                    break
             except FileNotFoundError:
                 # A concurrent prune compacted files between our listing and our read: list
                 # again (the files already read come from memory, so each try gets further).
@@ -135,8 +143,25 @@ class CandleStore:
                     raise StorageError(
                         f"{market} {tf}: files keep changing under this read; try again"
                     ) from None
-                time.sleep(0.01 * attempt)
+            time.sleep(0.01 * attempt)
         return in_span(table, span) if span is not None else table
+
+    def _listed_but_gone(
+        self, market: str, tf: Timeframe, span: TimeRange | None, found: list[StoredFile]
+    ) -> list[str]:
+        """Files the record lists for `span` that are not on disk: a hole a reader must not
+        hide (a compaction under way looks the same for an instant, hence the retries)."""
+        listed = self.record(tf, market).files
+        if not listed:
+            return []
+        have = {layout.in_series(self.root, tf, market, f.path) for f in found}
+        gone = []
+        for name in sorted(listed - have):
+            path = layout.series_path(self.root, tf, market, name)
+            held = layout.file_span(tf, path)
+            if span is None or not held.clip(span).empty:
+                gone.append(path)
+        return gone
 
     def write(
         self,
@@ -156,17 +181,18 @@ class CandleStore:
         """
         table = to_table(candles)
         written: set[str] = set()
+        path = layout.fetched_file(self.root, tf, market)
+        old = read_record(self.files, path)
         if table.num_rows:
             starts = layout.partition_starts(tf, times_ms(table).to_numpy())
             order = np.argsort(starts, kind="stable")
             bounds = np.flatnonzero(np.diff(starts[order])) + 1
             for rows in np.split(order, bounds):
                 start = int(starts[rows[0]])
-                written.add(self._merge_partition(market, tf, start, table.take(rows)))
+                merged = self._merge_partition(market, tf, start, table.take(rows), old.files)
+                written.add(merged)
         if covered or sources or written:
-            path = layout.fetched_file(self.root, tf, market)
             self._clear_leftovers(path)
-            old = read_record(self.files, path)
             base = derived_from.name if derived_from is not None else old.derived_from
             kept = old.sources if base == old.derived_from else {}
             sources = {**kept, **(sources or {})}
@@ -176,10 +202,19 @@ class CandleStore:
             write_record(self.files, path, record)
         return table.num_rows
 
-    def _merge_partition(self, market: str, tf: Timeframe, start: int, new: pa.Table) -> str:
+    def _merge_partition(
+        self, market: str, tf: Timeframe, start: int, new: pa.Table, listed: frozenset[str]
+    ) -> str:
         final = layout.data_file(self.root, tf, market, start)
         self._clear_leftovers(final)
         found = self.files.stat(final)
+        if found is None and layout.in_series(self.root, tf, market, final) in listed:
+            # Writing the new rows alone would make the hole permanent: the record says the
+            # old ones are here.
+            raise StorageError(
+                f"{tf} {market}: {final} is listed in its record but gone (a hole); "
+                "run `upbit-cache verify --repair`"
+            )
         old = self._read(found) if found is not None else None
         # Old rows first, so that for a repeated time the new row wins.
         merged = dedupe_by_time(new if old is None else pa.concat_tables([old, new]))

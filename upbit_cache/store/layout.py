@@ -185,6 +185,12 @@ def records_root(root: str, tf: Timeframe) -> str:
     return f"{records_dir(root)}/{tf.name}"
 
 
+def file_span(tf: Timeframe, path: str) -> TimeRange:
+    """The time a data file's folder and name say it holds."""
+    start = parse_partition(path)[2]
+    return TimeRange(start, partition_end(tf, start, tier_of(path)))
+
+
 def fetched_file(root: str, tf: Timeframe, market: str) -> str:
     return f"{records_root(root, tf)}/{market}{RECORD_SUFFIX}"
 

@@ -60,18 +60,21 @@ class SeriesEditor:
         self._pending: dict[str, tuple[pa.Table, int] | None] = {}  # path -> (table, bytes)
 
     def retain(self, cutoff: int) -> list[Change]:
-        """Delete rows before `cutoff`; the record first, then the data."""
+        """Delete rows before `cutoff`; the record first (its ranges, and its list of the
+        files that go whole), then the data: the record never claims what is gone."""
         store, tf, market = self.store, self.tf, self.market
         record = store.record(tf, market)
         gone = record.fetched.clip(TimeRange.before(cutoff))
-        if gone and not self.dry_run:
+        whole = [f.path for f in self._files() if layout.file_span(tf, f.path).end <= cutoff]
+        if (gone or whole) and not self.dry_run:
             kept = record.fetched.clip(TimeRange.since(cutoff))
             pruned = record.pruned.union(gone)
-            store.set_record(tf, market, replace(record, fetched=kept, pruned=pruned))
+            names = {layout.in_series(store.root, tf, market, p) for p in whole}
+            trimmed = replace(record, fetched=kept, pruned=pruned, files=record.files - names)
+            store.set_record(tf, market, trimmed)
         change = Change("retain", tf, market)
-        gone_files = []
         for facts in self._files():
-            if layout.parse_partition(facts.path)[2] >= cutoff:
+            if layout.file_span(tf, facts.path).start >= cutoff:
                 continue
             table, facts = self._read(facts.path)
             rest = in_span(table, TimeRange.since(cutoff))
@@ -81,9 +84,8 @@ class SeriesEditor:
             if rest.num_rows:
                 change.added.append(self._put(facts.path, rest))
             else:
+                self._list(drop=[facts.path])  # one that straddled the cutoff, all rows before
                 self._remove(facts.path)
-                gone_files.append(facts.path)
-        self._list(drop=gone_files)
         return [change] if change.removed else []
 
     def compact(self, cutoff: int) -> list[Change]:
