@@ -108,7 +108,7 @@ def test_a_market_that_keeps_failing_is_reported_and_others_complete(
 
 
 LIES = [
-    ("empty", "shows trades in it"),
+    ("empty", "an empty answer for"),
     ("shift", "last trade outside its period"),
     ("wrong_market", "another market"),
     ("impossible", "zero or less"),

@@ -720,3 +720,15 @@ def test_period_boundaries_are_utc_aligned(server: SimulatorServer) -> None:
     rows = candles(server.url, "minutes/240", "KRW-BTC", count=6, to=NOW).json()
     assert [r["candle_date_time_utc"][11:13] for r in rows] == ["20", "16", "12", "08", "04", "00"]
     assert [r["candle_date_time_kst"][11:13] for r in rows] == ["05", "01", "21", "17", "13", "09"]
+
+
+def test_ticker_all_gives_each_markets_last_trade(server: SimulatorServer) -> None:
+    reply = request(server.url, "/v1/ticker/all", {"quote_currencies": "KRW"})
+    assert reply.status == 200
+    rows = reply.json()
+    assert rows and all(r["market"].startswith("KRW-") for r in rows)
+    btc = next(r for r in rows if r["market"] == "KRW-BTC")
+    now = server.clock.now_ms()
+    last_hour = server.history.candles("KRW-BTC", 1, now - 3_600_000, now, now)
+    assert btc["trade_timestamp"] == int(list(last_hour["timestamp"])[-1])
+    assert request(server.url, "/v1/ticker/all").status == 400

@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from upbit_cache.collector.config import ClientConfig
-from upbit_cache.collector.listing import MarketInfo, parse_error, parse_markets
+from upbit_cache.collector.listing import (
+    MarketInfo,
+    parse_error,
+    parse_last_trades,
+    parse_markets,
+)
 from upbit_cache.collector.ratelimit import RateLimiter, Schedule
 from upbit_cache.errors import (
     ExchangeError,
@@ -22,6 +27,7 @@ from upbit_cache.errors import (
     RateLimitedError,
     ServerError,
     UnknownMarketError,
+    UpbitCacheError,
 )
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import iso
@@ -31,6 +37,7 @@ if TYPE_CHECKING:
 
 MAX_PAGE = 200  # Upbit's largest `count`
 MARKETS_MAX_AGE = 60.0  # seconds a market list is reused within one client
+TICKERS_MAX_AGE = 60.0  # seconds a ticker list (last trades) is reused within one client
 _RATE_LIMIT_RETRIES = 8
 _USER_AGENT = "upbit-cache/0.1"
 
@@ -70,6 +77,7 @@ class UpbitClient:
         self._session: aiohttp.ClientSession | None = None
         self._clock_offset_ms: int | None = None
         self._listing: tuple[float, list[MarketInfo]] | None = None
+        self._tickers: dict[str, tuple[float, asyncio.Future[tuple[int, dict[str, int]]]]] = {}
 
     async def __aenter__(self) -> UpbitClient:
         self._session = aiohttp.ClientSession(
@@ -112,6 +120,31 @@ class UpbitClient:
         listing = parse_markets(body)
         self._listing = (time.monotonic(), listing)
         return list(listing)
+
+    async def last_trade(self, market: str) -> tuple[int, int | None]:
+        """(Upbit's clock before asking, `market`'s last trade in epoch ms, or None).
+
+        One ticker request per quote currency answers every market, and every caller of
+        this client shares it for TICKERS_MAX_AGE seconds (not a candle request).
+        """
+        quote = market.partition("-")[0]
+        cached = self._tickers.get(quote)
+        if cached is None or time.monotonic() - cached[0] > TICKERS_MAX_AGE:
+            cached = (time.monotonic(), asyncio.ensure_future(self._last_trades(quote)))
+            self._tickers[quote] = cached
+        try:
+            seen_at, trades = await asyncio.shield(cached[1])
+        except UpbitCacheError:
+            self._tickers.pop(quote, None)
+            raise
+        return seen_at, trades.get(market)
+
+    async def _last_trades(self, quote: str) -> tuple[int, dict[str, int]]:
+        asked_at = self.now_ms()
+        body = await self._get(
+            "ticker/all", {"quote_currencies": quote}, limited=False, what="ticker list"
+        )
+        return asked_at, parse_last_trades(body)
 
     async def candles(
         self, market: str, timeframe: Timeframe, to_ms: int | None, count: int

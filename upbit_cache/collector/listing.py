@@ -1,4 +1,5 @@
-"""The market list and error bodies of Upbit, read without pyarrow (a light import)."""
+"""The market list, the ticker list and error bodies of Upbit, read without pyarrow (a light
+import)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,20 @@ def parse_markets(body: Any) -> list[MarketInfo]:
             )
         )
     return markets
+
+
+def parse_last_trades(body: Any) -> dict[str, int]:
+    """Each market's last trade (epoch ms) from a ticker list (/v1/ticker/all)."""
+    if not isinstance(body, list) or not all(isinstance(i, dict) for i in body):
+        raise ResponseFormatError(
+            f"ticker list: expected a JSON array of objects, got {kind_of(body)}"
+        )
+    found = {}
+    for item in body:
+        code, last = item.get("market"), item.get("trade_timestamp")
+        if isinstance(code, str) and isinstance(last, int) and not isinstance(last, bool):
+            found[code] = last
+    return found
 
 
 def parse_error(body: Any) -> str | None:

@@ -20,7 +20,7 @@ import pyarrow as pa
 from upbit_cache.candles import CANDLE_SCHEMA, times_ms
 from upbit_cache.collector.checks import BadAnswer, check_page, contradicts_quiet, witness_for
 from upbit_cache.collector.client import MAX_PAGE, UpbitClient
-from upbit_cache.errors import ResponseFormatError
+from upbit_cache.errors import ResponseFormatError, UpbitCacheError
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import iso
@@ -173,6 +173,18 @@ async def _corroborate_quiet(client: UpbitClient, market: str, tf: Timeframe, pa
     a second empty answer agrees. Returns the requests made.
     """
     span = TimeRange(page.start, page.to)
+    try:  # the market's last trade: one ticker request for the whole run, not a candle one
+        seen_at, last = await client.last_trade(market)
+    except UpbitCacheError:
+        seen_at, last = 0, None  # no ticker (or it failed): a candle witness will do
+    if last is not None and seen_at >= page.to:
+        if last < page.start:
+            return 0  # nothing traded since before the span: quiet, corroborated
+        if last < page.to:
+            raise BadAnswer(
+                f"an empty answer for {iso(span.start)}..{iso(span.end)}, but the market's "
+                f"last trade at {iso(last)} lies in it"
+            )
     witness = witness_for(tf, span)
     if witness is None:
         again = await client.candles(market, tf, page.to, page.count)

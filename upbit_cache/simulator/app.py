@@ -296,6 +296,42 @@ class _Handlers:
             raise _BadRequest(404, 404, "Code not found")
         return market
 
+    async def ticker_all(self, request: web.Request) -> web.Response:
+        """GET /v1/ticker/all?quote_currencies=KRW,BTC: each listed market's last trade."""
+        quotes = request.query.get("quote_currencies", "")
+        wanted = {q.strip().upper() for q in quotes.split(",") if q.strip()}
+        if not wanted:
+            raise _BadRequest(400, 400, "quote_currencies is required")
+        now = self.state.clock.now_ms()
+        listed = self.state.history.listed_markets(now)
+        codes = [m.market for m in listed if m.market.split("-")[0] in wanted]
+        loop = asyncio.get_running_loop()
+        rows = await loop.run_in_executor(self.executor, self._tickers, codes, now)
+        return web.json_response(rows)
+
+    def _tickers(self, codes: list[str], now: int) -> list[dict[str, Any]]:
+        """Ticker rows (the fields upbit-cache reads, and the trade's time and price)."""
+        rows = []
+        for code in codes:
+            candle = self.state.ws.latest_candle(code, 1, now) or self.state.ws.latest_candle(
+                code, "days", now
+            )
+            last = (
+                candle[7] if candle is not None else self.state.history.market_info(code).listed_ms
+            )
+            at = datetime.fromtimestamp(last / 1000, tz=UTC)
+            rows.append(
+                {
+                    "market": code,
+                    "trade_date": at.strftime("%Y%m%d"),
+                    "trade_time": at.strftime("%H%M%S"),
+                    "trade_timestamp": int(last),
+                    "trade_price": candle[4] if candle is not None else None,
+                    "timestamp": now,
+                }
+            )
+        return rows
+
     async def market_all(self, request: web.Request) -> web.Response:
         details = request.query.get("isDetails", "false").lower() == "true"
         rows: list[dict[str, Any]] = []
@@ -572,6 +608,7 @@ def build_app(state: SimState) -> web.Application:
     handlers = _Handlers(state, executor)
     app = web.Application(middlewares=[_api_middleware(state)])
     app.router.add_get("/v1/market/all", handlers.market_all)
+    app.router.add_get("/v1/ticker/all", handlers.ticker_all)
     app.router.add_get("/v1/candles/minutes/{unit}", handlers.minutes)
     for unit in ("seconds", "days", "weeks", "months", "years"):
         app.router.add_get(f"/v1/candles/{unit}", handlers.named(unit))
