@@ -112,6 +112,7 @@ async def fetch_pages(
         return PageResult(page, table, (low, page.to), requests)
 
     running: set[asyncio.Task[PageResult]] = set()
+    unread: list[asyncio.Task[PageResult]] = []  # finished, result not taken yet
     older: int | None = None  # pages before this are older than the history: not sent
     index = 0
     try:
@@ -127,8 +128,9 @@ async def fetch_pages(
             if not running:
                 break
             finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            for task in finished:
-                yield task.result()
+            unread = list(finished)
+            while unread:
+                yield unread.pop().result()
         if older is not None:
             empty = CANDLE_SCHEMA.empty_table()
             for start, end in missing.clip(TimeRange.before(older)):
@@ -136,7 +138,9 @@ async def fetch_pages(
     finally:
         for task in running:
             task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        # Every task's outcome is taken, so an error beside the one raised is not logged as
+        # "never retrieved".
+        await asyncio.gather(*running, *unread, return_exceptions=True)
 
 
 async def checked_page(
