@@ -74,3 +74,50 @@ def test_the_data_dirs_clock_is_the_time_a_new_file_gets(tmp_path: Path) -> None
     after = os.stat(tmp_path / "after").st_mtime_ns // 1_000_000
     assert before - 1000 <= now <= after
     assert os.listdir(tmp_path) == ["after"]  # the probe is gone
+
+
+class _FolderAppearsWhileListed(pafs.FileSystemHandler):
+    """The local disk, where a folder another writer makes appears mid-listing (once)."""
+
+    def __init__(self) -> None:
+        self.local = pafs.LocalFileSystem()
+        self.raced = False
+
+    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+        if not self.raced:  # pyarrow's own check then finds the folder there and raises
+            self.raced = True
+            os.makedirs(selector.base_dir)
+            raise FileNotFoundError(2, f"Cannot list directory '{selector.base_dir}'")
+        return self.local.get_file_info(selector)
+
+    def get_type_name(self) -> str:
+        return "raced"
+
+    def equals(self, other: object) -> bool:
+        return False
+
+    def normalize_path(self, path: str) -> str:
+        return path
+
+    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
+        return self.local.get_file_info(paths)
+
+    # Not used by a listing; here because pyarrow's handler declares them.
+    def create_dir(self, path: str, recursive: bool) -> None: ...
+    def delete_dir(self, path: str) -> None: ...
+    def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None: ...
+    def delete_root_dir_contents(self) -> None: ...
+    def delete_file(self, path: str) -> None: ...
+    def move(self, src: str, dest: str) -> None: ...
+    def copy_file(self, src: str, dest: str) -> None: ...
+    def open_input_stream(self, path: str) -> None: ...
+    def open_input_file(self, path: str) -> None: ...
+    def open_output_stream(self, path: str, metadata: object) -> None: ...
+    def open_append_stream(self, path: str, metadata: object) -> None: ...
+
+
+def test_a_folder_made_by_another_writer_while_listed_is_listed(tmp_path: Path) -> None:
+    handler = _FolderAppearsWhileListed()
+    files = DataDir(pafs.PyFileSystem(handler), str(tmp_path))
+    assert files.list_files(f"{tmp_path}/fetched/1h") == []
+    assert handler.raced

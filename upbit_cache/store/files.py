@@ -252,6 +252,15 @@ class DataDir:
             raise StorageError(f"cannot look at {paths[0] if paths else self.root}: {exc}") from exc
 
     def _listing(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+        # pyarrow checks a folder it could not open again before raising: one that another
+        # writer created in between (or an entry removed mid-walk) is a race, not an error.
+        for _ in range(LISTING_TRIES - 1):
+            try:
+                return list(self.fs.get_file_info(selector))
+            except FileNotFoundError:
+                continue
+            except OSError:
+                break
         try:
             return list(self.fs.get_file_info(selector))
         except NotADirectoryError as exc:
@@ -260,6 +269,7 @@ class DataDir:
             raise StorageError(f"cannot list {selector.base_dir}: {exc}") from exc
 
 
+LISTING_TRIES = 3
 STALE_TEMP_S = 600  # a temp file this old is no write under way but a killed one's leftover
 
 
