@@ -54,6 +54,10 @@ class Watch:
     async def __aexit__(self, *exc: object) -> None:
         assert self.task is not None
         self.task.cancel()
+        # A stream that outlives its cancel (a swallowed CancelledError) fails here, not
+        # at the suite's timeout.
+        done, _ = await asyncio.wait({self.task}, timeout=10)
+        assert done, "the live stream did not stop when cancelled"
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
 

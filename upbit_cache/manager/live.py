@@ -110,8 +110,9 @@ async def live_candles(
         flushing: asyncio.Task[None] | None = None
         try:
             while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), TICK_SECONDS)
+                try:  # not wait_for: on 3.11 it swallows a cancel that meets a queued item
+                    async with asyncio.timeout(TICK_SECONDS):
+                        item = await queue.get()
                 except TimeoutError:
                     item = None
                 if isinstance(item, BaseException):

@@ -636,5 +636,6 @@ async def _wait(event: asyncio.Event, timeout: float | None) -> None:
         return
     if math.isinf(timeout):
         timeout = 3600.0
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout)
+    with contextlib.suppress(TimeoutError):  # not wait_for: on 3.11 it can swallow a cancel
+        async with asyncio.timeout(timeout):
+            await event.wait()
