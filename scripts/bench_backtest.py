@@ -68,7 +68,7 @@ def main() -> None:
             f"derive in the fetch {report.derive_seconds:.2f} s"
         )
         for target in targets[1:]:
-            shutil.rmtree(Path(data_dir) / "candles" / target.name)
+            shutil.rmtree(Path(data_dir) / "candles" / f"timeframe={target.name}")
             shutil.rmtree(Path(data_dir) / "fetched" / target.name)
         began = time.perf_counter()
         cache.resample(markets, targets[1:])

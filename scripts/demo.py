@@ -36,11 +36,12 @@ def main() -> None:
         files = sorted(root.rglob("*.parquet"))
         size = sum(f.stat().st_size for f in files)
         print(
-            f"\nstored: {len(files)} Parquet files, {size / 1024:.0f} KiB under {root}/candles/1h"
+            f"\nstored: {len(files)} Parquet files, {size / 1024:.0f} KiB "
+            f"under {root}/candles/timeframe=1h"
         )
         print("  e.g.", files[0].relative_to(root))
         table = ds.dataset(
-            root / "candles" / "1h", format="parquet", partitioning="hive"
+            root / "candles" / "timeframe=1h", format="parquet", partitioning="hive"
         ).to_table()
         counts = table.group_by("market").aggregate(
             [("time", "count"), ("time", "min"), ("time", "max")]

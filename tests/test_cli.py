@@ -75,7 +75,7 @@ def test_fetch_uses_the_environment(
     monkeypatch.setenv("UPBIT_CACHE_DIR", str(tmp_path))
     code, _out, err = invoke("fetch", "KRW-BTC", "--days", "2", "--rate", str(FAST_RATE))
     assert code == 0, err
-    assert (tmp_path / "candles" / "1h" / "market=KRW-BTC").is_dir()
+    assert (tmp_path / "candles" / "timeframe=1h" / "market=KRW-BTC").is_dir()
 
 
 def test_failed_markets_exit_1_and_are_listed(sim: SimulatorServer, tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ def test_a_killed_writers_temps_go_with_the_next_write_there(
     run_fetch(sim.url, tmp_path, ["KRW-BTC"], "1m", days=1)
     done = runner.invoke(app, ["resample", "KRW-BTC", "-t", "1h", "--data-dir", str(tmp_path)])
     assert done.exit_code == 0, done.output
-    hour = next((tmp_path / "candles" / "1h" / "market=KRW-BTC").iterdir())
+    hour = next((tmp_path / "candles" / "timeframe=1h" / "market=KRW-BTC").iterdir())
     data_temp = aged(hour / ".part-0.parquet.0123456789abcdef.tmp", 0)  # a kill just now
     record_temp = aged(tmp_path / "fetched" / "1h" / ".KRW-BTC.json.0123456789abcdef.tmp", 0)
     other = aged(tmp_path / "fetched" / "1h" / ".KRW-ETH.json.0123456789abcdef.tmp", 0)

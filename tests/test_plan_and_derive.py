@@ -155,7 +155,7 @@ def test_load_derives_on_the_fly_when_not_materialised(
     sim: SimulatorServer, tmp_path: Path
 ) -> None:
     run_fetch(sim.url, tmp_path, ["KRW-ETH"], "15m", days=4)
-    assert not (tmp_path / "candles" / "1h").exists()
+    assert not (tmp_path / "candles" / "timeframe=1h").exists()
     got = upbit_cache.load("KRW-ETH", "1h", "2026-11-17", "2026-11-19", data_dir=tmp_path)
     assert_parity(got, truth(sim, "KRW-ETH", "1h", "2026-11-17", "2026-11-19"))
     weekly = upbit_cache.load("KRW-ETH", "6h", data_dir=tmp_path)

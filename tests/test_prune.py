@@ -51,7 +51,9 @@ def files(root: Path) -> dict[str, tuple[int, int]]:
 
 def dataset_rows(root: Path, tf: str) -> pd.DataFrame:
     """The dataset as a plain Hive-partitioned Parquet reader sees it (no help from us)."""
-    table = ds.dataset(root / "candles" / tf, format="parquet", partitioning="hive").to_table()
+    table = ds.dataset(
+        root / "candles" / f"timeframe={tf}", format="parquet", partitioning="hive"
+    ).to_table()
     return table.to_pandas().sort_values(["market", "time"]).reset_index(drop=True)
 
 
@@ -99,14 +101,14 @@ def test_cold_files_are_zstd_sorted_and_carry_time_statistics(store_dir: Path) -
     run_prune(store_dir)
     import pyarrow.parquet as pq
 
-    cold = next((store_dir / "candles" / "1m").rglob(layout.COLD_FILE))
+    cold = next((store_dir / "candles" / "timeframe=1m").rglob(layout.COLD_FILE))
     meta = pq.ParquetFile(cold).metadata
     assert meta.row_group(0).column(0).compression == "ZSTD"
     assert meta.row_group(0).column(0).statistics.has_min_max
     assert meta.row_group(0).sorting_columns[0].column_index == 0
     assert "DELTA_BINARY_PACKED" in meta.row_group(0).column(0).encodings  # time
     assert "BYTE_STREAM_SPLIT" in meta.row_group(0).column(4).encodings  # close
-    hot = next((store_dir / "candles" / "1m").rglob(layout.DATA_FILE))
+    hot = next((store_dir / "candles" / "timeframe=1m").rglob(layout.DATA_FILE))
     assert pq.ParquetFile(hot).metadata.row_group(0).column(0).compression == "SNAPPY"
 
 
@@ -151,7 +153,9 @@ def truth_1m(market: str, start: int, end: int) -> pd.DataFrame:
 
 
 def test_dry_run_changes_nothing_and_predicts_exactly(store_dir: Path, tmp_path: Path) -> None:
-    (store_dir / "candles" / "1m" / "market=KRW-BTC" / ".part-0.parquet.x.tmp").write_bytes(b"x")
+    (
+        store_dir / "candles" / "timeframe=1m" / "market=KRW-BTC" / ".part-0.parquet.x.tmp"
+    ).write_bytes(b"x")
     before = files(store_dir)
     dry = run_prune(store_dir, Policy(keep_by_tf={"1m": 20 * DAY}), dry_run=True)
     assert files(store_dir) == before
@@ -164,7 +168,7 @@ def test_dry_run_changes_nothing_and_predicts_exactly(store_dir: Path, tmp_path:
 
 
 def test_leftovers_of_killed_runs_are_removed(store_dir: Path) -> None:
-    partition = next((store_dir / "candles" / "1m" / "market=KRW-ETH").iterdir())
+    partition = next((store_dir / "candles" / "timeframe=1m" / "market=KRW-ETH").iterdir())
     orphan = partition / ".part-0.parquet.dead.tmp"
     orphan.write_bytes(b"half")
     record_tmp = store_dir / "fetched" / "1m" / ".KRW-ETH.json.dead.tmp"

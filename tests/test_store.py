@@ -53,12 +53,12 @@ def test_layout_is_hive_partitioned_by_market_and_span(tmp_path: Path) -> None:
     )
     files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.parquet"))
     assert files == [
-        "candles/1h/market=KRW-BTC/date=2025-01-01/part-0.parquet",
-        "candles/1h/market=KRW-BTC/date=2026-01-01/part-0.parquet",
+        "candles/timeframe=1h/market=KRW-BTC/date=2025-01-01/part-0.parquet",
+        "candles/timeframe=1h/market=KRW-BTC/date=2026-01-01/part-0.parquet",
     ]
     # Plain pyarrow sees one dataset with the market as a column.
     table = ds.dataset(
-        tmp_path / "candles" / "1h", format="parquet", partitioning="hive"
+        tmp_path / "candles" / "timeframe=1h", format="parquet", partitioning="hive"
     ).to_table()
     assert table.num_rows == 10
     assert set(table.column("market").to_pylist()) == {"KRW-BTC"}
@@ -139,11 +139,11 @@ def test_a_damaged_record_is_a_clear_storage_error(tmp_path: Path) -> None:
 def test_leftover_temp_files_are_invisible_to_readers(tmp_path: Path) -> None:
     store = CandleStore(tmp_path)
     store.write("KRW-BTC", H1, make("2026-01-01", 3), Ranges())
-    part = tmp_path / "candles/1h/market=KRW-BTC/date=2026-01-01"
+    part = tmp_path / "candles/timeframe=1h/market=KRW-BTC/date=2026-01-01"
     (part / ".part-0.parquet.deadbeef.tmp").write_bytes(b"PAR1 half written")
     assert len(store.load("KRW-BTC", H1)) == 3
     table = ds.dataset(
-        tmp_path / "candles" / "1h", format="parquet", partitioning="hive"
+        tmp_path / "candles" / "timeframe=1h", format="parquet", partitioning="hive"
     ).to_table()
     assert table.num_rows == 3
 

@@ -42,7 +42,7 @@ def store_dir(sim: SimulatorServer, tmp_path: Path) -> Path:
 
 
 def day_file(root: Path, market: str, day: str) -> Path:
-    return root / "candles" / "1m" / f"market={market}" / f"date={day}" / "part-0.parquet"
+    return root / "candles" / "timeframe=1m" / f"market={market}" / f"date={day}" / "part-0.parquet"
 
 
 def exact(sim: SimulatorServer, root: Path) -> None:
@@ -78,9 +78,9 @@ def test_damage_is_found_named_and_repaired_then_a_fetch_restores_parity(
 
     code, out, _ = cli("verify", "--data-dir", str(store_dir))
     assert code == 1
-    assert "1m KRW-BTC: unreadable: candles/1m/market=KRW-BTC/date=2026-11-18" in out
-    assert "1m KRW-BTC: missing: candles/1m/market=KRW-BTC/date=2026-11-19" in out
-    assert "1m KRW-ETH: unreadable: candles/1m/market=KRW-ETH/date=2026-11-18" in out
+    assert "1m KRW-BTC: unreadable: candles/timeframe=1m/market=KRW-BTC/date=2026-11-18" in out
+    assert "1m KRW-BTC: missing: candles/timeframe=1m/market=KRW-BTC/date=2026-11-19" in out
+    assert "1m KRW-ETH: unreadable: candles/timeframe=1m/market=KRW-ETH/date=2026-11-18" in out
     assert "3 problems" in out and "verify --repair" in out
 
     code, out, _ = cli("verify", "--repair", "--data-dir", str(store_dir))
@@ -99,7 +99,7 @@ def test_damage_is_found_named_and_repaired_then_a_fetch_restores_parity(
 def test_a_deleted_market_folder_is_a_hole_verify_finds(
     sim: SimulatorServer, store_dir: Path
 ) -> None:
-    shutil.rmtree(store_dir / "candles" / "1m" / "market=KRW-ETH")
+    shutil.rmtree(store_dir / "candles" / "timeframe=1m" / "market=KRW-ETH")
     code, out, _ = cli("verify", "--repair", "--json", "--data-dir", str(store_dir))
     found = json.loads(out)
     assert code == 1 and not found["healthy"] and found["repaired"]
@@ -147,7 +147,7 @@ def test_rows_nobody_recorded_and_a_damaged_record(sim: SimulatorServer, store_d
     (store_dir / "fetched" / "1m" / "KRW-ETH.json").write_text("{not json")
     code, out, _ = cli("verify", "--data-dir", str(store_dir))
     assert code == 1
-    outside = "rows outside recorded ranges: candles/1m/market=KRW-BTC/date=2026-11-15"
+    outside = "rows outside recorded ranges: candles/timeframe=1m/market=KRW-BTC/date=2026-11-15"
     assert f"1m KRW-BTC: {outside}" in out
     assert "1m KRW-ETH: damaged record: fetched/1m/KRW-ETH.json" in out
     code, _, _ = cli("verify", "--repair", "--data-dir", str(store_dir))

@@ -85,10 +85,11 @@ async def fetch_pages(
     walked = 0  # pages before this index were examined in order, newest first
     run_start: int | None = None  # oldest start of the current run of empty pages
     run_end = 0
+    ended_by_walk = False
 
     def examine() -> None:
         """Walk finished pages newest first; a long enough empty run ends the history."""
-        nonlocal walked, run_start, run_end, history_start
+        nonlocal walked, run_start, run_end, history_start, ended_by_walk
         while walked in done:
             page, empty = done.pop(walked)
             walked += 1
@@ -98,12 +99,18 @@ async def fetch_pages(
             if run_start is None or page.to != run_start:
                 run_end = page.to  # a new run (or a jump to another missing range)
             run_start = page.start
-            if run_end - run_start >= END_OF_HISTORY_MS and history_start is None:
-                history_start = run_start
+            if run_end - run_start >= END_OF_HISTORY_MS and not ended_by_walk:
+                ended_by_walk = True
+                history_start = max(history_start or run_start, run_start)
 
     async def run(index: int, page: Page) -> PageResult:
+        nonlocal history_start
         table, requests = await checked_page(client, market, tf, page)
         done[index] = (page, table.num_rows == 0)
+        if table.num_rows == 0 and page.to - page.start >= END_OF_HISTORY_MS:
+            # A week or more empty on its own ends the history whatever newer pages hold:
+            # no need to wait for them (in flight, they would let older pages be sent).
+            history_start = max(history_start or page.start, page.start)
         examine()
         if table.num_rows == 0:
             return PageResult(page, table, (page.start, page.to), requests)

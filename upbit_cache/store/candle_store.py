@@ -25,6 +25,7 @@ from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.files import DataDir, StoredFile
 from upbit_cache.store.locks import FileLock
+from upbit_cache.store.migrate import migrate
 from upbit_cache.store.records import Record, read_record, write_record
 from upbit_cache.timeframes import Timeframe
 
@@ -73,6 +74,7 @@ class CandleStore:
         """`lock_timeout`: how long a writer waits for another's lock (None: as long as it
         takes); `on_lock_wait` is told, once per store, that a writer is waiting."""
         self.files = location if isinstance(location, DataDir) else DataDir.open(location)
+        migrate(self.files)  # a data dir of an older layout, on first use (one listing if not)
         self.cache: TableCache = cache if cache is not None else _NoCache()
         self.lock_timeout = lock_timeout
         self._on_lock_wait = on_lock_wait
@@ -261,7 +263,8 @@ class CandleStore:
 
     def timeframes(self) -> list[Timeframe]:
         """Timeframes with any data or record in the store."""
-        names = set(self.files.list_dirs(layout.candles_dir(self.root)))
+        dirs = self.files.list_dirs(layout.candles_dir(self.root))
+        names = {n for n in (layout.timeframe_of_dir(d) for d in dirs) if n}
         names.update(self.files.list_dirs(layout.records_dir(self.root)))
         found = []
         for name in sorted(names):

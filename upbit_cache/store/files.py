@@ -139,6 +139,14 @@ class DataDir:
 
     def list_dirs(self, folder: str) -> list[str]:
         """The names of the folders directly under `folder`, sorted."""
+        if self.is_local:  # every store open looks here: no pyarrow for it
+            try:
+                with os.scandir(folder) as entries:
+                    return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+            except OSError as exc:
+                raise StorageError(f"cannot list {folder}: {exc.strerror or exc}") from exc
         import pyarrow.fs as pafs
 
         selector = pafs.FileSelector(folder, allow_not_found=True)
@@ -193,6 +201,30 @@ class DataDir:
         except OSError as exc:
             raise StorageError(f"cannot move {source} to {target}: {exc}") from exc
         self.delete_dir_if_empty(source.rpartition("/")[0])
+
+    def move_unless_there(self, source: str, target: str) -> None:
+        """Put `source` at `target` unless a file is there already, then remove `source`.
+
+        Safe to repeat and to race: a file is never lost (at worst in both places until
+        the next call), and one already at `target` is never overwritten.
+        """
+        try:
+            if self.is_local:
+                os.makedirs(target.rpartition("/")[0], exist_ok=True)
+                with contextlib.suppress(FileExistsError):
+                    os.link(source, target)  # creates only if absent, atomically
+                os.unlink(source)
+                return
+            if self.stat(target) is None:
+                self.fs.create_dir(target.rpartition("/")[0], recursive=True)
+                self.fs.copy_file(source, target)
+            self.fs.delete_file(source)
+        except FileNotFoundError:
+            if self.stat(source) is None:
+                return  # another process moved it
+            raise StorageError(f"cannot move {source} to {target}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot move {source} to {target}: {exc}") from exc
 
     def delete_dir_if_empty(self, folder: str) -> None:
         import pyarrow.fs as pafs

@@ -1,14 +1,17 @@
 """Where everything lives in a data dir: built here, and parsed back here, nowhere else.
 
-    <root>/candles/<tf>/market=<MARKET>/date=<YYYY-MM-DD>/part-0.parquet   hot tier
-    <root>/candles/<tf>/market=<MARKET>/date=<YYYY-MM-DD>/cold-0.parquet   cold tier
+    <root>/candles/timeframe=<tf>/market=<MARKET>/date=<YYYY-MM-DD>/part-0.parquet  hot tier
+    <root>/candles/timeframe=<tf>/market=<MARKET>/date=<YYYY-MM-DD>/cold-0.parquet  cold tier
     <root>/fetched/<tf>/<MARKET>.json                                      fetched ranges
     <root>/locks/<tf>/<MARKET>.lock                                        writer locks
     <root>/screens/<key>.<format>, <key>.json                              kept screen tables
     <root>/quarantine/<when>/<path as above>                               files verify moved
     .<name>.<random>.tmp beside any of them                                a write under way
 
-Both tiers are one Hive-partitioned dataset (`market`, `date`). One hot partition holds one
+Every timeframe and both tiers are one Hive-partitioned dataset (`timeframe`, `market`,
+`date`): `candles/**/*.parquet` read with Hive partitioning has a `timeframe` column. Data
+dirs made before the `timeframe=` key (`candles/<tf>/...`) are moved on first use
+(`store/migrate.py`). One hot partition holds one
 span of time, chosen per timeframe so that files hold hundreds to tens of thousands of rows:
 a day for 1m, a month for 3m-30m, a year for 1h and coarser. `prune` compacts old hot
 partitions into cold files spanning a month for 1m and a year otherwise. `date=` is the
@@ -40,7 +43,7 @@ QUARANTINE = "quarantine"
 RECORD_SUFFIX = ".json"
 TEMP_SUFFIX = ".tmp"
 _PARTITION_RE = re.compile(
-    r"candles/(?P<tf>[0-9]+[a-zA-Z])/market=(?P<market>[A-Z0-9-]+)/date=(?P<date>\d{4}-\d\d-\d\d)"
+    r"candles/timeframe=(?P<tf>[0-9]+[a-zA-Z])/market=(?P<market>[A-Z0-9-]+)/date=(?P<date>\d{4}-\d\d-\d\d)"
 )
 
 
@@ -119,7 +122,22 @@ def candles_dir(root: str) -> str:
 
 
 def candles_root(root: str, tf: Timeframe) -> str:
-    return f"{root}/{CANDLES}/{tf.name}"
+    """One timeframe's part of the dataset: `candles/timeframe=1h`."""
+    return f"{root}/{CANDLES}/{timeframe_dir(tf)}"
+
+
+def timeframe_dir(tf: Timeframe) -> str:
+    return f"timeframe={tf.name}"
+
+
+def timeframe_of_dir(name: str) -> str | None:
+    """Inverse of `timeframe_dir`: `timeframe=1h` -> 1h (unparsed)."""
+    return name.removeprefix("timeframe=") if name.startswith("timeframe=") else None
+
+
+def old_candles_root(root: str, name: str) -> str:
+    """Where a timeframe's candles were before the `timeframe=` key: `candles/1h`."""
+    return f"{root}/{CANDLES}/{name}"
 
 
 def market_dir(root: str, tf: Timeframe, market: str) -> str:
