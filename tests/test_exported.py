@@ -19,6 +19,7 @@ PUBLIC = [
     "ResponseFormatError",
     "ScreenRequest",
     "ServerError",
+    "Shard",
     "StorageError",
     "Timeframe",
     "UnknownMarketError",

@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time these load on first use
 
     from upbit_cache.candles import CANDLE_COLUMNS
     from upbit_cache.manager.cache import UpbitCache
-    from upbit_cache.manager.scope import ScreenRequest, Window
+    from upbit_cache.manager.scope import ScreenRequest, Shard, Window
     from upbit_cache.store.candle_store import CandleStore
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "ResponseFormatError",
     "ScreenRequest",
     "ServerError",
+    "Shard",
     "StorageError",
     "Timeframe",
     "UnknownMarketError",
@@ -65,6 +66,7 @@ __all__ = [
 _LAZY = {
     "UpbitCache": "upbit_cache.manager.cache",
     "ScreenRequest": "upbit_cache.manager.scope",
+    "Shard": "upbit_cache.manager.scope",
     "Window": "upbit_cache.manager.scope",
     "CandleStore": "upbit_cache.store.candle_store",
     "CANDLE_COLUMNS": "upbit_cache.candles",

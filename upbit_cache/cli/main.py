@@ -157,20 +157,27 @@ def fetch(
     rate: opt.Rate = 10.0,
     quiet: opt.Quiet = False,
     lock_timeout: opt.LockTimeout = None,
+    shard: opt.Shard = None,
 ) -> None:
     """Fetch candles into the store, asking Upbit only for what is missing.
 
     Example: upbit-cache fetch KRW-BTC KRW-ETH -t 1h --days 30
     """
     with _one_line_errors():
-        from upbit_cache.manager.scope import Window
+        from upbit_cache.manager.scope import Shard, Window
 
         window = Window.of(since, until, days)
+        part = Shard.parse(shard) if shard is not None else None
         timeframes = Timeframe.parse_list(timeframe)
         cache = _cache(data_dir, api_url, rate, lock_timeout=lock_timeout)
         with progress_for(sys.stderr, quiet) as progress:
             report = cache.fetch(
-                markets or [], quote=quote, timeframes=timeframes, window=window, progress=progress
+                markets or [],
+                quote=quote,
+                timeframes=timeframes,
+                window=window,
+                progress=progress,
+                shard=part,
             )
         typer.echo(summary(report))
         if report.blocked:

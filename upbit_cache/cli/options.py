@@ -100,6 +100,16 @@ WholeDays = Annotated[
     ),
 ]
 Days = Annotated[float, typer.Option("--days", min=0.01, max=MAX_DAYS, help="How far back.")]
+Shard = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        metavar="K/N",
+        help="Take only the K-th of N stable, disjoint parts of the markets (1/4 .. 4/4), so "
+        "that N hosts split a backfill; give every host the same markets, timeframes and window.",
+        show_default=False,
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")]
 Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="One line per market.")]
 BaseTimeframe = Annotated[

@@ -126,9 +126,13 @@ def progress_for(stream: TextIO = sys.stderr, quiet: bool = False) -> BarProgres
 
 
 def summary(report: SyncReport) -> str:
-    """The one line that ends a run."""
+    """The one line that ends a run; a sharded run starts with its shard:
+    `shard 2/4: 50 of 200 markets, ...`."""
+    markets = f"{report.markets} markets"
+    if report.shard is not None:
+        markets = f"shard {report.shard}: {report.markets} of {report.total_markets} markets"
     line = (
-        f"{report.markets} markets, {report.candles:,} candles written, "
+        f"{markets}, {report.candles:,} candles written, "
         f"{report.candle_requests:,} requests, {report.rate_limited} 429s, "
         f"{report.seconds:.1f} s"
     )

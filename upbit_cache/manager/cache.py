@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.errors import UsageError
 from upbit_cache.manager.memory import DEFAULT_MEMORY_BYTES, MemoryCache, MemoryStats
-from upbit_cache.manager.scope import ScreenRequest, Window, parse_span
+from upbit_cache.manager.scope import ScreenRequest, Shard, Window, parse_span
 from upbit_cache.manager.screen_keep import Kept, key, lookup, remember
 from upbit_cache.manager.session import new_client
 from upbit_cache.markets import validate_market, validate_markets
@@ -196,10 +196,17 @@ class UpbitCache:
         timeframes: Timeframes = "1h",
         window: Window | None = None,
         progress: Progress | None = None,
+        shard: Shard | str | None = None,
     ) -> SyncReport:
-        """Fetch what the store lacks of `window` (default: the last 30 days) and store it."""
+        """Fetch what the store lacks of `window` (default: the last 30 days) and store it.
+
+        `shard="2/4"` (or `Shard(2, 4)`) takes only the second of four stable, disjoint parts
+        of the (market, fetched timeframe) jobs, so that four hosts split a backfill; each must
+        be given the same markets (or quote), timeframes and window.
+        """
         from upbit_cache.manager.fetch import fetch
 
+        part = Shard.parse(shard) if shard is not None else None
         self.last_fetch = asyncio.run(
             fetch(
                 self.store,
@@ -209,6 +216,7 @@ class UpbitCache:
                 window or Window(),
                 quote=quote,
                 progress=progress,
+                shard=part,
             )
         )
         return self.last_fetch

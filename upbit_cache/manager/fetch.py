@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from upbit_cache.candles import in_span
@@ -18,8 +18,8 @@ from upbit_cache.collector.client import UpbitClient
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.collector.paging import DEFAULT_WINDOW, PageResult, fetch_pages
 from upbit_cache.errors import InvalidRangeError, IPBlockedError, UpbitCacheError
-from upbit_cache.manager.planner import Plan, plan_fetch
-from upbit_cache.manager.scope import Window, resolve_markets, selection
+from upbit_cache.manager.planner import Plan, cold_base, plan_fetch, requests_for
+from upbit_cache.manager.scope import Shard, Window, resolve_markets, selection
 from upbit_cache.manager.session import new_client
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store.candle_store import CandleStore
@@ -55,6 +55,8 @@ class SyncReport:
     derived: list[DeriveOutcome] = field(default_factory=list)
     derive_seconds: float = 0.0
     now: int = 0  # Upbit's clock when the run planned, epoch ms
+    shard: Shard | None = None  # the part of the jobs this run took, if split
+    total_markets: int = 0  # markets of the whole run, every shard's (fetch only)
 
     @property
     def candles(self) -> int:
@@ -97,11 +99,12 @@ async def fetch(
     *,
     quote: str | None = None,
     progress: Progress | None = None,
+    shard: Shard | None = None,
 ) -> SyncReport:
     """`fetch_with` on a client of its own (one session, one rate limiter)."""
     async with new_client(config) as client:
         return await fetch_with(
-            client, store, markets, timeframes, window, quote=quote, progress=progress
+            client, store, markets, timeframes, window, quote=quote, progress=progress, shard=shard
         )
 
 
@@ -114,6 +117,7 @@ async def fetch_with(
     *,
     quote: str | None = None,
     progress: Progress | None = None,
+    shard: Shard | None = None,
 ) -> SyncReport:
     """Fetch what the store lacks of `window` and store it.
 
@@ -121,6 +125,12 @@ async def fetch_with(
     the last closed period. With no `markets`, every market of `quote` (default KRW).
     Markets Upbit does not list are refused before anything is fetched. Only one timeframe
     is asked of Upbit (the plan's base); the others are derived from it and materialised.
+
+    With a `shard`, only that shard's markets, with all their timeframes: a job is the
+    series Upbit is asked for, (market, base), and a derived timeframe goes with its base.
+    The shard is keyed on `cold_base` (the base of a run on an empty store), not on the
+    plan's base: it depends on the timeframes alone, so hosts whose stores differ still
+    agree. The plan itself is made over every market, as an unsharded run makes it.
     """
     selection(markets, quote)  # a malformed code is refused before any request
     store.ensure_writable()
@@ -132,14 +142,20 @@ async def fetch_with(
         raise InvalidRangeError("the range starts in the future (by Upbit's clock)")
     end = now if window.end is None else min(window.end, now)
     plan = plan_fetch(store, wanted, timeframes, TimeRange(start, max(start, end)))
-    report = await sync_markets(store, client, wanted, [plan.base], plan.span, progress)
+    mine = wanted
+    if shard is not None:
+        mine = shard.pick(wanted, cold_base(timeframes))
+        cost = requests_for(store, mine, plan.base, plan.span)
+        plan = replace(plan, planned_requests=cost)
+    report = await sync_markets(store, client, mine, [plan.base], plan.span, progress)
     report.plan, report.now = plan, now
+    report.shard, report.total_markets = shard, len(wanted)
     began = time.monotonic()
     if plan.derived:
         # Imported here: deriving needs pandas, which a plain fetch never loads.
         from upbit_cache.manager.derive import materialise_many
 
-        jobs = [(m, t, plan.base) for m in wanted for t in plan.derived]
+        jobs = [(m, t, plan.base) for m in mine for t in plan.derived]
         report.derived = await materialise_many(store, jobs)
     report.derive_seconds = time.monotonic() - began
     report.seconds += report.derive_seconds

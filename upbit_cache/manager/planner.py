@@ -37,6 +37,30 @@ def missing(store: CandleStore, market: str, tf: Timeframe, span: TimeRange) -> 
     return Ranges.of([(span.start, span.end)]).subtract(store.fetched(tf, market))
 
 
+def bases(timeframes: Sequence[Timeframe]) -> list[Timeframe]:
+    """The timeframes Upbit serves that divide every one of `timeframes`, finest first."""
+    found = [b for b in SUPPORTED if b.native and all(b.divides(t) for t in timeframes)]
+    if not found:
+        names = ", ".join(t.name for t in timeframes)
+        raise InvalidTimeframeError(f"no timeframe Upbit serves divides all of {names}")
+    return found
+
+
+def cold_base(timeframes: Sequence[Timeframe]) -> Timeframe:
+    """The base `plan_fetch` picks when nothing is stored: the coarsest of `bases`.
+
+    It depends on the timeframes alone (not on the store), so every host agrees on it.
+    """
+    return bases(timeframes)[-1]
+
+
+def requests_for(
+    store: CandleStore, markets: Sequence[str], base: Timeframe, window: TimeRange
+) -> int:
+    """Requests needed to fetch what the store lacks of `window` (base-aligned) for `markets`."""
+    return sum(pages_for(base, missing(store, m, base, window)) for m in markets)
+
+
 def plan_fetch(
     store: CandleStore,
     markets: Sequence[str],
@@ -49,16 +73,13 @@ def plan_fetch(
     periods that have closed before it. Ties go to the coarsest base (fewest rows to store).
     """
     start, end = span
-    candidates = [b for b in SUPPORTED if b.native and all(b.divides(t) for t in timeframes)]
-    if not candidates:
-        names = ", ".join(t.name for t in timeframes)
-        raise InvalidTimeframeError(f"no timeframe Upbit serves divides all of {names}")
+    candidates = bases(timeframes)
     lo = min(t.floor_one(start) for t in timeframes)
     best: Plan | None = None
     for base in reversed(candidates):  # coarsest first
         hi = base.floor_one(end)
         window = TimeRange(lo, max(lo, hi))
-        cost = sum(pages_for(base, missing(store, m, base, window)) for m in markets)
+        cost = requests_for(store, markets, base, window)
         if best is None or cost < best.planned_requests:
             derived = tuple(t for t in timeframes if t != base)
             best = Plan(base, derived, window, cost)

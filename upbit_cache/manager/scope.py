@@ -1,10 +1,13 @@
-"""What a command works on, resolved in one place: its markets and its window of time.
+"""What a command works on, resolved in one place: its markets, its window of time and, for
+a fetch split across hosts, its shard.
 
 Light on purpose (no pyarrow, no pandas): the CLI builds these before anything heavy loads.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -101,6 +104,66 @@ class Window:
         if self.start is not None:
             return self.start
         return now - int((self.days if self.days is not None else DEFAULT_DAYS) * DAY_MS)
+
+
+_SHARD = re.compile(r"([0-9]+)/([0-9]+)")
+_SHARD_FORM = "--shard must be K/N with 1 <= K <= N (e.g. 2/4)"
+
+
+def shard_slot(market: str, timeframe: Timeframe, count: int) -> int:
+    """Which of `count` shards (1-based) the job (market, timeframe) belongs to.
+
+    SHA-256 of `MARKET/timeframe`, so every host and Python process agrees (not `hash()`,
+    which is salted per process).
+    """
+    digest = hashlib.sha256(f"{market}/{timeframe.name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % count + 1
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The K-th of N disjoint parts of a fetch's jobs (K 1-based): `Shard(2, 4)` is 2/4.
+
+    A job goes to the shard its `shard_slot` names, so N runs given the same markets and
+    timeframes, one per shard, do every job exactly once between them, on any hosts.
+    """
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        numbers = (self.index, self.count)
+        if any(isinstance(n, bool) or not isinstance(n, int) for n in numbers):
+            raise UsageError(f"{_SHARD_FORM}, not {self.index!r}/{self.count!r}")
+        if not 1 <= self.index <= self.count:
+            raise UsageError(f"{_SHARD_FORM}, not {self}")
+
+    @classmethod
+    def parse(cls, text: str | Shard) -> Shard:
+        """`2/4` (or a Shard, returned as is); anything else is a UsageError."""
+        if isinstance(text, Shard):
+            return text
+        found = _SHARD.fullmatch(text.strip()) if isinstance(text, str) else None
+        if found is None:
+            raise UsageError(f"{_SHARD_FORM}, not {text!r}")
+        try:
+            index, count = int(found[1]), int(found[2])
+        except ValueError:  # more digits than int() reads
+            raise UsageError(f"{_SHARD_FORM}, not {text!r}") from None
+        if not 1 <= index <= count:
+            raise UsageError(f"{_SHARD_FORM}, not {text.strip()!r}")
+        return cls(index, count)
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def takes(self, market: str, timeframe: Timeframe) -> bool:
+        """Whether the job (market, timeframe) is this shard's."""
+        return shard_slot(market, timeframe, self.count) == self.index
+
+    def pick(self, markets: Iterable[str], timeframe: Timeframe) -> list[str]:
+        """This shard's markets for jobs of `timeframe`, in the given order."""
+        return [m for m in markets if self.takes(m, timeframe)]
 
 
 @dataclass(frozen=True)
