@@ -5,6 +5,11 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
+import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,7 +52,7 @@ def sim(simulator: SimulatorServer) -> SimulatorServer:
 
 def run_fetch(
     url: str,
-    data_dir: Path,
+    data_dir: Path | str,
     markets: Sequence[str],
     timeframe: str = "1h",
     *,
@@ -134,3 +139,88 @@ def request(url: str, path: str, params: dict[str, Any] | None = None, body: Any
         return Reply(resp.status, dict(resp.getheaders()), resp.read())
     finally:
         conn.close()
+
+
+class S3Server:
+    """moto's standalone S3 server on loopback (it enforces conditional writes), one bucket."""
+
+    BUCKET = "candles"
+
+    def __init__(self) -> None:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_REGION": "us-east-1",
+        }
+        server = Path(sys.executable).parent / "moto_server"
+        self.process = subprocess.Popen(
+            [str(server), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self._count = 0
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.client().create_bucket(Bucket=self.BUCKET)
+                return
+            except Exception:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise
+                time.sleep(0.1)
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            region_name="us-east-1",
+        )
+
+    def new_dir(self, name: str = "data") -> str:
+        """A fresh, empty data dir URI in the bucket."""
+        self._count += 1
+        return f"s3://{self.BUCKET}/{name}-{self._count}-{uuid.uuid4().hex[:8]}"
+
+    def keys(self, uri: str) -> list[str]:
+        prefix = uri.removeprefix(f"s3://{self.BUCKET}/") + "/"
+        pages = self.client().get_paginator("list_objects_v2")
+        return [
+            o["Key"]
+            for page in pages.paginate(Bucket=self.BUCKET, Prefix=prefix)
+            for o in page.get("Contents", [])
+        ]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """The S3 server, with the standard AWS_* settings pointing at it (children inherit)."""
+    server = S3Server()
+    saved = {k: os.environ.get(k) for k in server.env}
+    os.environ.update(server.env)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

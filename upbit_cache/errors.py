@@ -7,6 +7,7 @@
     │   ├── InvalidTimeframeError   not one of the supported timeframes
     │   └── InvalidRangeError       bad dates, --since after --until
     ├── StorageError                the data dir cannot be used (exit 2)
+    │   └── WriteConflict           another writer replaced a file first (merged again)
     └── ExchangeError               Upbit (or the network) failed us (exit 1)
         ├── ResponseFormatError     an answer that is not what the API sheet says
         ├── ServerError             5xx, timeouts, broken connections, after retries
@@ -52,6 +53,10 @@ class StorageError(UpbitCacheError):
     """The data dir cannot be read or written."""
 
     exit_code = 2
+
+
+class WriteConflict(StorageError):
+    """Another writer replaced the file since this process read it; read and merge again."""
 
 
 class ExchangeError(UpbitCacheError):

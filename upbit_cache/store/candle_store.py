@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from upbit_cache.candles import (
     times_ms,
     to_table,
 )
-from upbit_cache.errors import StorageError, UpbitCacheError
+from upbit_cache.errors import StorageError, UpbitCacheError, WriteConflict
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.files import DataDir, StoredFile
@@ -34,6 +35,7 @@ COLD_ROW_GROUP = 10_080  # a week of 1m candles
 COLD_ZSTD_LEVEL = 12
 _READ_ATTEMPTS = 20
 _GONE_ATTEMPTS = 3  # a listed file missing this many reads in a row is gone, not moving
+_CONFLICT_ATTEMPTS = 20  # rounds of read-merge-write lost to other hosts' writers
 
 if TYPE_CHECKING:  # pandas is imported only where a frame is made, to keep CLI start fast
     import pandas as pd
@@ -107,9 +109,13 @@ class CandleStore:
         """The time ranges already asked of Upbit for this (timeframe, market)."""
         return self.record(tf, market).fetched
 
-    def record(self, tf: Timeframe, market: str) -> Record:
-        """Everything recorded of this (timeframe, market): fetched ranges, derivation."""
-        return read_record(self.files, layout.fetched_file(self.root, tf, market))
+    def record(self, tf: Timeframe, market: str, *, for_update: bool = False) -> Record:
+        """Everything recorded of this (timeframe, market): fetched ranges, derivation.
+
+        `for_update`: read by a writer that will `set_record` from it (see `write`).
+        """
+        path = layout.fetched_file(self.root, tf, market)
+        return read_record(self.files, path, for_update=for_update)
 
     def markets(self, tf: Timeframe) -> list[str]:
         """Markets with any fetched range recorded for this timeframe."""
@@ -180,11 +186,33 @@ class CandleStore:
         Rows replace stored rows with the same `time`. For a derived timeframe, `derived_from`
         and the base partitions' fingerprints (`sources`) are recorded too. Returns the number
         of rows written. The caller holds `lock(tf, market)`.
+
+        On S3 each file is replaced only over the version merged into it: a writer on another
+        host that got there first makes this one read and merge again, so neither's rows are
+        lost (the lock is per host there; this is what holds across hosts).
         """
         table = to_table(candles)
+        for attempt in range(_CONFLICT_ATTEMPTS):
+            try:
+                return self._write(market, tf, table, covered, derived_from, sources)
+            except WriteConflict:
+                if attempt == _CONFLICT_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _write(
+        self,
+        market: str,
+        tf: Timeframe,
+        table: pa.Table,
+        covered: Ranges,
+        derived_from: Timeframe | None,
+        sources: dict[str, str] | None,
+    ) -> int:
         written: set[str] = set()
         path = layout.fetched_file(self.root, tf, market)
-        old = read_record(self.files, path)
+        old = read_record(self.files, path, for_update=True)
         if table.num_rows:
             starts = layout.partition_starts(tf, times_ms(table).to_numpy())
             order = np.argsort(starts, kind="stable")
@@ -209,19 +237,33 @@ class CandleStore:
     ) -> str:
         final = layout.data_file(self.root, tf, market, start)
         self._clear_leftovers(final)
-        found = self.files.stat(final)
-        if found is None and layout.in_series(self.root, tf, market, final) in listed:
+        old = self._read_for_update(final)
+        if old is None and layout.in_series(self.root, tf, market, final) in listed:
             # Writing the new rows alone would make the hole permanent: the record says the
             # old ones are here.
             raise StorageError(
                 f"{tf} {market}: {final} is listed in its record but gone (a hole); "
                 "run `upbit-cache verify --repair`"
             )
-        old = self._read(found) if found is not None else None
         # Old rows first, so that for a repeated time the new row wins.
         merged = dedupe_by_time(new if old is None else pa.concat_tables([old, new]))
         self.put_file(final, merged)
         return final
+
+    def _read_for_update(self, path: str) -> pa.Table | None:
+        """A data file a writer will replace, or None; on S3 its version is remembered."""
+        if not self.files.conditional:
+            found = self.files.stat(path)
+            return self._read(found) if found is not None else None
+        raw = self.files.read_for_update(path)
+        if raw is None:
+            return None
+        try:
+            return pq.read_table(pa.BufferReader(raw)).cast(CANDLE_SCHEMA)
+        except (OSError, pa.ArrowException) as exc:
+            raise StorageError(
+                f"cannot read {path} ({exc}); run `upbit-cache verify --repair`"
+            ) from exc
 
     def _clear_leftovers(self, final: str) -> None:
         """Remove temp files a killed writer left beside `final`, once per file and process.
@@ -293,8 +335,17 @@ class CandleStore:
         """Files and bytes of each tier of the whole dataset."""
         return usage_by_tier(self.files.list_files(layout.candles_dir(self.root), recursive=True))
 
-    def read_file(self, found: StoredFile | str) -> pa.Table:
-        """One data file, from memory when this version of it was read or written before."""
+    def read_file(self, found: StoredFile | str, *, for_update: bool = False) -> pa.Table:
+        """One data file, from memory when this version of it was read or written before.
+
+        `for_update`: read by a writer that will replace or delete it (prune, verify).
+        """
+        if for_update and self.files.conditional:
+            path = found if isinstance(found, str) else found.path
+            table = self._read_for_update(path)
+            if table is None:
+                raise StorageError(f"cannot read {path}: there is no such file")
+            return table
         if isinstance(found, str):
             stat = self.files.stat(found)
             if stat is None:

@@ -26,6 +26,7 @@ from upbit_cache.errors import StorageError, UsageError
 from upbit_cache.store.datadir import default_data_dir
 from upbit_cache.store.layout import TEMP_SUFFIX, temp_path
 from upbit_cache.store.locks import FileLock
+from upbit_cache.store.objects import ObjectClient
 from upbit_cache.times import now_ms
 
 if TYPE_CHECKING:
@@ -80,11 +81,19 @@ def open_filesystem(location: str | os.PathLike[str]) -> tuple[pafs.FileSystem, 
 class DataDir:
     """One filesystem and a root: the only way the store reads, writes, lists or deletes."""
 
-    def __init__(self, fs: pafs.FileSystem | None, root: str) -> None:
-        """`fs` None: a local disk (pyarrow's local filesystem, made on first use)."""
+    def __init__(self, fs: pafs.FileSystem | None, root: str, uri: str | None = None) -> None:
+        """`fs` None: a local disk (pyarrow's local filesystem, made on first use).
+
+        On S3 (`uri` as given, for its endpoint options) every write and delete of a file
+        this process read is conditional on the version it read (objects.py).
+        """
         self._fs = fs
         self.root = root.rstrip("/") or "/"
         self.is_local = fs is None or _is_local(fs)
+        self.conditional = fs is not None and type(fs).__name__ == "S3FileSystem"
+        self._uri = uri or f"s3://{self.root}"
+        self._objects: ObjectClient | None = None
+        self._seen: dict[str, str] = {}  # path -> the version read (S3), what a write replaces
 
     @classmethod
     def open(cls, location: str | os.PathLike[str] | None = None) -> DataDir:
@@ -94,7 +103,9 @@ class DataDir:
             found = cls(None, _local_path(text))
         else:
             fs, root = open_filesystem(text)
-            found = cls(fs, root)
+            if not root.strip("/"):
+                raise UsageError(f"cannot use {text} as a location: name a bucket or folder in it")
+            found = cls(fs, root, text)
         if found.is_a_file():
             raise StorageError(f"data dir {found.root} is a file, not a directory")
         return found
@@ -166,6 +177,24 @@ class DataDir:
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc}") from exc
 
+    def read_for_update(self, path: str) -> bytes | None:
+        """`read_bytes`, and on S3 remember the version read: the next `write` or `delete`
+        of `path` by this process happens only over that version (else WriteConflict)."""
+        if not self.conditional:
+            return self.read_bytes(path)
+        data, version = self.objects.get(path)
+        self._seen[path] = version
+        return data
+
+    @property
+    def objects(self) -> ObjectClient:
+        if self._objects is None:
+            import pyarrow.fs as pafs
+
+            assert isinstance(self.fs, pafs.S3FileSystem)
+            self._objects = ObjectClient.for_uri(self._uri, self.fs)
+        return self._objects
+
     def open_input(self, path: str) -> pa.NativeFile:
         """A file opened for random access (Parquet); FileNotFoundError if it is gone."""
         return self.fs.open_input_file(path)
@@ -176,15 +205,28 @@ class DataDir:
         """Create or replace `path` atomically with what `write` puts into the stream.
 
         The file as written, or None if another process replaced or removed it meanwhile.
+        On S3: one PUT, conditional on the version `read_for_update` saw, if it saw one.
         """
-        atomic_write(self._fs, path, write)
+        if not self.conditional:
+            atomic_write(self._fs, path, write)
+            return self.stat(path)
+        import pyarrow as pa
+
+        sink = pa.BufferOutputStream()
+        write(sink)
+        self._seen[path] = self.objects.put(
+            path, sink.getvalue().to_pybytes(), self._seen.get(path)
+        )
         return self.stat(path)
 
     def write_bytes(self, path: str, data: bytes) -> StoredFile | None:
         return self.write(path, lambda sink: sink.write(data))
 
     def delete(self, path: str) -> bool:
-        """Remove a file; False if it was already gone."""
+        """Remove a file; False if it was already gone. On S3, conditional as `write` is."""
+        if self.conditional and path in self._seen:
+            self.objects.delete(path, self._seen.pop(path) or None)
+            return True
         try:
             self.fs.delete_file(path)
         except FileNotFoundError:
@@ -284,6 +326,14 @@ class DataDir:
             raise StorageError(f"cannot look at {paths[0] if paths else self.root}: {exc}") from exc
 
     def _listing(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+        import pyarrow as pa
+
+        try:
+            return self._list_once(selector)
+        except pa.ArrowException as exc:  # an invalid path or URI pyarrow took at first
+            raise StorageError(f"cannot list {selector.base_dir}: {exc}") from exc
+
+    def _list_once(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
         # pyarrow checks a folder it could not open again before raising: one that another
         # writer created in between (or an entry removed mid-walk) is a race, not an error.
         for _ in range(LISTING_TRIES - 1):

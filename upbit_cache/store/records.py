@@ -32,9 +32,12 @@ class Record:
     files: frozenset[str] = frozenset()
 
 
-def read_record(files: DataDir, path: str) -> Record:
-    """The record at `path`, or an empty one if nothing was recorded yet."""
-    raw = files.read_bytes(path)
+def read_record(files: DataDir, path: str, *, for_update: bool = False) -> Record:
+    """The record at `path`, or an empty one if nothing was recorded yet.
+
+    `for_update`: the next `write_record` replaces only this version (DataDir.read_for_update).
+    """
+    raw = files.read_for_update(path) if for_update else files.read_bytes(path)
     if raw is None:
         return Record()
     try:

@@ -63,7 +63,7 @@ class SeriesEditor:
         """Delete rows before `cutoff`; the record first (its ranges, and its list of the
         files that go whole), then the data: the record never claims what is gone."""
         store, tf, market = self.store, self.tf, self.market
-        record = store.record(tf, market)
+        record = store.record(tf, market, for_update=not self.dry_run)
         gone = record.fetched.clip(TimeRange.before(cutoff))
         whole = [f.path for f in self._files() if layout.file_span(tf, f.path).end <= cutoff]
         if (gone or whole) and not self.dry_run:
@@ -118,7 +118,7 @@ class SeriesEditor:
         if self.dry_run or not (add or drop):
             return
         store, tf, market = self.store, self.tf, self.market
-        record = store.record(tf, market)
+        record = store.record(tf, market, for_update=not self.dry_run)
         names = {layout.in_series(store.root, tf, market, p) for p in add}
         gone = {layout.in_series(store.root, tf, market, p) for p in drop}
         store.set_record(tf, market, replace(record, files=(record.files - gone) | names))
@@ -140,7 +140,7 @@ class SeriesEditor:
         edit = self._pending.get(path)
         if edit is not None:
             return edit[0], FileFacts(path, layout.tier_of(path), edit[0].num_rows, edit[1])
-        table = self.store.read_file(path)
+        table = self.store.read_file(path, for_update=not self.dry_run)
         size = self.store.files.stat(path)
         facts = FileFacts(path, layout.tier_of(path), table.num_rows, size.bytes if size else 0)
         return table, facts
@@ -148,6 +148,9 @@ class SeriesEditor:
     def _exists(self, path: str) -> bool:
         if path in self._pending:
             return self._pending[path] is not None
+        if self.store.files.conditional and not self.dry_run:
+            # Read for update even if absent: the file is then created only if still absent.
+            return self.store.files.read_for_update(path) is not None
         return self.store.files.is_file(path)
 
     def _put(self, path: str, table: pa.Table) -> FileFacts:

@@ -1,0 +1,187 @@
+"""The data dir on S3 (moto's server on loopback): every command, and many writers at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pytest
+from conftest import FAST_RATE, NOW, S3Server, truth
+from typer.testing import CliRunner
+
+from upbit_cache import UpbitCache
+from upbit_cache.cli.main import app
+from upbit_cache.simulator.server import SimulatorServer
+from upbit_cache.store.candle_store import CandleStore
+from upbit_cache.timeframes import Timeframe
+
+MARKETS = ["KRW-BTC", "KRW-ETH", "KRW-XRP"]
+
+
+def cli(sim: SimulatorServer, data_dir: str, *args: str) -> tuple[int, str]:
+    done = CliRunner().invoke(
+        app, [*args, "--data-dir", data_dir, "--api-url", sim.url, "--rate", str(FAST_RATE)]
+    )
+    return done.exit_code, done.output
+
+
+def cli_local(data_dir: str, *args: str) -> tuple[int, str]:
+    done = CliRunner().invoke(app, [*args, "--data-dir", data_dir])
+    return done.exit_code, done.output
+
+
+def dataset(uri: str) -> pd.DataFrame:
+    """The whole `candles/` tree as a plain Hive reader sees it."""
+    fs, path = pafs.FileSystem.from_uri(uri)
+    found = ds.dataset(f"{path}/candles", filesystem=fs, format="parquet", partitioning="hive")
+    return found.to_table().to_pandas()
+
+
+def same(stored: pd.DataFrame, expected: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(
+        stored.reset_index(drop=True), expected.reset_index(drop=True), rtol=1e-9
+    )
+
+
+def test_every_command_on_s3(sim: SimulatorServer, s3: S3Server, tmp_path: Path) -> None:
+    data = s3.new_dir()
+    code, out = cli(sim, data, "fetch", *MARKETS, "-t", "1h,1m", "--days", "2")
+    assert code == 0, out
+    code, out = cli(sim, data, "fetch", *MARKETS[:2], "-t", "1h", "--days", "40")
+    assert code == 0, out
+    store = CandleStore(data)
+    for market in MARKETS[:2]:
+        got = store.load(market, Timeframe.parse("1h"))
+        same(got, truth(sim, market, "1h", got["time"].iloc[0].value // 10**6, NOW))
+    assert not [k for k in s3.keys(data) if k.endswith(".tmp")]
+
+    code, out = cli_local(data, "resample", *MARKETS[:2], "-t", "4h")
+    assert code == 0, out
+    four = store.load("KRW-BTC", Timeframe.parse("4h"))
+    same(four, truth(sim, "KRW-BTC", "4h", four["time"].iloc[0].value // 10**6, NOW))
+
+    kept = tmp_path / "screen.csv"
+    for _ in range(2):  # the second one from the kept table in the bucket
+        code, out = cli(sim, data, "screen-prep", *MARKETS, "--days", "2", "-o", str(kept))
+        assert code == 0, out
+    assert any("/screens/" in k for k in s3.keys(data))
+    assert len(pd.read_csv(kept)) == 3 * 48
+    code, out = cli(sim, data, "screen-prep", *MARKETS, "--days", "2", "-o", f"{data}/out.parquet")
+    assert code == 0, out
+    assert (
+        len(pd.read_parquet(f"{data}/out.parquet".removeprefix("s3://"), filesystem=fs_of(data)))
+        == 144
+    )
+
+    code, out = cli_local(data, "info", "--json")
+    assert code == 0, out
+    assert json.loads(out)["totals"]["series"] == 3 + 3 + 2  # 1h, 1m, 4h
+
+    code, out = cli_local(data, "prune", "--compact-after", "1d", "--as-of", NOW)
+    assert code == 0, out
+    assert any(k.endswith("cold-0.parquet") for k in s3.keys(data))
+    code, out = cli_local(data, "verify")
+    assert code == 0, out
+    rows = dataset(data)
+    assert set(rows["timeframe"]) == {"1m", "1h", "4h"}
+    assert not rows.duplicated(["timeframe", "market", "time"]).any()
+    got = store.load("KRW-BTC", Timeframe.parse("1h"))
+    same(got, truth(sim, "KRW-BTC", "1h", got["time"].iloc[0].value // 10**6, NOW))
+
+
+def fs_of(uri: str) -> pafs.FileSystem:
+    return pafs.FileSystem.from_uri(uri)[0]
+
+
+def test_live_appends_closes_to_s3(sim: SimulatorServer, s3: S3Server) -> None:
+    data = s3.new_dir()
+    cache = UpbitCache(data, api_url=sim.url, ws_url=sim.ws_url)
+
+    async def watch() -> int:
+        closes, advanced = 0, False
+        stream = cache.live(["KRW-BTC"], "1m")
+        async with contextlib.aclosing(stream):
+            async for item in stream:
+                if item.event.kind == "snapshot" and not advanced:
+                    advanced = True
+                    sim.clock.advance(5 * 60)
+                closes += item.event.kind == "close"
+                if closes >= 3:
+                    break
+        return closes
+
+    assert asyncio.run(asyncio.wait_for(watch(), 60)) >= 3
+    stored = CandleStore(data).load("KRW-BTC", Timeframe.parse("1m"))
+    assert len(stored) >= 200 and stored["time"].is_unique
+    assert stored["time"].iloc[-1] >= pd.Timestamp(NOW) + pd.Timedelta(minutes=2)
+
+
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [
+        ("nope://bucket/x", "cannot use nope://bucket/x as a location"),
+        ("s3://", "cannot use s3:// as a location"),
+    ],
+)
+def test_a_location_that_cannot_be_served_is_one_line(location: str, message: str) -> None:
+    code, out = cli_local(location, "info")
+    assert code == 2 and message in out and "Traceback" not in out
+    assert not Path("nope:").exists()
+
+
+def writer(sim: SimulatorServer, data: str, runtime: Path, *args: str) -> subprocess.Popen[str]:
+    """A writer process as another host would run it: its own rate budget, no shared lock."""
+    env = {**os.environ, "UPBIT_CACHE_RUNTIME_DIR": str(runtime)}
+    command = [sys.executable, "-m", "upbit_cache", *args, "--data-dir", data]
+    command += ["--api-url", sim.url, "--rate", str(FAST_RATE)]
+    return subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def test_many_writers_with_kills_lose_and_double_nothing(
+    sim: SimulatorServer, s3: S3Server, tmp_path: Path
+) -> None:
+    data = s3.new_dir("many")
+    jobs = [
+        ["fetch", "KRW-BTC", "KRW-ETH", "-t", "1m", "--days", "3"],
+        ["fetch", "KRW-ETH", "KRW-XRP", "-t", "1m,1h", "--days", "3"],
+        ["fetch", "KRW-BTC", "KRW-XRP", "-t", "1h", "--days", "60"],
+        ["fetch", "KRW-BTC", "KRW-ETH", "KRW-XRP", "-t", "1m", "--days", "2"],
+    ]
+    rng = random.Random(7)
+    for rounds in range(2):  # first with kills in the middle, then to the end
+        runs = [writer(sim, data, tmp_path / f"host{i}", *job) for i, job in enumerate(jobs)]
+        if rounds == 0:
+            time.sleep(0.4)
+            for run in rng.sample(runs, 2):
+                run.send_signal(signal.SIGKILL)
+        for run in runs:
+            _out, err = run.communicate(timeout=240)
+            assert run.returncode in (0, -signal.SIGKILL), err
+    rows = dataset(data)
+    assert not rows.duplicated(["timeframe", "market", "time"]).any()
+    code, out = cli_local(data, "verify")
+    assert code == 0, out  # no record claims a row that is not stored
+    store = CandleStore(data)
+    for tf, markets, days in (("1m", MARKETS, 3), ("1h", ["KRW-BTC", "KRW-XRP"], 60)):
+        for market in markets:
+            got = store.load(market, Timeframe.parse(tf))
+            start = Timeframe.parse(tf).floor_one(
+                int(pd.Timestamp(NOW).value // 10**6) - days * 86_400_000
+            )
+            same(
+                got[got["time"] >= pd.Timestamp(start, unit="ms", tz="UTC")],
+                truth(sim, market, tf, start, NOW),
+            )
