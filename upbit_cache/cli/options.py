@@ -17,7 +17,8 @@ DataDir = Annotated[
     typer.Option(
         "--data-dir",
         envvar=ENV_DATA_DIR,
-        help="Where the store lives: a folder or a file:// URI (default: the user data dir).",
+        help="Where the store lives: a folder, file:// or s3://bucket/prefix (default: the user "
+        "data dir).",
         show_default=False,
     ),
 ]

@@ -1,0 +1,125 @@
+"""Scale-out benchmark: the screener fetch on S3 beside local disk, and a sharded backfill.
+
+1. 200 KRW markets x 30 days of 1h into a local folder and into `s3://` on moto's server
+   (loopback), cold then warm (one hour later), against one simulator process at 10 req/s.
+2. A 1m backfill split with `fetch --shard K/N` over N = 1, 2, 4 worker processes, each
+   against its own simulator process (its own 10 req/s budget, as separate IPs would have),
+   all writing one `s3://` data dir; wall time against N, then one check that the dataset
+   holds every row once.
+
+    python scripts/bench_scaleout.py [--markets 200] [--backfill-markets 16] [--backfill-days 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+from bench_fetch import krw_markets
+from check_engines import BUCKET, moto_s3
+from simproc import SimProcess
+
+from upbit_cache.manager.cache import UpbitCache
+from upbit_cache.manager.scope import Window
+
+CLOCK = "2026-11-20T00:20:00Z"
+RATE = 10
+
+
+def screener(sim: SimProcess, data_dir: str, markets: list[str], label: str) -> None:
+    for run in ("cold", "warm, 1h later"):
+        if run != "cold":
+            sim.advance(3600)
+        sim.reset()
+        began = time.perf_counter()
+        report = UpbitCache(data_dir, api_url=sim.url, rate=RATE).fetch(
+            markets, timeframes="1h", window=Window(days=30)
+        )
+        wall = time.perf_counter() - began
+        stats = sim.stats()
+        requests = stats["candle_requests"]
+        print(
+            f"{label:<6} {run:<15} wall {wall:6.2f} s  candle requests {requests:4d}  "
+            f"bound {requests / RATE:6.1f} s  wall/bound {wall / (requests / RATE):.3f}  "
+            f"429s {stats['rate_limited']}  candles {report.candles:7,d}  "
+            f"failed {len(report.failed)}"
+        )
+
+
+def backfill(markets: list[str], days: int, shards: int, data_dir: str) -> float:
+    flags = ["--rate", str(RATE), "--latency", "0.03", "--clock", CLOCK, "--frozen"]
+    sims = [SimProcess(*flags) for _ in range(shards)]
+    try:
+        began = time.perf_counter()
+        runs = []
+        for k, sim in enumerate(sims, start=1):
+            env = {**os.environ, "UPBIT_CACHE_RUNTIME_DIR": tempfile.mkdtemp()}  # own host
+            command = [sys.executable, "-m", "upbit_cache", "fetch", *markets, "-t", "1m"]
+            command += ["--days", str(days), "--shard", f"{k}/{shards}", "--rate", str(RATE)]
+            command += ["--data-dir", data_dir, "--api-url", sim.url]
+            runs.append(
+                subprocess.Popen(
+                    command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                )
+            )
+        lines = []
+        for run in runs:
+            out, err = run.communicate(timeout=3600)
+            if run.returncode != 0:
+                raise RuntimeError(err)
+            lines += [line for line in (out + err).splitlines() if line.startswith("shard")]
+        wall = time.perf_counter() - began
+        requests = sum(s.stats()["candle_requests"] for s in sims)
+    finally:
+        for sim in sims:
+            sim.__exit__(None, None, None)
+    rows, unique = dataset_rows(data_dir)
+    print(
+        f"N={shards}  wall {wall:6.2f} s  candle requests {requests:4d}  "
+        f"rows {rows:,d}  duplicates {rows - unique}"
+    )
+    for line in lines:
+        print(f"      {line}")
+    return wall
+
+
+def dataset_rows(uri: str) -> tuple[int, int]:
+    fs, path = pafs.FileSystem.from_uri(uri)
+    found = ds.dataset(f"{path}/candles", filesystem=fs, format="parquet", partitioning="hive")
+    table = found.to_table(columns=["market", "time"])
+    return table.num_rows, table.group_by(["market", "time"]).aggregate([]).num_rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--markets", type=int, default=200)
+    parser.add_argument("--backfill-markets", type=int, default=16)
+    parser.add_argument("--backfill-days", type=int, default=2)
+    parser.add_argument("--skip-screener", action="store_true")
+    args = parser.parse_args()
+    flags = ["--rate", str(RATE), "--latency", "0.03", "--clock", CLOCK, "--frozen"]
+    with moto_s3(), tempfile.TemporaryDirectory() as local:
+        with SimProcess(*flags) as sim:
+            markets = krw_markets(sim.url, args.markets)
+            chosen = krw_markets(sim.url, args.backfill_markets)
+            if not args.skip_screener:
+                print(f"screener: {len(markets)} markets x 30 days of 1h")
+                screener(sim, local, markets, "local")
+                sim.advance(-3600)
+                screener(sim, f"s3://{BUCKET}/screener", markets, "s3")
+        print(f"backfill: {len(chosen)} markets x {args.backfill_days:g} days of 1m, --shard K/N")
+        walls = {
+            n: backfill(chosen, args.backfill_days, n, f"s3://{BUCKET}/fill-{n}") for n in (1, 2, 4)
+        }
+        for n, wall in walls.items():
+            print(f"N={n}: {wall:6.2f} s, {walls[1] / wall:.2f}x of N=1 (ideal {n}x)")
+
+
+if __name__ == "__main__":
+    main()
