@@ -85,11 +85,10 @@ async def fetch_pages(
     walked = 0  # pages before this index were examined in order, newest first
     run_start: int | None = None  # oldest start of the current run of empty pages
     run_end = 0
-    ended_by_walk = False
 
     def examine() -> None:
         """Walk finished pages newest first; a long enough empty run ends the history."""
-        nonlocal walked, run_start, run_end, history_start, ended_by_walk
+        nonlocal walked, run_start, run_end, history_start
         while walked in done:
             page, empty = done.pop(walked)
             walked += 1
@@ -99,8 +98,7 @@ async def fetch_pages(
             if run_start is None or page.to != run_start:
                 run_end = page.to  # a new run (or a jump to another missing range)
             run_start = page.start
-            if run_end - run_start >= END_OF_HISTORY_MS and not ended_by_walk:
-                ended_by_walk = True
+            if run_end - run_start >= END_OF_HISTORY_MS:  # the newest such run wins
                 history_start = max(history_start or run_start, run_start)
 
     async def run(index: int, page: Page) -> PageResult:

@@ -256,14 +256,7 @@ class CandleStore:
             found = self.files.stat(path)
             return self._read(found) if found is not None else None
         raw = self.files.read_for_update(path)
-        if raw is None:
-            return None
-        try:
-            return pq.read_table(pa.BufferReader(raw)).cast(CANDLE_SCHEMA)
-        except (OSError, pa.ArrowException) as exc:
-            raise StorageError(
-                f"cannot read {path} ({exc}); run `upbit-cache verify --repair`"
-            ) from exc
+        return _decode(path, lambda: pa.BufferReader(raw)) if raw is not None else None
 
     def _clear_leftovers(self, final: str) -> None:
         """Remove temp files a killed writer left beside `final`, once per file and process.
@@ -359,15 +352,7 @@ class CandleStore:
     def _read(self, found: StoredFile) -> pa.Table:
         table = self.cache.get(found.path, found.version)
         if table is None:
-            try:
-                with self.files.open_input(found.path) as source:
-                    table = pq.ParquetFile(source).read().cast(CANDLE_SCHEMA)
-            except FileNotFoundError:
-                raise
-            except (OSError, pa.ArrowException) as exc:
-                raise StorageError(
-                    f"cannot read {found.path} ({exc}); run `upbit-cache verify --repair`"
-                ) from exc
+            table = _decode(found.path, lambda: self.files.open_input(found.path))
             self.cache.put(found.path, found.version, table)
         return table
 
@@ -442,6 +427,20 @@ def write_parquet(table: pa.Table, sink: IO[bytes] | pa.NativeFile, tier: layout
         write_statistics=True,
         sorting_columns=sorting,
     )
+
+
+def _decode(path: str, source: Callable[[], pa.NativeFile]) -> pa.Table:
+    """A data file's candles; a damaged file is a StorageError naming it (FileNotFoundError
+    passes: a file removed meanwhile is for the caller to look for again)."""
+    try:
+        with source() as opened:
+            return pq.ParquetFile(opened).read().cast(CANDLE_SCHEMA)
+    except FileNotFoundError:
+        raise
+    except (OSError, pa.ArrowException) as exc:
+        raise StorageError(
+            f"cannot read {path} ({exc}); run `upbit-cache verify --repair`"
+        ) from exc
 
 
 def _path(found: StoredFile) -> str:

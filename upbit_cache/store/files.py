@@ -26,7 +26,7 @@ from upbit_cache.errors import StorageError, UsageError
 from upbit_cache.store.datadir import default_data_dir
 from upbit_cache.store.layout import TEMP_SUFFIX, temp_path
 from upbit_cache.store.locks import FileLock
-from upbit_cache.store.objects import ObjectClient
+from upbit_cache.store.objects import ABSENT, ObjectClient
 from upbit_cache.times import now_ms
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class DataDir:
         self._fs = fs
         self.root = root.rstrip("/") or "/"
         self.is_local = fs is None or _is_local(fs)
-        self.conditional = fs is not None and type(fs).__name__ == "S3FileSystem"
+        self.conditional = fs is not None and _is_s3(fs)
         self._uri = uri or f"s3://{self.root}"
         self._objects: ObjectClient | None = None
         self._seen: dict[str, str] = {}  # path -> the version read (S3), what a write replaces
@@ -137,8 +137,13 @@ class DataDir:
         infos = self._infos(list(paths))
         return [_stored(i) if i.type == pafs.FileType.File else None for i in infos]
 
-    def is_file(self, path: str) -> bool:
-        return self.stat(path) is not None
+    def is_file(self, path: str, *, for_update: bool = False) -> bool:
+        """Whether `path` is a file; `for_update` and absent: a later `write` (on S3) creates
+        it only if it is still absent (see `read_for_update`)."""
+        found = self.stat(path) is not None
+        if for_update and self.conditional and not found:
+            self._seen[path] = ABSENT
+        return found
 
     def list_files(self, folder: str, *, recursive: bool = False) -> list[StoredFile]:
         """The files under `folder` (none if it does not exist), in path order."""
@@ -328,27 +333,19 @@ class DataDir:
     def _listing(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
         import pyarrow as pa
 
-        try:
-            return self._list_once(selector)
-        except pa.ArrowException as exc:  # an invalid path or URI pyarrow took at first
-            raise StorageError(f"cannot list {selector.base_dir}: {exc}") from exc
-
-    def _list_once(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
-        # pyarrow checks a folder it could not open again before raising: one that another
-        # writer created in between (or an entry removed mid-walk) is a race, not an error.
-        for _ in range(LISTING_TRIES - 1):
+        for attempt in range(LISTING_TRIES):
             try:
                 return list(self.fs.get_file_info(selector))
-            except FileNotFoundError:
-                continue
-            except OSError:
-                break
-        try:
-            return list(self.fs.get_file_info(selector))
-        except NotADirectoryError as exc:
-            raise StorageError(f"{selector.base_dir} is a file, not a directory") from exc
-        except OSError as exc:
-            raise StorageError(f"cannot list {selector.base_dir}: {exc}") from exc
+            except NotADirectoryError as exc:
+                raise StorageError(f"{selector.base_dir} is a file, not a directory") from exc
+            except FileNotFoundError as exc:
+                # pyarrow checks a folder it could not open again before raising: one that
+                # another writer created meanwhile (or an entry removed mid-walk) is a race.
+                if attempt == LISTING_TRIES - 1:
+                    raise StorageError(f"cannot list {selector.base_dir}: {exc}") from exc
+            except (OSError, pa.ArrowException) as exc:  # ArrowInvalid: a path pyarrow refuses
+                raise StorageError(f"cannot list {selector.base_dir}: {exc}") from exc
+        raise AssertionError("unreachable")
 
 
 LISTING_TRIES = 3
@@ -433,6 +430,12 @@ def _is_local(fs: pafs.FileSystem) -> bool:
     import pyarrow.fs as pafs
 
     return isinstance(fs, pafs.LocalFileSystem)
+
+
+def _is_s3(fs: pafs.FileSystem) -> bool:
+    import pyarrow.fs as pafs
+
+    return isinstance(fs, pafs.S3FileSystem)
 
 
 def _local_path(text: str) -> str:

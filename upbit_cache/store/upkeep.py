@@ -148,10 +148,7 @@ class SeriesEditor:
     def _exists(self, path: str) -> bool:
         if path in self._pending:
             return self._pending[path] is not None
-        if self.store.files.conditional and not self.dry_run:
-            # Read for update even if absent: the file is then created only if still absent.
-            return self.store.files.read_for_update(path) is not None
-        return self.store.files.is_file(path)
+        return self.store.files.is_file(path, for_update=not self.dry_run)
 
     def _put(self, path: str, table: pa.Table) -> FileFacts:
         tier = layout.tier_of(path)
