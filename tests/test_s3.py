@@ -141,10 +141,16 @@ def test_a_location_that_cannot_be_served_is_one_line(location: str, message: st
 
 
 def writer(sim: SimulatorServer, data: str, runtime: Path, *args: str) -> subprocess.Popen[str]:
-    """A writer process as another host would run it: its own rate budget, no shared lock."""
+    """A writer process as another host would run it: its own rate budget, no local lock in
+    common (the writer locks of an S3 data dir are lease objects in the bucket)."""
     env = {**os.environ, "UPBIT_CACHE_RUNTIME_DIR": str(runtime)}
     command = [sys.executable, "-m", "upbit_cache", *args, "--data-dir", data]
-    command += ["--api-url", sim.url, "--rate", str(FAST_RATE)]
+    if args[0] in ("fetch", "live"):
+        command += ["--api-url", sim.url]
+    if args[0] == "fetch":
+        command += ["--rate", str(FAST_RATE)]
+    if args[0] == "live":
+        command += ["--ws-url", sim.ws_url, "--jsonl"]
     return subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -153,16 +159,22 @@ def writer(sim: SimulatorServer, data: str, runtime: Path, *args: str) -> subpro
 def test_many_writers_with_kills_lose_and_double_nothing(
     sim: SimulatorServer, s3: S3Server, tmp_path: Path
 ) -> None:
+    """fetch, resample, prune and live at once on overlapping series, two of them killed."""
     data = s3.new_dir("many")
     jobs = [
         ["fetch", "KRW-BTC", "KRW-ETH", "-t", "1m", "--days", "3"],
         ["fetch", "KRW-ETH", "KRW-XRP", "-t", "1m,1h", "--days", "3"],
         ["fetch", "KRW-BTC", "KRW-XRP", "-t", "1h", "--days", "60"],
         ["fetch", "KRW-BTC", "KRW-ETH", "KRW-XRP", "-t", "1m", "--days", "2"],
+        ["resample", *MARKETS, "-t", "15m", "--from", "1m"],
+        ["prune", "--compact-after", "1d", "--as-of", NOW],
     ]
     rng = random.Random(7)
     for rounds in range(2):  # first with kills in the middle, then to the end
-        runs = [writer(sim, data, tmp_path / f"host{i}", *job) for i, job in enumerate(jobs)]
+        runs = [writer(sim, data, tmp_path / f"host{i}", *job) for i, job in enumerate(jobs[:4])]
+        time.sleep(1.0)  # something to derive and to compact, and still fetches running
+        runs += [writer(sim, data, tmp_path / f"host{i}", *job) for i, job in enumerate(jobs[4:])]
+        live = writer(sim, data, tmp_path / "live", "live", "KRW-BTC", "-t", "1m,15m")
         if rounds == 0:
             time.sleep(0.4)
             for run in rng.sample(runs, 2):
@@ -170,8 +182,17 @@ def test_many_writers_with_kills_lose_and_double_nothing(
         for run in runs:
             _out, err = run.communicate(timeout=240)
             assert run.returncode in (0, -signal.SIGKILL), err
+        live.send_signal(signal.SIGTERM)
+        _out, err = live.communicate(timeout=60)
+        assert live.returncode == 0, err
+    for job in jobs[-2:]:  # what the first round's kills and races left, done once more
+        code, out = cli_local(data, *job)
+        assert code == 0, out
     rows = dataset(data)
     assert not rows.duplicated(["timeframe", "market", "time"]).any()
+    assert (rows["timeframe"] == "15m").any() and len(s3.keys(data + "/candles")) > 0
+    assert any(k.endswith("cold-0.parquet") for k in s3.keys(data))  # prune compacted
+    assert not any(k.endswith(".lock") for k in s3.keys(data))  # every lease released
     code, out = cli_local(data, "verify")
     assert code == 0, out  # no record claims a row that is not stored
     store = CandleStore(data)
@@ -185,3 +206,58 @@ def test_many_writers_with_kills_lose_and_double_nothing(
                 got[got["time"] >= pd.Timestamp(start, unit="ms", tz="UTC")],
                 truth(sim, market, tf, start, NOW),
             )
+    for market in MARKETS:  # derived where its record says so, and equal to Upbit's
+        covered = store.fetched(Timeframe.parse("15m"), market)
+        got = store.load(market, Timeframe.parse("15m"))
+        assert len(got) > 0
+        for start, end in covered:
+            part = got[(got["time"] >= pd.Timestamp(start, unit="ms", tz="UTC"))]
+            part = part[part["time"] < pd.Timestamp(end, unit="ms", tz="UTC")]
+            same(part, truth(sim, market, "15m", start, end))
+
+
+def test_an_old_layout_in_a_bucket_is_moved_on_first_use(
+    sim: SimulatorServer, s3: S3Server
+) -> None:
+    data = s3.new_dir("old")
+    code, out = cli(sim, data, "fetch", "KRW-BTC", "KRW-ETH", "-t", "1h", "--days", "40")
+    assert code == 0, out
+    rows = len(dataset(data))
+    client, prefix = s3.client(), data.removeprefix(f"s3://{s3.BUCKET}/")
+    new_keys = [k for k in s3.keys(data) if "/candles/" in k]
+    for i, key in enumerate(new_keys):  # as the version before `timeframe=` left it
+        old = key.replace("/candles/timeframe=1h/", "/candles/1h/")
+        client.copy_object(Bucket=s3.BUCKET, Key=old, CopySource=f"{s3.BUCKET}/{key}")
+        if i:  # the first one in both places: a migration killed half-way
+            client.delete_object(Bucket=s3.BUCKET, Key=key)
+    assert any(k.startswith(f"{prefix}/candles/1h/") for k in s3.keys(data))
+
+    code, out = cli_local(data, "info")
+    assert code == 0, out
+    assert not any(k.startswith(f"{prefix}/candles/1h/") for k in s3.keys(data))
+    assert sorted(k for k in s3.keys(data) if "/candles/" in k) == sorted(new_keys)
+    assert len(dataset(data)) == rows
+    sim.reset_stats()  # the records still vouch for every moved file
+    code, out = cli(sim, data, "fetch", "KRW-BTC", "KRW-ETH", "-t", "1h", "--days", "40")
+    assert code == 0 and sim.stats()["candle_requests"] == 0, out
+
+
+def test_verify_repair_in_a_bucket_then_a_fetch_restores_parity(
+    sim: SimulatorServer, s3: S3Server
+) -> None:
+    data = s3.new_dir("repair")
+    fetch = ("fetch", "KRW-BTC", "-t", "1h", "--days", "5")
+    code, out = cli(sim, data, *fetch)
+    assert code == 0, out
+    client, keys = s3.client(), [k for k in s3.keys(data) if k.endswith("part-0.parquet")]
+    client.put_object(Bucket=s3.BUCKET, Key=keys[0], Body=b"not parquet")
+    code, out = cli_local(data, "verify", "--repair")
+    assert code == 1 and "unreadable" in out, out
+    assert keys[0] not in s3.keys(data)
+    assert any("/quarantine/" in k for k in s3.keys(data))
+    code, out = cli(sim, data, *fetch)
+    assert code == 0, out
+    code, out = cli_local(data, "verify")
+    assert code == 0, out
+    got = CandleStore(data).load("KRW-BTC", Timeframe.parse("1h"))
+    same(got, truth(sim, "KRW-BTC", "1h", got["time"].iloc[0].value // 10**6, NOW))

@@ -97,7 +97,7 @@ def repair_series(store: CandleStore, audit: SeriesAudit, stamp: str) -> list[st
         target = layout.quarantine_path(store.root, record_path, stamp)
         store.files.move(record_path, target)
         moved.append(target)
-    record = store.record(tf, market)
+    record = store.record(tf, market, for_update=True)
     fetched, names = record.fetched, set(record.files)
     for problem in audit.problems:
         if problem.kind == "damaged record":
@@ -108,6 +108,7 @@ def repair_series(store: CandleStore, audit: SeriesAudit, stamp: str) -> list[st
         if problem.kind != "missing":
             target = layout.quarantine_path(store.root, problem.path, stamp)
             store.files.move(problem.path, target)
+            store.files.delete_dir_if_empty(problem.path.rpartition("/")[0])
             moved.append(target)
     names |= {layout.in_series(store.root, tf, market, p) for p in audit.unlisted}
     # A derived series recomputes everything next time: its base fingerprints may vouch for

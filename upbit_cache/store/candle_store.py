@@ -25,7 +25,7 @@ from upbit_cache.errors import StorageError, UpbitCacheError, WriteConflict
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.files import DataDir, StoredFile
-from upbit_cache.store.locks import FileLock
+from upbit_cache.store.locks import WriterLock
 from upbit_cache.store.migrate import migrate
 from upbit_cache.store.records import Record, read_record, write_record
 from upbit_cache.timeframes import Timeframe
@@ -95,7 +95,7 @@ class CandleStore:
         """Fail early, with the path in the message, if nothing can be written here."""
         self.files.ensure_writable()
 
-    def lock(self, tf: Timeframe, market: str) -> FileLock:
+    def lock(self, tf: Timeframe, market: str) -> WriterLock:
         """The writer lock of one (timeframe, market)."""
         path = layout.lock_file(self.root, tf, market)
         return self.files.lock(path, f"{tf} {market}", self.lock_timeout, self._waiting)

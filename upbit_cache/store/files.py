@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from upbit_cache.errors import StorageError, UsageError
+from upbit_cache.errors import StorageError, UsageError, WriteConflict
 from upbit_cache.store.datadir import default_data_dir
 from upbit_cache.store.layout import TEMP_SUFFIX, temp_path
-from upbit_cache.store.locks import FileLock
+from upbit_cache.store.locks import FileLock, WriterLock
 from upbit_cache.store.objects import ABSENT, ObjectClient
 from upbit_cache.times import now_ms
 
@@ -201,8 +201,19 @@ class DataDir:
         return self._objects
 
     def open_input(self, path: str) -> pa.NativeFile:
-        """A file opened for random access (Parquet); FileNotFoundError if it is gone."""
-        return self.fs.open_input_file(path)
+        """A file opened for random access (Parquet); FileNotFoundError if it is gone.
+
+        On S3 the whole object in one GET: ranged reads of an object that a writer
+        replaces meanwhile would mix two versions (a footer of one, pages of the other).
+        """
+        if not self.conditional:
+            return self.fs.open_input_file(path)
+        import pyarrow as pa
+
+        data, _version = self.objects.get(path)
+        if data is None:
+            raise FileNotFoundError(path)
+        return pa.BufferReader(data)
 
     # Writing
 
@@ -241,19 +252,11 @@ class DataDir:
         return True
 
     def move(self, source: str, target: str) -> None:
-        """Move a file elsewhere in the data dir (`verify --repair`'s quarantine)."""
-        try:
-            self.fs.create_dir(target.rpartition("/")[0], recursive=True)
-            self.fs.move(source, target)
-        except OSError as exc:
-            raise StorageError(f"cannot move {source} to {target}: {exc}") from exc
-        self.delete_dir_if_empty(source.rpartition("/")[0])
-
-    def move_unless_there(self, source: str, target: str) -> None:
         """Put `source` at `target` unless a file is there already, then remove `source`.
 
         Safe to repeat and to race: a file is never lost (at worst in both places until
-        the next call), and one already at `target` is never overwritten.
+        the next call), and one already at `target` is never overwritten. On S3 the copy
+        is created only if absent, and the source deleted only in the version copied.
         """
         try:
             if self.is_local:
@@ -261,6 +264,14 @@ class DataDir:
                 with contextlib.suppress(FileExistsError):
                     os.link(source, target)  # creates only if absent, atomically
                 os.unlink(source)
+                return
+            if self.conditional:
+                data, version = self.objects.get(source)
+                if data is None:
+                    return  # another process moved it
+                with contextlib.suppress(WriteConflict):  # there already: kept as it is
+                    self.objects.put(target, data, ABSENT)
+                self.objects.delete(source, version)
                 return
             if self.stat(target) is None:
                 self.fs.create_dir(target.rpartition("/")[0], recursive=True)
@@ -287,8 +298,15 @@ class DataDir:
         what: str = "",
         timeout: float | None = None,
         on_wait: Callable[[str], None] | None = None,
-    ) -> FileLock:
-        """An exclusive writer lock named by `path` (only a local disk has them)."""
+    ) -> WriterLock:
+        """An exclusive writer lock named by `path`: a `flock` on a local disk, a lease
+        object on S3 (it holds across hosts), none elsewhere (one writer at a time)."""
+        if self.conditional:
+            from upbit_cache.store.lease import ObjectLease
+
+            return ObjectLease(
+                self.objects, path, what=what or path, timeout=timeout, on_wait=on_wait
+            )
         return FileLock(
             path if self.is_local else None, what=what, timeout=timeout, on_wait=on_wait
         )

@@ -1,8 +1,9 @@
 """Locks: writer locks per (timeframe, market), and the host's shared send schedule.
 
 Writer locks keep overlapping runs from interleaving their writes; readers never lock, every
-file appears by an atomic rename. Both are advisory `flock`s, released by the kernel when a
-process dies (a SIGKILLed run never leaves a stale lock behind).
+file appears by an atomic rename. On a local disk both are advisory `flock`s, released by
+the kernel when a process dies (a SIGKILLed run never leaves a stale lock behind); on S3 the
+writer lock is a lease object (store/lease.py).
 """
 
 from __future__ import annotations
@@ -21,12 +22,63 @@ from upbit_cache.errors import StorageError
 _POLL_SECONDS = 0.05
 
 
-class FileLock:
-    """An exclusive lock on one file, taken with `async with` (polling, never blocking the loop).
+class WriterLock:
+    """An exclusive writer lock, taken with `async with` (polling, never blocking the loop).
 
     If another process holds it, `on_wait` is called once, and after `timeout` seconds
     (None: no limit) the wait ends with a StorageError naming `what`.
     """
+
+    poll_seconds = _POLL_SECONDS
+
+    def __init__(
+        self,
+        *,
+        what: str,
+        timeout: float | None = None,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
+        self.what, self.timeout, self.on_wait = what, timeout, on_wait
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free; never waits."""
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    async def _attempt(self) -> bool:
+        return self.try_acquire()
+
+    async def _release(self) -> None:
+        self.release()
+
+    async def __aenter__(self) -> WriterLock:
+        if await self._attempt():
+            return self
+        if self.on_wait is not None:
+            self.on_wait(self.what)
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        while not await self._attempt():
+            if deadline is not None and time.monotonic() >= deadline:
+                raise StorageError(
+                    f"{self.what}: another upbit-cache run still holds its lock after "
+                    f"{self.timeout:g} s (--lock-timeout); nothing was changed"
+                )
+            await asyncio.sleep(self.poll_seconds)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._release()
+
+
+class FileLock(WriterLock):
+    """A writer lock on a local disk: an advisory `flock` on one file."""
 
     def __init__(
         self,
@@ -36,8 +88,8 @@ class FileLock:
         timeout: float | None = None,
         on_wait: Callable[[str], None] | None = None,
     ) -> None:
-        self.path = path  # None: nothing to lock (a store that is not on local disk)
-        self.what, self.timeout, self.on_wait = what or str(path), timeout, on_wait
+        super().__init__(what=what or str(path), timeout=timeout, on_wait=on_wait)
+        self.path = path  # None: nothing to lock (a filesystem with no locks of its own)
         self._fd: int | None = None
 
     def _open(self) -> int:
@@ -49,7 +101,6 @@ class FileLock:
             raise StorageError(f"cannot create lock file {self.path}: {exc.strerror}") from exc
 
     def try_acquire(self) -> bool:
-        """Take the lock if it is free; never waits."""
         if self.path is None:
             return True
         fd = self._open()
@@ -66,29 +117,6 @@ class FileLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
-
-    async def __aenter__(self) -> FileLock:
-        if self.try_acquire():
-            return self
-        if self.on_wait is not None:
-            self.on_wait(self.what)
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        while not self.try_acquire():
-            if deadline is not None and time.monotonic() >= deadline:
-                raise StorageError(
-                    f"{self.what}: another upbit-cache run still holds its lock after "
-                    f"{self.timeout:g} s (--lock-timeout); nothing was changed"
-                )
-            await asyncio.sleep(_POLL_SECONDS)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
 
 ENV_RUNTIME_DIR = "UPBIT_CACHE_RUNTIME_DIR"

@@ -37,7 +37,7 @@ def migrate(files: DataDir) -> int:
             if found.is_temp:  # a killed writer's: never a file of the dataset
                 files.delete(found.path)
                 continue
-            files.move_unless_there(found.path, new + found.path.removeprefix(old))
+            files.move(found.path, new + found.path.removeprefix(old))
             moved += 1
         _remove_empty_dirs(files, old)
     return moved
