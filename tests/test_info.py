@@ -107,7 +107,9 @@ def test_quiet_periods_are_told_apart_from_never_fetched_holes(gappy: CandleStor
     assert info.longest_quiet == 3
     assert info.never_fetched == span("2026-01-03", "2026-01-05")
     assert info.pruned == Ranges()
-    assert info.derived_from is None
+    assert [(r.start, r.end, r.base) for r in info.bases] == [
+        (*interval, "native") for interval in info.fetched
+    ]
 
 
 def test_tier_files_and_bytes_match_the_disk(tmp_path: Path) -> None:
@@ -251,8 +253,27 @@ def test_derived_timeframes_name_their_base(tmp_path: Path) -> None:
         derived_from=H1,
     )
     info = only(inventory(store))
-    assert info.derived_from == "1h"
-    assert to_json([info])["series"][0]["derived_from"] == "1h"
+    assert [r.base for r in info.bases] == ["1h"]
+    assert [r["base"] for r in to_json([info])["series"][0]["bases"]] == ["1h"]
+
+
+def test_the_table_lists_at_most_four_runs_of_bases(tmp_path: Path) -> None:
+    store = CandleStore(tmp_path)
+    for day in range(6):  # native, derived from 15m, native, ... one day each
+        start = f"2026-01-0{day + 1}"
+        rows, covered = candles(hours(start, 24)), span(start, f"2026-01-0{day + 2}")
+        store.write("KRW-BTC", H1, rows, covered, derived_from=M15 if day % 2 else None)
+    code, out, err = invoke("--data-dir", str(tmp_path))
+    assert code == 0, err
+    assert out.splitlines()[1].endswith(
+        "  native 2026-01-01T00:00:00Z→2026-01-02T00:00:00Z, "
+        "from 15m 2026-01-02T00:00:00Z→2026-01-03T00:00:00Z, "
+        "native 2026-01-03T00:00:00Z→2026-01-04T00:00:00Z, "
+        "from 15m 2026-01-04T00:00:00Z→2026-01-05T00:00:00Z, 2 more (see --json)"
+    )
+    assert (
+        len(json.loads(invoke("--json", "--data-dir", str(tmp_path))[1])["series"][0]["bases"]) == 6
+    )
 
 
 @settings(max_examples=25, deadline=None)
@@ -290,7 +311,7 @@ def test_vectorised_quiet_runs_match_a_plain_walk(
 
 def test_json_document(gappy: CandleStore) -> None:
     doc = json.loads(json.dumps(to_json(inventory(gappy))))  # plain JSON all the way
-    assert doc["version"] == 1
+    assert doc["version"] == 2
     [series] = doc["series"]
     assert series["timeframe"] == "1h" and series["market"] == "KRW-BTC"
     assert series["first"] == "2026-01-01T00:00:00Z"
@@ -340,6 +361,7 @@ def test_cli_text(gappy: CandleStore, tmp_path: Path) -> None:
         "HOLES",
         "HOT",
         "COLD",
+        "BASE",
     ]
     btc = lines[1]
     assert btc.startswith("1h  KRW-BTC  2026-01-01T00:00:00Z→2026-01-06T00:00:00Z in 2 ranges")
@@ -347,7 +369,7 @@ def test_cli_text(gappy: CandleStore, tmp_path: Path) -> None:
     assert btc.split("(longest 3)")[1].split()[0] == "1"  # one hole
     hot_bytes = only(inventory(store, [H1])).tiers["hot"].bytes
     # 2026's hours share one yearly partition file.
-    assert f"1 file, {hot_bytes / 1000:.1f} kB" in btc and btc.endswith("0 files, 0 B")
+    assert f"1 file, {hot_bytes / 1000:.1f} kB" in btc and btc.endswith("0 files, 0 B  native")
     assert lines[2].startswith("1d  KRW-ETH  2026-01-01T00:00:00Z→2026-01-02T00:00:00Z ")
     assert lines[3] == "2 series, 67 candles"
     assert lines[4].startswith("hot tier: 2 files, ")

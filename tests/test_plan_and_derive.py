@@ -51,7 +51,7 @@ def test_fetch_15m_1h_4h_asks_only_for_15m(sim: SimulatorServer, tmp_path: Path)
         for tf in ["1h", "4h"]:
             assert_parity(stored(tmp_path, market, tf), truth(sim, market, tf, start, NOW))
     record = CandleStore(tmp_path).record(Timeframe.parse("4h"), "KRW-BTC")
-    assert record.derived_from == "15m"
+    assert record.bases() == {"15m": record.fetched}
 
 
 def test_a_lone_1h_is_fetched_natively_and_2h_is_derived_from_it(

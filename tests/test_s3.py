@@ -87,6 +87,13 @@ def test_every_command_on_s3(sim: SimulatorServer, s3: S3Server, tmp_path: Path)
     code, out = cli_local(data, "info", "--json")
     assert code == 0, out
     assert json.loads(out)["totals"]["series"] == 3 + 3 + 2  # 1h, 1m, 4h
+    # 1h: the two days derived from 1m by the first fetch, the older ones native (the second).
+    series = json.loads(out)["series"]
+    [btc] = [s for s in series if s["timeframe"] == "1h" and s["market"] == "KRW-BTC"]
+    assert [(r["base"], r["start"], r["end"]) for r in btc["bases"]] == [
+        ("native", "2026-10-11T00:00:00Z", "2026-11-18T00:00:00Z"),
+        ("1m", "2026-11-18T00:00:00Z", "2026-11-20T00:00:00Z"),
+    ]
 
     code, out = cli_local(data, "prune", "--compact-after", "1d", "--as-of", NOW)
     assert code == 0, out

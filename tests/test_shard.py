@@ -70,8 +70,8 @@ def contents(data_dir: Path) -> dict[tuple[str, str], tuple[pd.DataFrame, dict[s
             record = store.record(tf, market)
             facts = {
                 "fetched": record.fetched.intervals,
-                "derived_from": record.derived_from,
-                "sources": sorted(record.sources),
+                "derived": {b: r.intervals for b, r in record.derived.items()},
+                "sources": {b: sorted(marks) for b, marks in record.sources.items()},
                 "pruned": record.pruned.intervals,
                 "files": sorted(record.files),
             }

@@ -103,6 +103,10 @@ class Ranges:
                 out.append((cursor, end))
         return Ranges(tuple(out))
 
+    def intersect(self, other: Ranges) -> Ranges:
+        """The parts of self also in other."""
+        return self.subtract(self.subtract(other))
+
     def clip(self, span: TimeRange) -> Ranges:
         """The parts of self inside `span`."""
         return Ranges.of((max(s, span.start), min(e, span.end)) for s, e in self.intervals)

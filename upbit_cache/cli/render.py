@@ -261,12 +261,13 @@ def info_table(infos: Sequence[SeriesInfo]) -> str:
 
     COVERED is the fetched ranges, end exclusive; QUIET counts fetched periods without a
     candle (no trades) and the longest run of them; HOLES counts never-fetched gaps between
-    fetched ranges.
+    fetched ranges; BASE says who made the candles (last, as it may be long: see
+    `_bases_cell`).
     """
     from upbit_cache.manager.info import totals
     from upbit_cache.times import iso
 
-    header = ("TF", "MARKET", "COVERED", "CANDLES", "QUIET", "HOLES", "HOT", "COLD")
+    header = ("TF", "MARKET", "COVERED", "CANDLES", "QUIET", "HOLES", "HOT", "COLD", "BASE")
     rows = [header]
     for info in infos:
         fetched = info.fetched.intervals
@@ -279,8 +280,6 @@ def info_table(infos: Sequence[SeriesInfo]) -> str:
         quiet = str(info.quiet_periods)
         if info.quiet_periods:
             quiet += f" (longest {info.longest_quiet})"
-        if info.derived_from is not None:
-            covered += f" (from {info.derived_from})"
         rows.append(
             (
                 info.timeframe.name,
@@ -291,6 +290,7 @@ def info_table(infos: Sequence[SeriesInfo]) -> str:
                 str(len(info.never_fetched)),
                 _files_and_bytes(info.tiers["hot"]),
                 _files_and_bytes(info.tiers["cold"]),
+                _bases_cell(info),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -307,6 +307,27 @@ def info_table(infos: Sequence[SeriesInfo]) -> str:
     lines.append(f"{len(infos)} series, {candles:,} candles")
     lines += [f"{tier} tier: {_files_and_bytes(usage)}" for tier, usage in summed.items()]
     return "\n".join(lines)
+
+
+def _bases_cell(info: SeriesInfo, most: int = 4) -> str:
+    """`native` or `from 15m` for a series made one way; otherwise each run of ranges made
+    one way, in time order, with its span (the first `most`, then how many more)."""
+    from upbit_cache.store.records import NATIVE
+    from upbit_cache.times import iso
+
+    runs: list[tuple[str, int, int]] = []  # neighbouring ranges of one base are one run
+    for r in info.bases:
+        if runs and runs[-1][0] == r.base:
+            runs[-1] = (r.base, runs[-1][1], r.end)
+        else:
+            runs.append((r.base, r.start, r.end))
+    labels = [(base if base == NATIVE else f"from {base}", lo, hi) for base, lo, hi in runs]
+    if len(labels) == 1:
+        return labels[0][0]
+    shown = [f"{label} {iso(lo)}→{iso(hi)}" for label, lo, hi in labels[:most]]
+    if len(labels) > most:
+        shown.append(f"{len(labels) - most} more (see --json)")
+    return ", ".join(shown)
 
 
 def verify_lines(report: VerifyReport, root: str) -> str:

@@ -4,7 +4,9 @@ A derived candle is final only when its whole period lies inside a range the bas
 settled (fetched, with or without trades); the open period is left for a later run.
 Materialising is incremental: each base partition is fingerprinted (file size and mtime,
 plus the base's settled ranges inside it), and only spans whose fingerprint changed since
-the last run are recomputed.
+the last run are recomputed. Candles fetched from Upbit are kept: a derivation writes only
+the periods the target has not fetched natively, and the record labels what it wrote with
+its base, range by range.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ def derive_frame(
 def materialise(
     store: CandleStore, market: str, target: Timeframe, base: Timeframe
 ) -> DeriveOutcome:
-    """Bring the stored `target` candles of `market` up to date with its `base` candles.
+    """Bring the stored `target` candles of `market` up to date with its `base` candles,
+    except in periods the target has fetched natively.
 
     The caller holds `store.lock(target, market)`.
     """
@@ -74,7 +77,8 @@ def materialise(
         )
     outcome = DeriveOutcome(market, target, base)
     record = store.record(target, market)
-    known = record.sources if record.derived_from == base.name else {}
+    known = record.sources.get(base.name, {})
+    native = record.native
     base_settled = store.fetched(base, market)
     files = store.partition_files(base, market)
     starts = set(files)
@@ -97,6 +101,7 @@ def materialise(
     for lo, hi in Ranges.of(spans):
         span = TimeRange(lo, hi)
         settled = settled_periods(base_settled.clip(span), target)
+        settled = settled_periods(settled.subtract(native), target)  # Upbit's own candles stay
         frames.append(derive_frame(store.load(market, base, span), base, target, settled))
         covered.extend(settled)
     rows = pd.concat(frames, ignore_index=True) if frames else empty_candles()

@@ -5,6 +5,8 @@ things, and the fetched-range record tells which:
 - a *quiet* period lies inside a fetched range: Upbit was asked and had nothing (no trades);
 - a *never fetched* period lies in a hole between fetched ranges: nobody asked yet.
 Ranges that `prune` deleted (retention) and that were not fetched again are listed apart.
+Each fetched range also says who made its candles: Upbit (native) or a derivation from which
+base timeframe.
 
 Only the store's API is used (listing, records, `load_table`); candle times are counted with
 numpy, one series at a time, so memory stays at one series' table.
@@ -23,11 +25,22 @@ from upbit_cache.errors import StorageError
 from upbit_cache.ranges import Ranges
 from upbit_cache.store import layout
 from upbit_cache.store.candle_store import CandleStore, TierUsage, usage_by_tier
+from upbit_cache.store.records import Record
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import iso
 
-JSON_VERSION = 1
+JSON_VERSION = 2  # 2: per-range `bases` replaced the series' `derived_from`
 TIERS: tuple[layout.Tier, ...] = ("hot", "cold")
+
+
+@dataclass(frozen=True)
+class BaseRange:
+    """A fetched range [start, end) and who made its candles: NATIVE (Upbit) or the name
+    of the base timeframe they were derived from."""
+
+    start: int
+    end: int
+    base: str
 
 
 @dataclass(frozen=True)
@@ -38,7 +51,8 @@ class SeriesInfo:
     (fetched, no trades); `quiet_runs` are the runs of consecutive such periods, as [start,
     end) intervals, and `longest_quiet` is the longest run in periods. `never_fetched` are the
     holes between the first and the last fetched range that were neither fetched nor pruned.
-    `pruned` is what retention deleted and no fetch has brought back.
+    `pruned` is what retention deleted and no fetch has brought back. `bases` splits the
+    fetched ranges by who made them, in time order.
     """
 
     timeframe: Timeframe
@@ -52,7 +66,7 @@ class SeriesInfo:
     longest_quiet: int
     never_fetched: Ranges
     pruned: Ranges
-    derived_from: str | None
+    bases: tuple[BaseRange, ...]
     tiers: dict[layout.Tier, TierUsage] = field(default_factory=dict)
 
     @property
@@ -121,9 +135,14 @@ def series_info(store: CandleStore, tf: Timeframe, market: str) -> SeriesInfo:
         longest_quiet=longest,
         never_fetched=holes,
         pruned=pruned,
-        derived_from=record.derived_from,
+        bases=_bases(record),
         tiers=tiers,
     )
+
+
+def _bases(record: Record) -> tuple[BaseRange, ...]:
+    found = [BaseRange(lo, hi, base) for base, spans in record.bases().items() for lo, hi in spans]
+    return tuple(sorted(found, key=lambda r: r.start))
 
 
 def _quiet(tf: Timeframe, fetched: Ranges, times: np.ndarray) -> tuple[int, Ranges, int]:
@@ -182,11 +201,12 @@ def to_json(infos: Sequence[SeriesInfo]) -> dict[str, Any]:
     (`..._ms`). Ranges are half-open [start, end). Layout::
 
         {
-          "version": 1,
+          "version": 2,
           "series": [
             {
-              "timeframe": "1h", "market": "KRW-BTC", "derived_from": null | "15m",
+              "timeframe": "1h", "market": "KRW-BTC",
               "fetched": [RANGE, ...],            # asked of Upbit (or derived), settled
+              "bases": [RANGE + "base": "native" | "15m", ...],  # who made each, in time order
               "first": ISO | null, "first_ms": int | null,   # first candle's period start
               "last": ISO | null, "last_ms": int | null,     # last candle's period start
               "candles": int,
@@ -227,8 +247,8 @@ def _series_json(info: SeriesInfo) -> dict[str, Any]:
     return {
         "timeframe": tf.name,
         "market": info.market,
-        "derived_from": info.derived_from,
         "fetched": _ranges_json(info.fetched),
+        "bases": [{**_range_json(r.start, r.end), "base": r.base} for r in info.bases],
         "first": iso(info.first) if info.first is not None else None,
         "first_ms": info.first,
         "last": iso(info.last) if info.last is not None else None,

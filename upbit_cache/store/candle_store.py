@@ -183,9 +183,10 @@ class CandleStore:
     ) -> int:
         """Merge candles into their partitions, then record `covered` as settled.
 
-        Rows replace stored rows with the same `time`. For a derived timeframe, `derived_from`
-        and the base partitions' fingerprints (`sources`) are recorded too. Returns the number
-        of rows written. The caller holds `lock(tf, market)`.
+        Rows replace stored rows with the same `time`. `covered` is recorded as made by this
+        write: native, or for a derived timeframe derived from `derived_from`, whose base
+        partitions' fingerprints (`sources`) are recorded too; the rest of the record keeps
+        its labels. Returns the number of rows written. The caller holds `lock(tf, market)`.
 
         On S3 each file is replaced only over the version merged into it: a writer on another
         host that got there first makes this one read and merge again, so neither's rows are
@@ -223,13 +224,9 @@ class CandleStore:
                 written.add(merged)
         if covered or sources or written:
             self._clear_leftovers(path)
-            base = derived_from.name if derived_from is not None else old.derived_from
-            kept = old.sources if base == old.derived_from else {}
-            sources = {**kept, **(sources or {})}
-            pruned = old.pruned.subtract(covered)  # fetched again: no longer a pruned gap
-            names = old.files | {layout.in_series(self.root, tf, market, p) for p in written}
-            record = Record(old.fetched.union(covered), base, sources, pruned, names)
-            write_record(self.files, path, record)
+            base = derived_from.name if derived_from is not None else None
+            names = [layout.in_series(self.root, tf, market, p) for p in written]
+            write_record(self.files, path, old.covering(covered, base, sources, names))
         return table.num_rows
 
     def _merge_partition(

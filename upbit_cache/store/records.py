@@ -2,21 +2,36 @@
 
 Upbit sends no candle for a period without trades, so the candles on disk cannot tell a
 quiet hour from one never fetched; this record can. It is written only after the candles it
-vouches for, so it never claims data the store does not have. A derived timeframe's record
-also names its base and a fingerprint of each base partition it was computed from, so a
-later `resample` recomputes only what changed.
+vouches for, so it never claims data the store does not have. It also says, range by range,
+who made the candles: Upbit (native) or a derivation from a finer base, and for each base
+a fingerprint of every base partition derived from, so a later `resample` recomputes only
+what changed.
+
+On disk (JSON)::
+
+    {"version": 2, "fetched": [[start_ms, end_ms], ...],
+     "derived": {"15m": [[start_ms, end_ms], ...]},          # base -> ranges derived from it
+     "sources": {"15m": {"<partition start ms>": "<fingerprint>"}},
+     "pruned": [...], "files": ["date=.../part-0.parquet", ...]}
+
+The parts of `fetched` in no `derived` list are native. Version 1 records (before ranges
+had their own base) name one `derived_from` for the whole series and a flat `sources`; they
+read as that base over everything fetched.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from upbit_cache.errors import StorageError
 from upbit_cache.ranges import Ranges
 from upbit_cache.store.files import DataDir
 
-_VERSION = 1
+_VERSION = 2
+NATIVE = "native"  # the base of candles fetched from Upbit (no timeframe has this name)
 
 
 @dataclass(frozen=True)
@@ -24,12 +39,58 @@ class Record:
     """What the store knows of one (timeframe, market)."""
 
     fetched: Ranges = field(default_factory=Ranges)
-    derived_from: str | None = None  # base timeframe name, for derived timeframes
-    sources: dict[str, str] = field(default_factory=dict)  # base partition -> fingerprint
+    # Base timeframe name -> the ranges of `fetched` derived from it; the rest is native.
+    derived: dict[str, Ranges] = field(default_factory=dict)
+    # Base timeframe name -> base partition start -> fingerprint, for incremental resampling.
+    sources: dict[str, dict[str, str]] = field(default_factory=dict)
     pruned: Ranges = field(default_factory=Ranges)  # deleted by `prune`, not fetched again
     # The data files that hold rows, relative to the series' folder (`date=.../part-0.parquet`):
     # what `verify` expects to find. Empty for records written before it existed.
     files: frozenset[str] = frozenset()
+
+    def bases(self) -> dict[str, Ranges]:
+        """Who made each fetched range: NATIVE or a base timeframe's name -> its ranges.
+
+        The lists are disjoint and together are `fetched`. A derived range that `prune` or
+        `verify --repair` took out of `fetched` is no longer listed.
+        """
+        found = {base: spans.intersect(self.fetched) for base, spans in self.derived.items()}
+        native = self.fetched
+        for spans in found.values():
+            native = native.subtract(spans)
+        return {base: spans for base, spans in {NATIVE: native, **found}.items() if spans}
+
+    @property
+    def native(self) -> Ranges:
+        """The fetched ranges whose candles came from Upbit."""
+        return self.bases().get(NATIVE, Ranges())
+
+    def covering(
+        self,
+        covered: Ranges,
+        base: str | None = None,
+        sources: Mapping[str, str] | None = None,
+        files: Iterable[str] = (),
+    ) -> Record:
+        """This record after a write settled `covered`, made by Upbit (`base` None) or
+        derived from `base` (with the fingerprints of the base partitions it used).
+
+        The write's label replaces the old ones over `covered` only; `files` are the data
+        files it wrote.
+        """
+        fetched = self.fetched.union(covered)
+        derived = {b: spans.subtract(covered) for b, spans in self.derived.items()}
+        kept = dict(self.sources)
+        if base is not None:
+            derived[base] = derived.get(base, Ranges()).union(covered)
+            kept[base] = {**kept.get(base, {}), **(sources or {})}
+        return Record(
+            fetched=fetched,
+            derived={b: spans.intersect(fetched) for b, spans in derived.items() if spans},
+            sources=kept,
+            pruned=self.pruned.subtract(covered),  # fetched again: no longer a pruned gap
+            files=self.files | frozenset(files),
+        )
 
 
 def read_record(files: DataDir, path: str, *, for_update: bool = False) -> Record:
@@ -41,26 +102,42 @@ def read_record(files: DataDir, path: str, *, for_update: bool = False) -> Recor
     if raw is None:
         return Record()
     try:
-        data = json.loads(raw)
-        return Record(
-            fetched=Ranges.from_json(data["fetched"]),
-            derived_from=data.get("derived_from"),
-            sources={str(k): str(v) for k, v in data.get("sources", {}).items()},
-            pruned=Ranges.from_json(data.get("pruned", [])),
-            files=frozenset(str(name) for name in data.get("files", [])),
-        )
+        return _parse(json.loads(raw))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StorageError(
             f"fetched-range record {path} is damaged ({exc}); run `upbit-cache verify --repair`"
         ) from exc
 
 
+def _parse(data: dict[str, Any]) -> Record:
+    fetched = Ranges.from_json(data["fetched"])
+    if data.get("version", 1) == 1:
+        base = data.get("derived_from")
+        flat = {str(k): str(v) for k, v in data.get("sources", {}).items()}
+        derived = {str(base): fetched} if base is not None else {}
+        sources = {str(base): flat} if base is not None else {}
+    else:
+        derived = {str(b): Ranges.from_json(r) for b, r in data.get("derived", {}).items()}
+        sources = {
+            str(b): {str(k): str(v) for k, v in marks.items()}
+            for b, marks in data.get("sources", {}).items()
+        }
+    return Record(
+        fetched=fetched,
+        derived=derived,
+        sources=sources,
+        pruned=Ranges.from_json(data.get("pruned", [])),
+        files=frozenset(str(name) for name in data.get("files", [])),
+    )
+
+
 def write_record(files: DataDir, path: str, record: Record) -> None:
     """Replace the record atomically."""
     data: dict[str, object] = {"version": _VERSION, "fetched": record.fetched.to_json()}
-    if record.derived_from is not None:
-        data["derived_from"] = record.derived_from
-        data["sources"] = record.sources
+    if record.derived:
+        data["derived"] = {b: spans.to_json() for b, spans in sorted(record.derived.items())}
+    if record.sources:
+        data["sources"] = {b: dict(marks) for b, marks in sorted(record.sources.items())}
     if record.pruned:
         data["pruned"] = record.pruned.to_json()
     if record.files:
