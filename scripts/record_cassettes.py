@@ -68,6 +68,14 @@ SAMPLES: dict[str, list[tuple[str, dict[str, str], str, bool]]] = {
             True,
         ),
     ],
+    "krw_btc_1s_2025-06-30": [
+        (
+            "candles/seconds",
+            {"market": "KRW-BTC", "count": "1", "to": "2025-07-01T00:00:00Z"},
+            "jkorf_GetKlines_seconds_body.json",
+            False,
+        ),
+    ],
     "market_all": [
         (
             "market/all",

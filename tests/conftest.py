@@ -73,7 +73,7 @@ def truth(
 ) -> pd.DataFrame:
     """The simulator's own candles, closed ones only, in the store's columns."""
     unit = {"1m": 1, "3m": 3, "5m": 5, "10m": 10, "15m": 15, "30m": 30, "1h": 60, "4h": 240}.get(
-        tf, {"1d": "days", "1w": "weeks", "1M": "months"}.get(tf)
+        tf, {"1s": "seconds", "1d": "days", "1w": "weeks", "1M": "months", "1y": "years"}.get(tf)
     )
     now = sim.clock.now_ms()
     lo = to_ms(start) if isinstance(start, str) else start

@@ -13,10 +13,12 @@ import pytest
 import vcr
 import yaml
 
-from upbit_cache.candles import from_table
+from upbit_cache.candles import from_table, to_table
+from upbit_cache.collector.checks import check_page
 from upbit_cache.collector.client import UpbitClient
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.errors import ResponseFormatError
+from upbit_cache.ranges import TimeRange
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
 
@@ -97,6 +99,20 @@ def test_3m_pages_with_gaps_between_them() -> None:
     assert frame["time"].is_unique
     step = frame["time"].diff().dropna().dt.total_seconds()
     assert set(step.unique()) == {180.0, 5 * 3600.0 + 180.0}  # 03:00 -> 08:00 is not in the pages
+
+
+def test_a_real_seconds_page_parses_and_passes_the_checks() -> None:
+    # /v1/candles/seconds: no `unit` field, numbers as JSON integers where they are whole.
+    frame = candles("krw_btc_1s_2025-06-30", "KRW-BTC", "1s", [("2025-07-01T00:00:00Z", 1)])
+    assert len(frame) == 1
+    row = frame.iloc[0]
+    assert row.time == pd.Timestamp("2025-06-30T23:59:59Z")
+    assert (row.open, row.high, row.low, row.close) == (145794000, 145794000, 145759000, 145759000)
+    assert (row.volume, row.value) == (0.0013, 185042.0)
+    assert row.timestamp == pd.Timestamp(1751327999833, unit="ms", tz="UTC")
+    assert str(frame["open"].dtype) == "float64"
+    page = TimeRange(to_ms("2025-06-30T23:56:40Z"), to_ms("2025-07-01T00:00:00Z"))
+    check_page(to_table(frame), Timeframe.parse("1s"), page, 200)  # its last trade is inside
 
 
 def test_market_list_with_market_event() -> None:

@@ -23,8 +23,11 @@ from upbit_cache.timeframes import COMPLETE, FILLED, Timeframe, fill_gaps, resam
 from upbit_cache.times import to_ms
 
 CASSETTES = Path(__file__).parent / "cassettes"
-TF = {name: Timeframe.parse(name) for name in "1m 3m 5m 15m 1h 4h 6h 1d 3d 1w 1M".split()}
+TF = {name: Timeframe.parse(name) for name in "1s 1m 3m 5m 15m 1h 4h 6h 1d 3d 1w 1M 1y".split()}
 PAIRS = [
+    ("1s", "1m"),
+    ("1s", "5m"),
+    ("1s", "1h"),
     ("1m", "3m"),
     ("1m", "15m"),
     ("1m", "1h"),
@@ -37,6 +40,8 @@ PAIRS = [
     ("1d", "3d"),
     ("1d", "1w"),
     ("1d", "1M"),
+    ("1h", "1y"),
+    ("1d", "1y"),
     ("1h", "1h"),
 ]
 CHAINS = [
@@ -46,6 +51,8 @@ CHAINS = [
     ("1h", "4h", "1d"),
     ("1h", "1d", "1w"),
     ("1h", "1d", "1M"),
+    ("1s", "1m", "1h"),
+    ("1d", "1M", "1y"),
 ]
 # Month starts to build data around: after a leap day, a year end on a Wednesday, a Monday.
 ANCHORS = [to_ms(day) for day in ("2024-03-01", "2025-01-01", "2026-06-01")]
@@ -120,6 +127,8 @@ def naive_start(at: pd.Timestamp, tf: Timeframe) -> pd.Timestamp:
     """Upbit's period start, from the calendar rather than from Timeframe."""
     if tf.kind == "month":
         return at.normalize().replace(day=1)
+    if tf.kind == "year":
+        return at.normalize().replace(month=1, day=1)
     if tf.kind == "week":
         return at.normalize() - pd.Timedelta(days=at.weekday())
     return at.floor(pd.Timedelta(milliseconds=tf.approx_ms))  # epoch-aligned
@@ -128,6 +137,8 @@ def naive_start(at: pd.Timestamp, tf: Timeframe) -> pd.Timestamp:
 def naive_end(start: pd.Timestamp, tf: Timeframe) -> pd.Timestamp:
     if tf.kind == "month":
         return start + pd.DateOffset(months=1)
+    if tf.kind == "year":
+        return start + pd.DateOffset(years=1)
     return start + pd.Timedelta(milliseconds=tf.approx_ms)
 
 

@@ -11,18 +11,20 @@ from upbit_cache.errors import InvalidTimeframeError
 from upbit_cache.timeframes import SUPPORTED, Timeframe
 from upbit_cache.times import to_ms
 
-NAMES = "1m 3m 5m 10m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M".split()
+NAMES = "1s 1m 3m 5m 10m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M 1y".split()
 
 
 def test_parses_exactly_the_supported_names() -> None:
     assert [tf.name for tf in SUPPORTED] == NAMES
     assert Timeframe.parse("1M").kind == "month"
     assert Timeframe.parse("1m").kind == "minute"
+    assert Timeframe.parse("1s").kind == "second"
+    assert Timeframe.parse("1y").kind == "year"
 
 
-@pytest.mark.parametrize("bad", ["60m", "2m", "1H", "", "1y", "h", "1.5h", "../1h"])
+@pytest.mark.parametrize("bad", ["60m", "2m", "1H", "", "1Y", "2s", "60s", "h", "1.5h", "../1h"])
 def test_rejects_anything_else_listing_what_is_valid(bad: str) -> None:
-    with pytest.raises(InvalidTimeframeError, match="use one of 1m 3m 5m"):
+    with pytest.raises(InvalidTimeframeError, match="use one of 1s 1m 3m 5m"):
         Timeframe.parse(bad)
 
 
@@ -41,6 +43,8 @@ def test_parse_list_keeps_order_and_drops_repeats() -> None:
         ("1d", "candles/days"),
         ("1w", "candles/weeks"),
         ("1M", "candles/months"),
+        ("1s", "candles/seconds"),
+        ("1y", "candles/years"),
         ("2h", None),
         ("3d", None),
     ],
@@ -59,6 +63,9 @@ def test_native_endpoints(name: str, endpoint: str | None) -> None:
         ("1w", "2026-11-23T00:00:00", "2026-11-23T00:00:00"),
         ("1M", "2026-02-28T23:00:00", "2026-02-01T00:00:00"),
         ("15m", "2026-11-25T10:44:59", "2026-11-25T10:30:00"),
+        ("1s", "2026-11-25T10:44:59.999", "2026-11-25T10:44:59"),
+        ("1y", "2026-12-31T23:59:59", "2026-01-01T00:00:00"),
+        ("1y", "2028-02-29T12:00:00", "2028-01-01T00:00:00"),
     ],
 )
 def test_alignment(name: str, at: str, start: str) -> None:
@@ -72,6 +79,19 @@ def test_months_shift_and_count_by_calendar() -> None:
     assert month.shift_one(jan, -1) == to_ms("2025-12-01")
     assert month.count_periods(jan, to_ms("2027-01-01")) == 12
     assert month.ceil_one(to_ms("2026-01-02")) == to_ms("2026-02-01")
+
+
+def test_years_shift_and_count_by_calendar() -> None:
+    year = Timeframe.parse("1y")
+    start = to_ms("2024-01-01")
+    assert year.shift_one(start, 3) == to_ms("2027-01-01")
+    assert year.shift_one(start, -1) == to_ms("2023-01-01")
+    assert year.count_periods(start, to_ms("2034-01-01")) == 10
+    assert year.ceil_one(to_ms("2024-06-01")) == to_ms("2025-01-01")
+    assert year.fixed_ms is None and year.approx_ms == 365 * 86_400_000
+    starts = np.array([start, to_ms("2020-01-01")], dtype=np.int64)
+    ends = np.array([to_ms("2026-01-01"), to_ms("2021-01-01")], dtype=np.int64)
+    assert list(year.periods_between(starts, ends)) == [2, 1]
 
 
 def test_floor_is_vectorised() -> None:
@@ -95,6 +115,17 @@ def test_floor_is_vectorised() -> None:
         ("2h", "6h", True),
         ("1h", "15m", False),
         ("1d", "3d", True),
+        ("1s", "1m", True),
+        ("1s", "4h", True),
+        ("1s", "1w", True),
+        ("1s", "1y", True),
+        ("1m", "1s", False),
+        ("1M", "1y", True),
+        ("1d", "1y", True),
+        ("1h", "1y", True),
+        ("1w", "1y", False),
+        ("3d", "1y", False),
+        ("1y", "1M", False),
     ],
 )
 def test_divides(fine: str, coarse: str, divides: bool) -> None:
@@ -103,7 +134,11 @@ def test_divides(fine: str, coarse: str, divides: bool) -> None:
 
 def test_divisors_are_finer_only() -> None:
     four = Timeframe.parse("4h")
-    assert [t.name for t in four.divisors()] == ["1m", "3m", "5m", "10m", "15m", "30m", "1h", "2h"]
+    assert [t.name for t in four.divisors()] == [
+        "1s", "1m", "3m", "5m", "10m", "15m", "30m", "1h", "2h"
+    ]  # fmt: skip
+    coarse = [t.name for t in Timeframe.parse("1y").divisors() if t.kind != "minute"]
+    assert coarse == ["1s", "1d", "1M"]  # not 3d or 1w: they do not fit a year
 
 
 @settings(max_examples=300)

@@ -23,6 +23,7 @@ from typer.core import TyperGroup
 from upbit_cache.cli import options as opt
 from upbit_cache.cli.render import (
     derive_summary,
+    horizon_warning,
     memory_summary,
     progress_for,
     prune_summary,
@@ -180,6 +181,9 @@ def fetch(
                 shard=part,
             )
         typer.echo(summary(report))
+        warning = horizon_warning(report)
+        if warning is not None:
+            typer.echo(f"upbit-cache: {warning}", err=True)
         if report.blocked:
             typer.echo(f"upbit-cache: error: {report.blocked}", err=True)
         if report.failed:

@@ -150,6 +150,24 @@ def summary(report: SyncReport) -> str:
     return line
 
 
+def horizon_warning(report: SyncReport) -> str | None:
+    """What of the window lay past Upbit's horizon (1s) and was not fetched, if anything."""
+    plan, beyond = report.plan, report.beyond
+    if plan is None or plan.horizon is None or not beyond:
+        return None
+    from upbit_cache.ranges import Ranges
+    from upbit_cache.times import iso
+
+    hull = Ranges.of(part for ranges in beyond.values() for part in ranges).hull
+    assert hull is not None
+    edge = max(plan.horizon, hull.end)
+    return (
+        f"warning: Upbit keeps {plan.base} candles for about three months only: "
+        f"{iso(hull.start)}→{iso(hull.end)} was not fetched ({len(beyond)} markets) nor "
+        f"recorded as fetched; {iso(edge)}→{iso(plan.span.end)} was"
+    )
+
+
 def derive_summary(outcomes: list[DeriveOutcome], seconds: float) -> str:
     """The one line that ends a resample run."""
     recomputed = sum(o.recomputed for o in outcomes)

@@ -39,6 +39,11 @@ MAX_PAGE = 200  # Upbit's largest `count`
 MARKETS_MAX_AGE = 60.0  # seconds a market list is reused within one client
 TICKERS_MAX_AGE = 60.0  # seconds a ticker list (last trades) is reused within one client
 _RATE_LIMIT_RETRIES = 8
+_MINUTE_MS = 60_000
+_DAY_MS = 86_400_000
+# Pages this close to the 1s horizon are not asked for: our view of Upbit's clock may lag
+# it by a second or two, and a page half past the edge would come back short.
+_HORIZON_MARGIN_MS = 600_000
 _USER_AGENT = "upbit-cache/0.1"
 
 
@@ -106,6 +111,20 @@ class UpbitClient:
     def now_ms(self) -> int:
         """Upbit's clock as last seen in a `Date` header (never ahead of it), else ours."""
         return int(time.time() * 1000) + (self._clock_offset_ms or 0)
+
+    def earliest(self, timeframe: Timeframe) -> int | None:
+        """The oldest period start Upbit serves for `timeframe` now; None: no limit.
+
+        Only 1s candles have one (`config.seconds_horizon_days`), and it moves with the clock:
+        ask again before each page of a long run.
+        """
+        if timeframe.kind != "second":
+            return None
+        horizon = round(self.config.seconds_horizon_days * _DAY_MS)
+        edge = self.now_ms() - horizon + _HORIZON_MARGIN_MS
+        # To the nearest minute: our view of Upbit's clock is only good to a second, and
+        # runs a moment apart should name the same edge.
+        return timeframe.ceil_one(round(edge / _MINUTE_MS) * _MINUTE_MS)
 
     async def markets(self, max_age: float = MARKETS_MAX_AGE) -> list[MarketInfo]:
         """Every market Upbit lists (/v1/market/all); also sets the server clock.

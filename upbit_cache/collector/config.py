@@ -11,6 +11,9 @@ DEFAULT_RATE = 10.0  # candle requests per second per IP (Upbit's limit)
 DEFAULT_MAX_IN_FLIGHT = 16
 DEFAULT_RETRIES = 5
 DEFAULT_TIMEOUT = 10.0
+# Upbit serves 1s candles for "the last 3 months" only (its docs). Three calendar months are
+# never shorter than 89 days, so nothing older is asked for, whichever reading is meant.
+DEFAULT_SECONDS_HORIZON_DAYS = 89.0
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class ClientConfig:
     timeout: float = DEFAULT_TIMEOUT
     backoff: float = 0.25  # first retry delay in seconds; doubles, with jitter
     ws_url: str = DEFAULT_WS_URL
+    seconds_horizon_days: float = DEFAULT_SECONDS_HORIZON_DAYS  # how far back 1s candles exist
 
     @classmethod
     def from_env(

@@ -7,6 +7,10 @@ trades, so a short page is normal, and so is an empty one in a quiet stretch; em
 covering a week in a row mean no older history (the listing), and the older pages of that
 market are then not requested at all. Every page is checked, and every empty one
 corroborated by a coarser witness, before it is believed (checks.py).
+
+Upbit serves 1s candles of the last three months only, and that horizon moves on while a
+long backfill runs (newest first: its oldest pages go out hours after the plan). So each
+page is checked against the horizon as it is sent: cut at it, or not sent at all.
 """
 
 from __future__ import annotations
@@ -75,7 +79,8 @@ async def fetch_pages(
     they arrive.
 
     Once a week of empty pages in a row shows where the history starts, the rest of each
-    missing range before it comes back as one result, known empty, with no request. An
+    missing range before it comes back as one result, known empty, with no request. What
+    lies past Upbit's horizon when its page is due (1s) is neither sent nor yielded. An
     error of one page (after retries) ends the iteration with that error; pages not yet
     sent are then never sent.
     """
@@ -119,16 +124,23 @@ async def fetch_pages(
     running: set[asyncio.Task[PageResult]] = set()
     unread: list[asyncio.Task[PageResult]] = []  # finished, result not taken yet
     older: int | None = None  # pages before this are older than the history: not sent
+    past = False  # a page reached past Upbit's horizon: every later one is older still
     index = 0
     try:
         while True:
-            for page in pages if older is None else ():
+            for page in pages if older is None and not past else ():
                 if history_start is not None and page.to <= history_start:
                     older = page.to  # pages come newest first: every later one is older
                     break
+                edge = client.earliest(tf)
+                if edge is not None and page.start < edge:
+                    past = True
+                    if page.to <= edge:
+                        break
+                    page = Page(edge, page.to, tf.count_periods(edge, page.to))
                 running.add(asyncio.ensure_future(run(index, page)))
                 index += 1
-                if len(running) >= window:
+                if past or len(running) >= window:
                     break
             if not running:
                 break

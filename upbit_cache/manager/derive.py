@@ -29,6 +29,8 @@ from upbit_cache.store.files import StoredFile
 from upbit_cache.timeframes import SUPPORTED, Timeframe
 from upbit_cache.timeframes.convert import resample
 
+READ_PERIODS = 500_000  # base candles read at once at most: ~6 days of 1s, a year of 1m
+
 
 @dataclass
 class DeriveOutcome:
@@ -98,8 +100,7 @@ def materialise(
         return outcome
     frames: list[pd.DataFrame] = []
     covered: list[tuple[int, int]] = []
-    for lo, hi in Ranges.of(spans):
-        span = TimeRange(lo, hi)
+    for span in _reads(spans, base):
         settled = settled_periods(base_settled.clip(span), target)
         settled = settled_periods(settled.subtract(native), target)  # Upbit's own candles stay
         frames.append(derive_frame(store.load(market, base, span), base, target, settled))
@@ -110,6 +111,22 @@ def materialise(
     )
     outcome.recomputed = len(changed)
     return outcome
+
+
+def _reads(spans: list[tuple[int, int]], base: Timeframe) -> list[TimeRange]:
+    """The changed spans, merged into reads of at most READ_PERIODS base periods each (more
+    only where one target period needs it), so memory stays bounded: 89 days of 1s can
+    be 7.7 M rows. Overlapping spans share a target period and are always read together."""
+    reads: list[list[int]] = []
+    for lo, hi in sorted(spans):
+        last = reads[-1] if reads else None
+        if last is not None and (
+            lo < last[1] or (lo == last[1] and (hi - last[0]) // base.approx_ms <= READ_PERIODS)
+        ):
+            last[1] = max(last[1], hi)
+        else:
+            reads.append([lo, hi])
+    return [TimeRange(lo, hi) for lo, hi in reads]
 
 
 def load_any(

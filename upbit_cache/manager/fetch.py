@@ -24,6 +24,7 @@ from upbit_cache.manager.session import new_client
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
+from upbit_cache.times import iso
 
 if TYPE_CHECKING:
     from upbit_cache.manager.derive import DeriveOutcome
@@ -40,6 +41,7 @@ class MarketOutcome:
     candles: int = 0
     requests: int = 0
     error: UpbitCacheError | None = None
+    beyond: Ranges = field(default_factory=Ranges)  # lacked, past Upbit's horizon (1s)
 
 
 @dataclass
@@ -69,6 +71,11 @@ class SyncReport:
     @property
     def failed(self) -> list[MarketOutcome]:
         return [o for o in self.outcomes if o.error is not None]
+
+    @property
+    def beyond(self) -> dict[str, Ranges]:
+        """Per market, what was missing past Upbit's horizon (1s): not fetched, not recorded."""
+        return {o.market: o.beyond for o in self.outcomes if o.beyond}
 
 
 class Progress(Protocol):
@@ -141,11 +148,17 @@ async def fetch_with(
     if start >= now:
         raise InvalidRangeError("the range starts in the future (by Upbit's clock)")
     end = now if window.end is None else min(window.end, now)
-    plan = plan_fetch(store, wanted, timeframes, TimeRange(start, max(start, end)))
+    plan = plan_fetch(store, wanted, timeframes, TimeRange(start, max(start, end)), client.earliest)
+    if plan.horizon is not None and plan.beyond and plan.span.end <= plan.horizon:
+        raise InvalidRangeError(
+            f"Upbit keeps {plan.base} candles for about three months only (since "
+            f"{iso(plan.horizon)}): nothing of {iso(plan.span.start)}→{iso(plan.span.end)} "
+            "can be fetched"
+        )
     mine = wanted
     if shard is not None:
         mine = shard.pick(wanted, cold_base(timeframes))
-        cost = requests_for(store, mine, plan.base, plan.span)
+        cost = requests_for(store, mine, plan.base, plan.span, plan.horizon)
         plan = replace(plan, planned_requests=cost)
     report = await sync_markets(store, client, mine, [plan.base], plan.span, progress)
     report.plan, report.now = plan, now
@@ -233,6 +246,12 @@ async def _sync_one(
                 outcome.requests += result.requests
                 await asyncio.shield(keep(result))  # a cancellation waits for the write
                 progress.on_page(result.candles.num_rows)
+            # The pager sends nothing past Upbit's horizon (1s), and nothing of it is
+            # recorded: the record says what Upbit was asked, and that span stays a hole.
+            edge = client.earliest(tf)
+            if edge is not None:
+                left = missing.subtract(store.fetched(tf, market))
+                outcome.beyond = left.clip(TimeRange.before(edge))
     except UpbitCacheError as exc:
         outcome.error = exc
     return outcome

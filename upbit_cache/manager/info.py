@@ -170,19 +170,10 @@ def _quiet(tf: Timeframe, fetched: Ranges, times: np.ndarray) -> tuple[int, Rang
         return 0, Ranges(), 0
     run_starts, run_ends = np.concatenate(starts), np.concatenate(ends)
     if len(run_starts):
-        longest = int(_periods_between(tf, run_starts, run_ends).max())
+        longest = int(tf.periods_between(run_starts, run_ends).max())
     # Already sorted, disjoint and apart (a candle or an unfetched gap lies between two runs).
     runs = Ranges(tuple(zip(run_starts.tolist(), run_ends.tolist(), strict=True)))
     return int(total), runs, longest
-
-
-def _periods_between(tf: Timeframe, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """`Timeframe.count_periods`, vectorised over aligned [start, end) pairs."""
-    size = tf.fixed_ms
-    if size is not None:
-        return np.asarray((ends - starts) // size, dtype=np.int64)
-    months = ends.astype("datetime64[ms]").astype("datetime64[M]")
-    return np.asarray(months - starts.astype("datetime64[ms]").astype("datetime64[M]"), np.int64)
 
 
 def totals(infos: Sequence[SeriesInfo]) -> dict[layout.Tier, TierUsage]:

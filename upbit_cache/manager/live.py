@@ -36,6 +36,10 @@ from upbit_cache.timeframes.live import Candle, CandleBook, CandleEvent
 
 TICK_SECONDS = 0.5  # how often quiet periods are closed and closed candles written
 GRACE_MS = 2_000  # a period is closed by the clock this long after its end, if no trade did
+# A day of 1s is one file of up to 86,400 rows, which takes tens of ms to rewrite: every
+# tick that would keep a core busy for a few markets, so 1s closes are written this often
+# (and at the end). What a kill loses of them, `fetch -t 1s` gets back from REST.
+SECONDS_FLUSH = 15.0
 
 
 @dataclass(frozen=True)
@@ -54,12 +58,14 @@ class _Writer:
     settled: dict[tuple[str, Timeframe], int] = field(default_factory=dict)
     pending: dict[tuple[str, Timeframe], list[Candle]] = field(default_factory=dict)
     busy: asyncio.Lock = field(default_factory=asyncio.Lock)
+    written: dict[tuple[str, Timeframe], float] = field(default_factory=dict)  # monotonic
 
     def add(self, candle: Candle) -> None:
         self.pending.setdefault((candle.market, candle.timeframe), []).append(candle)
 
-    async def flush(self, upto: dict[tuple[str, Timeframe], int]) -> None:
-        """Write what closed; record [settled, upto) as fetched for each series.
+    async def flush(self, upto: dict[tuple[str, Timeframe], int], final: bool = False) -> None:
+        """Write what closed; record [settled, upto) as fetched for each series (1s series
+        every SECONDS_FLUSH only, unless `final`).
 
         Rows leave `pending` only once written: a flush cancelled half-way (Ctrl-C) leaves
         them for the final one. Writing a row twice is harmless (rows merge by time).
@@ -71,6 +77,10 @@ class _Writer:
                 start = self.settled.get(key, end)
                 if not rows and start >= end:
                     continue
+                due = self.written.get(key, -SECONDS_FLUSH) + SECONDS_FLUSH
+                if tf.kind == "second" and not final and time.monotonic() < due:
+                    continue
+                self.written[key] = time.monotonic()
                 covered = Ranges.of([(start, end)]) if start < end else Ranges()
                 async with self.store.lock(tf, market):
                     await asyncio.to_thread(self.store.write, market, tf, _table(rows), covered)
@@ -157,7 +167,7 @@ async def live_candles(
                 await asyncio.shield(flushing)
             if writer is not None and connected:
                 await asyncio.shield(
-                    writer.flush(_open_periods(client, wanted, timeframes, latest))
+                    writer.flush(_open_periods(client, wanted, timeframes, latest), final=True)
                 )
 
 

@@ -3,8 +3,8 @@ can be served from it with the fewest requests, given what the store already hol
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from upbit_cache.collector.client import MAX_PAGE
 from upbit_cache.errors import InvalidTimeframeError
@@ -21,6 +21,8 @@ class Plan:
     derived: tuple[Timeframe, ...]
     span: TimeRange  # the base window, base-aligned
     planned_requests: int
+    horizon: int | None = None  # the oldest time Upbit serves the base (1s), None: all
+    beyond: Ranges = field(default_factory=Ranges)  # lacked before `horizon`: not fetchable
 
     def describe(self) -> str:
         derived = ", ".join(t.name for t in self.derived) or "none"
@@ -55,10 +57,16 @@ def cold_base(timeframes: Sequence[Timeframe]) -> Timeframe:
 
 
 def requests_for(
-    store: CandleStore, markets: Sequence[str], base: Timeframe, window: TimeRange
+    store: CandleStore,
+    markets: Sequence[str],
+    base: Timeframe,
+    window: TimeRange,
+    horizon: int | None = None,
 ) -> int:
-    """Requests needed to fetch what the store lacks of `window` (base-aligned) for `markets`."""
-    return sum(pages_for(base, missing(store, m, base, window)) for m in markets)
+    """Requests needed to fetch what the store lacks of `window` (base-aligned) for `markets`,
+    from `horizon` on (the oldest time Upbit serves; None: all of it)."""
+    reach = TimeRange.since(horizon) if horizon is not None else TimeRange.everything()
+    return sum(pages_for(base, missing(store, m, base, window).clip(reach)) for m in markets)
 
 
 def plan_fetch(
@@ -66,22 +74,29 @@ def plan_fetch(
     markets: Sequence[str],
     timeframes: Sequence[Timeframe],
     span: TimeRange,
+    horizon: Callable[[Timeframe], int | None] = lambda tf: None,
 ) -> Plan:
     """Choose the native base dividing every requested timeframe that needs fewest requests.
 
     `span` ends at a time (Upbit's now, or the caller's end); each timeframe only counts
     periods that have closed before it. Ties go to the coarsest base (fewest rows to store).
+    `horizon(base)` is the oldest time Upbit serves a base (1s: about three months back): a
+    base that cannot reach a missing part of the window is taken only when no other can.
     """
     start, end = span
-    candidates = bases(timeframes)
     lo = min(t.floor_one(start) for t in timeframes)
-    best: Plan | None = None
-    for base in reversed(candidates):  # coarsest first
+    plans = []
+    for base in reversed(bases(timeframes)):  # coarsest first
         hi = base.floor_one(end)
         window = TimeRange(lo, max(lo, hi))
-        cost = requests_for(store, markets, base, window)
-        if best is None or cost < best.planned_requests:
-            derived = tuple(t for t in timeframes if t != base)
-            best = Plan(base, derived, window, cost)
-    assert best is not None
-    return best
+        edge = horizon(base)
+        gaps = [missing(store, m, base, window) for m in markets]
+        reach, past = TimeRange.everything(), Ranges()
+        if edge is not None:
+            reach = TimeRange.since(edge)
+            past = Ranges.of(part for gap in gaps for part in gap.clip(TimeRange.before(edge)))
+        cost = sum(pages_for(base, gap.clip(reach)) for gap in gaps)
+        derived = tuple(t for t in timeframes if t != base)
+        plans.append(Plan(base, derived, window, cost, edge, past))
+    whole = [p for p in plans if not p.beyond] or plans
+    return min(whole, key=lambda p: p.planned_requests)  # the first of equals: the coarsest

@@ -19,23 +19,26 @@ if TYPE_CHECKING:
 # numpy is imported inside the vectorised methods: the single-time ones below are plain
 # Python, so a command that only needs a window (a hot screen-prep) never loads numpy.
 
-Kind = Literal["minute", "day", "week", "month"]
+Kind = Literal["second", "minute", "day", "week", "month", "year"]
 
+SECOND_MS = 1_000
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
 # The Unix epoch is a Thursday; Upbit's weeks start on Monday 00:00 UTC.
 _WEEK_OFFSET_MS = 4 * DAY_MS
 _NATIVE_MINUTES = (1, 3, 5, 10, 15, 30, 60, 240)
+# Calendar periods: (numpy unit, months per period). Months and years vary in length.
+_CALENDAR = {"month": ("M", 1), "year": ("Y", 12)}
 
 
 @dataclass(frozen=True)
 class Timeframe:
-    """A candle period such as 15m, 1h, 1d or 1M, aligned the way Upbit aligns it."""
+    """A candle period such as 1s, 15m, 1h, 1d, 1M or 1y, aligned the way Upbit aligns it."""
 
     name: str
     kind: Kind
-    count: int  # minutes for kind "minute", days for "day", 1 for week and month
+    count: int  # seconds for kind "second", minutes for "minute", days for "day", else 1
 
     @classmethod
     def parse(cls, text: str) -> Timeframe:
@@ -62,7 +65,9 @@ class Timeframe:
 
     @property
     def fixed_ms(self) -> int | None:
-        """The period length in ms, or None for months (they vary)."""
+        """The period length in ms, or None for months and years (they vary)."""
+        if self.kind == "second":
+            return self.count * SECOND_MS
         if self.kind == "minute":
             return self.count * MINUTE_MS
         if self.kind == "day":
@@ -73,8 +78,8 @@ class Timeframe:
 
     @property
     def approx_ms(self) -> int:
-        """A length usable for ordering and estimates (a month counts as 30 days)."""
-        return self.fixed_ms or 30 * DAY_MS
+        """A length usable for ordering and estimates (a month counts as 30 days, a year 365)."""
+        return self.fixed_ms or (365 if self.kind == "year" else 30) * DAY_MS
 
     @property
     def native(self) -> bool:
@@ -84,20 +89,23 @@ class Timeframe:
     @property
     def endpoint(self) -> str | None:
         """The Upbit REST path serving this timeframe, relative to /v1, if any."""
+        if self.kind == "second":
+            return "candles/seconds" if self.count == 1 else None
         if self.kind == "minute":
             return f"candles/minutes/{self.count}" if self.count in _NATIVE_MINUTES else None
         if self.kind == "day":
             return "candles/days" if self.count == 1 else None
-        return "candles/weeks" if self.kind == "week" else "candles/months"
+        return f"candles/{self.kind}s"  # weeks, months, years
 
     def floor(self, ms: Millis) -> Millis:
         """The start of the period holding each time (epoch ms, vectorised)."""
         import numpy as np
 
         ms = np.asarray(ms, dtype=np.int64)
-        if self.kind == "month":
-            months = ms.astype("datetime64[ms]").astype("datetime64[M]")
-            return months.astype("datetime64[ms]").astype(np.int64)
+        if self.kind in _CALENDAR:
+            unit = _CALENDAR[self.kind][0]
+            periods = ms.astype("datetime64[ms]").astype(f"datetime64[{unit}]")
+            return periods.astype("datetime64[ms]").astype(np.int64)
         size = self.fixed_ms
         assert size is not None
         offset = _WEEK_OFFSET_MS if self.kind == "week" else 0
@@ -108,17 +116,31 @@ class Timeframe:
         import numpy as np
 
         ms = np.asarray(ms, dtype=np.int64)
-        if self.kind == "month":
-            months = ms.astype("datetime64[ms]").astype("datetime64[M]") + periods
-            return months.astype("datetime64[ms]").astype(np.int64)
+        if self.kind in _CALENDAR:
+            unit = _CALENDAR[self.kind][0]
+            moved = ms.astype("datetime64[ms]").astype(f"datetime64[{unit}]") + periods
+            return moved.astype("datetime64[ms]").astype(np.int64)
         size = self.fixed_ms
         assert size is not None
         return ms + periods * size
 
+    def periods_between(self, starts: Millis, ends: Millis) -> Millis:
+        """`count_periods`, vectorised over aligned [start, end) pairs."""
+        import numpy as np
+
+        size = self.fixed_ms
+        if size is not None:
+            return np.asarray((ends - starts) // size, dtype=np.int64)
+        unit = _CALENDAR[self.kind][0]
+        last = np.asarray(ends).astype("datetime64[ms]").astype(f"datetime64[{unit}]")
+        first = np.asarray(starts).astype("datetime64[ms]").astype(f"datetime64[{unit}]")
+        return np.asarray(last - first, dtype=np.int64)
+
     def floor_one(self, ms: int) -> int:
         """`floor` for a single time."""
-        if self.kind == "month":
-            return _month_start(*_year_month(ms))
+        if self.kind in _CALENDAR:
+            year, month = _year_month(ms)
+            return _month_start(year, month if self.kind == "month" else 1)
         size = self.fixed_ms
         assert size is not None
         offset = _WEEK_OFFSET_MS if self.kind == "week" else 0
@@ -126,9 +148,9 @@ class Timeframe:
 
     def shift_one(self, ms: int, periods: int) -> int:
         """`shift` for a single time."""
-        if self.kind == "month":
+        if self.kind in _CALENDAR:
             year, month = _year_month(ms)
-            return _month_start(year, month + periods)
+            return _month_start(year, month + periods * _CALENDAR[self.kind][1])
         size = self.fixed_ms
         assert size is not None
         return ms + periods * size
@@ -142,9 +164,9 @@ class Timeframe:
         """How many periods start in [start, end), both ends aligned."""
         if end <= start:
             return 0
-        if self.kind == "month":
+        if self.kind in _CALENDAR:
             (y0, m0), (y1, m1) = _year_month(start), _year_month(end)
-            return (y1 - y0) * 12 + (m1 - m0)
+            return ((y1 - y0) * 12 + (m1 - m0)) // _CALENDAR[self.kind][1]
         size = self.fixed_ms
         assert size is not None
         return (end - start) // size
@@ -153,15 +175,17 @@ class Timeframe:
         """Whether every `coarser` period is an exact union of whole periods of this one."""
         if self == coarser:
             return True
-        if self.kind == "minute":
-            if coarser.kind == "minute":
-                return coarser.count % self.count == 0
-            return (DAY_MS // MINUTE_MS) % self.count == 0
-        if self.kind == "day":
-            if coarser.kind == "day":
-                return coarser.count % self.count == 0
-            return self.count == 1 and coarser.kind in ("week", "month")
-        return False
+        if self.kind == "month":
+            return coarser.kind == "year"
+        size = self.fixed_ms
+        if size is None or self.kind == "week":
+            return False  # nothing coarser is made of whole weeks or years
+        # Seconds, minutes and days are aligned to the epoch; weeks, months and years start
+        # at midnight, so they are made of whole periods of anything that divides a day.
+        fixed = coarser.fixed_ms
+        if coarser.kind in ("second", "minute", "day") and fixed is not None:
+            return fixed % size == 0
+        return DAY_MS % size == 0
 
     def divisors(self) -> list[Timeframe]:
         """The finer supported timeframes that divide this one, finest first."""
@@ -170,6 +194,10 @@ class Timeframe:
 
 def _make(name: str) -> Timeframe:
     number, suffix = int(name[:-1]), name[-1]
+    if suffix == "s":
+        return Timeframe(name, "second", number)
+    if suffix == "y":
+        return Timeframe(name, "year", 1)
     if suffix == "m":
         return Timeframe(name, "minute", number)
     if suffix == "h":
@@ -182,7 +210,7 @@ def _make(name: str) -> Timeframe:
 
 
 SUPPORTED: tuple[Timeframe, ...] = tuple(
-    _make(n) for n in "1m 3m 5m 10m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M".split()
+    _make(n) for n in "1s 1m 3m 5m 10m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M 1y".split()
 )
 _BY_NAME = {tf.name: tf for tf in SUPPORTED}
 
