@@ -167,6 +167,24 @@ def test_seconds_are_not_planned_on_past_the_horizon(sim: SimulatorServer, tmp_p
     )
 
 
+def test_quiet_seconds_share_one_witness_per_200_minutes(
+    sim: SimulatorServer, tmp_path: Path
+) -> None:
+    # KRW-PUVEF has no trade in these two hours, and trades after them: each empty 1s page
+    # needs a witness (its last trade is newer), and one 1m page covers 60 of them.
+    start, end = to_ms(NOW) - 4 * HOUR, to_ms(NOW) - 2 * HOUR
+    assert truth(sim, "KRW-PUVEF", "1s", start, end).empty
+    assert not truth(sim, "KRW-PUVEF", "1m", end, NOW).empty
+    run_fetch(sim.url, tmp_path, ["KRW-PUVEF"], "1s", start=start, end=end)
+    assert sim.stats()["by_path"] == {
+        "/v1/market/all": 1,
+        "/v1/ticker/all": 1,
+        "/v1/candles/seconds": 36,
+        "/v1/candles/minutes/1": 1,
+    }
+    assert CandleStore(tmp_path).fetched(SEC, "KRW-PUVEF") == Ranges.of([(start, end)])
+
+
 def test_a_day_of_seconds_is_one_hot_file(sim: SimulatorServer, tmp_path: Path) -> None:
     midnight = to_ms("2026-11-19")
     run_fetch(sim.url, tmp_path, ["KRW-BTC"], "1s", start=midnight - HOUR, end=midnight + HOUR)

@@ -508,6 +508,43 @@ def test_day_week_month_fields(server: SimulatorServer) -> None:
     assert [m["first_day_of_period"] for m in months] == ["2026-11-01", "2026-10-01"]
 
 
+def test_second_and_year_fields(server: SimulatorServer) -> None:
+    seconds = candles(server.url, "seconds", "KRW-BTC", count=200, to=NOW).json()
+    assert list(seconds[0]) == MINUTE_FIELDS  # no `unit`
+    starts = [utc_ms(c["candle_date_time_utc"]) for c in seconds]
+    assert starts == sorted(starts, reverse=True) and starts[0] < NOW_MS
+    assert starts[-1] >= NOW_MS - 200_000 and all(t % 1000 == 0 for t in starts)
+    years = candles(server.url, "years", "KRW-BTC", count=3).json()
+    assert list(years[0]) == [*MINUTE_FIELDS, "first_day_of_period"]
+    assert [y["first_day_of_period"] for y in years] == ["2026-01-01", "2025-01-01", "2024-01-01"]
+    assert years[1]["candle_date_time_utc"] == "2025-01-01T00:00:00"
+    # A closed year is the aggregate of its months.
+    months = frame(
+        candles(server.url, "months", "KRW-BTC", count=12, to="2026-01-01T00:00:00Z").json()
+    )
+    year = months.reset_index(drop=True)
+    assert years[1]["opening_price"] == year["opening_price"].iloc[0]
+    assert years[1]["trade_price"] == year["trade_price"].iloc[-1]
+    assert years[1]["high_price"] == year["high_price"].max()
+    assert years[1]["low_price"] == year["low_price"].min()
+    assert years[1]["timestamp"] == year["timestamp"].iloc[-1]
+    assert years[1]["candle_acc_trade_volume"] == pytest.approx(
+        year["candle_acc_trade_volume"].sum(), rel=1e-9
+    )
+
+
+def test_seconds_exist_for_ninety_days_only(server: SimulatorServer) -> None:
+    # Upbit: "only the last 3 months"; past that a page is empty, across it short.
+    edge = NOW_MS - 90 * DAY
+    past = candles(server.url, "seconds", "KRW-BTC", count=200, to=fmt(edge)).json()
+    assert past == []
+    assert candles(server.url, "minutes/1", "KRW-BTC", count=5, to=fmt(edge)).json()  # traded
+    across = candles(server.url, "seconds", "KRW-BTC", count=200, to=fmt(edge + 100_000)).json()
+    assert across and all(utc_ms(c["candle_date_time_utc"]) >= edge for c in across)
+    # The history has them; the API does not serve them.
+    assert len(server.history.candles("KRW-BTC", "seconds", edge - 100_000, edge, NOW_MS))
+
+
 # ---- headers, rate limits -------------------------------------------------------------------
 
 

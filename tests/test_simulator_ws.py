@@ -350,6 +350,35 @@ def test_candle_stream_equals_rest(server: SimulatorServer, unit: int) -> None:
     with_clients(server, body)
 
 
+def test_second_candle_stream_equals_rest(server: SimulatorServer) -> None:
+    codes = ["KRW-BTC", "KRW-ETH"]
+
+    async def body(connect: Callable[..., Awaitable[Client]]) -> None:
+        client = await connect()
+        await client.subscribe(("candle.1s", codes))
+        got = await client.take(len(codes))
+        assert all(m["type"] == "candle.1s" for m in got)
+        for _ in range(30):
+            server.clock.advance(5)
+            got += await client.quiet(0.1)
+        since = {"to": "2026-11-20T00:02:30Z", "count": 150}
+        rest = {
+            code: {
+                row["candle_date_time_utc"]: row
+                for row in call(server.url, "/v1/candles/seconds", {"market": code, **since})[1]
+            }
+            for code in codes
+        }
+        last = latest(got + await client.quiet(0.3))
+        for code in codes:
+            pushed = {t: v for (c, t), v in last.items() if c == code and t >= "2026-11-20"}
+            # Every second with a trade was pushed, as REST shows it; no other second was.
+            assert len(pushed) >= 3
+            assert pushed == {t: {k: r[k] for k in CANDLE_FIELDS} for t, r in rest[code].items()}
+
+    with_clients(server, body)
+
+
 def latest(messages: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
     return {
         (m["code"], m["candle_date_time_utc"]): {k: m[k] for k in CANDLE_FIELDS} for m in messages

@@ -37,6 +37,11 @@ _RETRY_DELAY = 0.25  # seconds before asking again, doubling
 END_OF_HISTORY_MS = 7 * 86_400_000
 
 
+# Per witness timeframe, a market's last witness page: the span it answers, and its candles
+# (a future: the empty pages in flight together wait for one request).
+Witnesses = dict[Timeframe, tuple[TimeRange, asyncio.Future[pa.Table]]]
+
+
 @dataclass(frozen=True)
 class Page:
     """One request: the `count` periods starting in [start, to)."""
@@ -85,6 +90,7 @@ async def fetch_pages(
     sent are then never sent.
     """
     pages = plan_pages(tf, missing)
+    witnesses: Witnesses = {}  # one witness page serves the empty pages after it
     history_start: int | None = None  # older pages are not requested
     done: dict[int, tuple[Page, bool]] = {}  # page index -> (page, came back empty)
     walked = 0  # pages before this index were examined in order, newest first
@@ -108,7 +114,7 @@ async def fetch_pages(
 
     async def run(index: int, page: Page) -> PageResult:
         nonlocal history_start
-        table, requests = await checked_page(client, market, tf, page)
+        table, requests = await checked_page(client, market, tf, page, witnesses)
         done[index] = (page, table.num_rows == 0)
         if table.num_rows == 0 and page.to - page.start >= END_OF_HISTORY_MS:
             # A week or more empty on its own ends the history whatever newer pages hold:
@@ -161,11 +167,16 @@ async def fetch_pages(
 
 
 async def checked_page(
-    client: UpbitClient, market: str, tf: Timeframe, page: Page
+    client: UpbitClient,
+    market: str,
+    tf: Timeframe,
+    page: Page,
+    witnesses: Witnesses | None = None,
 ) -> tuple[pa.Table, int]:
     """One page that passed the checks (an empty one corroborated), and the requests it took.
 
     A page that fails them is asked again; after PAGE_ATTEMPTS the error names the page.
+    `witnesses`: the market's last witness page per timeframe, reused while it covers.
     """
     span, requests = TimeRange(page.start, page.to), 0
     for attempt in range(PAGE_ATTEMPTS):
@@ -174,7 +185,8 @@ async def checked_page(
             table = await client.candles(market, tf, page.to, page.count)
             check_page(table, tf, span, page.count)
             if table.num_rows == 0:
-                requests += await _corroborate_quiet(client, market, tf, page)
+                kept = witnesses if witnesses is not None else {}
+                requests += await _corroborate_quiet(client, market, tf, page, kept)
             return table, requests
         except ResponseFormatError as exc:
             if attempt == PAGE_ATTEMPTS - 1:
@@ -187,7 +199,9 @@ async def checked_page(
     raise AssertionError("unreachable")
 
 
-async def _corroborate_quiet(client: UpbitClient, market: str, tf: Timeframe, page: Page) -> int:
+async def _corroborate_quiet(
+    client: UpbitClient, market: str, tf: Timeframe, page: Page, witnesses: Witnesses
+) -> int:
     """Ask a coarser witness over an empty page's span; raise if it shows trades there.
 
     Without a coarser timeframe that fits the span twice, the same page is asked once more:
@@ -213,11 +227,36 @@ async def _corroborate_quiet(client: UpbitClient, market: str, tf: Timeframe, pa
         if again.num_rows:
             raise BadAnswer("an empty answer, and a full one when asked again")
         return 1
-    first = witness.floor_one(span.start)
-    count = min(MAX_PAGE, witness.count_periods(first, witness.ceil_one(span.end)))
-    seen = await client.candles(market, witness, witness.ceil_one(span.end), count)
-    check_page(seen, witness, TimeRange(first, witness.ceil_one(span.end)), count)
+    seen, requests = await _witness_page(client, market, witness, span, witnesses)
     why = contradicts_quiet(seen, witness, span)
     if why is not None:
         raise BadAnswer(why)
-    return 1
+    return requests
+
+
+async def _witness_page(
+    client: UpbitClient, market: str, wtf: Timeframe, span: TimeRange, witnesses: Witnesses
+) -> tuple[pa.Table, int]:
+    """`wtf` candles over `span` and the requests that took: from the last witness page if it
+    covers the span (asked already, or on its way), else a full page ending with the span.
+    Pages go newest first, so the empty pages that follow fall inside it: a sparse market's
+    1s pages need one 1m witness per 60 empty pages, not one each."""
+    first, end = wtf.floor_one(span.start), wtf.ceil_one(span.end)
+    held = witnesses.get(wtf)
+    if held is not None and held[0].start <= first and end <= held[0].end:
+        return await held[1], 0
+    covered = TimeRange(wtf.shift_one(end, -MAX_PAGE), end)
+
+    async def ask() -> pa.Table:
+        seen = await client.candles(market, wtf, end, MAX_PAGE)
+        check_page(seen, wtf, covered, MAX_PAGE)
+        return seen
+
+    answer = asyncio.ensure_future(ask())
+    witnesses[wtf] = (covered, answer)
+    try:
+        return await answer, 1
+    except Exception:
+        if witnesses.get(wtf, (covered, None))[1] is answer:
+            del witnesses[wtf]  # a failed witness is asked again, not reused
+        raise
