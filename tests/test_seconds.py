@@ -14,6 +14,7 @@ from upbit_cache.cli import app
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.manager.fetch import fetch
 from upbit_cache.manager.live import LiveEvent, live_candles
+from upbit_cache.manager.prune import Policy, prune
 from upbit_cache.manager.scope import Window
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.simulator import SimulatorConfig, SimulatorServer
@@ -30,9 +31,11 @@ EDGE = "2026-08-23T00:10:00Z"
 runner = CliRunner()
 
 
-def fetch_cli(sim: SimulatorServer, data_dir: Path, *args: str) -> tuple[int, str, str]:
+def fetch_cli(
+    sim: SimulatorServer, data_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     common = ["--data-dir", str(data_dir), "--api-url", sim.url, "--rate", str(FAST_RATE)]
-    result = runner.invoke(app, ["fetch", *args, *common])
+    result = runner.invoke(app, ["fetch", *args, *common], env=env)
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -103,6 +106,17 @@ def test_a_range_wholly_past_the_horizon_is_one_line_and_no_request(
     assert err == (
         "upbit-cache: error: Upbit keeps 1s candles for about three months only (since "
         f"{EDGE}): nothing of 2026-08-01T00:00:00Z→2026-08-02T00:00:00Z can be fetched\n"
+    )
+    # Should Upbit change its horizon, a setting follows it.
+    window = ("--since", "2026-10-01", "--until", "2026-10-02")
+    shorter = {"UPBIT_SECONDS_HORIZON_DAYS": "30"}
+    code, _, err = fetch_cli(sim, tmp_path, "KRW-BTC", "-t", "1s", *window, env=shorter)
+    assert code == 2 and "(since 2026-10-21T00:10:00Z): nothing of" in err
+    bad = {"UPBIT_SECONDS_HORIZON_DAYS": "three months"}
+    assert fetch_cli(sim, tmp_path, "KRW-BTC", "-t", "1s", *window, env=bad)[::2] == (
+        2,
+        "upbit-cache: error: UPBIT_SECONDS_HORIZON_DAYS must be a number of days above 0, "
+        "not 'three months'\n",
     )
     assert candle_requests(sim) == 0
 
@@ -192,6 +206,22 @@ def test_a_day_of_seconds_is_one_hot_file(sim: SimulatorServer, tmp_path: Path) 
     assert [f.path for f in store.data_files(SEC, "KRW-BTC")] == [
         data_file(store.root, SEC, "KRW-BTC", day) for day in (midnight - DAY, midnight)
     ]
+
+
+def test_prune_compacts_a_day_of_seconds_into_one_cold_file(
+    sim: SimulatorServer, tmp_path: Path
+) -> None:
+    midnight = to_ms("2026-11-10")
+    run_fetch(sim.url, tmp_path, ["KRW-BTC"], "1s", start=midnight - HOUR, end=midnight + HOUR)
+    before = stored(tmp_path, "KRW-BTC", "1s", midnight - HOUR, midnight + HOUR)
+    store = CandleStore(tmp_path)
+    asyncio.run(prune(store, Policy(compact_after_ms=7 * DAY), now=to_ms(NOW)))
+    assert [f.path for f in store.data_files(SEC, "KRW-BTC")] == [
+        data_file(store.root, SEC, "KRW-BTC", day, "cold") for day in (midnight - DAY, midnight)
+    ]
+    pd.testing.assert_frame_equal(
+        stored(tmp_path, "KRW-BTC", "1s", midnight - HOUR, midnight + HOUR), before
+    )
 
 
 def test_live_seconds_close_equal_to_rest_and_are_stored(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from upbit_cache.errors import UsageError
+
 DEFAULT_API_URL = "https://api.upbit.com"
 DEFAULT_WS_URL = "wss://api.upbit.com/websocket/v1"
 DEFAULT_RATE = 10.0  # candle requests per second per IP (Upbit's limit)
@@ -33,9 +35,26 @@ class ClientConfig:
     def from_env(
         cls, api_url: str | None = None, rate: float | None = None, ws_url: str | None = None
     ) -> ClientConfig:
-        """Explicit arguments win, then UPBIT_API_URL / UPBIT_WS_URL, then the defaults."""
+        """Explicit arguments win, then UPBIT_API_URL / UPBIT_WS_URL, then the defaults;
+        UPBIT_SECONDS_HORIZON_DAYS sets how far back Upbit keeps 1s candles."""
         return cls(
             api_url=(api_url or os.environ.get("UPBIT_API_URL") or DEFAULT_API_URL).rstrip("/"),
             rate=rate if rate is not None else DEFAULT_RATE,
             ws_url=ws_url or os.environ.get("UPBIT_WS_URL") or DEFAULT_WS_URL,
+            seconds_horizon_days=_days(os.environ.get(_HORIZON_ENV)),
         )
+
+
+_HORIZON_ENV = "UPBIT_SECONDS_HORIZON_DAYS"
+
+
+def _days(text: str | None) -> float:
+    if not text:
+        return DEFAULT_SECONDS_HORIZON_DAYS
+    try:
+        days = float(text)
+    except ValueError:
+        days = 0.0
+    if not 0 < days <= 36_500:
+        raise UsageError(f"{_HORIZON_ENV} must be a number of days above 0, not {text!r}")
+    return days

@@ -132,6 +132,8 @@ async def fetch_with(
     the last closed period. With no `markets`, every market of `quote` (default KRW).
     Markets Upbit does not list are refused before anything is fetched. Only one timeframe
     is asked of Upbit (the plan's base); the others are derived from it and materialised.
+    Of a 1s base, what lies past Upbit's horizon is neither fetched nor recorded (each
+    outcome's `beyond` says what); a window wholly past it that lacks anything is refused.
 
     With a `shard`, only that shard's markets, with all their timeframes: a job is the
     series Upbit is asked for, (market, base), and a derived timeframe goes with its base.
