@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
+import pyarrow as pa
+
 from upbit_cache.candles import in_span
 from upbit_cache.collector.client import UpbitClient
 from upbit_cache.collector.config import ClientConfig
@@ -30,6 +32,9 @@ if TYPE_CHECKING:
     from upbit_cache.manager.derive import DeriveOutcome
 
 DEFAULT_MAX_MARKETS = 16  # (market, timeframe) jobs running at once
+# A day of 1s is one file: written for each 200-second page it would be rewritten 432 times
+# a day (half a GB for a busy market); 30 pages at a time, about 15 times.
+SECONDS_BATCH = 30
 
 
 @dataclass
@@ -225,12 +230,12 @@ async def _sync_one(
     window: int,
 ) -> MarketOutcome:
     outcome = MarketOutcome(market, tf)
+    batch = SECONDS_BATCH if tf.kind == "second" else 1
 
-    async def keep(page: PageResult) -> None:
+    async def keep(pages: list[PageResult]) -> None:
         # Only what the record will vouch for: a short page may hold older candles too.
-        span = TimeRange(*page.covered)
-        rows = in_span(page.candles, span)
-        done = Ranges.of([page.covered])
+        rows = pa.concat_tables([in_span(p.candles, TimeRange(*p.covered)) for p in pages])
+        done = Ranges.of(p.covered for p in pages)
         written = await asyncio.to_thread(store.write, market, tf, rows, done)
         outcome.candles += written
 
@@ -243,11 +248,20 @@ async def _sync_one(
             missing = wanted.subtract(store.fetched(tf, market))
             # Each page is written (candles, then its range in the record) as it lands, so
             # a run killed at any moment loses only the pages in flight, and an error, a 418
-            # or Ctrl-C/SIGTERM keeps everything that arrived before it.
-            async for result in fetch_pages(client, market, tf, missing, window):
-                outcome.requests += result.requests
-                await asyncio.shield(keep(result))  # a cancellation waits for the write
-                progress.on_page(result.candles.num_rows)
+            # or Ctrl-C/SIGTERM keeps everything that arrived before it. (1s pages go
+            # SECONDS_BATCH at a time: SIGKILL loses those too, REST still has them.)
+            landed: list[PageResult] = []
+            try:
+                async for result in fetch_pages(client, market, tf, missing, window):
+                    outcome.requests += result.requests
+                    landed.append(result)
+                    if len(landed) >= batch:
+                        pages, landed = landed, []
+                        await asyncio.shield(keep(pages))  # a cancellation waits for the write
+                    progress.on_page(result.candles.num_rows)
+            finally:
+                if landed:
+                    await asyncio.shield(keep(landed))
             # The pager sends nothing past Upbit's horizon (1s), and nothing of it is
             # recorded: the record says what Upbit was asked, and that span stays a hole.
             edge = client.earliest(tf)
