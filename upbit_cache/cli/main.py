@@ -339,7 +339,7 @@ def screen_prep_command(
             done = cache.screen_prep(request, out=out, fmt=output, progress=progress)
         typer.echo(screen_summary(done, time.monotonic() - began), err=True)
         if verbose and done.memory is not None:
-            typer.echo(memory_summary(done.memory), err=True)
+            typer.echo(memory_summary(done.memory, done.layers), err=True)
         result = done.result
         if result is not None and result.sync is not None and result.sync.failed:
             raise typer.Exit(1)

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.errors import UsageError
-from upbit_cache.manager.memory import DEFAULT_MEMORY_BYTES, MemoryCache, MemoryStats
+from upbit_cache.manager.layers import LayerReport, Layers
+from upbit_cache.manager.memory import MemoryCache, MemoryStats
 from upbit_cache.manager.scope import ScreenRequest, Shard, Window, parse_span
 from upbit_cache.manager.screen_keep import Kept, key, lookup, remember
 from upbit_cache.manager.session import new_client
@@ -50,6 +51,7 @@ class Produced:
     kept: Kept | None = None  # the kept table's facts, when nothing had changed
     result: ScreenResult | None = None  # the full run, otherwise
     memory: MemoryStats | None = None
+    layers: LayerReport | None = None
 
 
 class UpbitCache:
@@ -70,15 +72,18 @@ class UpbitCache:
         api_url: str | None = None,
         ws_url: str | None = None,
         rate: float | None = None,
-        memory_bytes: int = DEFAULT_MEMORY_BYTES,
+        memory_bytes: int | None = None,
         lock_timeout: float | None = None,
         on_lock_wait: Callable[[str], None] | None = None,
     ) -> None:
-        """`lock_timeout`: seconds a writer waits for another run's lock on a series (None:
-        as long as it takes); `on_lock_wait(series)` is told once when a writer must wait."""
+        """`memory_bytes`: the memory layer's budget (None: `UPBIT_CACHE_MEMORY`, else it
+        follows the machine, see manager/memory.py; 0: no memory layer). `lock_timeout`:
+        seconds a writer waits for another run's lock on a series (None: as long as it
+        takes); `on_lock_wait(series)` is told once when a writer must wait."""
         self.files = DataDir.open(data_dir)
         self.config = ClientConfig.from_env(api_url, rate, ws_url)
-        self.memory = MemoryCache(memory_bytes)
+        self.layers = Layers()
+        self.memory = MemoryCache(memory_bytes, layers=self.layers)
         self.lock_timeout, self.on_lock_wait = lock_timeout, on_lock_wait
         self.last_fetch: SyncReport | None = None
         self._store: CandleStore | None = None
@@ -102,8 +107,13 @@ class UpbitCache:
 
     @property
     def stats(self) -> MemoryStats:
-        """Hits, misses and evictions of the memory layer."""
+        """Hits, misses, evictions and bytes of the memory layer."""
         return self.memory.stats
+
+    def layer_stats(self) -> LayerReport:
+        """Per layer (memory, hot files, cold files, Upbit): the requests it answered with
+        their latencies, the tables or pages it served, and the hit rates."""
+        return self.layers.report()
 
     # Reading
 
@@ -136,15 +146,21 @@ class UpbitCache:
         closed = tf.floor_one(now_ms())
         top = min(tf.ceil_one(hi), closed) if hi is not None else closed
         wanted = TimeRange(tf.floor_one(lo), max(tf.floor_one(lo), top))
-        if not self._settled(code, tf, wanted):
-            window = Window(lo, hi)
-            self.last_fetch = await fetch(self.store, self.config, [code], [tf], window)
-            if self.last_fetch.failed:
-                error = self.last_fetch.failed[0].error
-                assert error is not None
-                raise error
-        span = TimeRange(lo, hi if hi is not None else LATEST)
-        return await asyncio.to_thread(load_any, self.store, code, tf, span)
+        with self.layers.request():
+            if not self._settled(code, tf, wanted):
+                window = Window(lo, hi)
+                self.last_fetch = await fetch(self.store, self.config, [code], [tf], window)
+                self._asked(self.last_fetch)
+                if self.last_fetch.failed:
+                    error = self.last_fetch.failed[0].error
+                    assert error is not None
+                    raise error
+            span = TimeRange(lo, hi if hi is not None else LATEST)
+            return await asyncio.to_thread(load_any, self.store, code, tf, span)
+
+    def _asked(self, report: SyncReport) -> None:
+        if report.candle_requests:
+            self.layers.served("upbit", report.candles, report.candle_requests)
 
     def _settled(self, market: str, tf: Timeframe, span: TimeRange) -> bool:
         """Whether the store can answer `span` for tf, natively or from a base."""
@@ -179,7 +195,8 @@ class UpbitCache:
         tf = _timeframe(timeframe)
         lo, hi = parse_span(start, end)
         span = TimeRange(EARLIEST if lo is None else lo, LATEST if hi is None else hi)
-        frame = load_any(self.store, validate_market(market), tf, span)
+        with self.layers.request():
+            frame = load_any(self.store, validate_market(market), tf, span)
         if not fill or frame.empty:
             return frame
         first = int(frame["time"].iloc[0].value // 1_000_000) if lo is None else lo
@@ -219,6 +236,7 @@ class UpbitCache:
                 shard=part,
             )
         )
+        self._asked(self.last_fetch)
         return self.last_fetch
 
     def resample(
@@ -258,14 +276,16 @@ class UpbitCache:
                 # Something changed (or cannot be kept): the full run, with Parquet and pandas.
                 from upbit_cache.manager.screen import screen_prep
 
-                return await screen_prep(self.store, client, request, progress)
+                return await screen_prep(self.store, client, request, progress, self.layers)
 
         done = asyncio.run(run())
         if isinstance(done, tuple):
             screens.send(self.files, done[0], out)
             return Produced(kept=done[1])
+        if done.sync is not None:
+            self._asked(done.sync)
         self._write_screen(done, out, fmt, name if keepable else None)
-        return Produced(result=done, memory=self.memory.stats)
+        return Produced(result=done, memory=self.memory.stats, layers=self.layers.report())
 
     def _write_screen(self, result: ScreenResult, out: str, fmt: Format, name: str | None) -> None:
         import pyarrow.compute as pc
