@@ -367,6 +367,16 @@ def write_out(location: str, write: Writer) -> None:
     atomic_write(fs, path, write)
 
 
+def write_all(stream: IO[bytes] | pa.NativeFile, data: bytes | memoryview | pa.Buffer) -> None:
+    """Write every byte of `data`. A raw stream may take only part of a write and say so
+    only by its count: sys.stdout.buffer is raw under PYTHONUNBUFFERED=1, and a pipe whose
+    reader left takes part of a large write (the next write raises BrokenPipeError)."""
+    view = memoryview(data).cast("B")
+    while view:
+        taken = stream.write(view)
+        view = view[taken or 0 :]  # None: a non-blocking stream is full for now
+
+
 def atomic_write(fs: pafs.FileSystem | None, final: str, write: Writer) -> None:
     """Create or replace `final` so that a reader sees the old file or the new one, never part.
 
