@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -201,6 +204,29 @@ def test_markets_from_a_file_or_stdin(sim: SimulatorServer, tmp_path: Path) -> N
         sim, tmp_path, "--markets-file", str(tmp_path / "markets.txt"), "-t", "1d", "--days", "3"
     )
     assert again == out
+
+
+def test_out_into_a_pipe_or_through_a_link(sim: SimulatorServer, tmp_path: Path) -> None:
+    args = ["KRW-BTC", "-t", "1h", "--timerange", "20261110-20261112", "-q"]
+    code, want, err = export(sim, tmp_path, *args)
+    assert code == 0, err
+    # A named pipe (as `>(cmd)` gives) is written in place: there is no file to replace.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    code, out, err = export(sim, tmp_path, *args, "--out", str(fifo))
+    reader.join(timeout=60)
+    assert (code, out, got) == (0, b"", [want]), err
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    # A link is written through: its target is replaced, the link stays.
+    (tmp_path / "old.csv").write_bytes(b"old")
+    (tmp_path / "latest.csv").symlink_to(tmp_path / "old.csv")
+    code, _, err = export(sim, tmp_path, *args, "--out", str(tmp_path / "latest.csv"))
+    assert code == 0, err
+    assert (tmp_path / "latest.csv").is_symlink()
+    assert (tmp_path / "old.csv").read_bytes() == want
 
 
 def test_no_markets_means_every_market_of_the_quote(sim: SimulatorServer, tmp_path: Path) -> None:

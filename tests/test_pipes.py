@@ -131,6 +131,7 @@ REFUSED = (
         ["screen-prep", *MARKETS, "--days", "30", "--out", "-", "--no-refresh"],
         ["export", *MARKETS, "-t", "1h", "--days", "30"],
         ["export", *MARKETS, "-t", "1h", "--days", "30", "--no-refresh"],
+        ["export", *MARKETS, "-t", "1h", "--days", "30", "--out", "/dev/stdout"],
     ],
     ids=" ".join,
 )

@@ -1,5 +1,5 @@
 """Output formats (Parquet, CSV, JSON lines), how one is chosen, and where Parquet may not go
-(a light module: no pyarrow)."""
+(light: no pyarrow)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from typing import Literal
 
 from upbit_cache.errors import UsageError
+from upbit_cache.store.files import is_terminal
 
 Format = Literal["parquet", "csv", "jsonl"]
 FORMATS: tuple[Format, ...] = ("parquet", "csv", "jsonl")
@@ -24,10 +25,12 @@ def guess_format(out: str, given: str | None) -> Format:
 
 
 def refuse_terminal(out: str, fmt: Format) -> None:
-    """Refuse to send Parquet to stdout when stdout is a terminal.
+    """Refuse to send Parquet to a terminal: stdout on a screen, or `--out /dev/tty`.
 
     Called before any work, so that no path (a kept table copied out included) can put
     binary on a screen, and nothing is fetched for output that would be refused.
     """
-    if fmt == "parquet" and out == "-" and sys.stdout.isatty():
+    if fmt != "parquet":
+        return
+    if sys.stdout.isatty() if out == "-" else is_terminal(out):
         raise UsageError("will not write Parquet to a terminal: give --out FILE or --format csv")
