@@ -8,7 +8,6 @@ not stored is derived from a stored finer one, span by span, as `load` does.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,12 +44,12 @@ class ExportReport:
 
     markets: list[str]
     timeframes: list[Timeframe]
-    span: TimeRange
+    span: TimeRange  # as resolved: relative times and --days against the run's clock
     rows: int = 0
     bytes: int = 0
-    seconds: float = 0.0
-    sync: SyncReport | None = None
     out: str = "-"
+    seconds: float = 0.0  # the whole run, the refresh included
+    sync: SyncReport | None = None
 
 
 def stored_markets(
@@ -89,13 +88,9 @@ def export(
     """Write the candles of `span` to `out`: market after market, for each the timeframes in
     the order given, each ascending by time; `fill` adds a candle for every period without
     trades between a series' first and last candle (the previous close, zero volume)."""
-    began = time.monotonic()
-    report = ExportReport(list(markets), list(timeframes), span, out=out)
     tables = (t for m in markets for tf in timeframes for t in series(store, m, tf, span, fill))
     written = write_stream(tables, EXPORT_SCHEMA, out, fmt, tz)
-    report.rows, report.bytes = written.rows, written.bytes
-    report.seconds = time.monotonic() - began
-    return report
+    return ExportReport(list(markets), list(timeframes), span, written.rows, written.bytes, out=out)
 
 
 def series(

@@ -128,18 +128,15 @@ class Window:
         end = to_ms(until) if until is not None and end_ago is None else None
         return cls(start, end, days, start_ago, end_ago)
 
-    def start_at(self, now: int) -> int:
-        """The window's start, given now (epoch ms)."""
-        if self.start is not None:
-            return self.start
-        if self.start_ago is not None:
-            return now - self.start_ago
-        return now - int((self.days if self.days is not None else DEFAULT_DAYS) * DAY_MS)
-
     def span_at(self, now: int) -> TimeRange:
         """[start, end) given now (epoch ms): the end is at most now; a range that starts in
         the future or is empty once resolved is refused."""
-        start = self.start_at(now)
+        if self.start is not None:
+            start = self.start
+        elif self.start_ago is not None:
+            start = now - self.start_ago
+        else:
+            start = now - int((self.days if self.days is not None else DEFAULT_DAYS) * DAY_MS)
         if start >= now:
             raise InvalidRangeError(f"the range starts in the future: {iso(start)}, now {iso(now)}")
         end = now

@@ -466,7 +466,8 @@ def is_terminal(location: str) -> bool:
     try:
         if not stat.S_ISCHR(os.stat(path).st_mode):
             return False
-        fd = os.open(path, os.O_WRONLY | os.O_NOCTTY)  # /dev/null is a device too: ask it
+        # /dev/null is a device too: ask it (without waiting on a device that is not ready)
+        fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)
     except OSError:
         return False
     try:
