@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from upbit_cache.manager.cache import Produced
     from upbit_cache.manager.derive import DeriveOutcome
+    from upbit_cache.manager.export import ExportReport
     from upbit_cache.manager.fetch import MarketOutcome, SyncReport
     from upbit_cache.manager.info import SeriesInfo
     from upbit_cache.manager.layers import LayerReport
@@ -190,6 +191,31 @@ def screen_summary(done: Produced, seconds: float) -> str:
     if failed:
         line += f"; {len(failed)} failed: " + ", ".join(f"{o.market} ({o.error})" for o in failed)
     return line
+
+
+def export_summary(report: ExportReport) -> str:
+    """The line that ends an export (on stderr: stdout may carry the rows), written only
+    once every byte went out."""
+    timeframes = ",".join(tf.name for tf in report.timeframes)
+    where = "stdout" if report.out == "-" else report.out
+    line = (
+        f"{_count(len(report.markets), 'market')} × {timeframes}, "
+        f"{_count(report.rows, 'row')}, {human_bytes(report.bytes)} to {where}, "
+        f"{report.seconds:.1f} s"
+    )
+    sync = report.sync
+    if sync is not None:
+        line += (
+            f"; fetched {_count(sync.candles, 'candle')}, "
+            f"{_count(sync.candle_requests, 'request')}, {sync.rate_limited} 429s"
+        )
+        if sync.failed:
+            line += f"; {len(sync.failed)} failed: " + ", ".join(o.market for o in sync.failed)
+    return line
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def memory_summary(stats: MemoryStats, layers: LayerReport | None = None) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -25,14 +26,15 @@ from upbit_cache.markets import validate_market, validate_markets
 from upbit_cache.ranges import EARLIEST, LATEST, TimeRange
 from upbit_cache.store import screens
 from upbit_cache.store.files import DataDir
-from upbit_cache.store.formats import Format
+from upbit_cache.store.formats import Format, refuse_terminal
 from upbit_cache.timeframes import Timeframe
-from upbit_cache.times import TimeLike, now_ms, to_ms
+from upbit_cache.times import TimeLike, check_timezone, now_ms, to_ms
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from upbit_cache.manager.derive import DeriveOutcome
+    from upbit_cache.manager.export import ExportReport
     from upbit_cache.manager.fetch import Progress, SyncReport
     from upbit_cache.manager.info import SeriesInfo
     from upbit_cache.manager.live import LiveEvent
@@ -264,6 +266,7 @@ class UpbitCache:
         A run whose table was built before from exactly the same files copies the kept table
         (one request for Upbit's clock, no Parquet read).
         """
+        refuse_terminal(out, fmt)  # before anything is fetched or copied out
         keepable = request.refresh and not request.include_open
         name = key(request, fmt)
 
@@ -302,6 +305,54 @@ class UpbitCache:
         facts = Kept(result.fingerprint, shown, result.table.num_rows, result.short)
         facts.filtered_out = len(result.filtered_out)
         remember(self.files, name, facts)
+
+    def export(
+        self,
+        markets: Sequence[str] = (),
+        *,
+        quote: str | None = None,
+        timeframes: Timeframes = "1h",
+        window: Window | None = None,
+        out: str = "-",
+        fmt: Format = "csv",
+        tz: str = "UTC",
+        refresh: bool = True,
+        fill: bool = False,
+        progress: Progress | None = None,
+    ) -> ExportReport:
+        """Write the candles of `window` (default: the last 30 days) to `out` ("-" is stdout),
+        market after market, each ascending by time, with memory bounded whatever the range.
+
+        `refresh` first fetches what the store lacks (as `fetch` does); without it only the
+        store is read, and "now" is this host's clock. Text times are written in `tz`
+        (Parquet keeps UTC). `fill` adds a candle for every period without trades between a
+        series' first and last candle: the previous close, zero volume.
+        """
+        from upbit_cache.manager.export import export, stored_markets
+        from upbit_cache.manager.fetch import fetch
+
+        tfs = _timeframes(timeframes)
+        zone = check_timezone(tz)
+        refuse_terminal(out, fmt)  # before anything is fetched
+        window = window or Window()
+        began = time.monotonic()
+        store = self._new_store()  # every file is read once: memory would only cost
+        sync = None
+        if refresh:
+            sync = asyncio.run(
+                fetch(store, self.config, markets, tfs, window, quote=quote, progress=progress)
+            )
+            self.last_fetch = sync
+            self._asked(sync)
+            names = list(dict.fromkeys(o.market for o in sync.outcomes))
+            span = window.span_at(sync.now)
+        else:
+            span = window.span_at(now_ms())
+            names = stored_markets(store, tfs, markets, quote)
+        report = export(store, names, tfs, span, out, fmt, zone, fill=fill)
+        report.sync = sync
+        report.seconds = time.monotonic() - began
+        return report
 
     def prune(
         self, policy: Policy, *, now: TimeLike | None = None, dry_run: bool = False

@@ -17,7 +17,7 @@ from upbit_cache.candles import in_span
 from upbit_cache.collector.client import UpbitClient
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.collector.paging import DEFAULT_WINDOW, PageResult, fetch_pages
-from upbit_cache.errors import InvalidRangeError, IPBlockedError, UpbitCacheError
+from upbit_cache.errors import IPBlockedError, UpbitCacheError
 from upbit_cache.manager.planner import Plan, cold_base, plan_fetch, requests_for
 from upbit_cache.manager.scope import Shard, Window, resolve_markets, selection
 from upbit_cache.manager.session import new_client
@@ -137,11 +137,7 @@ async def fetch_with(
     listed = [m.market for m in await client.markets()]
     wanted = resolve_markets(listed, markets, quote)
     now = client.now_ms()
-    start = window.start_at(now)
-    if start >= now:
-        raise InvalidRangeError("the range starts in the future (by Upbit's clock)")
-    end = now if window.end is None else min(window.end, now)
-    plan = plan_fetch(store, wanted, timeframes, TimeRange(start, max(start, end)))
+    plan = plan_fetch(store, wanted, timeframes, window.span_at(now))
     mine = wanted
     if shard is not None:
         mine = shard.pick(wanted, cold_base(timeframes))
