@@ -43,6 +43,7 @@ bench: $(STAMP)
 	cd scripts && ../$(BIN)/python bench_screen.py
 	cd scripts && ../$(BIN)/python bench_backtest.py
 	cd scripts && ../$(BIN)/python bench_prune.py
+	cd scripts && ../$(BIN)/python bench_export.py
 	cd scripts && ../$(BIN)/python bench_live.py
 	cd scripts && ../$(BIN)/python bench_kill.py
 

@@ -158,6 +158,10 @@ def test_verbose_prints_the_memory_hit_rate(sim: SimulatorServer, tmp_path: Path
     assert code == 0
     # Refresh wrote every partition, so the export read none of them from disk.
     assert "memory: 3 hits, 0 misses (100% hit rate)" in err
+    lines = {line.split()[0]: line for line in err.splitlines() if line.startswith("  ")}
+    assert "     3 requests, p50 " in lines["memory"] and "3 tables" in lines["memory"]
+    assert "     0 requests; 0 tables" in lines["hot"]
+    assert "pages" in lines["upbit"] and "of candles served without asking Upbit" in err
 
 
 def test_bad_input(sim: SimulatorServer, tmp_path: Path) -> None:

@@ -39,3 +39,14 @@ def validate_quote(quote: str) -> str:
             f"invalid quote currency {quote!r}: expected one of {', '.join(QUOTES)}"
         )
     return candidate
+
+
+def read_market_list(text: str) -> list[str]:
+    """The markets of a list such as `--markets-file` gives: one a line (commas and spaces
+    also separate them); blank lines and `#` comments are skipped. Each is validated."""
+    found = []
+    for line in text.splitlines():
+        found += line.partition("#")[0].replace(",", " ").split()
+    if not found:
+        raise InvalidMarketError("the markets file names no market")
+    return validate_markets(found)

@@ -7,7 +7,7 @@ import signal
 import sys
 from types import FrameType
 
-from upbit_cache.cli.main import app, terminated
+from upbit_cache.cli.main import app, closed_pipe, terminated
 
 __all__ = ["app", "run"]
 
@@ -31,7 +31,9 @@ def run() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (BrokenPipeError, ValueError):  # a closed pipe: the reader left early
+        except BrokenPipeError:  # the reader left early: as anywhere else, status 141
+            code = closed_pipe()
+        except ValueError:  # already closed
             code = code or 1
     os._exit(code)
 

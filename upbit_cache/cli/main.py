@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
+import os
 import signal
 import sys
 import threading
@@ -23,6 +25,7 @@ from typer.core import TyperGroup
 from upbit_cache.cli import options as opt
 from upbit_cache.cli.render import (
     derive_summary,
+    export_summary,
     horizon_warning,
     memory_summary,
     progress_for,
@@ -30,7 +33,7 @@ from upbit_cache.cli.render import (
     screen_summary,
     summary,
 )
-from upbit_cache.errors import UpbitCacheError
+from upbit_cache.errors import UpbitCacheError, UsageError
 from upbit_cache.timeframes import Timeframe
 
 if TYPE_CHECKING:
@@ -43,9 +46,52 @@ _CLICK_ERROR: type[Exception] = next(
 )
 
 
+CLOSED_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader left
+
+
+def closed_pipe() -> int:
+    """The reader of our output left (`| head`): end quietly with status 141, as a program
+    killed by SIGPIPE does, with no message and no summary.
+
+    Python ignores SIGPIPE, so a write raises BrokenPipeError instead, and the default action
+    must not come back: a peer closing an aiohttp socket would kill the process. stdout is
+    pointed at /dev/null, so that flushing what is still buffered cannot raise again (the
+    recipe of Python's `signal` documentation).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return CLOSED_PIPE
+
+
+@contextmanager
+def _ends_quietly_on_closed_pipe() -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.EPIPE:
+            raise
+        raise typer.Exit(closed_pipe()) from None
+
+
 class _OneLineErrors(TyperGroup):
     """Bad usage (an unknown option, a number out of range) is one line and exit 2, like
-    every other error of the tool, not click's usage block."""
+    every other error of the tool, not click's usage block. A closed pipe, anywhere (help
+    included), is status 141 and nothing else."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: Any = None,
+        **extra: Any,
+    ) -> Any:
+        with _ends_quietly_on_closed_pipe():  # the group's --help and --version
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _ends_quietly_on_closed_pipe():  # every command, its --help too
+            return super().invoke(ctx)
 
     def main(  # type: ignore[override]
         self,
@@ -153,6 +199,7 @@ def fetch(
     days: opt.WholeDays = None,
     since: opt.Since = None,
     until: opt.Until = None,
+    timerange: opt.TimeRangeOption = None,
     data_dir: opt.DataDir = None,
     api_url: opt.ApiUrl = None,
     rate: opt.Rate = 10.0,
@@ -167,7 +214,7 @@ def fetch(
     with _one_line_errors():
         from upbit_cache.manager.scope import Shard, Window
 
-        window = Window.of(since, until, days)
+        window = Window.of(since, until, days, timerange)
         part = Shard.parse(shard) if shard is not None else None
         timeframes = Timeframe.parse_list(timeframe)
         cache = _cache(data_dir, api_url, rate, lock_timeout=lock_timeout)
@@ -343,9 +390,75 @@ def screen_prep_command(
             done = cache.screen_prep(request, out=out, fmt=output, progress=progress)
         typer.echo(screen_summary(done, time.monotonic() - began), err=True)
         if verbose and done.memory is not None:
-            typer.echo(memory_summary(done.memory), err=True)
+            typer.echo(memory_summary(done.memory, done.layers), err=True)
         result = done.result
         if result is not None and result.sync is not None and result.sync.failed:
+            raise typer.Exit(1)
+
+
+@app.command("export")
+def export_command(
+    markets: opt.Markets = None,
+    quote: opt.Quote = None,
+    markets_file: opt.MarketsFile = None,
+    timeframe: opt.ExportTimeframes = "1h",
+    since: opt.Since = None,
+    until: opt.Until = None,
+    days: opt.ExportDays = None,
+    timerange: opt.TimeRangeOption = None,
+    fmt: opt.ExportFormat = None,
+    out: opt.ExportOut = "-",
+    tz: opt.Tz = "UTC",
+    refresh: opt.Refresh = True,
+    fill: opt.Fill = False,
+    quiet: opt.ExportQuiet = False,
+    data_dir: opt.DataDir = None,
+    api_url: opt.ApiUrl = None,
+    rate: opt.Rate = 10.0,
+    lock_timeout: opt.LockTimeout = None,
+) -> None:
+    """Write any range of candles to a file or stdout (CSV, JSON lines or Parquet), market
+    after market, each ascending by time, with memory bounded whatever the range.
+
+    Fetches what the store lacks first (--no-refresh: the store only). Progress and the
+    summary go to stderr. Give --since [--until], --days or --timerange.
+
+    Example: upbit-cache export KRW-BTC KRW-ETH -t 1h --timerange 20250101-20250701 | python bt.py
+    """
+    with _one_line_errors():
+        from upbit_cache.manager.scope import Window
+        from upbit_cache.markets import read_market_list
+        from upbit_cache.store.formats import guess_format
+
+        if since is None and days is None and timerange is None:
+            raise UsageError("give the range: --since TIME [--until TIME], --days N or --timerange")
+        window = Window.of(since, until, days, timerange)
+        names = markets or []
+        if markets_file is not None:
+            if names or quote:
+                raise UsageError("give markets, --quote or --markets-file, one of them")
+            names = read_market_list(markets_file.read())
+        output = guess_format(out, fmt)
+        cache = _cache(data_dir, api_url, rate, lock_timeout=lock_timeout)
+        with progress_for(sys.stderr, quiet) as progress:
+            report = cache.export(
+                names,
+                quote=quote,
+                timeframes=timeframe,
+                window=window,
+                out=out,
+                fmt=output,
+                tz=tz,
+                refresh=refresh,
+                fill=fill,
+                progress=progress,
+            )
+        if not quiet:
+            typer.echo(export_summary(report), err=True)
+        sync = report.sync
+        if sync is not None and sync.blocked:
+            typer.echo(f"upbit-cache: error: {sync.blocked}", err=True)
+        if sync is not None and sync.failed:
             raise typer.Exit(1)
 
 

@@ -16,6 +16,7 @@ DataDir = Annotated[
     str | None,
     typer.Option(
         "--data-dir",
+        metavar="DIR|URI",
         envvar=ENV_DATA_DIR,
         help="Where the store lives: a folder, file:// or s3://bucket/prefix (default: the user "
         "data dir).",
@@ -26,6 +27,7 @@ ApiUrl = Annotated[
     str | None,
     typer.Option(
         "--api-url",
+        metavar="URL",
         envvar="UPBIT_API_URL",
         help="Upbit REST base URL (default https://api.upbit.com).",
         show_default=False,
@@ -42,12 +44,15 @@ WsUrl = Annotated[
 ]
 Rate = Annotated[
     float,
-    typer.Option("--rate", min=0.1, max=1000, help="Candle requests per second at most."),
+    typer.Option(
+        "--rate", metavar="N", min=0.1, max=1000, help="Candle requests per second at most."
+    ),
 ]
 LockTimeout = Annotated[
     float | None,
     typer.Option(
         "--lock-timeout",
+        metavar="SECONDS",
         min=0,
         max=86_400,
         help="Seconds to wait for another run writing the same series (default: no limit).",
@@ -57,7 +62,9 @@ LockTimeout = Annotated[
 Markets = Annotated[
     list[str] | None,
     typer.Argument(
-        help="Markets such as KRW-BTC; none means every market of --quote.", show_default=False
+        metavar="MARKET",
+        help="Markets such as KRW-BTC; none means every market of --quote.",
+        show_default=False,
     ),
 ]
 StoredMarkets = Annotated[
@@ -72,7 +79,9 @@ LiveMarkets = Annotated[
 ]
 Quote = Annotated[
     str | None,
-    typer.Option("--quote", help="Every market of this quote currency (KRW, BTC, USDT)."),
+    typer.Option(
+        "--quote", metavar="QUOTE", help="Every market of this quote currency (KRW, BTC, USDT)."
+    ),
 ]
 Timeframes = Annotated[
     str, typer.Option("-t", "--timeframe", help="Timeframes, comma-separated: 1h or 15m,1h,4h.")
@@ -89,10 +98,32 @@ SomeTimeframes = Annotated[
 ]
 Since = Annotated[
     str | None,
-    typer.Option("--since", help="Start, UTC unless an offset is given: 2026-01-01[T09:00]."),
+    typer.Option(
+        "--since",
+        metavar="TIME",
+        help="Start, UTC unless an offset is given: 2026-01-01[T09:00][+09:00], or a time "
+        "before now: -7d, -36h, -2w.",
+        show_default=False,
+    ),
 ]
 Until = Annotated[
-    str | None, typer.Option("--until", help="End (exclusive), as --since; default now.")
+    str | None,
+    typer.Option(
+        "--until",
+        metavar="TIME",
+        help="End (exclusive), as --since; default now.",
+        show_default=False,
+    ),
+]
+TimeRangeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--timerange",
+        metavar="START-END",
+        help="freqtrade's form, instead of --since/--until: 20250101-20250701 (UTC dates, end "
+        "exclusive); 20250101- or -20250701 leave an end open.",
+        show_default=False,
+    ),
 ]
 WholeDays = Annotated[
     int | None,
@@ -197,6 +228,69 @@ Top = Annotated[
 ]
 ScreenVerbose = Annotated[
     bool, typer.Option("--verbose", "-v", help="Per-market lines and the memory hit rate.")
+]
+
+# export
+MarketsFile = Annotated[
+    typer.FileText | None,
+    typer.Option(
+        "--markets-file",
+        metavar="FILE",
+        help="Read the markets from FILE (- for stdin): one a line; blank lines and # comments "
+        "are skipped.",
+        show_default=False,
+    ),
+]
+ExportTimeframes = Annotated[
+    str,
+    typer.Option(
+        "-t", "--timeframe", metavar="TF[,TF...]", help="Timeframes, comma-separated: 1h or 1m,1h."
+    ),
+]
+ExportDays = Annotated[
+    float | None,
+    typer.Option(
+        "--days",
+        metavar="N",
+        min=0.01,
+        max=MAX_DAYS,
+        help="The last N days, instead of --since.",
+        show_default=False,
+    ),
+]
+ExportFormat = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        "-f",
+        metavar="csv|jsonl|parquet",
+        help="Output format (default: from --out, else csv).",
+        show_default=False,
+    ),
+]
+ExportOut = Annotated[
+    str, typer.Option("--out", "-o", metavar="FILE|-", help="Output file, or - for stdout.")
+]
+Tz = Annotated[
+    str,
+    typer.Option(
+        "--tz",
+        metavar="ZONE",
+        help="Write text times in this zone, with its offset: UTC, Asia/Seoul, ... "
+        "(Parquet keeps UTC timestamps).",
+    ),
+]
+Fill = Annotated[
+    bool,
+    typer.Option(
+        "--fill",
+        help="Add a candle for every period without trades (Upbit has none): the previous "
+        "close as open, high, low and close, volume and value 0; between each series' first "
+        "and last candle.",
+    ),
+]
+ExportQuiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Only errors: no progress, no summary.")
 ]
 
 # live

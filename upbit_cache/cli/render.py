@@ -14,8 +14,10 @@ if TYPE_CHECKING:
 
     from upbit_cache.manager.cache import Produced
     from upbit_cache.manager.derive import DeriveOutcome
+    from upbit_cache.manager.export import ExportReport
     from upbit_cache.manager.fetch import MarketOutcome, SyncReport
     from upbit_cache.manager.info import SeriesInfo
+    from upbit_cache.manager.layers import LayerReport
     from upbit_cache.manager.memory import MemoryStats
     from upbit_cache.manager.prune import Change, PruneReport
     from upbit_cache.manager.verify import VerifyReport
@@ -209,11 +211,52 @@ def screen_summary(done: Produced, seconds: float) -> str:
     return line
 
 
-def memory_summary(stats: MemoryStats) -> str:
-    return (
-        f"memory: {stats.hits} hits, {stats.misses} misses ({stats.hit_rate:.0%} hit rate), "
-        f"{stats.evictions} evictions, {stats.bytes / 2**20:.1f} MiB held"
+def export_summary(report: ExportReport) -> str:
+    """The line that ends an export (on stderr: stdout may carry the rows), written only
+    once every byte went out."""
+    timeframes = ",".join(tf.name for tf in report.timeframes)
+    where = "stdout" if report.out == "-" else report.out
+    line = (
+        f"{_count(len(report.markets), 'market')} × {timeframes}, "
+        f"{_count(report.rows, 'row')}, {human_bytes(report.bytes)} to {where}, "
+        f"{report.seconds:.1f} s"
     )
+    sync = report.sync
+    if sync is not None:
+        line += (
+            f"; fetched {_count(sync.candles, 'candle')}, "
+            f"{_count(sync.candle_requests, 'request')}, {sync.rate_limited} 429s"
+        )
+        if sync.failed:
+            line += f"; {len(sync.failed)} failed: " + ", ".join(o.market for o in sync.failed)
+    return line
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def memory_summary(stats: MemoryStats, layers: LayerReport | None = None) -> str:
+    """The memory layer's counters, then (with `layers`) a line per layer."""
+    lines = [
+        f"memory: {stats.hits} hits, {stats.misses} misses ({stats.hit_rate:.0%} hit rate), "
+        f"{stats.evictions} evictions, {stats.bytes / 2**20:.1f} of {stats.budget / 2**20:.0f} "
+        f"MiB held ({stats.protected_bytes / 2**20:.1f} MiB protected)"
+    ]
+    if layers is not None:
+        for name, layer in layers.layers.items():
+            p50, p99 = layer.percentile(0.5), layer.percentile(0.99)
+            timing = f", p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms" if p50 and p99 else ""
+            served = "pages" if name == "upbit" else "tables"
+            lines.append(
+                f"  {name:<6} {layer.requests:>6,} requests{timing}; "
+                f"{layer.reads:,} {served}, {layer.rows:,} candles"
+            )
+        lines.append(
+            f"  hit rate: memory {layers.memory_hit_rate:.0%} of table reads, "
+            f"{layers.hit_rate:.1%} of candles served without asking Upbit"
+        )
+    return "\n".join(lines)
 
 
 def human_bytes(size: float) -> str:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.errors import UsageError
-from upbit_cache.manager.memory import DEFAULT_MEMORY_BYTES, MemoryCache, MemoryStats
+from upbit_cache.manager.layers import LayerReport, Layers
+from upbit_cache.manager.memory import MemoryCache, MemoryStats
 from upbit_cache.manager.scope import ScreenRequest, Shard, Window, parse_span
 from upbit_cache.manager.screen_keep import Kept, key, lookup, remember
 from upbit_cache.manager.session import new_client
@@ -24,14 +26,15 @@ from upbit_cache.markets import validate_market, validate_markets
 from upbit_cache.ranges import EARLIEST, LATEST, TimeRange
 from upbit_cache.store import screens
 from upbit_cache.store.files import DataDir
-from upbit_cache.store.formats import Format
+from upbit_cache.store.formats import Format, refuse_terminal
 from upbit_cache.timeframes import Timeframe
-from upbit_cache.times import TimeLike, now_ms, to_ms
+from upbit_cache.times import TimeLike, check_timezone, now_ms, to_ms
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from upbit_cache.manager.derive import DeriveOutcome
+    from upbit_cache.manager.export import ExportReport
     from upbit_cache.manager.fetch import Progress, SyncReport
     from upbit_cache.manager.info import SeriesInfo
     from upbit_cache.manager.live import LiveEvent
@@ -50,6 +53,7 @@ class Produced:
     kept: Kept | None = None  # the kept table's facts, when nothing had changed
     result: ScreenResult | None = None  # the full run, otherwise
     memory: MemoryStats | None = None
+    layers: LayerReport | None = None
 
 
 class UpbitCache:
@@ -70,15 +74,18 @@ class UpbitCache:
         api_url: str | None = None,
         ws_url: str | None = None,
         rate: float | None = None,
-        memory_bytes: int = DEFAULT_MEMORY_BYTES,
+        memory_bytes: int | None = None,
         lock_timeout: float | None = None,
         on_lock_wait: Callable[[str], None] | None = None,
     ) -> None:
-        """`lock_timeout`: seconds a writer waits for another run's lock on a series (None:
-        as long as it takes); `on_lock_wait(series)` is told once when a writer must wait."""
+        """`memory_bytes`: the memory layer's budget (None: `UPBIT_CACHE_MEMORY`, else it
+        follows the machine, see manager/memory.py; 0: no memory layer). `lock_timeout`:
+        seconds a writer waits for another run's lock on a series (None: as long as it
+        takes); `on_lock_wait(series)` is told once when a writer must wait."""
         self.files = DataDir.open(data_dir)
         self.config = ClientConfig.from_env(api_url, rate, ws_url)
-        self.memory = MemoryCache(memory_bytes)
+        self.layers = Layers()
+        self.memory = MemoryCache(memory_bytes, layers=self.layers)
         self.lock_timeout, self.on_lock_wait = lock_timeout, on_lock_wait
         self.last_fetch: SyncReport | None = None
         self._store: CandleStore | None = None
@@ -102,8 +109,13 @@ class UpbitCache:
 
     @property
     def stats(self) -> MemoryStats:
-        """Hits, misses and evictions of the memory layer."""
+        """Hits, misses, evictions and bytes of the memory layer."""
         return self.memory.stats
+
+    def layer_stats(self) -> LayerReport:
+        """Per layer (memory, hot files, cold files, Upbit): the requests it answered with
+        their latencies, the tables or pages it served, and the hit rates."""
+        return self.layers.report()
 
     # Reading
 
@@ -136,15 +148,21 @@ class UpbitCache:
         closed = tf.floor_one(now_ms())
         top = min(tf.ceil_one(hi), closed) if hi is not None else closed
         wanted = TimeRange(tf.floor_one(lo), max(tf.floor_one(lo), top))
-        if not self._settled(code, tf, wanted):
-            window = Window(lo, hi)
-            self.last_fetch = await fetch(self.store, self.config, [code], [tf], window)
-            if self.last_fetch.failed:
-                error = self.last_fetch.failed[0].error
-                assert error is not None
-                raise error
-        span = TimeRange(lo, hi if hi is not None else LATEST)
-        return await asyncio.to_thread(load_any, self.store, code, tf, span)
+        with self.layers.request():
+            if not self._settled(code, tf, wanted):
+                window = Window(lo, hi)
+                self.last_fetch = await fetch(self.store, self.config, [code], [tf], window)
+                self._asked(self.last_fetch)
+                if self.last_fetch.failed:
+                    error = self.last_fetch.failed[0].error
+                    assert error is not None
+                    raise error
+            span = TimeRange(lo, hi if hi is not None else LATEST)
+            return await asyncio.to_thread(load_any, self.store, code, tf, span)
+
+    def _asked(self, report: SyncReport) -> None:
+        if report.candle_requests:
+            self.layers.served("upbit", report.candles, report.candle_requests)
 
     def _settled(self, market: str, tf: Timeframe, span: TimeRange) -> bool:
         """Whether the store can answer `span` for tf, natively or from a base."""
@@ -179,7 +197,8 @@ class UpbitCache:
         tf = _timeframe(timeframe)
         lo, hi = parse_span(start, end)
         span = TimeRange(EARLIEST if lo is None else lo, LATEST if hi is None else hi)
-        frame = load_any(self.store, validate_market(market), tf, span)
+        with self.layers.request():
+            frame = load_any(self.store, validate_market(market), tf, span)
         if not fill or frame.empty:
             return frame
         first = int(frame["time"].iloc[0].value // 1_000_000) if lo is None else lo
@@ -219,6 +238,7 @@ class UpbitCache:
                 shard=part,
             )
         )
+        self._asked(self.last_fetch)
         return self.last_fetch
 
     def resample(
@@ -246,6 +266,7 @@ class UpbitCache:
         A run whose table was built before from exactly the same files copies the kept table
         (one request for Upbit's clock, no Parquet read).
         """
+        refuse_terminal(out, fmt)  # before anything is fetched or copied out
         keepable = request.refresh and not request.include_open
         name = key(request, fmt)
 
@@ -258,14 +279,16 @@ class UpbitCache:
                 # Something changed (or cannot be kept): the full run, with Parquet and pandas.
                 from upbit_cache.manager.screen import screen_prep
 
-                return await screen_prep(self.store, client, request, progress)
+                return await screen_prep(self.store, client, request, progress, self.layers)
 
         done = asyncio.run(run())
         if isinstance(done, tuple):
             screens.send(self.files, done[0], out)
             return Produced(kept=done[1])
+        if done.sync is not None:
+            self._asked(done.sync)
         self._write_screen(done, out, fmt, name if keepable else None)
-        return Produced(result=done, memory=self.memory.stats)
+        return Produced(result=done, memory=self.memory.stats, layers=self.layers.report())
 
     def _write_screen(self, result: ScreenResult, out: str, fmt: Format, name: str | None) -> None:
         import pyarrow.compute as pc
@@ -282,6 +305,54 @@ class UpbitCache:
         facts = Kept(result.fingerprint, shown, result.table.num_rows, result.short)
         facts.filtered_out = len(result.filtered_out)
         remember(self.files, name, facts)
+
+    def export(
+        self,
+        markets: Sequence[str] = (),
+        *,
+        quote: str | None = None,
+        timeframes: Timeframes = "1h",
+        window: Window | None = None,
+        out: str = "-",
+        fmt: Format = "csv",
+        tz: str = "UTC",
+        refresh: bool = True,
+        fill: bool = False,
+        progress: Progress | None = None,
+    ) -> ExportReport:
+        """Write the candles of `window` (default: the last 30 days) to `out` ("-" is stdout),
+        market after market, each ascending by time, with memory bounded whatever the range.
+
+        `refresh` first fetches what the store lacks (as `fetch` does); without it only the
+        store is read, and "now" is this host's clock. Text times are written in `tz`
+        (Parquet keeps UTC). `fill` adds a candle for every period without trades between a
+        series' first and last candle: the previous close, zero volume.
+        """
+        from upbit_cache.manager.export import export, stored_markets
+        from upbit_cache.manager.fetch import fetch
+
+        tfs = _timeframes(timeframes)
+        zone = check_timezone(tz)
+        refuse_terminal(out, fmt)  # before anything is fetched
+        window = window or Window()
+        began = time.monotonic()
+        store = self._new_store()  # every file is read once: memory would only cost
+        sync = None
+        if refresh:
+            sync = asyncio.run(
+                fetch(store, self.config, markets, tfs, window, quote=quote, progress=progress)
+            )
+            self.last_fetch = sync
+            self._asked(sync)
+            names = list(dict.fromkeys(o.market for o in sync.outcomes))
+            span = window.span_at(sync.now)
+        else:
+            span = window.span_at(now_ms())
+            names = stored_markets(store, tfs, markets, quote)
+        report = export(store, names, tfs, span, out, fmt, zone, fill=fill)
+        report.sync = sync
+        report.seconds = time.monotonic() - began
+        return report
 
     def prune(
         self, policy: Policy, *, now: TimeLike | None = None, dry_run: bool = False

@@ -151,11 +151,7 @@ async def fetch_with(
     listed = [m.market for m in await client.markets()]
     wanted = resolve_markets(listed, markets, quote)
     now = client.now_ms()
-    start = window.start_at(now)
-    if start >= now:
-        raise InvalidRangeError("the range starts in the future (by Upbit's clock)")
-    end = now if window.end is None else min(window.end, now)
-    plan = plan_fetch(store, wanted, timeframes, TimeRange(start, max(start, end)), client.earliest)
+    plan = plan_fetch(store, wanted, timeframes, window.span_at(now), client.earliest)
     if plan.horizon is not None and plan.beyond and plan.span.end <= plan.horizon:
         raise InvalidRangeError(
             f"Upbit keeps {plan.base} candles for about three months only (since "

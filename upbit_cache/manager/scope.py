@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 from upbit_cache.errors import InvalidRangeError, UnknownMarketError, UsageError
 from upbit_cache.markets import validate_markets, validate_quote
+from upbit_cache.ranges import TimeRange
 from upbit_cache.timeframes.timeframe import DAY_MS, Timeframe
-from upbit_cache.times import TimeLike, to_ms
+from upbit_cache.times import TimeLike, iso, parse_timerange, relative_ms, to_ms
 
 DEFAULT_DAYS = 30.0
 MAX_DAYS = 36_500  # 100 years: more is a typo, and Upbit opened in 2017
@@ -71,19 +72,30 @@ class Window:
     """The time a command asks for: [start, end) in epoch ms, or the last `days`.
 
     `start` None: the last `days` (default 30) before now; `end` None: up to the last closed
-    period. Built by `Window.of`, which refuses what cannot be served.
+    period. A time relative to now (`--since -7d`) is kept as how long before now it is
+    (`start_ago`, `end_ago`) and resolved against the run's clock, Upbit's when the run asks
+    Upbit, like `--days`. Built by `Window.of`, which refuses what cannot be served.
     """
 
     start: int | None = None
     end: int | None = None
     days: float | None = None
+    start_ago: int | None = None
+    end_ago: int | None = None
 
     def __post_init__(self) -> None:
-        if self.days is not None and self.start is not None:
+        if self.days is not None and (self.start is not None or self.start_ago is not None):
             raise UsageError("give --days or --since, not both")
+        if self.start is not None and self.start_ago is not None:
+            raise UsageError("give the start as a time or as a time before now, not both")
+        if self.end is not None and self.end_ago is not None:
+            raise UsageError("give the end as a time or as a time before now, not both")
         if self.days is not None:
             _check_days(self.days)
         if self.start is not None and self.end is not None and self.start >= self.end:
+            raise InvalidRangeError("the range is empty: start must be before end")
+        ago = (self.start_ago, self.end_ago)
+        if ago[0] is not None and ago[1] is not None and ago[0] <= ago[1]:
             raise InvalidRangeError("the range is empty: start must be before end")
 
     @classmethod
@@ -92,18 +104,53 @@ class Window:
         since: TimeLike | None = None,
         until: TimeLike | None = None,
         days: float | None = None,
+        timerange: str | None = None,
     ) -> Window:
-        """A window from what a user gives: `since`/`until` times, or a number of days."""
+        """A window from what a user gives: `since`/`until` times (or times before now such
+        as `-7d`), a number of days, or freqtrade's `timerange` (`20250101-20250701`)."""
+        if timerange is not None:
+            if since is not None or until is not None:
+                raise UsageError("give --timerange or --since/--until, not both")
+            if days is not None:
+                raise UsageError("give --days or --timerange, not both")
+            start, end = parse_timerange(timerange)
+            # An open start (`-20250701`) is the beginning of each market's history.
+            return cls(0 if start is None else start, end)
         if until is not None and since is None:
             raise UsageError("--until needs --since")
-        start, end = parse_span(since, until, ("--since", "--until"))
-        return cls(start, end, days)
+        start_ago, end_ago = _ago(since), _ago(until)
+        if start_ago is None and end_ago is None:
+            start, end = parse_span(since, until, ("--since", "--until"))
+            return cls(start, end, days)
+        if start_ago is not None and end_ago is not None and start_ago <= end_ago:
+            raise InvalidRangeError(f"--since {since} is not before --until {until}")
+        start = to_ms(since) if since is not None and start_ago is None else None
+        end = to_ms(until) if until is not None and end_ago is None else None
+        return cls(start, end, days, start_ago, end_ago)
 
-    def start_at(self, now: int) -> int:
-        """The window's start, given now (epoch ms)."""
+    def span_at(self, now: int) -> TimeRange:
+        """[start, end) given now (epoch ms): the end is at most now; a range that starts in
+        the future or is empty once resolved is refused."""
         if self.start is not None:
-            return self.start
-        return now - int((self.days if self.days is not None else DEFAULT_DAYS) * DAY_MS)
+            start = self.start
+        elif self.start_ago is not None:
+            start = now - self.start_ago
+        else:
+            start = now - int((self.days if self.days is not None else DEFAULT_DAYS) * DAY_MS)
+        if start >= now:
+            raise InvalidRangeError(f"the range starts in the future: {iso(start)}, now {iso(now)}")
+        end = now
+        if self.end is not None:
+            end = min(self.end, now)
+        elif self.end_ago is not None:
+            end = now - self.end_ago
+        if end <= start:
+            raise InvalidRangeError(f"the range is empty: from {iso(start)} to {iso(end)}")
+        return TimeRange(start, end)
+
+
+def _ago(value: TimeLike | None) -> int | None:
+    return relative_ms(value) if value is not None else None
 
 
 _SHARD = re.compile(r"([0-9]+)/([0-9]+)")

@@ -23,6 +23,7 @@ from upbit_cache.candles import CANDLE_SCHEMA, in_span
 from upbit_cache.collector.client import UpbitClient
 from upbit_cache.errors import UsageError
 from upbit_cache.manager.fetch import MarketOutcome, Progress, SyncReport, fetch_with
+from upbit_cache.manager.layers import Layers
 from upbit_cache.manager.scope import DEFAULT_QUOTE, ScreenRequest, Window, of_quote
 from upbit_cache.manager.screen_keep import fingerprint, stamp, window
 from upbit_cache.markets import validate_markets, validate_quote
@@ -53,8 +54,13 @@ async def screen_prep(
     client: UpbitClient,
     request: ScreenRequest,
     progress: Progress | None = None,
+    layers: Layers | None = None,
 ) -> ScreenResult:
-    """Refresh the store (only what is missing), then build the screener's table."""
+    """Refresh the store (only what is missing), then build the screener's table.
+
+    Each market's read is one request of `layers` (if given).
+    """
+    layers = layers if layers is not None else Layers()
     timeframe, days = request.timeframe, request.days
     wanted = validate_markets(request.markets)
     sync = None
@@ -63,7 +69,7 @@ async def screen_prep(
         if request.refresh:
             await client.markets()  # Upbit's clock, for the window (fetch reuses the list)
             span = window(timeframe, client.now_ms(), days)
-            reader = _ReadAsDone(store, timeframe, span, progress)
+            reader = _ReadAsDone(store, timeframe, span, progress, layers)
             sync = await fetch_with(
                 client,
                 store,
@@ -84,7 +90,7 @@ async def screen_prep(
         now = client.now_ms() if sync is None else sync.now
         if not wanted:
             wanted = _stored_markets(store, timeframe, request.quote)
-        result = _assemble(store, wanted, timeframe, now, request, read)
+        result = _assemble(store, wanted, timeframe, now, request, layers, read)
         if request.include_open:
             await _add_open(client, result, timeframe)
     else:
@@ -92,7 +98,7 @@ async def screen_prep(
         wanted = wanted or _stored_markets(store, timeframe, request.quote)
         ends = [r.intervals[-1][1] for r in (store.fetched(timeframe, m) for m in wanted) if r]
         end = max(ends) if ends else now_ms()
-        result = _assemble(store, wanted, timeframe, end, request)
+        result = _assemble(store, wanted, timeframe, end, request, layers)
     result.sync = sync
     return result
 
@@ -100,10 +106,11 @@ async def screen_prep(
 Read = tuple[list[object], pa.Table]  # a market's stamp (see screen_cache) and table
 
 
-def _read(store: CandleStore, tf: Timeframe, market: str, span: TimeRange) -> Read:
+def _read(store: CandleStore, tf: Timeframe, market: str, span: TimeRange, layers: Layers) -> Read:
     # The stamp is taken before reading: a write landing in between makes the next run rebuild.
-    mark = stamp(store.files, tf, market, span)
-    return mark, store.load_table(market, tf, span)
+    with layers.request():
+        mark = stamp(store.files, tf, market, span)
+        return mark, store.load_table(market, tf, span)
 
 
 class _ReadAsDone:
@@ -114,9 +121,15 @@ class _ReadAsDone:
     """
 
     def __init__(
-        self, store: CandleStore, tf: Timeframe, span: TimeRange, inner: Progress | None
+        self,
+        store: CandleStore,
+        tf: Timeframe,
+        span: TimeRange,
+        inner: Progress | None,
+        layers: Layers,
     ) -> None:
         self.store, self.tf, self.span, self.inner = store, tf, span, inner
+        self.layers = layers
         self.jobs: dict[str, asyncio.Future[Read]] = {}
 
     def on_start(self, jobs: int) -> None:
@@ -130,7 +143,7 @@ class _ReadAsDone:
     def on_done(self, outcome: MarketOutcome) -> None:
         if self.inner is not None:
             self.inner.on_done(outcome)
-        args = (self.store, self.tf, outcome.market, self.span)
+        args = (self.store, self.tf, outcome.market, self.span, self.layers)
         self.jobs[outcome.market] = asyncio.ensure_future(asyncio.to_thread(_read, *args))
 
 
@@ -148,6 +161,7 @@ def _assemble(
     tf: Timeframe,
     now: int,
     request: ScreenRequest,
+    layers: Layers,
     read: dict[str, Read] | None = None,
 ) -> ScreenResult:
     """The table of `markets` over the window ending at `now`; `read` holds those read already."""
@@ -160,7 +174,9 @@ def _assemble(
     left = [m for m in names if m not in done]
     # Parquet decoding releases the GIL: a few threads read the markets' files in parallel.
     with ThreadPoolExecutor(max_workers=_READERS) as pool:
-        done |= dict(zip(left, pool.map(lambda m: _read(store, tf, m, span), left), strict=True))
+        done |= dict(
+            zip(left, pool.map(lambda m: _read(store, tf, m, span, layers), left), strict=True)
+        )
     result.fingerprint = fingerprint(tf, span, [done[m][0] for m in names])
     parts = {m: done[m][1] for m in names}
     full = _long_table(parts)

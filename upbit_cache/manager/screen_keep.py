@@ -52,6 +52,7 @@ def key(request: ScreenRequest, fmt: Format) -> str:
         "fmt": fmt,
         "top": request.top,
         "min_value": request.min_value,
+        "encoding": 2,  # exact JSON numbers since 2: a table kept before is built again
     }
     return hashlib.sha1(
         json.dumps(args, sort_keys=True).encode(), usedforsecurity=False

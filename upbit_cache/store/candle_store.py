@@ -44,17 +44,22 @@ Location = DataDir | str | os.PathLike[str] | None
 
 
 class TableCache(Protocol):
-    """A memory layer in front of file reads (the cache manager's LRU), keyed by file version."""
+    """A memory layer in front of file reads (the cache manager's), keyed by file version."""
 
     def get(self, path: str, version: tuple[int, int]) -> pa.Table | None: ...
-    def put(self, path: str, version: tuple[int, int], table: pa.Table) -> None: ...
+    def put(
+        self, path: str, version: tuple[int, int], table: pa.Table, *, read: bool = False
+    ) -> None:
+        """Keep `table`: just written, or (`read`) just read from disk by a reader."""
 
 
 class _NoCache:
     def get(self, path: str, version: tuple[int, int]) -> pa.Table | None:
         return None
 
-    def put(self, path: str, version: tuple[int, int], table: pa.Table) -> None:
+    def put(
+        self, path: str, version: tuple[int, int], table: pa.Table, *, read: bool = False
+    ) -> None:
         pass
 
 
@@ -132,14 +137,19 @@ class CandleStore:
         Hot and cold files are read as one: where both hold a time (a compaction under way,
         or a backfill into a compacted span), the hot row wins.
         """
+        missing: dict[str, int] = {}  # listed file -> reads in a row that did not find it
         for attempt in range(_READ_ATTEMPTS):
             found = self._files(market, tf, span)
             try:
                 table = self._combine([self._read(f) for f in found], found)
                 gone = self._listed_but_gone(market, tf, span, found)
-                if gone and attempt >= _GONE_ATTEMPTS:
+                # A compaction moves files one month at a time: each read may meet another
+                # file in flight; one missing read after read is gone.
+                missing = {path: missing.get(path, 0) + 1 for path in gone}
+                hole = next((path for path, n in missing.items() if n > _GONE_ATTEMPTS), None)
+                if hole is not None:
                     raise StorageError(
-                        f"{tf} {market}: {gone[0]} is listed in its record but gone (a hole); "
+                        f"{tf} {market}: {hole} is listed in its record but gone (a hole); "
                         "run `upbit-cache verify --repair`"
                     )
                 if not gone:
@@ -350,7 +360,7 @@ class CandleStore:
         table = self.cache.get(found.path, found.version)
         if table is None:
             table = _decode(found.path, lambda: self.files.open_input(found.path))
-            self.cache.put(found.path, found.version, table)
+            self.cache.put(found.path, found.version, table, read=True)
         return table
 
     @staticmethod

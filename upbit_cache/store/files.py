@@ -170,7 +170,9 @@ class DataDir:
         return sorted(i.base_name for i in found if i.type == pafs.FileType.Directory)
 
     def read_bytes(self, path: str) -> bytes | None:
-        """The whole file, or None if there is none."""
+        """The whole file, or None if there is none (on S3 in one GET: see `open_input`)."""
+        if self.conditional:
+            return self.objects.get(path)[0]
         try:
             if self._fs is None:
                 with open(path, "rb") as local:
@@ -373,16 +375,39 @@ STALE_TEMP_S = 600  # a temp file this old is no write under way but a killed on
 def write_out(location: str, write: Writer) -> None:
     """Create or replace a file outside the data dir (an `--out` path or URI) atomically.
 
-    Temp files of this target that a killed run left (older than STALE_TEMP_S) go first.
+    Temp files of this target that a killed run left (older than STALE_TEMP_S) go first. A
+    pipe, a terminal or a device (`/dev/stdout`, `>(cmd)`) is written in place: there is no
+    file to replace. A symlink is written through: its target is replaced, never the link
+    (a rename over `/dev/stdout` would leave a plain file where every program expects it).
     """
     text = os.fspath(location)
     if "://" not in text:
-        final = _local_path(text)
+        given = _local_path(text)
+        if _is_stream(given):
+            try:
+                with open(given, "wb") as stream:
+                    write(stream)
+            except BrokenPipeError:
+                raise  # the reader left: not a storage problem
+            except OSError as exc:
+                raise StorageError(f"cannot write {given}: {exc.strerror or exc}") from exc
+            return
+        final = os.path.realpath(given)
         _clear_stale_local(final)
         atomic_write(None, final, write)
         return
     fs, path = open_filesystem(text)
     atomic_write(fs, path, write)
+
+
+def write_all(stream: IO[bytes] | pa.NativeFile, data: bytes | memoryview | pa.Buffer) -> None:
+    """Write every byte of `data`. A raw stream may take only part of a write and say so
+    only by its count: sys.stdout.buffer is raw under PYTHONUNBUFFERED=1, and a pipe whose
+    reader left takes part of a large write (the next write raises BrokenPipeError)."""
+    view = memoryview(data).cast("B")
+    while view:
+        taken = stream.write(view)
+        view = view[taken or 0 :]  # None: a non-blocking stream is full for now
 
 
 def atomic_write(fs: pafs.FileSystem | None, final: str, write: Writer) -> None:
@@ -442,6 +467,33 @@ def _clear_stale_local(final: str) -> None:
         with contextlib.suppress(OSError):
             if now - entry.stat().st_mtime > STALE_TEMP_S:
                 os.unlink(entry.path)
+
+
+def _is_stream(path: str) -> bool:
+    """Whether `path` (its links followed) is a pipe, a terminal or a device."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False  # nothing there yet: a file to create
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def is_terminal(location: str) -> bool:
+    """Whether `location` is a terminal (`/dev/stdout` on a screen, `/dev/tty`)."""
+    if "://" in location:
+        return False
+    path = _local_path(location)
+    try:
+        if not stat.S_ISCHR(os.stat(path).st_mode):
+            return False
+        # /dev/null is a device too: ask it (without waiting on a device that is not ready)
+        fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        return os.isatty(fd)
+    finally:
+        os.close(fd)
 
 
 def _is_local(fs: pafs.FileSystem) -> bool:

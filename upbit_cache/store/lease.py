@@ -21,9 +21,9 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from functools import cache
 
 from upbit_cache.errors import StorageError, WriteConflict
+from upbit_cache.store.host import boot_id, process_start
 from upbit_cache.store.locks import WriterLock
 from upbit_cache.store.objects import ABSENT, ObjectClient
 
@@ -44,7 +44,7 @@ class Holder:
     @classmethod
     def me(cls, ttl: float) -> Holder:
         pid = os.getpid()
-        return cls(socket.gethostname(), _boot_id(), pid, _started(pid), uuid.uuid4().hex, ttl)
+        return cls(socket.gethostname(), boot_id(), pid, process_start(pid), uuid.uuid4().hex, ttl)
 
     @classmethod
     def parse(cls, raw: bytes) -> Holder | None:
@@ -61,7 +61,7 @@ class Holder:
 
     def died_here(self) -> bool:
         """Whether this holder was a process of this host (this boot) that is gone."""
-        if (self.host, self.boot) != (socket.gethostname(), _boot_id()) or not self.boot:
+        if (self.host, self.boot) != (socket.gethostname(), boot_id()) or not self.boot:
             return False
         try:
             os.kill(self.pid, 0)
@@ -69,7 +69,7 @@ class Holder:
             return True
         except PermissionError:
             pass  # alive, another user's
-        return _started(self.pid) != self.started
+        return process_start(self.pid) != self.started
 
 
 class ObjectLease(WriterLock):
@@ -158,20 +158,3 @@ class ObjectLease(WriterLock):
             self._renewal.cancel()
             self._renewal = None
         await asyncio.to_thread(self.release)
-
-
-@cache
-def _boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as source:
-            return source.read().strip()
-    except OSError:
-        return ""  # no way to tell this boot from another: only time-to-live expiry
-
-
-def _started(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as source:
-            return source.read().rpartition(")")[2].split()[19]
-    except (OSError, IndexError):
-        return ""

@@ -1,54 +1,137 @@
-"""Writing a table out: Parquet, CSV or JSON lines, to a file (atomically) or to stdout."""
+"""Writing tables out: Parquet, CSV or JSON lines, to a file (atomically) or to stdout.
+
+Tables are written as they come, so a stream of any length takes the memory of one row
+group. Text is exact (see text.py); Parquet keeps UTC timestamps.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import IO, Any
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any, cast
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from upbit_cache.errors import UsageError
-from upbit_cache.store.files import write_out
+from upbit_cache.store.files import write_all, write_out
 from upbit_cache.store.formats import Format
+from upbit_cache.store.text import UTC, json_lines, text_times
+
+ROW_GROUP = 65_536  # rows gathered before a write: Parquet row groups of a useful size
+
+
+@dataclass
+class Written:
+    """What went out: rows and bytes."""
+
+    rows: int = 0
+    bytes: int = 0
 
 
 def write_output(table: pa.Table, out: str, fmt: Format) -> None:
     """Write `table` to `out` ("-" is stdout). A file appears whole or not at all."""
-    if out == "-":
-        stream = sys.stdout.buffer
-        if fmt == "parquet" and stream.isatty():
-            raise UsageError("will not write Parquet to a terminal: give --out FILE or --format")
-        write_table(table, stream, fmt)
-        stream.flush()
-        return
-    write_out(out, lambda sink: write_table(table, sink, fmt))
+    write_stream([table], table.schema, out, fmt)
 
 
 def write_table(table: pa.Table, sink: IO[bytes] | pa.NativeFile, fmt: Format) -> None:
     """Encode `table` in `fmt` into an open stream."""
-    if fmt == "parquet":
-        # Fast to write and to read back: snappy, and a dictionary only for the market codes.
-        # pyarrow takes a list of columns for use_dictionary; its stubs know only a bool.
-        dictionary: Any = ["market"]
-        pq.write_table(table, sink, compression="snappy", use_dictionary=dictionary)
-    elif fmt == "csv":
-        pacsv.write_csv(_iso_times(table), sink)
-    else:
-        # JSON lines go through pandas: pyarrow has no JSON writer.
-        text = _iso_times(table).to_pandas().to_json(orient="records", lines=True)
-        sink.write((text if text.endswith("\n") or not text else text + "\n").encode())
+    _encode([table], table.schema, _Counted(sink), fmt, UTC)
 
 
-def _iso_times(table: pa.Table) -> pa.Table:
-    """Times as ISO 8601 text (`2026-11-20T09:00:00Z`), which every reader parses."""
-    for i, column in enumerate(table.schema):
-        if pa.types.is_timestamp(column.type):
-            # Markets share their candle times: format each distinct time once.
-            times = table.column(i)
-            distinct = pc.unique(times)
-            text = pc.strftime(distinct, format="%Y-%m-%dT%H:%M:%SZ")
-            table = table.set_column(i, column.name, pc.take(text, pc.index_in(times, distinct)))
-    return table
+def write_stream(
+    tables: Iterable[pa.Table], schema: pa.Schema, out: str, fmt: Format, tz: str = UTC
+) -> Written:
+    """Write tables of `schema` to `out` ("-" is stdout) as they come; text times in `tz`.
+
+    A file appears whole or not at all. On stdout, a failure part way (a closed pipe, a
+    damaged file read) stops the output where it is: a cut Parquet stream stays unreadable
+    rather than ending in a footer that would make it look whole.
+    """
+    if out == "-":
+        sink = _Counted(sys.stdout.buffer)
+        rows = _encode(tables, schema, sink, fmt, tz)
+        sys.stdout.buffer.flush()
+        return Written(rows, sink.bytes)
+    done = Written()
+
+    def write(stream: IO[bytes] | pa.NativeFile) -> None:
+        sink = _Counted(stream)
+        done.rows = _encode(tables, schema, sink, fmt, tz)
+        done.bytes = sink.bytes
+
+    write_out(out, write)
+    return done
+
+
+def _encode(
+    tables: Iterable[pa.Table], schema: pa.Schema, sink: _Counted, fmt: Format, tz: str
+) -> int:
+    rows = 0
+    parquet = _parquet_writer(sink, schema) if fmt == "parquet" else None
+    try:
+        for i, table in enumerate(_grouped(tables, schema)):
+            rows += table.num_rows
+            if parquet is not None:
+                parquet.write_table(table)
+            elif fmt == "csv":
+                options = pacsv.WriteOptions(include_header=i == 0)
+                pacsv.write_csv(text_times(table, tz), sink.as_file(), write_options=options)
+            else:
+                sink.write(json_lines(table, tz))
+    except BaseException:
+        sink.stopped = True
+        raise
+    if parquet is not None:
+        parquet.close()
+    return rows
+
+
+def _parquet_writer(sink: _Counted, schema: pa.Schema) -> pq.ParquetWriter:
+    # Fast to write and to read back: snappy, and a dictionary only for the text columns
+    # (market codes, timeframes). pyarrow takes a list of columns for use_dictionary; its
+    # stubs know only a bool.
+    text: Any = [f.name for f in schema if pa.types.is_string(f.type)]
+    return pq.ParquetWriter(sink.as_file(), schema, compression="snappy", use_dictionary=text)
+
+
+def _grouped(tables: Iterable[pa.Table], schema: pa.Schema) -> Iterator[pa.Table]:
+    """The tables regathered into groups of about ROW_GROUP rows; at least one (maybe empty),
+    so that an empty CSV still has its header."""
+    held: list[pa.Table] = []
+    count, sent = 0, False
+    for table in tables:
+        held.append(table)
+        count += table.num_rows
+        if count >= ROW_GROUP:
+            yield pa.concat_tables(held)
+            held, count, sent = [], 0, True
+    if held or not sent:
+        yield pa.concat_tables(held) if held else schema.empty_table()
+
+
+class _Counted:
+    """A write-only stream that counts the bytes through it, and lets none through once
+    `stopped` (the output ends where the failure found it)."""
+
+    def __init__(self, inner: IO[bytes] | pa.NativeFile) -> None:
+        self.inner = inner
+        self.bytes = 0
+        self.stopped = False
+        self.closed = False  # pyarrow asks; the inner stream is closed by its owner
+
+    def write(self, data: Any) -> int:
+        size = memoryview(data).nbytes
+        if not self.stopped:
+            write_all(self.inner, data)
+            self.bytes += size
+        return size
+
+    def flush(self) -> None:
+        if not self.stopped:
+            self.inner.flush()
+
+    def as_file(self) -> IO[bytes]:
+        """Itself, typed as the file object pyarrow's writers take (write, flush, closed)."""
+        return cast("IO[bytes]", self)

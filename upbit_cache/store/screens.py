@@ -15,7 +15,7 @@ from typing import Any
 from upbit_cache.errors import StorageError
 from upbit_cache.ranges import TimeRange
 from upbit_cache.store import layout
-from upbit_cache.store.files import STALE_TEMP_S, DataDir, Writer, write_out
+from upbit_cache.store.files import STALE_TEMP_S, DataDir, Writer, write_all, write_out
 from upbit_cache.timeframes import Timeframe
 
 
@@ -66,7 +66,9 @@ def send(files: DataDir, table: str, out: str) -> None:
         write_out(out, lambda sink: sink.write(data))
         return
     try:
-        sys.stdout.buffer.write(data)
+        write_all(sys.stdout.buffer, data)
         sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        raise  # the reader left: not a storage problem (the CLI ends quietly, status 141)
     except OSError as exc:
         raise StorageError(f"cannot write to stdout: {exc.strerror or exc}") from exc

@@ -1,0 +1,156 @@
+"""`export`: any range of stored candles, streamed market by market, each ascending by time.
+
+Rows are read a bounded span at a time (a cold-tier partition: a month of 1m, a year of 1h
+and coarser) and written before the next span is read, so memory stays that of one span
+whatever the range: a year of 1m for 200 markets is never one table. A timeframe that is
+not stored is derived from a stored finer one, span by span, as `load` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from upbit_cache.candles import TIME_TYPE, from_table, times_ms, to_table
+from upbit_cache.errors import UnknownMarketError, UsageError
+from upbit_cache.manager.derive import load_any
+from upbit_cache.manager.fetch import SyncReport
+from upbit_cache.manager.scope import DEFAULT_QUOTE, of_quote, selection
+from upbit_cache.markets import validate_quote
+from upbit_cache.ranges import TimeRange
+from upbit_cache.store import layout
+from upbit_cache.store.candle_store import CandleStore
+from upbit_cache.store.formats import Format
+from upbit_cache.store.output import write_stream
+from upbit_cache.timeframes import Timeframe
+from upbit_cache.timeframes.convert import fill_gaps
+
+_PRICES = ("open", "high", "low", "close", "volume", "value")
+_FIELDS: list[pa.Field[Any]] = [
+    pa.field("market", pa.string(), nullable=False),
+    pa.field("timeframe", pa.string(), nullable=False),
+    pa.field("time", TIME_TYPE, nullable=False),
+    *(pa.field(name, pa.float64(), nullable=False) for name in _PRICES),
+]
+EXPORT_SCHEMA = pa.schema(_FIELDS)
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote, and the fetch before it (if it refreshed)."""
+
+    markets: list[str]
+    timeframes: list[Timeframe]
+    span: TimeRange  # as resolved: relative times and --days against the run's clock
+    rows: int = 0
+    bytes: int = 0
+    out: str = "-"
+    seconds: float = 0.0  # the whole run, the refresh included
+    sync: SyncReport | None = None
+
+
+def stored_markets(
+    store: CandleStore, timeframes: Sequence[Timeframe], markets: Sequence[str], quote: str | None
+) -> list[str]:
+    """The markets an export without a refresh reads: those named (each must have something
+    stored for a timeframe asked for, or a finer one), else every stored market of `quote`."""
+    wanted = selection(markets, quote)
+    held = {m for tf in timeframes for base in (tf, *tf.divisors()) for m in store.markets(base)}
+    names = ", ".join(tf.name for tf in timeframes)
+    if wanted:
+        missing = [m for m in wanted if m not in held]
+        if missing:
+            raise UnknownMarketError(
+                f"nothing stored for {', '.join(missing)} ({names}); run without --no-refresh"
+            )
+        return list(dict.fromkeys(wanted))
+    found = of_quote(held, quote)
+    if not found:
+        prefix = validate_quote(quote or DEFAULT_QUOTE)
+        raise UsageError(f"nothing stored for {prefix}-* ({names}); run without --no-refresh")
+    return found
+
+
+def export(
+    store: CandleStore,
+    markets: Sequence[str],
+    timeframes: Sequence[Timeframe],
+    span: TimeRange,
+    out: str,
+    fmt: Format,
+    tz: str,
+    *,
+    fill: bool = False,
+) -> ExportReport:
+    """Write the candles of `span` to `out`: market after market, for each the timeframes in
+    the order given, each ascending by time; `fill` adds a candle for every period without
+    trades between a series' first and last candle (the previous close, zero volume)."""
+    tables = (t for m in markets for tf in timeframes for t in series(store, m, tf, span, fill))
+    written = write_stream(tables, EXPORT_SCHEMA, out, fmt, tz)
+    return ExportReport(list(markets), list(timeframes), span, written.rows, written.bytes, out=out)
+
+
+def series(
+    store: CandleStore, market: str, tf: Timeframe, span: TimeRange, fill: bool = False
+) -> Iterator[pa.Table]:
+    """One series' rows of `span` in EXPORT_SCHEMA, a bounded span at a time."""
+    fetched = {b: store.fetched(b, market) for b in (tf, *tf.divisors())}
+    native, bases = fetched[tf], [b for b in tf.divisors() if fetched[b]]
+    known = [h for h in (r.hull for r in fetched.values()) if h is not None]
+    if not known:
+        return
+    # The periods `fetch` asks for: from the one holding the start to the last one closed by
+    # the end (the data as it stood then); and only what something is recorded for, so that
+    # an open start does not walk back to 1970.
+    start = max(tf.floor_one(span.start), min(h.start for h in known))
+    end = min(tf.floor_one(span.end), max(h.end for h in known))
+    filler = _Filler(tf) if fill else None
+    # Spans of the finest stored timeframe's cold partitions bound what one read holds,
+    # also when a coarser timeframe is derived from it.
+    unit = bases[0] if bases else tf
+    for part in layout.partitions_between(unit, TimeRange(start, max(start, end)), "cold"):
+        piece = TimeRange(max(part, start), min(layout.partition_end(unit, part, "cold"), end))
+        aligned = TimeRange(tf.floor_one(piece.start), tf.ceil_one(piece.end))
+        if not bases or native.covers(aligned):
+            rows = store.load_table(market, tf, piece)  # what load_any would read, in Arrow
+        else:
+            rows = to_table(load_any(store, market, tf, piece))
+        if filler is not None:
+            rows = filler.fill(rows)
+        if rows.num_rows:
+            yield _labelled(rows, market, tf)
+
+
+class _Filler:
+    """`--fill` across spans: the gaps between a series' candles get the previous close as
+    open, high, low and close, and zero volume and value (Upbit has no candle there)."""
+
+    def __init__(self, tf: Timeframe) -> None:
+        self.tf = tf
+        self.last: pa.Table | None = None  # the series' latest candle so far
+
+    def fill(self, rows: pa.Table) -> pa.Table:
+        if rows.num_rows == 0:
+            return rows
+        times = times_ms(rows)
+        first, last = int(times[0].as_py()), int(times[-1].as_py())
+        if self.last is not None:
+            first = self.tf.shift_one(int(times_ms(self.last)[0].as_py()), 1)
+            rows = pa.concat_tables([self.last, rows])
+        self.last = rows.slice(rows.num_rows - 1)
+        grid = TimeRange(first, self.tf.shift_one(last, 1))
+        return to_table(fill_gaps(from_table(rows), self.tf, grid))
+
+
+def _labelled(rows: pa.Table, market: str, tf: Timeframe) -> pa.Table:
+    count = rows.num_rows
+    columns: list[pa.Array[Any] | pa.ChunkedArray[Any]] = [
+        pa.repeat(market, count),
+        pa.repeat(tf.name, count),
+        rows["time"],
+    ]
+    columns += [rows[name] for name in _PRICES]
+    return pa.Table.from_arrays(columns, schema=EXPORT_SCHEMA)
