@@ -96,6 +96,17 @@ def test_a_range_across_the_horizon_fetches_what_upbit_keeps_and_says_so(
     )
 
 
+def test_an_export_across_the_horizon_says_so_too(sim: SimulatorServer, tmp_path: Path) -> None:
+    window = ["--since", "2026-08-22T23:00", "--until", "2026-08-23T01:00"]
+    common = ["--data-dir", str(tmp_path / "d"), "--api-url", sim.url, "--rate", str(FAST_RATE)]
+    out = ["--out", str(tmp_path / "s.csv")]
+    result = runner.invoke(app, ["export", "KRW-BTC", "-t", "1s", *window, *out, *common])
+    assert result.exit_code == 0, result.stderr
+    assert f"was not fetched (1 markets) nor recorded as fetched; {EDGE}→" in result.stderr
+    rows = pd.read_csv(tmp_path / "s.csv")
+    assert len(rows) == len(truth(sim, "KRW-BTC", "1s", EDGE, "2026-08-23T01:00")) > 0
+
+
 def test_a_range_wholly_past_the_horizon_is_one_line_and_no_request(
     sim: SimulatorServer, tmp_path: Path
 ) -> None:

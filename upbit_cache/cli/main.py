@@ -38,6 +38,7 @@ from upbit_cache.timeframes import Timeframe
 
 if TYPE_CHECKING:
     from upbit_cache.manager.cache import UpbitCache
+    from upbit_cache.manager.fetch import SyncReport
     from upbit_cache.manager.live import LiveEvent
 
 # typer raises click's exceptions (vendored in newer typer): found through a public class.
@@ -164,6 +165,13 @@ def _one_line_errors() -> Iterator[None]:
         raise typer.Exit(code) from None
 
 
+def _warn_horizon(report: SyncReport | None) -> None:
+    """Say on stderr what of a 1s window lay past Upbit's horizon, if anything."""
+    warning = horizon_warning(report) if report is not None else None
+    if warning is not None:
+        typer.echo(f"upbit-cache: {warning}", err=True)
+
+
 def _cache(
     data_dir: str | None,
     api_url: str | None = None,
@@ -228,9 +236,7 @@ def fetch(
                 shard=part,
             )
         typer.echo(summary(report))
-        warning = horizon_warning(report)
-        if warning is not None:
-            typer.echo(f"upbit-cache: {warning}", err=True)
+        _warn_horizon(report)
         if report.blocked:
             typer.echo(f"upbit-cache: error: {report.blocked}", err=True)
         if report.failed:
@@ -392,6 +398,7 @@ def screen_prep_command(
         if verbose and done.memory is not None:
             typer.echo(memory_summary(done.memory, done.layers), err=True)
         result = done.result
+        _warn_horizon(result.sync if result is not None else None)
         if result is not None and result.sync is not None and result.sync.failed:
             raise typer.Exit(1)
 
@@ -456,6 +463,7 @@ def export_command(
         if not quiet:
             typer.echo(export_summary(report), err=True)
         sync = report.sync
+        _warn_horizon(sync)
         if sync is not None and sync.blocked:
             typer.echo(f"upbit-cache: error: {sync.blocked}", err=True)
         if sync is not None and sync.failed:
