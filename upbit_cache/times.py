@@ -34,9 +34,30 @@ def now_ms() -> int:
     return int(datetime.now(UTC).timestamp() * 1000)
 
 
-def iso(ms: int) -> str:
-    """`2026-11-01T09:00:00Z` for epoch ms."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def iso(ms: int, tz: str = "UTC") -> str:
+    """`2026-11-01T09:00:00Z` for epoch ms; in another zone with its offset:
+    `2026-11-01T18:00:00+09:00` in Asia/Seoul."""
+    if tz == "UTC":
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    from zoneinfo import ZoneInfo
+
+    return datetime.fromtimestamp(ms / 1000, ZoneInfo(tz)).isoformat(timespec="seconds")
+
+
+def check_timezone(name: str) -> str:
+    """`name` if it is a time zone of the IANA database (`UTC`, `Asia/Seoul`), else a
+    UsageError."""
+    if name.strip().upper() == "UTC":
+        return "UTC"
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(
+            f"unknown time zone {name!r}: use UTC or a name such as Asia/Seoul"
+        ) from None
+    return name
 
 
 MAX_SPAN_MS = 36_500 * 86_400_000  # 100 years: any window, retention or age beyond is a typo
