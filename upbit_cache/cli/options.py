@@ -8,7 +8,7 @@ options several commands have mean the same in each: -q/-v, --days, -t, --tz, --
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -175,50 +175,36 @@ Quote = Annotated[
         "--quote", metavar="QUOTE", help="Every market of this quote currency (KRW, BTC, USDT)."
     ),
 ]
+
+
 # Several -t are joined (`-t 1m -t 1h` is `-t 1m,1h`): see `timeframes` and `one_timeframe`.
+def _timeframe_option(metavar: str, help: str) -> Any:
+    return typer.Option(
+        "-t",
+        "--timeframe",
+        metavar=metavar,
+        autocompletion=_complete_timeframes,
+        help=help,
+        show_default=False,
+    )
+
+
 Timeframes = Annotated[
     list[str] | None,
-    typer.Option(
-        "-t",
-        "--timeframe",
-        metavar="TF[,TF...]",
-        autocompletion=_complete_timeframes,
-        help="Timeframes, comma-separated or repeated: 1h, 15m,1h,4h (default 1h).",
-        show_default=False,
+    _timeframe_option(
+        "TF[,TF...]", "Timeframes, comma-separated or repeated: 1h, 15m,1h,4h (default 1h)."
     ),
 ]
-OneTimeframe = Annotated[
-    list[str] | None,
-    typer.Option(
-        "-t",
-        "--timeframe",
-        metavar="TF",
-        autocompletion=_complete_timeframes,
-        help="One timeframe (default 1h).",
-        show_default=False,
-    ),
-]
+OneTimeframe = Annotated[list[str] | None, _timeframe_option("TF", "One timeframe (default 1h).")]
 SomeTimeframes = Annotated[
     list[str] | None,
-    typer.Option(
-        "-t",
-        "--timeframe",
-        metavar="TF[,TF...]",
-        autocompletion=_complete_timeframes,
-        help="Only these timeframes, e.g. 1h or 15m,1h (default: all stored).",
-        show_default=False,
+    _timeframe_option(
+        "TF[,TF...]", "Only these timeframes, e.g. 1h or 15m,1h (default: all stored)."
     ),
 ]
 LiveTimeframes = Annotated[
     list[str] | None,
-    typer.Option(
-        "-t",
-        "--timeframe",
-        metavar="TF[,TF...]",
-        autocompletion=_complete_timeframes,
-        help="Timeframes to build (default 1m,15m,1h).",
-        show_default=False,
-    ),
+    _timeframe_option("TF[,TF...]", "Timeframes to build (default 1m,15m,1h)."),
 ]
 Since = Annotated[
     str | None,
