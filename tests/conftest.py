@@ -6,6 +6,7 @@ import asyncio
 import http.client
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -31,6 +32,13 @@ from upbit_cache.times import to_ms
 
 NOW = "2026-11-20T00:00:00Z"
 FAST_RATE = 200  # requests/s for tests that are not about the rate limit
+# Off a terminal (CliRunner, a pipe) every stderr line starts with the UTC time.
+STAMP = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z ", re.MULTILINE)
+
+
+def plain(stderr: str) -> str:
+    """stderr without the timestamps that start its lines off a terminal."""
+    return STAMP.sub("", stderr)
 
 
 @pytest.fixture(scope="session")

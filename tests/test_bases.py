@@ -113,7 +113,7 @@ def test_resample_after_live_relabels_only_the_hour_it_derived(
     assert m1.fetched.covers(TimeRange(to_ms("2026-11-19T22:10"), to_ms("2026-11-20T01:32")))
 
     out = cli("resample", "KRW-SOL", *data)  # -t 1h from the finest stored base: 1m
-    assert out.startswith("1 markets, 1h from 1m: 1 candles written")
+    assert out.startswith("1 market, 1h from 1m: 1 candle written")
     # 23:00-00:00 was fetched natively and stays so; 00:00-01:00 is new, derived from 1m.
     assert bases(info_json(tmp_path, "KRW-SOL", "1h")) == [
         ("native", "2026-11-10T00:00:00Z", "2026-11-20T00:00:00Z"),
@@ -187,7 +187,7 @@ def test_records_of_the_old_format_still_read_and_resample_incrementally(
     sim.clock.advance(2 * 3600)
     run_fetch(sim.url, tmp_path, ["KRW-BTC"], "15m", days=40)
     out = cli("resample", "KRW-BTC", "-t", "1h", *data)
-    assert "1 base partitions recomputed, 1 unchanged" in out  # November's only
+    assert "1 base partition recomputed, 1 unchanged" in out  # November's only
     record = read_record(DataDir.open(tmp_path), layout.fetched_file(str(tmp_path), H1, "KRW-BTC"))
     assert record.bases() == {"15m": Ranges.of([(to_ms("2026-10-11"), to_ms("2026-11-20T02:00"))])}
     assert sorted(record.sources["15m"]) == [str(to_ms("2026-10-01")), str(to_ms("2026-11-01"))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import FAST_RATE, candle_requests
+from conftest import FAST_RATE, candle_requests, plain
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -17,7 +17,7 @@ runner = CliRunner()
 
 def invoke(*args: str) -> tuple[int, str, str]:
     result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
+    return result.exit_code, result.stdout, plain(result.stderr)
 
 
 def test_every_command_has_help_with_an_example() -> None:
@@ -65,7 +65,7 @@ def test_fetch_prints_a_summary_and_plain_lines_off_a_terminal(
         str(tmp_path),
     )
     assert code == 0
-    assert out.startswith("1 markets, 0 candles written, 0 requests")
+    assert out.startswith("1 market, 0 candles written, 0 requests")
 
 
 def test_fetch_uses_the_environment(

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import FAST_RATE, NOW, candle_requests, seed, truth
+from conftest import FAST_RATE, NOW, candle_requests, plain, seed, truth
 
 from upbit_cache.manager.export import EXPORT_SCHEMA, series
 from upbit_cache.ranges import TimeRange
@@ -34,7 +34,7 @@ def export(
     command = [sys.executable, "-m", "upbit_cache", "export", *args]
     command += ["--api-url", sim.url, "--data-dir", str(data_dir), "--rate", str(FAST_RATE)]
     done = subprocess.run(command, input=stdin, capture_output=True, timeout=120)
-    return done.returncode, done.stdout, done.stderr.decode()
+    return done.returncode, done.stdout, plain(done.stderr.decode())
 
 
 def read(data: bytes, fmt: str = "csv") -> pd.DataFrame:
@@ -131,7 +131,7 @@ def test_fetch_takes_relative_times_and_timeranges(sim: SimulatorServer, tmp_pat
             timeout=60,
         )
         assert done.returncode == 0, done.stderr
-        assert done.stdout.startswith(b"1 markets, 48 candles written"), done.stdout
+        assert done.stdout.startswith(b"1 market, 48 candles written"), done.stdout
 
 
 def test_times_in_a_zone(sim: SimulatorServer, tmp_path: Path) -> None:
@@ -166,11 +166,11 @@ def test_fill_gives_every_period_between_the_first_and_last_candle(
         "--until",
         str(pd.Timestamp(hi, unit="ms")),
     ]
-    code, plain, err = export(sim, tmp_path, *args)
+    code, sparse, err = export(sim, tmp_path, *args)
     assert code == 0, err
     code, out, err = export(sim, tmp_path, *args, "--fill", "--no-refresh")
     assert code == 0, err
-    real, filled = read(plain), read(out)
+    real, filled = read(sparse), read(out)
     grid = pd.date_range(real["time"].iloc[0], real["time"].iloc[-1], freq="1min", unit="ms")
     assert list(filled["time"]) == list(grid)
     made = ~filled["time"].isin(real["time"])

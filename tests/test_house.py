@@ -14,7 +14,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "upbit_cache"
 
 # Who may import whom, room by room (a room is a subpackage, or a top-level module).
-BASE = {"errors", "markets", "times", "ranges", "candles"}
+BASE = {"errors", "markets", "times", "ranges", "candles", "words"}
 ALLOWED = {
     "cli": {"manager", "store", "timeframes", "collector"} | BASE,
     "manager": {"collector", "timeframes", "store"} | BASE,
@@ -25,6 +25,7 @@ ALLOWED = {
     "__init__": {"manager", "store", "timeframes"} | BASE,
     "__main__": {"cli"},
     "errors": set(),
+    "words": set(),
     "markets": {"errors"},
     "times": {"errors"},
     "ranges": {"errors", "times"},

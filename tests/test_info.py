@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import plain
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -269,11 +270,16 @@ def test_the_table_lists_at_most_four_runs_of_bases(tmp_path: Path) -> None:
         "  native 2026-01-01T00:00:00Z→2026-01-02T00:00:00Z, "
         "from 15m 2026-01-02T00:00:00Z→2026-01-03T00:00:00Z, "
         "native 2026-01-03T00:00:00Z→2026-01-04T00:00:00Z, "
-        "from 15m 2026-01-04T00:00:00Z→2026-01-05T00:00:00Z, 2 more (see --json)"
+        "from 15m 2026-01-04T00:00:00Z→2026-01-05T00:00:00Z, 2 more (see -v or --json)"
     )
     assert (
         len(json.loads(invoke("--json", "--data-dir", str(tmp_path))[1])["series"][0]["bases"]) == 6
     )
+    code, out, _ = invoke("-v", "--data-dir", str(tmp_path))  # every run
+    assert code == 0 and out.splitlines()[1].endswith(
+        ", from 15m 2026-01-06T00:00:00Z→2026-01-07T00:00:00Z"
+    )
+    assert out.splitlines()[1].count("→") == 7  # COVERED and six runs
 
 
 @settings(max_examples=25, deadline=None)
@@ -343,7 +349,7 @@ def test_json_document(gappy: CandleStore) -> None:
 
 def invoke(*args: str) -> tuple[int, str, str]:
     result = runner.invoke(app, ["info", *args])
-    return result.exit_code, result.stdout, result.stderr
+    return result.exit_code, result.stdout, plain(result.stderr)
 
 
 def test_cli_text(gappy: CandleStore, tmp_path: Path) -> None:
@@ -379,7 +385,7 @@ def test_cli_text(gappy: CandleStore, tmp_path: Path) -> None:
     code, out, _ = invoke("krw-eth", "-t", "1d,1h", "--data-dir", str(tmp_path))
     assert code == 0
     assert [line.split()[:2] for line in out.splitlines()[1:2]] == [["1d", "KRW-ETH"]]
-    assert out.splitlines()[2] == "1 series, 1 candles"
+    assert out.splitlines()[2] == "1 series, 1 candle"
 
 
 def test_cli_json_is_the_document_and_nothing_else(gappy: CandleStore, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAST_RATE, run_fetch
+from conftest import FAST_RATE, plain, run_fetch
 
 from upbit_cache.simulator import SimulatorServer
 
@@ -82,7 +82,7 @@ def test_a_closed_pipe_is_status_141_and_silence(
     code, taken, err = reader_leaves(command(sim, stored, *args), after, unbuffered)
     assert code == CLOSED_PIPE, err.decode()
     assert len(taken) == after
-    lines = err.decode().splitlines()
+    lines = plain(err.decode()).splitlines()
     assert lines == [] or (progress and all(": 0 candles, 0 requests" in x for x in lines)), lines
 
 
@@ -116,7 +116,7 @@ def on_a_terminal(argv: list[str]) -> tuple[int, bytes, str]:
         _, err = process.communicate(timeout=10)
     finally:
         os.close(main)
-    return process.returncode, shown, err.decode()
+    return process.returncode, shown, plain(err.decode())
 
 
 REFUSED = (

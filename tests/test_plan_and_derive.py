@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import NOW, candle_requests, run_fetch, truth
+from conftest import NOW, candle_requests, plain, run_fetch, truth
 from typer.testing import CliRunner
 
 import upbit_cache
@@ -129,7 +129,7 @@ def test_resample_is_incremental(sim: SimulatorServer, tmp_path: Path) -> None:
     sim.clock.advance(6 * 3600)
     run_fetch(sim.url, tmp_path, ["KRW-BTC"], "15m", days=40)
     later = resample_cli(tmp_path, "-t", "4h")
-    assert "1 base partitions recomputed" in later  # only KRW-BTC's newest 15m month
+    assert "1 base partition recomputed" in later  # only KRW-BTC's newest 15m month
     got = stored(tmp_path, "KRW-BTC", "4h")
     assert got["time"].iloc[-1] == pd.Timestamp(NOW)  # 00:00-04:00 closed at 06:00
     assert got["time"].is_unique
@@ -166,7 +166,7 @@ def test_resample_errors_are_one_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["resample", "-t", "4h", "--data-dir", str(tmp_path)])
     assert result.exit_code == 2
     assert (
-        result.stderr
+        plain(result.stderr)
         == "upbit-cache: error: nothing stored to derive 4h from; fetch a finer timeframe first\n"
     )
     result = runner.invoke(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import FAST_RATE, NOW, candle_requests, truth
+from conftest import FAST_RATE, NOW, candle_requests, plain, truth
 from typer.testing import CliRunner
 
 import upbit_cache
@@ -28,7 +28,7 @@ def screen(sim: SimulatorServer, data_dir: Path, *args: str) -> tuple[int, bytes
     command = [sys.executable, "-m", "upbit_cache", "screen-prep", *args]
     command += ["--api-url", sim.url, "--data-dir", str(data_dir), "--rate", str(FAST_RATE)]
     done = subprocess.run(command, capture_output=True, timeout=120)
-    return done.returncode, done.stdout, done.stderr.decode()
+    return done.returncode, done.stdout, plain(done.stderr.decode())
 
 
 def read(data: bytes, fmt: str) -> pd.DataFrame:
@@ -124,7 +124,7 @@ def test_top_and_min_value_keep_the_most_traded(sim: SimulatorServer, tmp_path: 
     floor = float(turnover.iloc[1])
     code, out, err = screen(sim, tmp_path, *MARKETS, "--days", "2", "--min-value", str(floor))
     assert sorted(set(read(out, "csv")["market"])) == sorted(turnover.index[:2])
-    assert "1 markets left out by --top/--min-value" in err
+    assert "1 market left out by --top/--min-value" in err
 
 
 def test_include_open_adds_the_candle_in_progress(sim: SimulatorServer, tmp_path: Path) -> None:
@@ -136,7 +136,7 @@ def test_include_open_adds_the_candle_in_progress(sim: SimulatorServer, tmp_path
     lines = [json.loads(line) for line in out.decode().splitlines()]
     assert [r["closed"] for r in lines[-2:]] == [True, False]
     assert lines[-1]["time"].startswith("2026-11-20T10:00:00")
-    assert "1 requests for open candles" in err
+    assert "1 request for open candles" in err
 
 
 def test_less_history_is_included_and_said(sim: SimulatorServer, tmp_path: Path) -> None:
@@ -159,8 +159,8 @@ def test_verbose_prints_the_memory_hit_rate(sim: SimulatorServer, tmp_path: Path
     # Refresh wrote every partition, so the export read none of them from disk.
     assert "memory: 3 hits, 0 misses (100% hit rate)" in err
     lines = {line.split()[0]: line for line in err.splitlines() if line.startswith("  ")}
-    assert "     3 requests, p50 " in lines["memory"] and "3 tables" in lines["memory"]
-    assert "     0 requests; 0 tables" in lines["hot"]
+    assert " 3 requests, p50 " in lines["memory"] and "3 tables" in lines["memory"]
+    assert " 0 requests; 0 tables" in lines["hot"]
     assert "pages" in lines["upbit"] and "of candles served without asking Upbit" in err
 
 

@@ -7,7 +7,7 @@ import contextlib
 from pathlib import Path
 
 import pandas as pd
-from conftest import FAST_RATE, NOW, candle_requests, request, run_fetch, truth
+from conftest import FAST_RATE, NOW, candle_requests, plain, request, run_fetch, truth
 from typer.testing import CliRunner
 
 from upbit_cache.cli import app
@@ -36,7 +36,7 @@ def fetch_cli(
 ) -> tuple[int, str, str]:
     common = ["--data-dir", str(data_dir), "--api-url", sim.url, "--rate", str(FAST_RATE)]
     result = runner.invoke(app, ["fetch", *args, *common], env=env)
-    return result.exit_code, result.stdout, result.stderr
+    return result.exit_code, result.stdout, plain(result.stderr)
 
 
 def stored(data_dir: Path, market: str, tf: str, start: str | int, end: str | int) -> pd.DataFrame:
@@ -102,7 +102,7 @@ def test_an_export_across_the_horizon_says_so_too(sim: SimulatorServer, tmp_path
     out = ["--out", str(tmp_path / "s.csv")]
     result = runner.invoke(app, ["export", "KRW-BTC", "-t", "1s", *window, *out, *common])
     assert result.exit_code == 0, result.stderr
-    assert f"was not fetched (1 markets) nor recorded as fetched; {EDGE}→" in result.stderr
+    assert f"was not fetched (1 market) nor recorded as fetched; {EDGE}→" in result.stderr
     rows = pd.read_csv(tmp_path / "s.csv")
     assert len(rows) == len(truth(sim, "KRW-BTC", "1s", EDGE, "2026-08-23T01:00")) > 0
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import FAST_RATE, candle_requests
+from conftest import FAST_RATE, candle_requests, plain
 from typer.testing import CliRunner
 
 from upbit_cache import InvalidTimeframeError, Shard, UpbitCache, UsageError, Window
@@ -243,7 +243,7 @@ def test_python_fetch_refuses_a_bad_shard_before_asking(
 
 def invoke(*args: str) -> tuple[int, str, str]:
     result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
+    return result.exit_code, result.stdout, plain(result.stderr)
 
 
 def cli_fetch(sim: SimulatorServer, data_dir: Path, *args: str) -> tuple[int, str, str]:

@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import NOW, candle_requests, run_fetch, truth
+from conftest import NOW, candle_requests, plain, run_fetch, truth
 from typer.testing import CliRunner
 
 import upbit_cache
@@ -30,7 +30,7 @@ runner = CliRunner()
 
 def cli(*args: str) -> tuple[int, str, str]:
     done = runner.invoke(app, list(args))
-    return done.exit_code, done.stdout, done.stderr
+    return done.exit_code, done.stdout, plain(done.stderr)
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_damage_is_found_named_and_repaired_then_a_fetch_restores_parity(
     code, out, err = cli(
         "prune", "--as-of", NOW, "--compact-after", "1h", "--dry-run", "--data-dir", str(store_dir)
     )
-    assert code == 1 and "verify --repair" in err and "compact   1m: 1 markets" in out
+    assert code == 1 and "verify --repair" in err and "compact   1m: 1 market" in out
 
     code, out, _ = cli("verify", "--data-dir", str(store_dir))
     assert code == 1

@@ -99,9 +99,14 @@ def now_ms() -> int:
     return int(datetime.now(UTC).timestamp() * 1000)
 
 
-def iso(ms: int) -> str:
-    """`2026-11-01T09:00:00Z` for epoch ms."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def iso(ms: int, tz: str = "UTC") -> str:
+    """`2026-11-01T09:00:00Z` for epoch ms; in another zone with its offset:
+    `2026-11-01T18:00:00+09:00` in Asia/Seoul."""
+    if tz == "UTC":
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    from zoneinfo import ZoneInfo
+
+    return datetime.fromtimestamp(ms / 1000, ZoneInfo(tz)).isoformat(timespec="seconds")
 
 
 def parse_duration(text: str, option: str) -> int:

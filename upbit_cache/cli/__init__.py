@@ -7,6 +7,7 @@ import signal
 import sys
 from types import FrameType
 
+from upbit_cache.cli.log import say
 from upbit_cache.cli.main import app, closed_pipe, terminated
 
 __all__ = ["app", "run"]
@@ -26,7 +27,7 @@ def run() -> None:
         code = 0
     except SystemExit as exc:
         if isinstance(exc.code, str):
-            print(exc.code, file=sys.stderr)
+            say(exc.code)
         code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -19,22 +19,23 @@ if TYPE_CHECKING:
 _REFRESH_SECONDS = 0.25
 
 
-def event_json(event: CandleEvent) -> str:
-    """One JSON line: `{"event": "update", "market": ..., "timeframe": ..., "time": ...}`."""
+def event_json(event: CandleEvent, tz: str = "UTC") -> str:
+    """One JSON line: `{"event": "update", "market": ..., "timeframe": ..., "time": ...}`,
+    times as text in `tz`."""
     c = event.candle
     return json.dumps(
         {
             "event": event.kind,
             "market": c.market,
             "timeframe": c.timeframe.name,
-            "time": iso(c.time),
+            "time": iso(c.time, tz),
             "open": c.open,
             "high": c.high,
             "low": c.low,
             "close": c.close,
             "volume": c.volume,
             "value": c.value,
-            "last_trade": iso(c.last_trade) if c.last_trade > 0 else None,
+            "last_trade": iso(c.last_trade, tz) if c.last_trade > 0 else None,
             "last_trade_ms": c.last_trade,
         }
     )
@@ -43,8 +44,9 @@ def event_json(event: CandleEvent) -> str:
 class JsonLines:
     """Every event as a JSON line on stdout, flushed at once (a bot reads them as they come)."""
 
-    def __init__(self, stream: TextIO = sys.stdout) -> None:
-        self.stream = stream
+    def __init__(self, stream: TextIO | None = None, tz: str = "UTC") -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        self.tz = tz
 
     def __enter__(self) -> JsonLines:
         return self
@@ -53,17 +55,21 @@ class JsonLines:
         self.stream.flush()
 
     def show(self, item: LiveEvent) -> None:
-        self.stream.write(event_json(item.event) + "\n")
+        self.stream.write(event_json(item.event, self.tz) + "\n")
         self.stream.flush()
 
 
 class LiveTable:
     """A table (market x timeframe: O/H/L/C, volume, age of the last trade), redrawn 4x a second."""
 
-    def __init__(self, stream: TextIO = sys.stdout, width: int | None = None) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, width: int | None = None, tz: str = "UTC"
+    ) -> None:
         from rich.console import Console
         from rich.live import Live
 
+        stream = stream if stream is not None else sys.stdout
+        self._tz = tz
         self._rows: dict[tuple[str, str], Candle] = {}
         self._live: Live = Live(console=Console(file=stream, width=width), auto_refresh=False)
         self._drawn = 0.0
@@ -87,7 +93,8 @@ class LiveTable:
     def _table(self) -> Table:
         from rich.table import Table
 
-        table = Table("market", "tf", "period (UTC)", "open", "high", "low", "close", "volume")
+        period = f"period ({self._tz})"
+        table = Table("market", "tf", period, "open", "high", "low", "close", "volume")
         table.add_column("last trade")
         newest = max((c.last_trade for c in self._rows.values()), default=0)
         for (market, tf), c in sorted(self._rows.items()):
@@ -95,7 +102,7 @@ class LiveTable:
             table.add_row(
                 market,
                 tf,
-                iso(c.time)[:16].replace("T", " "),
+                iso(c.time, self._tz)[:16].replace("T", " "),
                 f"{c.open:,.8g}",
                 f"{c.high:,.8g}",
                 f"{c.low:,.8g}",

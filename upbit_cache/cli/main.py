@@ -1,7 +1,8 @@
 """Typer commands: each parses its arguments, makes one `UpbitCache` call, and renders.
 
 Errors become one line and an exit code. The manager (and with it pyarrow) is imported
-inside the commands: `--help` and `--version` need neither.
+inside the commands: `--help` and `--version` need neither. Every line on stderr goes
+through `cli.log` (timestamped off a terminal); -q/-v are a `Log`.
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from upbit_cache.cli import options as opt
+from upbit_cache.cli.log import PROG, Log, error, print_report, say
 from upbit_cache.cli.render import (
+    derive_lines,
     derive_summary,
     export_summary,
     horizon_warning,
@@ -35,6 +39,7 @@ from upbit_cache.cli.render import (
 )
 from upbit_cache.errors import UpbitCacheError, UsageError
 from upbit_cache.timeframes import Timeframe
+from upbit_cache.words import plural
 
 if TYPE_CHECKING:
     from upbit_cache.manager.cache import UpbitCache
@@ -108,12 +113,46 @@ class _OneLineErrors(TyperGroup):
             code = super().main(args, prog_name, complete_var, False, **extra)
         except _CLICK_ERROR as exc:
             message = getattr(exc, "format_message", exc.__str__)()
-            typer.echo(f"upbit-cache: error: {message} (see --help)", err=True)
+            error(f"{message} (see --help)")
             sys.exit(getattr(exc, "exit_code", 2))
         except typer.Abort:
-            typer.echo("upbit-cache: aborted", err=True)
+            error("aborted")
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+class _Command(TyperCommand):
+    """A command whose arguments read by their placeholder in its help (`[MARKET...]`),
+    not by typer's Python type (`markets... <list[str]>`)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name != "argument":
+                pieces += param.get_usage_pieces(ctx)
+            else:
+                pieces.append(_placeholder(param) if param.required else f"[{_placeholder(param)}]")
+        return pieces
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        args, opts = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                args.append((_placeholder(param), record[1]))
+            else:
+                opts.append(record)
+        for title, rows in (("Arguments", args), ("Options", opts)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def _placeholder(param: Any) -> str:
+    name = param.metavar or (param.name or "").upper()
+    return f"{name}..." if param.nargs != 1 else name
 
 
 app = typer.Typer(
@@ -123,7 +162,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -137,14 +176,17 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
             "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
         ),
     ] = False,
+    data_dir: opt.DataDir = None,
 ) -> None:
     """Keep a local, always-fresh copy of Upbit candles as Hive-partitioned Parquet."""
+    ctx.obj = opt.Before(data_dir)
 
 
 # Set by the console entry point's SIGTERM handler (see cli/__init__.py).
@@ -157,23 +199,25 @@ def _one_line_errors() -> Iterator[None]:
     try:
         yield
     except UpbitCacheError as exc:
-        typer.echo(f"upbit-cache: error: {exc}", err=True)
+        error(str(exc))
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         signal_name, code = ("SIGTERM", 143) if terminated.is_set() else ("interrupted", 130)
-        typer.echo(f"upbit-cache: stopped ({signal_name}); what was fetched is kept", err=True)
+        say(f"upbit-cache: stopped ({signal_name}); what was fetched is kept")  # even with -q
         raise typer.Exit(code) from None
 
 
 def _warn_horizon(report: SyncReport | None) -> None:
-    """Say on stderr what of a 1s window lay past Upbit's horizon, if anything."""
+    """Say on stderr what of a 1s window lay past Upbit's horizon, if anything (even with
+    -q: like an error, it is about data the run did not get)."""
     warning = horizon_warning(report) if report is not None else None
     if warning is not None:
-        typer.echo(f"upbit-cache: {warning}", err=True)
+        say(f"{PROG}: {warning}")
 
 
 def _cache(
     data_dir: str | None,
+    log: Log,
     api_url: str | None = None,
     rate: float | None = None,
     ws_url: str | None = None,
@@ -181,30 +225,28 @@ def _cache(
 ) -> UpbitCache:
     from upbit_cache.manager.cache import UpbitCache
 
+    def waiting(series: str) -> None:
+        log.info(
+            f"upbit-cache: waiting for another run writing {series} (and maybe more); "
+            "--lock-timeout SECONDS bounds the wait"
+        )
+
     return UpbitCache(
         data_dir,
         api_url=api_url,
         ws_url=ws_url,
         rate=rate,
         lock_timeout=lock_timeout,
-        on_lock_wait=_say_waiting,
+        on_lock_wait=waiting,
     )
 
 
-def _say_waiting(series: str) -> None:
-    typer.echo(
-        f"upbit-cache: waiting for another run writing {series} (and maybe more); "
-        "--lock-timeout SECONDS bounds the wait",
-        err=True,
-    )
-
-
-@app.command()
+@app.command("fetch", cls=_Command)
 def fetch(
     markets: opt.Markets = None,
     quote: opt.Quote = None,
-    timeframe: opt.Timeframes = "1h",
-    days: opt.WholeDays = None,
+    timeframe: opt.Timeframes = None,
+    days: opt.Days = None,
     since: opt.Since = None,
     until: opt.Until = None,
     timerange: opt.TimeRangeOption = None,
@@ -212,21 +254,25 @@ def fetch(
     api_url: opt.ApiUrl = None,
     rate: opt.Rate = 10.0,
     quiet: opt.Quiet = False,
+    verbose: opt.Verbose = False,
     lock_timeout: opt.LockTimeout = None,
     shard: opt.Shard = None,
 ) -> None:
-    """Fetch candles into the store, asking Upbit only for what is missing.
+    """Fetch candles into the store, asking Upbit only for what is missing (by default the
+    last 30 days). The summary goes to stdout; progress, a line per market and errors to
+    stderr (-v: the lines on a terminal too).
 
     Example: upbit-cache fetch KRW-BTC KRW-ETH -t 1h --days 30
     """
     with _one_line_errors():
         from upbit_cache.manager.scope import Shard, Window
 
+        log = Log(quiet, verbose)
         window = Window.of(since, until, days, timerange)
         part = Shard.parse(shard) if shard is not None else None
-        timeframes = Timeframe.parse_list(timeframe)
-        cache = _cache(data_dir, api_url, rate, lock_timeout=lock_timeout)
-        with progress_for(sys.stderr, quiet) as progress:
+        timeframes = opt.timeframes(timeframe, "1h")
+        cache = _cache(data_dir, log, api_url, rate, lock_timeout=lock_timeout)
+        with progress_for(sys.stderr, quiet, verbose) as progress:
             report = cache.fetch(
                 markets or [],
                 quote=quote,
@@ -235,62 +281,80 @@ def fetch(
                 progress=progress,
                 shard=part,
             )
-        typer.echo(summary(report))
+        print_report(summary(report))
         _warn_horizon(report)
         if report.blocked:
-            typer.echo(f"upbit-cache: error: {report.blocked}", err=True)
+            log.error(report.blocked)
         if report.failed:
             raise typer.Exit(1)
 
 
-@app.command("resample")
+@app.command("resample", cls=_Command)
 def resample_command(
     markets: opt.StoredMarkets = None,
-    timeframe: opt.Timeframes = "1h",
+    timeframe: opt.Timeframes = None,
     source: opt.BaseTimeframe = None,
     data_dir: opt.DataDir = None,
     lock_timeout: opt.LockTimeout = None,
+    quiet: opt.Quiet = False,
+    verbose: opt.Verbose = False,
 ) -> None:
     """Derive timeframes from stored finer candles and write them to the store (incremental).
+    -v: a line per market and timeframe before the summary.
 
     Example: upbit-cache resample KRW-BTC -t 1h,4h --from 15m
     """
     with _one_line_errors():
-        targets = Timeframe.parse_list(timeframe)
+        log = Log(quiet, verbose)
+        targets = opt.timeframes(timeframe, "1h")
         base = Timeframe.parse(source) if source is not None else None
         began = time.monotonic()
-        outcomes = _cache(data_dir, lock_timeout=lock_timeout).resample(
-            markets or [], targets, base
-        )
-        typer.echo(derive_summary(outcomes, time.monotonic() - began))
+        cache = _cache(data_dir, log, lock_timeout=lock_timeout)
+        outcomes = cache.resample(markets or [], targets, base)
+        if verbose:
+            print_report(derive_lines(outcomes))
+        print_report(derive_summary(outcomes, time.monotonic() - began))
 
 
-@app.command("live")
+@app.command("live", cls=_Command)
 def live_command(
     markets: opt.LiveMarkets,
-    timeframe: opt.LiveTimeframes = "1m,15m,1h",
+    timeframe: opt.LiveTimeframes = None,
     jsonl: opt.Jsonl = False,
     no_store: opt.NoStore = False,
+    tz: opt.Tz = "UTC",
     data_dir: opt.DataDir = None,
     api_url: opt.ApiUrl = None,
     ws_url: opt.WsUrl = None,
+    quiet: opt.Quiet = False,
+    verbose: opt.Verbose = False,
 ) -> None:
     """Watch markets live: candles built from Upbit's trade stream, updated on every trade.
 
     On a terminal a table; with --jsonl (or into a pipe) JSON lines. Ctrl-C or SIGTERM
-    stores what closed and exits. Example: upbit-cache live KRW-BTC KRW-ETH -t 1m,15m,1h --jsonl
+    stores what closed and exits (-v: with counts of the events shown).
+    Example: upbit-cache live KRW-BTC KRW-ETH -t 1m,15m,1h --jsonl
     """
     with _one_line_errors():
-        timeframes = Timeframe.parse_list(timeframe)
+        log = Log(quiet, verbose)
+        timeframes = opt.timeframes(timeframe, "1m,15m,1h")
         from upbit_cache.cli.live_view import JsonLines, LiveTable
 
-        events = _cache(data_dir, api_url, ws_url=ws_url).live(
+        events = _cache(data_dir, log, api_url, ws_url=ws_url).live(
             markets, timeframes, store=not no_store
         )
-        view = JsonLines() if jsonl or not sys.stdout.isatty() else LiveTable()
+        view = JsonLines(tz=tz) if jsonl or not sys.stdout.isatty() else LiveTable(tz=tz)
+        kinds: Counter[str] = Counter()
+
+        def show(item: LiveEvent) -> None:
+            kinds[item.event.kind] += 1
+            view.show(item)
+
         with view:
-            stopped = asyncio.run(_watch(events, view.show))
-        typer.echo(f"upbit-cache: stopped ({stopped}); closed candles are stored", err=True)
+            stopped = asyncio.run(_watch(events, show))
+        log.info(f"upbit-cache: stopped ({stopped}); closed candles are stored")
+        counts = [plural(kinds[k], k) for k in ("snapshot", "update", "close")]
+        log.detail(f"events: {', '.join(counts)}")
 
 
 async def _watch(events: AsyncGenerator[LiveEvent, None], show: Callable[[LiveEvent], None]) -> str:
@@ -314,7 +378,7 @@ async def _watch(events: AsyncGenerator[LiveEvent, None], show: Callable[[LiveEv
     return "stream ended"
 
 
-@app.command("prune")
+@app.command("prune", cls=_Command)
 def prune_command(
     keep: opt.Keep = None,
     keep_1m: opt.Keep1m = None,
@@ -322,13 +386,15 @@ def prune_command(
     dry_run: opt.DryRun = False,
     timeframe: opt.SomeTimeframes = None,
     as_of: opt.AsOf = None,
+    quiet: opt.Quiet = False,
     verbose: opt.Verbose = False,
     data_dir: opt.DataDir = None,
     lock_timeout: opt.LockTimeout = None,
 ) -> None:
     """Compact old hot partitions into the cold tier, apply retention, clear leftovers.
 
-    Safe while fetches and readers run on the same data dir (a daily cron job).
+    Safe while fetches and readers run on the same data dir (a daily cron job). -v: a line
+    per series.
 
     Example: upbit-cache prune --keep-1m 90d --compact-after 7d
     """
@@ -336,30 +402,33 @@ def prune_command(
         from upbit_cache.manager.prune import Policy
         from upbit_cache.times import parse_duration, to_ms
 
+        log = Log(quiet, verbose)
         by_tf = {"1m": parse_duration(keep_1m, "--keep-1m")} if keep_1m is not None else {}
         policy = Policy(
             compact_after_ms=parse_duration(compact_after, "--compact-after"),
             keep_ms=parse_duration(keep, "--keep") if keep is not None else None,
             keep_by_tf=by_tf,
-            timeframes=tuple(Timeframe.parse_list(timeframe)) if timeframe else (),
+            timeframes=tuple(opt.timeframes(timeframe, "")) if timeframe else (),
         )
         now = to_ms(as_of) if as_of is not None else None
-        report = _cache(data_dir, lock_timeout=lock_timeout).prune(policy, now=now, dry_run=dry_run)
-        typer.echo(prune_summary(report, verbose))
+        cache = _cache(data_dir, log, lock_timeout=lock_timeout)
+        report = cache.prune(policy, now=now, dry_run=dry_run)
+        print_report(prune_summary(report, verbose))
         for line in report.skipped:
-            typer.echo(f"upbit-cache: error: {line}", err=True)
+            log.error(line)
         if report.skipped:
             raise typer.Exit(1)
 
 
-@app.command("screen-prep")
+@app.command("screen-prep", cls=_Command)
 def screen_prep_command(
     markets: opt.Markets = None,
     quote: opt.Quote = None,
-    timeframe: opt.OneTimeframe = "1h",
+    timeframe: opt.OneTimeframe = None,
     days: opt.Days = 30,
     out: opt.Out = "-",
     fmt: opt.OutFormat = None,
+    tz: opt.Tz = "UTC",
     refresh: opt.Refresh = True,
     include_open: opt.IncludeOpen = False,
     min_value: opt.MinValue = None,
@@ -367,58 +436,64 @@ def screen_prep_command(
     data_dir: opt.DataDir = None,
     api_url: opt.ApiUrl = None,
     rate: opt.Rate = 10.0,
-    verbose: opt.ScreenVerbose = False,
+    quiet: opt.Quiet = False,
+    verbose: opt.Verbose = False,
     lock_timeout: opt.LockTimeout = None,
 ) -> None:
     """Bring N days of candles up to date and write them as one long table for a screener.
 
+    The summary goes to stderr (-q: none); -v adds per-market lines and the memory layer's
+    hit rate. --tz applies to the times of CSV and JSON lines.
+
     Example: upbit-cache screen-prep --quote KRW -t 1h --days 30 -f csv --out - | python s.py
     """
     with _one_line_errors():
-        from upbit_cache.manager.scope import ScreenRequest
+        from upbit_cache.manager.scope import DEFAULT_DAYS, ScreenRequest
         from upbit_cache.store.formats import guess_format
 
+        log = Log(quiet, verbose)
         began = time.monotonic()
         request = ScreenRequest(
             markets=tuple(markets or ()),
             quote=quote,
-            timeframe=Timeframe.parse(timeframe),
-            days=days,
+            timeframe=opt.one_timeframe(timeframe, "1h", "screen-prep"),
+            days=days if days is not None else DEFAULT_DAYS,
             refresh=refresh,
             include_open=include_open,
             min_value=min_value,
             top=top,
         )
         output = guess_format(out, fmt)
-        cache = _cache(data_dir, api_url, rate, lock_timeout=lock_timeout)
+        cache = _cache(data_dir, log, api_url, rate, lock_timeout=lock_timeout)
         # Progress and logs go to stderr: stdout may be the table itself.
-        with progress_for(sys.stderr, quiet=not verbose) as progress:
-            done = cache.screen_prep(request, out=out, fmt=output, progress=progress)
-        typer.echo(screen_summary(done, time.monotonic() - began), err=True)
-        if verbose and done.memory is not None:
-            typer.echo(memory_summary(done.memory, done.layers), err=True)
+        with progress_for(sys.stderr, quiet=not verbose, verbose=verbose) as progress:
+            done = cache.screen_prep(request, out=out, fmt=output, tz=tz, progress=progress)
+        log.info(screen_summary(done, time.monotonic() - began))
+        if done.memory is not None:
+            log.detail(memory_summary(done.memory, done.layers))
         result = done.result
         _warn_horizon(result.sync if result is not None else None)
         if result is not None and result.sync is not None and result.sync.failed:
             raise typer.Exit(1)
 
 
-@app.command("export")
+@app.command("export", cls=_Command)
 def export_command(
     markets: opt.Markets = None,
     quote: opt.Quote = None,
     markets_file: opt.MarketsFile = None,
-    timeframe: opt.ExportTimeframes = "1h",
+    timeframe: opt.Timeframes = None,
     since: opt.Since = None,
     until: opt.Until = None,
-    days: opt.ExportDays = None,
+    days: opt.Days = None,
     timerange: opt.TimeRangeOption = None,
-    fmt: opt.ExportFormat = None,
-    out: opt.ExportOut = "-",
+    fmt: opt.OutFormat = None,
+    out: opt.Out = "-",
     tz: opt.Tz = "UTC",
     refresh: opt.Refresh = True,
     fill: opt.Fill = False,
-    quiet: opt.ExportQuiet = False,
+    quiet: opt.Quiet = False,
+    verbose: opt.Verbose = False,
     data_dir: opt.DataDir = None,
     api_url: opt.ApiUrl = None,
     rate: opt.Rate = 10.0,
@@ -437,6 +512,7 @@ def export_command(
         from upbit_cache.markets import read_market_list
         from upbit_cache.store.formats import guess_format
 
+        log = Log(quiet, verbose)
         if since is None and days is None and timerange is None:
             raise UsageError("give the range: --since TIME [--until TIME], --days N or --timerange")
         window = Window.of(since, until, days, timerange)
@@ -446,12 +522,12 @@ def export_command(
                 raise UsageError("give markets, --quote or --markets-file, one of them")
             names = read_market_list(markets_file.read())
         output = guess_format(out, fmt)
-        cache = _cache(data_dir, api_url, rate, lock_timeout=lock_timeout)
-        with progress_for(sys.stderr, quiet) as progress:
+        cache = _cache(data_dir, log, api_url, rate, lock_timeout=lock_timeout)
+        with progress_for(sys.stderr, quiet, verbose) as progress:
             report = cache.export(
                 names,
                 quote=quote,
-                timeframes=timeframe,
+                timeframes=opt.timeframes(timeframe, "1h"),
                 window=window,
                 out=out,
                 fmt=output,
@@ -460,76 +536,85 @@ def export_command(
                 fill=fill,
                 progress=progress,
             )
-        if not quiet:
-            typer.echo(export_summary(report), err=True)
+        log.info(export_summary(report))
         sync = report.sync
         _warn_horizon(sync)
         if sync is not None and sync.blocked:
-            typer.echo(f"upbit-cache: error: {sync.blocked}", err=True)
+            log.error(sync.blocked)
         if sync is not None and sync.failed:
             raise typer.Exit(1)
 
 
-@app.command("info")
+@app.command("info", cls=_Command)
 def info_command(
     markets: opt.StoredMarkets = None,
     timeframe: opt.SomeTimeframes = None,
     as_json: opt.AsJson = False,
+    tz: opt.Tz = "UTC",
+    quiet: opt.Quiet = False,
+    verbose: opt.Verbose = False,
     data_dir: opt.DataDir = None,
 ) -> None:
     """List what the store holds: per timeframe and market, the covered ranges, candle
-    counts, known gaps (fetched periods without trades, never-fetched holes), bytes per tier.
+    counts, known gaps (fetched periods without trades, never-fetched holes), bytes per tier,
+    and who made each range (-v: every range, however many).
 
     Example: upbit-cache info KRW-BTC -t 1h,1d --json
     """
     with _one_line_errors():
-        timeframes = Timeframe.parse_list(timeframe) if timeframe is not None else None
-        cache = _cache(data_dir)
+        log = Log(quiet, verbose)
+        timeframes = opt.timeframes(timeframe, "") if timeframe else None
+        cache = _cache(data_dir, log)
         unreadable: list[str] = []
         infos = cache.info(markets or [], timeframes, unreadable)
         from upbit_cache.cli.render import info_table
         from upbit_cache.manager.info import to_json
 
         if as_json:
-            typer.echo(json.dumps(to_json(infos), indent=2))
+            typer.echo(json.dumps(to_json(infos, tz), indent=2))
         elif infos:
-            typer.echo(info_table(infos))
+            print_report(info_table(infos, tz, verbose))
         elif unreadable:
             pass
-        elif markets or timeframe is not None:
-            typer.echo(f"nothing stored for the given markets/timeframes in {cache.files.root}")
+        elif markets or timeframe:
+            print_report(f"nothing stored for the given markets/timeframes in {cache.files.root}")
         else:
-            typer.echo(f"the store at {cache.files.root} is empty: nothing fetched yet")
+            print_report(f"the store at {cache.files.root} is empty: nothing fetched yet")
         for line in unreadable:  # the rest is listed; these are named, and the exit says so
-            typer.echo(f"upbit-cache: error: {line}", err=True)
+            log.error(line)
         if unreadable:
             raise typer.Exit(1)
 
 
-@app.command("verify")
+@app.command("verify", cls=_Command)
 def verify_command(
     markets: opt.StoredMarkets = None,
     timeframe: opt.SomeTimeframes = None,
     repair: opt.Repair = False,
     as_json: opt.AsJson = False,
+    tz: opt.Tz = "UTC",
+    quiet: opt.Quiet = False,
+    verbose: opt.Verbose = False,
     data_dir: opt.DataDir = None,
     lock_timeout: opt.LockTimeout = None,
 ) -> None:
     """Check the store against its records: missing, unreadable or truncated files, rows
     outside recorded ranges, duplicate times, impossible values, files in the wrong partition
     or with the wrong schema. Exit 0 healthy, 1 problems found (repaired with --repair).
+    -v: a line per series checked.
 
     Example: upbit-cache verify --repair
     """
     with _one_line_errors():
-        timeframes = Timeframe.parse_list(timeframe) if timeframe is not None else None
-        cache = _cache(data_dir, lock_timeout=lock_timeout)
+        log = Log(quiet, verbose)
+        timeframes = opt.timeframes(timeframe, "") if timeframe else None
+        cache = _cache(data_dir, log, lock_timeout=lock_timeout)
         report = cache.verify(markets or [], timeframes, repair=repair)
         from upbit_cache.cli.render import verify_json, verify_lines
 
         if as_json:
             typer.echo(json.dumps(verify_json(report, cache.files.root), indent=2))
         else:
-            typer.echo(verify_lines(report, cache.files.root))
+            print_report(verify_lines(report, cache.files.root, tz, verbose))
         if report.problems:
             raise typer.Exit(1)

@@ -1,16 +1,79 @@
 """The options and arguments the commands share or declare, as typed `Annotated` aliases.
 
 Kept apart from the commands so that each command reads as parse -> one call -> render.
+Every option that takes a value names it with a placeholder (`TF[,TF...]`, `DAYS`), and the
+options several commands have mean the same in each: -q/-v, --days, -t, --tz, --data-dir.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import typer
 
+from upbit_cache.errors import UsageError
 from upbit_cache.manager.scope import MAX_DAYS
 from upbit_cache.store.datadir import ENV_DATA_DIR
+from upbit_cache.timeframes import SUPPORTED, Timeframe
+from upbit_cache.times import check_timezone
+
+
+@dataclass(frozen=True)
+class Before:
+    """Options given before the subcommand (`upbit-cache --data-dir X info`): the root
+    callback keeps them in the context's `obj`, where the subcommand's options look."""
+
+    data_dir: str | None = None
+
+
+def _data_dir(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+    """The subcommand's own --data-dir wins, then the one before the subcommand, then
+    UPBIT_CACHE_DIR."""
+    source = ctx.get_parameter_source(param.name or "")
+    before = ctx.find_object(Before)
+    given_here = source is not None and source.name == "COMMANDLINE"
+    if given_here or before is None or before.data_dir is None:
+        return value
+    return before.data_dir
+
+
+def _complete_timeframes(incomplete: str) -> list[str]:
+    """The last of a comma-separated list: `15m,1` -> `15m,1m`, `15m,1h`, ... (not 15m)."""
+    done, comma, last = incomplete.rpartition(",")
+    given = set(done.split(","))
+    return [
+        done + comma + tf.name
+        for tf in SUPPORTED
+        if tf.name.startswith(last) and tf.name not in given
+    ]
+
+
+def _complete_zones(incomplete: str) -> list[str]:
+    from zoneinfo import available_timezones
+
+    return sorted(z for z in available_timezones() | {"UTC"} if z.startswith(incomplete))
+
+
+def _check_zone(value: str) -> str:
+    try:
+        return check_timezone(value)
+    except UsageError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def timeframes(given: list[str] | None, default: str) -> list[Timeframe]:
+    """The timeframes of every -t given (`-t 1m -t 1h` is `-t 1m,1h`), else `default`."""
+    return Timeframe.parse_list(",".join(given) if given else default)
+
+
+def one_timeframe(given: list[str] | None, default: str, command: str) -> Timeframe:
+    """The one timeframe a command takes; a second -t is refused, not silently dropped."""
+    names = [n for text in given or [default] for n in text.split(",") if n.strip()]
+    if len(names) > 1:
+        raise UsageError(f"{command} takes one timeframe (-t), not {', '.join(names)}")
+    return Timeframe.parse(names[0] if names else "")
+
 
 DataDir = Annotated[
     str | None,
@@ -18,8 +81,9 @@ DataDir = Annotated[
         "--data-dir",
         metavar="DIR|URI",
         envvar=ENV_DATA_DIR,
+        callback=_data_dir,
         help="Where the store lives: a folder, file:// or s3://bucket/prefix (default: the user "
-        "data dir).",
+        "data dir). Also accepted before the command.",
         show_default=False,
     ),
 ]
@@ -37,6 +101,7 @@ WsUrl = Annotated[
     str | None,
     typer.Option(
         "--ws-url",
+        metavar="URL",
         envvar="UPBIT_WS_URL",
         help="Upbit WebSocket URL (default wss://api.upbit.com/websocket/v1).",
         show_default=False,
@@ -59,6 +124,29 @@ LockTimeout = Annotated[
         show_default=False,
     ),
 ]
+Quiet = Annotated[
+    bool,
+    typer.Option(
+        "--quiet", "-q", help="No progress, notes or summary on stderr; errors are still shown."
+    ),
+]
+Verbose = Annotated[
+    bool,
+    typer.Option("--verbose", "-v", help="More detail, such as a line per market or series."),
+]
+Tz = Annotated[
+    str,
+    typer.Option(
+        "--tz",
+        metavar="ZONE",
+        callback=_check_zone,
+        autocompletion=_complete_zones,
+        help="Show times in this zone, with its offset: UTC, Asia/Seoul, ... "
+        "(stored data stays UTC).",
+    ),
+]
+
+# What to work on
 Markets = Annotated[
     list[str] | None,
     typer.Argument(
@@ -70,12 +158,16 @@ Markets = Annotated[
 StoredMarkets = Annotated[
     list[str] | None,
     typer.Argument(
-        help="Markets such as KRW-BTC; none means every stored market.", show_default=False
+        metavar="MARKET",
+        help="Markets such as KRW-BTC; none means every stored market.",
+        show_default=False,
     ),
 ]
 LiveMarkets = Annotated[
     list[str],
-    typer.Argument(help="Markets to watch, e.g. KRW-BTC KRW-ETH.", show_default=False),
+    typer.Argument(
+        metavar="MARKET", help="Markets to watch, e.g. KRW-BTC KRW-ETH.", show_default=False
+    ),
 ]
 Quote = Annotated[
     str | None,
@@ -83,18 +175,36 @@ Quote = Annotated[
         "--quote", metavar="QUOTE", help="Every market of this quote currency (KRW, BTC, USDT)."
     ),
 ]
-Timeframes = Annotated[
-    str, typer.Option("-t", "--timeframe", help="Timeframes, comma-separated: 1h or 15m,1h,4h.")
-]
-OneTimeframe = Annotated[str, typer.Option("-t", "--timeframe", help="One timeframe.")]
-SomeTimeframes = Annotated[
-    str | None,
-    typer.Option(
+
+
+# Several -t are joined (`-t 1m -t 1h` is `-t 1m,1h`): see `timeframes` and `one_timeframe`.
+def _timeframe_option(metavar: str, help: str) -> Any:
+    return typer.Option(
         "-t",
         "--timeframe",
-        help="Only these timeframes, e.g. 1h or 15m,1h (default: all stored).",
+        metavar=metavar,
+        autocompletion=_complete_timeframes,
+        help=help,
         show_default=False,
+    )
+
+
+Timeframes = Annotated[
+    list[str] | None,
+    _timeframe_option(
+        "TF[,TF...]", "Timeframes, comma-separated or repeated: 1h, 15m,1h,4h (default 1h)."
     ),
+]
+OneTimeframe = Annotated[list[str] | None, _timeframe_option("TF", "One timeframe (default 1h).")]
+SomeTimeframes = Annotated[
+    list[str] | None,
+    _timeframe_option(
+        "TF[,TF...]", "Only these timeframes, e.g. 1h or 15m,1h (default: all stored)."
+    ),
+]
+LiveTimeframes = Annotated[
+    list[str] | None,
+    _timeframe_option("TF[,TF...]", "Timeframes to build (default 1m,15m,1h)."),
 ]
 Since = Annotated[
     str | None,
@@ -125,13 +235,16 @@ TimeRangeOption = Annotated[
         show_default=False,
     ),
 ]
-WholeDays = Annotated[
-    int | None,
+Days = Annotated[
+    float | None,
     typer.Option(
-        "--days", min=1, max=MAX_DAYS, help="The last N days (default 30).", show_default=False
+        "--days",
+        metavar="DAYS",
+        min=0.01,
+        max=MAX_DAYS,
+        help="The last DAYS days up to now; fractions too (1.5 is 36 hours).",
     ),
 ]
-Days = Annotated[float, typer.Option("--days", min=0.01, max=MAX_DAYS, help="How far back.")]
 Shard = Annotated[
     str | None,
     typer.Option(
@@ -142,12 +255,12 @@ Shard = Annotated[
         show_default=False,
     ),
 ]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")]
-Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="One line per market.")]
 BaseTimeframe = Annotated[
     str | None,
     typer.Option(
         "--from",
+        metavar="TF",
+        autocompletion=_complete_timeframes,
         help="Base timeframe (default: the finest stored one dividing each).",
         show_default=False,
     ),
@@ -158,6 +271,7 @@ Keep = Annotated[
     str | None,
     typer.Option(
         "--keep",
+        metavar="AGE",
         help="Delete candles older than this, every timeframe, e.g. 365d (default: keep all).",
         show_default=False,
     ),
@@ -165,12 +279,17 @@ Keep = Annotated[
 Keep1m = Annotated[
     str | None,
     typer.Option(
-        "--keep-1m", help="Retention for 1m candles, the bulk, e.g. 90d.", show_default=False
+        "--keep-1m",
+        metavar="AGE",
+        help="Retention for 1m candles, the bulk, e.g. 90d.",
+        show_default=False,
     ),
 ]
 CompactAfter = Annotated[
     str,
-    typer.Option("--compact-after", help="Compact hot partitions older than this (h, d, w)."),
+    typer.Option(
+        "--compact-after", metavar="AGE", help="Compact hot partitions older than this (h, d, w)."
+    ),
 ]
 DryRun = Annotated[
     bool, typer.Option("--dry-run", help="Print what would change and change nothing.")
@@ -179,6 +298,7 @@ AsOf = Annotated[
     str | None,
     typer.Option(
         "--as-of",
+        metavar="TIME",
         help="Age candles as if it were this time, e.g. 2026-11-01 (default: now). "
         "Leftover files are aged on the data dir's own clock.",
         show_default=False,
@@ -186,13 +306,16 @@ AsOf = Annotated[
 ]
 
 # screen-prep
-Out = Annotated[str, typer.Option("--out", "-o", help="Output file, or - for stdout.")]
+Out = Annotated[
+    str, typer.Option("--out", "-o", metavar="FILE|-", help="Output file, or - for stdout.")
+]
 OutFormat = Annotated[
     str | None,
     typer.Option(
         "--format",
         "-f",
-        help="parquet, csv or jsonl (default: from --out, else csv).",
+        metavar="csv|jsonl|parquet",
+        help="Output format (default: from --out, else csv).",
         show_default=False,
     ),
 ]
@@ -211,6 +334,7 @@ MinValue = Annotated[
     float | None,
     typer.Option(
         "--min-value",
+        metavar="VALUE",
         min=0,
         help="Keep markets that traded at least this much (quote currency) in the last 24 hours.",
         show_default=False,
@@ -220,14 +344,12 @@ Top = Annotated[
     int | None,
     typer.Option(
         "--top",
+        metavar="N",
         min=1,
         max=100_000,
         help="Keep the N markets that traded most in 24 hours.",
         show_default=False,
     ),
-]
-ScreenVerbose = Annotated[
-    bool, typer.Option("--verbose", "-v", help="Per-market lines and the memory hit rate.")
 ]
 
 # export
@@ -238,23 +360,6 @@ MarketsFile = Annotated[
         metavar="FILE",
         help="Read the markets from FILE (- for stdin): one a line; blank lines and # comments "
         "are skipped.",
-        show_default=False,
-    ),
-]
-ExportTimeframes = Annotated[
-    str,
-    typer.Option(
-        "-t", "--timeframe", metavar="TF[,TF...]", help="Timeframes, comma-separated: 1h or 1m,1h."
-    ),
-]
-ExportDays = Annotated[
-    float | None,
-    typer.Option(
-        "--days",
-        metavar="N",
-        min=0.01,
-        max=MAX_DAYS,
-        help="The last N days, instead of --since.",
         show_default=False,
     ),
 ]
@@ -271,15 +376,6 @@ ExportFormat = Annotated[
 ExportOut = Annotated[
     str, typer.Option("--out", "-o", metavar="FILE|-", help="Output file, or - for stdout.")
 ]
-Tz = Annotated[
-    str,
-    typer.Option(
-        "--tz",
-        metavar="ZONE",
-        help="Write text times in this zone, with its offset: UTC, Asia/Seoul, ... "
-        "(Parquet keeps UTC timestamps).",
-    ),
-]
 Fill = Annotated[
     bool,
     typer.Option(
@@ -289,19 +385,12 @@ Fill = Annotated[
         "and last candle.",
     ),
 ]
-ExportQuiet = Annotated[
-    bool, typer.Option("--quiet", "-q", help="Only errors: no progress, no summary.")
-]
-
 # live
 Jsonl = Annotated[
     bool, typer.Option("--jsonl", help="One JSON line per candle update or close on stdout.")
 ]
 NoStore = Annotated[
     bool, typer.Option("--no-store", help="Do not append closed candles to the store.")
-]
-LiveTimeframes = Annotated[
-    str, typer.Option("-t", "--timeframe", help="Timeframes to build, e.g. 1m,15m,1h.")
 ]
 
 # verify

@@ -1,4 +1,6 @@
-"""How the CLI shows a run: a rich progress bar on a terminal, plain log lines otherwise."""
+"""How the CLI shows a run: a rich progress bar on a terminal, plain log lines otherwise;
+and the summaries, tables and reports the commands print (counts through `plural`, times
+through `iso` in the zone asked for)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,10 @@ import sys
 import time
 from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
+
+from upbit_cache.cli.log import say
+from upbit_cache.times import iso
+from upbit_cache.words import plural
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -25,11 +31,12 @@ if TYPE_CHECKING:
 
 
 class PlainProgress:
-    """One log line per finished (market, timeframe): fit for cron mail and pipes."""
+    """One log line per finished (market, timeframe): fit for cron mail and pipes. Failures
+    are always said; the others only with `lines`."""
 
-    def __init__(self, stream: TextIO, verbose: bool = True) -> None:
+    def __init__(self, stream: TextIO, lines: bool = True) -> None:
         self.stream = stream
-        self.verbose = verbose
+        self.lines = lines
 
     def __enter__(self) -> PlainProgress:
         return self
@@ -49,22 +56,24 @@ class PlainProgress:
         pass
 
     def on_done(self, outcome: MarketOutcome) -> None:
-        if outcome.error is not None:
-            print(
-                f"{outcome.market} {outcome.timeframe}: FAILED: {outcome.error}", file=self.stream
-            )
-        elif self.verbose:
-            print(
-                f"{outcome.market} {outcome.timeframe}: {outcome.candles} candles, "
-                f"{outcome.requests} requests",
-                file=self.stream,
-            )
+        if outcome.error is not None or self.lines:
+            say(done_line(outcome), self.stream)
+
+
+def done_line(outcome: MarketOutcome) -> str:
+    """`KRW-BTC 1h: 720 candles, 4 requests`, or what failed."""
+    if outcome.error is not None:
+        return f"{outcome.market} {outcome.timeframe}: FAILED: {outcome.error}"
+    return (
+        f"{outcome.market} {outcome.timeframe}: {plural(outcome.candles, 'candle')}, "
+        f"{plural(outcome.requests, 'request')}"
+    )
 
 
 class BarProgress:
     """A live bar: jobs done, candles received, requests per second."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, lines: bool = False) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -73,6 +82,7 @@ class BarProgress:
             TimeElapsedColumn,
         )
 
+        self._lines = lines
         self._began = time.monotonic()
         self._pages = 0
         self._candles = 0
@@ -111,39 +121,42 @@ class BarProgress:
 
     def on_done(self, outcome: MarketOutcome) -> None:
         self._bar.advance(self._task)
-        if outcome.error is not None:
-            self._bar.console.print(
-                f"{outcome.market} {outcome.timeframe}: FAILED: {outcome.error}"
-            )
+        if outcome.error is not None or self._lines:
+            self._bar.console.print(done_line(outcome), markup=False, highlight=False)
 
 
-def progress_for(stream: TextIO = sys.stderr, quiet: bool = False) -> BarProgress | PlainProgress:
-    """A bar when `stream` is a terminal, plain lines when it is not (cron, pipes)."""
+def progress_for(
+    stream: TextIO | None = None, quiet: bool = False, verbose: bool = False
+) -> BarProgress | PlainProgress:
+    """A bar when `stream` (default stderr) is a terminal, plain lines when it is not (cron,
+    pipes). Quiet: failures only. Verbose: a line per market on a terminal too."""
+    stream = stream if stream is not None else sys.stderr
     if not quiet and stream.isatty():
         # rich is imported only for a terminal: cron and pipes start faster without it.
         from rich.console import Console
 
-        return BarProgress(Console(file=stream))
-    return PlainProgress(stream, verbose=not quiet)
+        return BarProgress(Console(file=stream), lines=verbose)
+    return PlainProgress(stream, lines=not quiet)
 
 
 def summary(report: SyncReport) -> str:
     """The one line that ends a run; a sharded run starts with its shard:
     `shard 2/4: 50 of 200 markets, ...`."""
-    markets = f"{report.markets} markets"
+    markets = plural(report.markets, "market")
     if report.shard is not None:
-        markets = f"shard {report.shard}: {report.markets} of {report.total_markets} markets"
+        total = plural(report.total_markets, "market")
+        markets = f"shard {report.shard}: {report.markets:,} of {total}"
     line = (
-        f"{markets}, {report.candles:,} candles written, "
-        f"{report.candle_requests:,} requests, {report.rate_limited} 429s, "
+        f"{markets}, {plural(report.candles, 'candle')} written, "
+        f"{plural(report.candle_requests, 'request')}, {plural(report.rate_limited, '429')}, "
         f"{report.seconds:.1f} s"
     )
     plan = report.plan
     if plan is not None and plan.derived:
         derived = sum(d.candles for d in report.derived)
         line += (
-            f"; plan: base {plan.base} ({plan.planned_requests:,} requests planned), "
-            f"derived {', '.join(t.name for t in plan.derived)} ({derived:,} candles)"
+            f"; plan: base {plan.base} ({plural(plan.planned_requests, 'request')} planned), "
+            f"derived {', '.join(t.name for t in plan.derived)} ({plural(derived, 'candle')})"
         )
     if report.failed:
         line += f"; {len(report.failed)} failed: " + ", ".join(
@@ -162,11 +175,11 @@ def horizon_warning(report: SyncReport) -> str | None:
 
     hull = Ranges.of(part for ranges in beyond.values() for part in ranges).hull
     assert hull is not None
-    edge = max(plan.horizon, hull.end)
+    edge, markets = max(plan.horizon, hull.end), plural(len(beyond), "market")
     return (
         f"warning: Upbit keeps {plan.base} candles for about three months only: "
-        f"{iso(hull.start)}→{iso(hull.end)} was not fetched ({len(beyond)} markets) nor "
-        f"recorded as fetched; {iso(edge)}→{iso(plan.span.end)} was"
+        f"{iso(hull.start)}→{iso(hull.end)} was not fetched ({markets}) nor recorded as "
+        f"fetched; {iso(edge)}→{iso(plan.span.end)} was"
     )
 
 
@@ -176,9 +189,19 @@ def derive_summary(outcomes: list[DeriveOutcome], seconds: float) -> str:
     unchanged = sum(o.unchanged for o in outcomes)
     bases = sorted({f"{o.target} from {o.base}" for o in outcomes})
     return (
-        f"{len({o.market for o in outcomes})} markets, {', '.join(bases)}: "
-        f"{sum(o.candles for o in outcomes):,} candles written, {recomputed} base partitions "
-        f"recomputed, {unchanged} unchanged, {seconds:.1f} s"
+        f"{plural(len({o.market for o in outcomes}), 'market')}, {', '.join(bases)}: "
+        f"{plural(sum(o.candles for o in outcomes), 'candle')} written, "
+        f"{plural(recomputed, 'base partition')} recomputed, {unchanged:,} unchanged, "
+        f"{seconds:.1f} s"
+    )
+
+
+def derive_lines(outcomes: list[DeriveOutcome]) -> str:
+    """`resample -v`: a line per (market, timeframe)."""
+    return "\n".join(
+        f"{o.market} {o.target} from {o.base}: {plural(o.candles, 'candle')} written, "
+        f"{plural(o.recomputed, 'base partition')} recomputed, {o.unchanged:,} unchanged"
+        for o in outcomes
     )
 
 
@@ -186,26 +209,30 @@ def screen_summary(done: Produced, seconds: float) -> str:
     """The line that ends a screen-prep run (on stderr: stdout may carry the table)."""
     result, kept = done.result, done.kept
     if kept is not None:
-        line = f"{kept.markets} markets, {kept.rows:,} rows, 0 requests (nothing new: kept table)"
+        line = (
+            f"{plural(kept.markets, 'market')}, {plural(kept.rows, 'row')}, "
+            "0 requests (nothing new: kept table)"
+        )
         short, left_out, failed = kept.short, kept.filtered_out, []
     else:
         assert result is not None
         table = result.table
         markets = len(table.column("market").unique()) if table.num_rows else 0
-        line = f"{markets} markets, {table.num_rows:,} rows"
+        line = f"{plural(markets, 'market')}, {plural(table.num_rows, 'row')}"
         if result.sync is not None:
-            line += f", {result.sync.candle_requests:,} requests, {result.sync.rate_limited} 429s"
+            requests, limited = result.sync.candle_requests, result.sync.rate_limited
+            line += f", {plural(requests, 'request')}, {plural(limited, '429')}"
         if result.open_requests:
-            line += f", {result.open_requests} requests for open candles"
+            line += f", {plural(result.open_requests, 'request')} for open candles"
         short, left_out = result.short, len(result.filtered_out)
         failed = result.sync.failed if result.sync is not None else []
     line += f", {seconds:.1f} s"
     if short:
-        shown = ", ".join(f"{m} ({d:g} days)" for m, d in sorted(short.items())[:10])
+        shown = ", ".join(f"{m} ({plural(d, 'day')})" for m, d in sorted(short.items())[:10])
         more = len(short) - 10
         line += f"; less history than asked: {shown}" + (f" and {more} more" if more > 0 else "")
     if left_out:
-        line += f"; {left_out} markets left out by --top/--min-value"
+        line += f"; {plural(left_out, 'market')} left out by --top/--min-value"
     if failed:
         line += f"; {len(failed)} failed: " + ", ".join(f"{o.market} ({o.error})" for o in failed)
     return line
@@ -217,40 +244,37 @@ def export_summary(report: ExportReport) -> str:
     timeframes = ",".join(tf.name for tf in report.timeframes)
     where = "stdout" if report.out == "-" else report.out
     line = (
-        f"{_count(len(report.markets), 'market')} × {timeframes}, "
-        f"{_count(report.rows, 'row')}, {human_bytes(report.bytes)} to {where}, "
+        f"{plural(len(report.markets), 'market')} × {timeframes}, "
+        f"{plural(report.rows, 'row')}, {human_bytes(report.bytes)} to {where}, "
         f"{report.seconds:.1f} s"
     )
     sync = report.sync
     if sync is not None:
         line += (
-            f"; fetched {_count(sync.candles, 'candle')}, "
-            f"{_count(sync.candle_requests, 'request')}, {sync.rate_limited} 429s"
+            f"; fetched {plural(sync.candles, 'candle')}, "
+            f"{plural(sync.candle_requests, 'request')}, {plural(sync.rate_limited, '429')}"
         )
         if sync.failed:
             line += f"; {len(sync.failed)} failed: " + ", ".join(o.market for o in sync.failed)
     return line
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" + ("" if n == 1 else "s")
-
-
 def memory_summary(stats: MemoryStats, layers: LayerReport | None = None) -> str:
     """The memory layer's counters, then (with `layers`) a line per layer."""
     lines = [
-        f"memory: {stats.hits} hits, {stats.misses} misses ({stats.hit_rate:.0%} hit rate), "
-        f"{stats.evictions} evictions, {stats.bytes / 2**20:.1f} of {stats.budget / 2**20:.0f} "
-        f"MiB held ({stats.protected_bytes / 2**20:.1f} MiB protected)"
+        f"memory: {plural(stats.hits, 'hit')}, {plural(stats.misses, 'miss', 'misses')} "
+        f"({stats.hit_rate:.0%} hit rate), {plural(stats.evictions, 'eviction')}, "
+        f"{stats.bytes / 2**20:.1f} of {stats.budget / 2**20:.0f} MiB held "
+        f"({stats.protected_bytes / 2**20:.1f} MiB protected)"
     ]
     if layers is not None:
         for name, layer in layers.layers.items():
             p50, p99 = layer.percentile(0.5), layer.percentile(0.99)
             timing = f", p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms" if p50 and p99 else ""
-            served = "pages" if name == "upbit" else "tables"
+            served = "page" if name == "upbit" else "table"
             lines.append(
-                f"  {name:<6} {layer.requests:>6,} requests{timing}; "
-                f"{layer.reads:,} {served}, {layer.rows:,} candles"
+                f"  {name:<6} {plural(layer.requests, 'request'):>14}{timing}; "
+                f"{plural(layer.reads, served)}, {plural(layer.rows, 'candle')}"
             )
         lines.append(
             f"  hit rate: memory {layers.memory_hit_rate:.0%} of table reads, "
@@ -275,8 +299,8 @@ def prune_summary(report: PruneReport, verbose: bool = False) -> str:
     for change in report.changes:
         removed, added = change.removed, change.added
         line = (
-            f"{len(removed)} files -> {len(added)}, "
-            f"{sum(f.rows for f in removed):,} rows -> {sum(f.rows for f in added):,}, "
+            f"{plural(len(removed), 'file')} -> {len(added):,}, "
+            f"{plural(sum(f.rows for f in removed), 'row')} -> {sum(f.rows for f in added):,}, "
             f"{human_bytes(sum(f.bytes for f in removed))} -> "
             f"{human_bytes(sum(f.bytes for f in added))}"
         )
@@ -287,17 +311,17 @@ def prune_summary(report: PruneReport, verbose: bool = False) -> str:
         removed = [f for c in changes for f in c.removed]
         added = [f for c in changes for f in c.added]
         lines.append(
-            f"{action:<8} {tf:>3}: {len({c.market for c in changes})} markets, "
-            f"{len(removed):,} files -> "
-            f"{len(added):,}, {sum(f.rows for f in removed):,} rows -> "
+            f"{action:<8} {tf:>3}: {plural(len({c.market for c in changes}), 'market')}, "
+            f"{plural(len(removed), 'file')} -> "
+            f"{len(added):,}, {plural(sum(f.rows for f in removed), 'row')} -> "
             f"{sum(f.rows for f in added):,}, {human_bytes(sum(f.bytes for f in removed))} -> "
             f"{human_bytes(sum(f.bytes for f in added))}"
         )
     if report.temp_files or report.screens:
         lines.append(
-            f"leftovers: {len(report.temp_files)} temp files of killed runs "
+            f"leftovers: {plural(len(report.temp_files), 'temp file')} of killed runs "
             f"({human_bytes(sum(f.bytes for f in report.temp_files))}), "
-            f"{len(report.screens)} stale kept screen files "
+            f"{plural(len(report.screens), 'stale kept screen file')} "
             f"({human_bytes(sum(f.bytes for f in report.screens))})"
         )
     if not lines:
@@ -305,8 +329,8 @@ def prune_summary(report: PruneReport, verbose: bool = False) -> str:
     for tier in ("hot", "cold"):
         was, now = report.before[tier], report.after[tier]
         lines.append(
-            f"{tier:<4} tier: {was.files:,} files, {human_bytes(was.bytes)} -> "
-            f"{now.files:,} files, {human_bytes(now.bytes)}"
+            f"{tier:<4} tier: {plural(was.files, 'file')}, {human_bytes(was.bytes)} -> "
+            f"{plural(now.files, 'file')}, {human_bytes(now.bytes)}"
         )
     done = "dry run: nothing changed" if report.dry_run else "done"
     lines.append(f"{done}, {report.seconds:.1f} s")
@@ -314,19 +338,18 @@ def prune_summary(report: PruneReport, verbose: bool = False) -> str:
 
 
 def _files_and_bytes(usage: TierUsage) -> str:
-    return f"{usage.files} file{'' if usage.files == 1 else 's'}, {human_bytes(usage.bytes)}"
+    return f"{plural(usage.files, 'file')}, {human_bytes(usage.bytes)}"
 
 
-def info_table(infos: Sequence[SeriesInfo]) -> str:
+def info_table(infos: Sequence[SeriesInfo], tz: str = "UTC", verbose: bool = False) -> str:
     """`info`: one aligned line per (timeframe, market), then one total line per tier.
 
     COVERED is the fetched ranges, end exclusive; QUIET counts fetched periods without a
     candle (no trades) and the longest run of them; HOLES counts never-fetched gaps between
     fetched ranges; BASE says who made the candles (last, as it may be long: see
-    `_bases_cell`).
+    `_bases_cell`; every range when `verbose`). Times are shown in `tz`.
     """
     from upbit_cache.manager.info import totals
-    from upbit_cache.times import iso
 
     header = ("TF", "MARKET", "COVERED", "CANDLES", "QUIET", "HOLES", "HOT", "COLD", "BASE")
     rows = [header]
@@ -335,9 +358,9 @@ def info_table(infos: Sequence[SeriesInfo]) -> str:
         if not fetched:
             covered = "none recorded"
         else:
-            covered = f"{iso(fetched[0][0])}→{iso(fetched[-1][1])}"
+            covered = f"{iso(fetched[0][0], tz)}→{iso(fetched[-1][1], tz)}"
             if len(fetched) > 1:
-                covered += f" in {len(fetched)} ranges"
+                covered += f" in {plural(len(fetched), 'range')}"
         quiet = str(info.quiet_periods)
         if info.quiet_periods:
             quiet += f" (longest {info.longest_quiet})"
@@ -351,7 +374,7 @@ def info_table(infos: Sequence[SeriesInfo]) -> str:
                 str(len(info.never_fetched)),
                 _files_and_bytes(info.tiers["hot"]),
                 _files_and_bytes(info.tiers["cold"]),
-                _bases_cell(info),
+                _bases_cell(info, tz, None if verbose else 4),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -365,16 +388,15 @@ def info_table(infos: Sequence[SeriesInfo]) -> str:
     ]
     summed = totals(infos)
     candles = sum(i.candles for i in infos)
-    lines.append(f"{len(infos)} series, {candles:,} candles")
+    lines.append(f"{plural(len(infos), 'series', 'series')}, {plural(candles, 'candle')}")
     lines += [f"{tier} tier: {_files_and_bytes(usage)}" for tier, usage in summed.items()]
     return "\n".join(lines)
 
 
-def _bases_cell(info: SeriesInfo, most: int = 4) -> str:
+def _bases_cell(info: SeriesInfo, tz: str = "UTC", most: int | None = 4) -> str:
     """`native` or `from 15m` for a series made one way; otherwise each run of ranges made
     one way, in time order, with its span (the first `most`, then how many more)."""
     from upbit_cache.store.records import NATIVE
-    from upbit_cache.times import iso
 
     runs: list[tuple[str, int, int]] = []  # neighbouring ranges of one base are one run
     for r in info.bases:
@@ -385,35 +407,50 @@ def _bases_cell(info: SeriesInfo, most: int = 4) -> str:
     labels = [(base if base == NATIVE else f"from {base}", lo, hi) for base, lo, hi in runs]
     if len(labels) == 1:
         return labels[0][0]
-    shown = [f"{label} {iso(lo)}→{iso(hi)}" for label, lo, hi in labels[:most]]
-    if len(labels) > most:
-        shown.append(f"{len(labels) - most} more (see --json)")
+    shown = [f"{label} {iso(lo, tz)}→{iso(hi, tz)}" for label, lo, hi in labels[:most]]
+    if most is not None and len(labels) > most:
+        shown.append(f"{len(labels) - most} more (see -v or --json)")
     return ", ".join(shown)
 
 
-def verify_lines(report: VerifyReport, root: str) -> str:
-    """One line per problem (paths inside the data dir), then what was checked and done."""
-    lines = [
-        f"{p.timeframe.name:>3} {p.market}: {p.kind}: {_inside(p.path, root)} ({p.detail})"
-        for p in report.problems
-    ]
+def verify_lines(report: VerifyReport, root: str, tz: str = "UTC", verbose: bool = False) -> str:
+    """One line per problem (paths inside the data dir, and the span a bad file holds, in
+    `tz`), then what was checked and done; `verbose`: first a line per series checked."""
+    lines = []
+    if verbose:
+        lines += [
+            f"{a.timeframe.name:>3} {a.market}: {plural(a.files, 'file')}, "
+            f"{plural(a.rows, 'row')}, {plural(len(a.problems), 'problem')}"
+            for a in report.audits
+        ]
+    for p in report.problems:
+        span = p.span
+        spans = f", holding {iso(span.start, tz)}→{iso(span.end, tz)}" if span else ""
+        lines.append(
+            f"{p.timeframe.name:>3} {p.market}: {p.kind}: {_inside(p.path, root)} ({p.detail})"
+            + spans
+        )
     checked = (
-        f"{len(report.audits)} series, {report.files:,} files, {report.rows:,} rows checked "
-        f"in {report.seconds:.1f} s"
+        f"{plural(len(report.audits), 'series', 'series')}, {plural(report.files, 'file')}, "
+        f"{plural(report.rows, 'row')} checked in {report.seconds:.1f} s"
     )
     if not report.problems:
         lines.append(f"healthy: {checked}")
     else:
-        lines.append(f"{len(report.problems)} problems: {checked}")
+        lines.append(f"{plural(len(report.problems), 'problem')}: {checked}")
         if report.repaired:
             lines.append(
-                f"repaired: {len(report.moved)} files moved to {root}/quarantine/, their spans "
-                "forgotten; the next fetch of a window that includes them asks for them again"
+                f"repaired: {plural(len(report.moved), 'file')} moved to {root}/quarantine/, "
+                "their spans forgotten; the next fetch of a window that includes them asks "
+                "for them again"
             )
         else:
             lines.append("run `upbit-cache verify --repair` to quarantine them and fetch again")
     if report.adopted:
-        lines.append(f"{report.adopted} files the records did not list yet are listed now")
+        lines.append(
+            f"{plural(report.adopted, 'file')} the records did not list yet "
+            f"{'is' if report.adopted == 1 else 'are'} listed now"
+        )
     return "\n".join(lines)
 
 

@@ -28,6 +28,7 @@ from upbit_cache.errors import ResponseFormatError, UpbitCacheError
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import iso
+from upbit_cache.words import plural
 
 DEFAULT_WINDOW = 4  # pages of one market in flight at once
 PAGE_ATTEMPTS = 3  # a page whose answers fail the checks this often fails its job
@@ -191,7 +192,7 @@ async def checked_page(
         except ResponseFormatError as exc:
             if attempt == PAGE_ATTEMPTS - 1:
                 raise ResponseFormatError(
-                    f"{market} {tf}: Upbit's answer for the {page.count} periods before "
+                    f"{market} {tf}: Upbit's answer for the {plural(page.count, 'period')} before "
                     f"{iso(page.to)} failed the checks {PAGE_ATTEMPTS} times ({exc}); "
                     "nothing of it was stored"
                 ) from None

@@ -259,16 +259,19 @@ class UpbitCache:
         *,
         out: str = "-",
         fmt: Format = "csv",
+        tz: str = "UTC",
         progress: Progress | None = None,
     ) -> Produced:
-        """Bring the request's window up to date and write one long table to `out`.
+        """Bring the request's window up to date and write one long table to `out` (the
+        times of CSV and JSON lines as text in `tz`; Parquet keeps UTC timestamps).
 
         A run whose table was built before from exactly the same files copies the kept table
         (one request for Upbit's clock, no Parquet read).
         """
+        tz = check_timezone(tz)
         refuse_terminal(out, fmt)  # before anything is fetched or copied out
         keepable = request.refresh and not request.include_open
-        name = key(request, fmt)
+        name = key(request, fmt, tz)
 
         async def run() -> tuple[str, Kept] | ScreenResult:
             async with new_client(self.config) as client:  # one session for the whole run
@@ -287,19 +290,21 @@ class UpbitCache:
             return Produced(kept=done[1])
         if done.sync is not None:
             self._asked(done.sync)
-        self._write_screen(done, out, fmt, name if keepable else None)
+        self._write_screen(done, out, fmt, tz, name if keepable else None)
         return Produced(result=done, memory=self.memory.stats, layers=self.layers.report())
 
-    def _write_screen(self, result: ScreenResult, out: str, fmt: Format, name: str | None) -> None:
+    def _write_screen(
+        self, result: ScreenResult, out: str, fmt: Format, tz: str, name: str | None
+    ) -> None:
         import pyarrow.compute as pc
 
         from upbit_cache.store.output import write_output, write_table
 
         failed = result.sync is not None and result.sync.failed
         if name is None or result.fingerprint is None or failed:
-            write_output(result.table, out, fmt)
+            write_output(result.table, out, fmt, tz)
             return
-        table = screens.keep(self.files, name, fmt, lambda s: write_table(result.table, s, fmt))
+        table = screens.keep(self.files, name, fmt, lambda s: write_table(result.table, s, fmt, tz))
         screens.send(self.files, table, out)
         shown = pc.count_distinct(result.table["market"]).as_py() if result.table.num_rows else 0
         facts = Kept(result.fingerprint, shown, result.table.num_rows, result.short)

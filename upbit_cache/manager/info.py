@@ -185,11 +185,12 @@ def totals(infos: Sequence[SeriesInfo]) -> dict[layout.Tier, TierUsage]:
     return summed
 
 
-def to_json(infos: Sequence[SeriesInfo]) -> dict[str, Any]:
+def to_json(infos: Sequence[SeriesInfo], tz: str = "UTC") -> dict[str, Any]:
     """The inventory as a plain JSON document (what `upbit-cache info --json` prints).
 
-    Every time is given twice: ISO 8601 UTC (`"2026-11-01T09:00:00Z"`) and epoch ms
-    (`..._ms`). Ranges are half-open [start, end). Layout::
+    Every time is given twice: ISO 8601 text in `tz` (`"2026-11-01T09:00:00Z"` in UTC,
+    `"2026-11-01T18:00:00+09:00"` in Asia/Seoul) and epoch ms (`..._ms`). Ranges are
+    half-open [start, end). Layout::
 
         {
           "version": 2,
@@ -218,7 +219,7 @@ def to_json(infos: Sequence[SeriesInfo]) -> dict[str, Any]:
     summed = totals(infos)
     return {
         "version": JSON_VERSION,
-        "series": [_series_json(info) for info in infos],
+        "series": [_series_json(info, tz) for info in infos],
         "totals": {
             "series": len(infos),
             "candles": sum(i.candles for i in infos),
@@ -229,35 +230,35 @@ def to_json(infos: Sequence[SeriesInfo]) -> dict[str, Any]:
     }
 
 
-def _series_json(info: SeriesInfo) -> dict[str, Any]:
+def _series_json(info: SeriesInfo, tz: str) -> dict[str, Any]:
     tf = info.timeframe
     runs = [
-        {**_range_json(start, end), "periods": tf.count_periods(start, end)}
+        {**_range_json(start, end, tz), "periods": tf.count_periods(start, end)}
         for start, end in info.quiet_runs
     ]
     return {
         "timeframe": tf.name,
         "market": info.market,
-        "fetched": _ranges_json(info.fetched),
-        "bases": [{**_range_json(r.start, r.end), "base": r.base} for r in info.bases],
-        "first": iso(info.first) if info.first is not None else None,
+        "fetched": _ranges_json(info.fetched, tz),
+        "bases": [{**_range_json(r.start, r.end, tz), "base": r.base} for r in info.bases],
+        "first": iso(info.first, tz) if info.first is not None else None,
         "first_ms": info.first,
-        "last": iso(info.last) if info.last is not None else None,
+        "last": iso(info.last, tz) if info.last is not None else None,
         "last_ms": info.last,
         "candles": info.candles,
         "quiet": {"periods": info.quiet_periods, "longest": info.longest_quiet, "runs": runs},
-        "never_fetched": _ranges_json(info.never_fetched),
-        "pruned": _ranges_json(info.pruned),
+        "never_fetched": _ranges_json(info.never_fetched, tz),
+        "pruned": _ranges_json(info.pruned, tz),
         "tiers": {tier: _usage_json(u) for tier, u in info.tiers.items()},
     }
 
 
-def _range_json(start: int, end: int) -> dict[str, Any]:
-    return {"start": iso(start), "end": iso(end), "start_ms": start, "end_ms": end}
+def _range_json(start: int, end: int, tz: str) -> dict[str, Any]:
+    return {"start": iso(start, tz), "end": iso(end, tz), "start_ms": start, "end_ms": end}
 
 
-def _ranges_json(ranges: Ranges) -> list[dict[str, Any]]:
-    return [_range_json(start, end) for start, end in ranges]
+def _ranges_json(ranges: Ranges, tz: str) -> list[dict[str, Any]]:
+    return [_range_json(start, end, tz) for start, end in ranges]
 
 
 def _usage_json(usage: TierUsage) -> dict[str, int]:

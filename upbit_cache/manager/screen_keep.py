@@ -42,14 +42,15 @@ def window(tf: Timeframe, now: int, days: float) -> TimeRange:
     return TimeRange(tf.floor_one(now - int(days * DAY_MS)), tf.floor_one(now))
 
 
-def key(request: ScreenRequest, fmt: Format) -> str:
-    """A name for one combination of screen-prep arguments."""
+def key(request: ScreenRequest, fmt: Format, tz: str = "UTC") -> str:
+    """A name for one combination of screen-prep arguments (the zone of text times too)."""
     args = {
         "markets": sorted(validate_markets(request.markets)),
         "quote": request.quote,
         "days": request.days,
         "tf": request.timeframe.name,
         "fmt": fmt,
+        "tz": tz,
         "top": request.top,
         "min_value": request.min_value,
         "encoding": 2,  # exact JSON numbers since 2: a table kept before is built again

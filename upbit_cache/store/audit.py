@@ -20,12 +20,13 @@ import pyarrow.parquet as pq
 
 from upbit_cache.candles import CANDLE_SCHEMA, impossible_values, times_ms
 from upbit_cache.errors import StorageError
-from upbit_cache.ranges import Ranges
+from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.store.files import StoredFile
 from upbit_cache.store.records import Record, read_record
 from upbit_cache.timeframes import Timeframe
+from upbit_cache.words import plural
 
 Kind = Literal[
     "unreadable",
@@ -46,6 +47,14 @@ class Problem:
     kind: Kind
     path: str
     detail: str
+
+    @property
+    def span(self) -> TimeRange | None:
+        """The time the bad data file holds (what --repair makes the next fetch ask for);
+        None for a record."""
+        if self.kind == "damaged record":
+            return None
+        return layout.file_span(self.timeframe, self.path)
 
 
 @dataclass
@@ -148,7 +157,7 @@ def _check_file(
         return problem("impossible values", f"a candle with {why}")
     outside = _outside(times, fetched)
     if outside:
-        return problem("rows outside recorded ranges", f"{outside} rows nobody recorded")
+        return problem("rows outside recorded ranges", f"{plural(outside, 'row')} nobody recorded")
     return None
 
 

@@ -30,14 +30,17 @@ class Written:
     bytes: int = 0
 
 
-def write_output(table: pa.Table, out: str, fmt: Format) -> None:
-    """Write `table` to `out` ("-" is stdout). A file appears whole or not at all."""
-    write_stream([table], table.schema, out, fmt)
+def write_output(table: pa.Table, out: str, fmt: Format, tz: str = UTC) -> None:
+    """Write `table` to `out` ("-" is stdout), text times in `tz`. A file appears whole or
+    not at all."""
+    write_stream([table], table.schema, out, fmt, tz)
 
 
-def write_table(table: pa.Table, sink: IO[bytes] | pa.NativeFile, fmt: Format) -> None:
-    """Encode `table` in `fmt` into an open stream."""
-    _encode([table], table.schema, _Counted(sink), fmt, UTC)
+def write_table(
+    table: pa.Table, sink: IO[bytes] | pa.NativeFile, fmt: Format, tz: str = UTC
+) -> None:
+    """Encode `table` in `fmt` into an open stream (text times in `tz`)."""
+    _encode([table], table.schema, _Counted(sink), fmt, tz)
 
 
 def write_stream(
