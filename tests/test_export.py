@@ -278,3 +278,21 @@ def test_reads_a_bounded_span_at_a_time(sim: SimulatorServer, tmp_path: Path) ->
     times = np.concatenate([t["time"].to_numpy() for t in tables])
     assert len(times) == store.load_table("KRW-BTC", Timeframe.parse("1m")).num_rows
     assert (np.diff(times.astype(np.int64)) > 0).all()
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Asia/Seoul"])
+def test_a_range_with_no_candles_is_an_empty_table(
+    sim: SimulatorServer, tmp_path: Path, tz: str
+) -> None:
+    code, _, err = export(sim, tmp_path, "KRW-BTC", "-t", "1h", "--days", "2")
+    assert code == 0, err
+    empty = ("KRW-BTC", "-t", "1h", "--timerange", "20200101-20200102", "--no-refresh")
+    code, out, err = export(sim, tmp_path, *empty, "--tz", tz)
+    assert code == 0, err
+    assert out.decode().splitlines() == [
+        '"market","timeframe","time","open","high","low","close","volume","value"'
+    ]
+    code, out, err = export(sim, tmp_path, *empty, "--tz", tz, "-f", "jsonl")
+    assert (code, out) == (0, b""), err
+    code, out, err = export(sim, tmp_path, *empty, "-f", "parquet", "-o", str(tmp_path / "e.pq"))
+    assert code == 0 and len(pd.read_parquet(tmp_path / "e.pq")) == 0, err
