@@ -46,6 +46,7 @@ bench: $(STAMP)
 	cd scripts && ../$(BIN)/python bench_export.py
 	cd scripts && ../$(BIN)/python bench_live.py
 	cd scripts && ../$(BIN)/python bench_kill.py
+	cd scripts && ../$(BIN)/python bench_cache.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
