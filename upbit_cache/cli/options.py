@@ -363,19 +363,6 @@ MarketsFile = Annotated[
         show_default=False,
     ),
 ]
-ExportFormat = Annotated[
-    str | None,
-    typer.Option(
-        "--format",
-        "-f",
-        metavar="csv|jsonl|parquet",
-        help="Output format (default: from --out, else csv).",
-        show_default=False,
-    ),
-]
-ExportOut = Annotated[
-    str, typer.Option("--out", "-o", metavar="FILE|-", help="Output file, or - for stdout.")
-]
 Fill = Annotated[
     bool,
     typer.Option(
