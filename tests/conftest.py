@@ -32,6 +32,10 @@ from upbit_cache.times import to_ms
 
 NOW = "2026-11-20T00:00:00Z"
 FAST_RATE = 200  # requests/s for tests that are not about the rate limit
+# The bundled simulator (store lag off) serves every trade at once, so a period is final at
+# its end: tests that are not about settling run with no settle time, here and in every
+# command they start (tests/test_exact.py turns the lag on and keeps Upbit's settle time).
+os.environ["UPBIT_SETTLE_SECONDS"] = "0"
 # Off a terminal (CliRunner, a pipe) every stderr line starts with the UTC time.
 STAMP = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z ", re.MULTILINE)
 
@@ -68,9 +72,10 @@ def run_fetch(
     start: int | None = None,
     end: int | None = None,
     days: float | None = None,
+    settle: float = 0.0,
 ) -> SyncReport:
     """One library fetch against `url`, like `upbit-cache fetch` does (default: 30 days)."""
-    config = ClientConfig(api_url=url, rate=rate, backoff=0.01)
+    config = ClientConfig(api_url=url, rate=rate, backoff=0.01, settle=settle)
     tfs = Timeframe.parse_list(timeframe)
     window = Window(start, end, days if days is not None or start is not None else 30)
     return asyncio.run(fetch(CandleStore(data_dir), config, markets, tfs, window))

@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -84,8 +85,9 @@ def test_a_planned_fetch_derives_only_what_was_not_fetched_natively(
     pd.testing.assert_frame_equal(got, want, rtol=1e-9)
 
 
-def live_1m(sim: SimulatorServer, data_dir: Path, market: str) -> None:
-    """`upbit-cache live MARKET -t 1m` (storing) until two 1m candles closed, then SIGTERM."""
+def live_1m(sim: SimulatorServer, data_dir: Path, market: str, settled: TimeRange) -> None:
+    """`upbit-cache live MARKET -t 1m` (storing) until two 1m candles closed and `settled`
+    is settled through REST, then SIGTERM."""
     command = [sys.executable, "-m", "upbit_cache", "live", market, "-t", "1m", "--jsonl"]
     command += ["--api-url", sim.url, "--ws-url", sim.ws_url, "--data-dir", str(data_dir)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -96,8 +98,19 @@ def live_1m(sim: SimulatorServer, data_dir: Path, market: str) -> None:
     while closes < 2:
         assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
         closes += json.loads(proc.stdout.readline())["event"] == "close"
+    drain = threading.Thread(target=proc.stdout.read, daemon=True)  # the stream never waits
+    drain.start()
+    m1 = Timeframe.parse("1m")
+    while not CandleStore(data_dir).fetched(m1, market).covers(settled):
+        assert time.monotonic() < deadline and proc.poll() is None, "live settled nothing"
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
+    proc.wait(timeout=30)
+    drain.join(timeout=10)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
     assert proc.returncode == 0, err
 
 
@@ -107,10 +120,12 @@ def test_resample_after_live_relabels_only_the_hour_it_derived(
     data = ["--data-dir", str(tmp_path)]
     cli("fetch", "KRW-SOL", "-t", "1h", "--days", "10", "--api-url", sim.url, *data)
     sim.clock.set("2026-11-20T01:30:00Z")
-    live_1m(sim, tmp_path, "KRW-SOL")  # 200 minutes of 1m backfilled, then two closes
+    # 200 minutes of 1m backfilled, then two closes, settled through REST
+    live_1m(
+        sim, tmp_path, "KRW-SOL", TimeRange(to_ms("2026-11-19T22:10"), to_ms("2026-11-20T01:32"))
+    )
     m1 = CandleStore(tmp_path).record(Timeframe.parse("1m"), "KRW-SOL")
     assert list(m1.bases()) == ["native"]
-    assert m1.fetched.covers(TimeRange(to_ms("2026-11-19T22:10"), to_ms("2026-11-20T01:32")))
 
     out = cli("resample", "KRW-SOL", *data)  # -t 1h from the finest stored base: 1m
     assert out.startswith("1 market, 1h from 1m: 1 candle written")

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from upbit_cache.cli import app
 from upbit_cache.collector.config import ClientConfig
+from upbit_cache.collector.paging import DEFAULT_WINDOW
 from upbit_cache.manager.fetch import fetch
 from upbit_cache.manager.live import LiveEvent, live_candles
 from upbit_cache.manager.prune import Policy, prune
@@ -140,7 +141,9 @@ def test_the_horizon_moving_during_a_run_cuts_the_oldest_pages_cleanly(tmp_path:
     since = to_ms(NOW) - 90 * DAY + 15 * MINUTE
     until = since + 3 * HOUR
     with SimulatorServer(speedy) as server:
-        config = ClientConfig(api_url=server.url, rate=50, backoff=0.01, seconds_horizon_days=90)
+        config = ClientConfig(
+            api_url=server.url, rate=50, backoff=0.01, seconds_horizon_days=90, settle=0
+        )
         run = fetch(CandleStore(tmp_path), config, ["KRW-BTC"], [SEC], Window(since, until))
         report = asyncio.run(run)
         assert not report.failed, report.failed[0].error
@@ -195,18 +198,17 @@ def test_seconds_are_not_planned_on_past_the_horizon(sim: SimulatorServer, tmp_p
 def test_quiet_seconds_share_one_witness_per_200_minutes(
     sim: SimulatorServer, tmp_path: Path
 ) -> None:
-    # KRW-PUVEF has no trade in these two hours, and trades after them: each empty 1s page
-    # needs a witness (its last trade is newer), and one 1m page covers 60 of them.
+    # KRW-PUVEF has no trade in these two hours, and trades after them: an empty 1s page
+    # needs a witness (its last trade is newer), and one 1m page covers 60 of them: the
+    # pages it proves quiet are not even sent.
     start, end = to_ms(NOW) - 4 * HOUR, to_ms(NOW) - 2 * HOUR
     assert truth(sim, "KRW-PUVEF", "1s", start, end).empty
     assert not truth(sim, "KRW-PUVEF", "1m", end, NOW).empty
     run_fetch(sim.url, tmp_path, ["KRW-PUVEF"], "1s", start=start, end=end)
-    assert sim.stats()["by_path"] == {
-        "/v1/market/all": 1,
-        "/v1/ticker/all": 1,
-        "/v1/candles/seconds": 36,
-        "/v1/candles/minutes/1": 1,
-    }
+    asked = sim.stats()["by_path"]
+    assert asked["/v1/candles/minutes/1"] == 1
+    assert asked["/v1/candles/seconds"] <= DEFAULT_WINDOW  # those in flight before it came
+    assert sum(asked.values()) == asked["/v1/candles/seconds"] + 3  # + markets, ticker
     assert CandleStore(tmp_path).fetched(SEC, "KRW-PUVEF") == Ranges.of([(start, end)])
 
 
@@ -238,7 +240,9 @@ def test_prune_compacts_a_day_of_seconds_into_one_cold_file(
 def test_live_seconds_close_equal_to_rest_and_are_stored(
     sim: SimulatorServer, tmp_path: Path
 ) -> None:
-    config = ClientConfig(api_url=sim.url, rate=FAST_RATE, backoff=0.01, ws_url=sim.ws_url)
+    config = ClientConfig(
+        api_url=sim.url, rate=FAST_RATE, backoff=0.01, ws_url=sim.ws_url, settle=0
+    )
     tfs = Timeframe.parse_list("1s,1m")
     start = to_ms(NOW)
     events: list[LiveEvent] = []
@@ -266,6 +270,11 @@ def test_live_seconds_close_equal_to_rest_and_are_stored(
                 while not any(c.time == start + MINUTE for c in seen("close", tfs[1])):
                     assert not task.done()
                     await asyncio.sleep(0.02)
+                # Closed 1s candles settle through REST every SECONDS_FLUSH.
+                store, settled = CandleStore(tmp_path), TimeRange(start, start + MINUTE)
+                while not store.fetched(SEC, "KRW-BTC").covers(settled):
+                    assert not task.done()
+                    await asyncio.sleep(0.05)
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -277,7 +286,7 @@ def test_live_seconds_close_equal_to_rest_and_are_stored(
     want = truth(sim, "KRW-BTC", "1s", start, end)
     assert len(closed) == len(want) >= 3
     assert_parity(frame(closed), want)
-    # Written on the way out, with their range: a fetch asks for none of it.
+    # Written, and settled through REST: a fetch asks for none of it.
     assert_parity(stored(tmp_path, "KRW-BTC", "1s", start, end), want)
     assert CandleStore(tmp_path).fetched(SEC, "KRW-BTC").covers(TimeRange(start, end))
 

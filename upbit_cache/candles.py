@@ -8,9 +8,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from upbit_cache.ranges import EARLIEST, LATEST, TimeRange
+from upbit_cache.ranges import EARLIEST, LATEST, Ranges, TimeRange
 
 if TYPE_CHECKING:  # pandas is imported only where a frame is made, to keep CLI start fast
+    import numpy.typing as npt
     import pandas as pd
 
 TIME_TYPE = pa.timestamp("ms", tz="UTC")
@@ -56,6 +57,16 @@ def in_span(table: pa.Table, span: TimeRange) -> pa.Table:
         upper = pc.less(times, pa.scalar(span.end, pa.int64()))
         keep = upper if keep is None else pc.and_(keep, upper)
     return table if keep is None else table.filter(keep)
+
+
+def in_ranges(times: npt.NDArray[np.int64], ranges: Ranges) -> npt.NDArray[np.bool_]:
+    """Which of `times` (sorted or not) lie inside one of `ranges`."""
+    if not ranges:
+        return np.zeros(len(times), dtype=bool)
+    lo = np.array([s for s, _ in ranges], dtype=np.int64)
+    hi = np.array([e for _, e in ranges], dtype=np.int64)
+    slot = np.searchsorted(lo, times, side="right") - 1
+    return np.asarray((slot >= 0) & (times < hi[np.maximum(slot, 0)]))
 
 
 def impossible_values(table: pa.Table) -> str | None:

@@ -112,6 +112,18 @@ class UpbitClient:
         """Upbit's clock as last seen in a `Date` header (never ahead of it), else ours."""
         return int(time.time() * 1000) + (self._clock_offset_ms or 0)
 
+    def see_time(self, upbit_ms: int) -> None:
+        """A moment Upbit's clock has passed (a streamed trade's time): our view of its
+        clock is never behind it, even between REST answers."""
+        sample = upbit_ms - int(time.time() * 1000)
+        if self._clock_offset_ms is None or sample > self._clock_offset_ms:
+            self._clock_offset_ms = sample
+
+    def settled_ms(self) -> int:
+        """Upbit's clock less `config.settle`: periods ended before it are final at Upbit (it
+        stores trades into its candles a little after they happen)."""
+        return self.now_ms() - round(self.config.settle * 1000)
+
     def earliest(self, timeframe: Timeframe) -> int | None:
         """The oldest period start Upbit serves for `timeframe` now; None: no limit.
 

@@ -16,6 +16,10 @@ DEFAULT_TIMEOUT = 10.0
 # Upbit serves 1s candles for "the last 3 months" only (its docs). Three calendar months are
 # never shorter than 89 days, so nothing older is asked for, whichever reading is meant.
 DEFAULT_SECONDS_HORIZON_DAYS = 89.0
+# Upbit stores a trade into its REST candles a little after it happens (seen: 1.9 s late on a
+# 3m candle; re-reads a minute later never differed). A period is taken as final only this
+# long after its end; younger candles are stored as provisional and asked for again.
+DEFAULT_SETTLE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -30,22 +34,38 @@ class ClientConfig:
     backoff: float = 0.25  # first retry delay in seconds; doubles, with jitter
     ws_url: str = DEFAULT_WS_URL
     seconds_horizon_days: float = DEFAULT_SECONDS_HORIZON_DAYS  # how far back 1s candles exist
+    settle: float = DEFAULT_SETTLE_SECONDS  # seconds after a period's end before it is final
 
     @classmethod
     def from_env(
         cls, api_url: str | None = None, rate: float | None = None, ws_url: str | None = None
     ) -> ClientConfig:
         """Explicit arguments win, then UPBIT_API_URL / UPBIT_WS_URL, then the defaults;
-        UPBIT_SECONDS_HORIZON_DAYS sets how far back Upbit keeps 1s candles."""
+        UPBIT_SECONDS_HORIZON_DAYS sets how far back Upbit keeps 1s candles,
+        UPBIT_SETTLE_SECONDS how long after a period's end its candle is final."""
         return cls(
             api_url=(api_url or os.environ.get("UPBIT_API_URL") or DEFAULT_API_URL).rstrip("/"),
             rate=rate if rate is not None else DEFAULT_RATE,
             ws_url=ws_url or os.environ.get("UPBIT_WS_URL") or DEFAULT_WS_URL,
             seconds_horizon_days=_days(os.environ.get(_HORIZON_ENV)),
+            settle=_settle(os.environ.get(_SETTLE_ENV)),
         )
 
 
 _HORIZON_ENV = "UPBIT_SECONDS_HORIZON_DAYS"
+_SETTLE_ENV = "UPBIT_SETTLE_SECONDS"
+
+
+def _settle(text: str | None) -> float:
+    if not text:
+        return DEFAULT_SETTLE_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:
+        raise UsageError(f"{_SETTLE_ENV} must be a number of seconds from 0 to 3600, not {text!r}")
+    return seconds
 
 
 def _days(text: str | None) -> float:

@@ -3,10 +3,13 @@
 Pages are cut on the time grid (`to` = a period boundary, `count` = periods in the page), not
 chained on the oldest candle received, so they do not wait for each other: a market's pages
 go out as fast as the rate limiter allows, whatever the latency. Upbit skips periods without
-trades, so a short page is normal, and so is an empty one in a quiet stretch; empty pages
-covering a week in a row mean no older history (the listing), and the older pages of that
-market are then not requested at all. Every page is checked, and every empty one
-corroborated by a coarser witness, before it is believed (checks.py).
+trades, so a short page is normal, and so is an empty one in a quiet stretch. Every page is
+checked before it is believed (checks.py), and every empty one corroborated by other answers
+(quiet.py); a page whose span those answers already prove quiet (before the listing, inside
+a long quiet stretch) is not sent at all.
+
+What a page says of periods Upbit had not settled when it answered (the last seconds: it
+stores trades a little after they happen) comes back as provisional, not covered.
 
 Upbit serves 1s candles of the last three months only, and that horizon moves on while a
 long backfill runs (newest first: its oldest pages go out hours after the plan). So each
@@ -22,9 +25,10 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from upbit_cache.candles import CANDLE_SCHEMA, times_ms
-from upbit_cache.collector.checks import BadAnswer, check_page, contradicts_quiet, witness_for
+from upbit_cache.collector.checks import check_page
 from upbit_cache.collector.client import MAX_PAGE, UpbitClient
-from upbit_cache.errors import ResponseFormatError, UpbitCacheError
+from upbit_cache.collector.quiet import Evidence, prove_quiet
+from upbit_cache.errors import ResponseFormatError
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import iso
@@ -33,14 +37,6 @@ from upbit_cache.words import plural
 DEFAULT_WINDOW = 4  # pages of one market in flight at once
 PAGE_ATTEMPTS = 3  # a page whose answers fail the checks this often fails its job
 _RETRY_DELAY = 0.25  # seconds before asking again, doubling
-# Upbit skips periods without trades, so one empty page may just be a quiet stretch. Empty
-# pages covering a whole week in a row mean the market was not trading yet (its listing).
-END_OF_HISTORY_MS = 7 * 86_400_000
-
-
-# Per witness timeframe, a market's last witness page: the span it answers, and its candles
-# (a future: the empty pages in flight together wait for one request).
-Witnesses = dict[Timeframe, tuple[TimeRange, asyncio.Future[pa.Table]]]
 
 
 @dataclass(frozen=True)
@@ -54,12 +50,14 @@ class Page:
 
 @dataclass(frozen=True)
 class PageResult:
-    """A page's candles and the time range it settled (candles or known-empty)."""
+    """A page's candles, the span it settled (candles or proven quiet), and the span after
+    it whose candles Upbit had not settled yet (written, but asked for again later)."""
 
     page: Page
     candles: pa.Table
-    covered: tuple[int, int]
-    requests: int  # candle requests it took (0: skipped, history had already ended)
+    covered: TimeRange
+    provisional: TimeRange
+    requests: int  # candle requests it took (0: not sent, its span was proven quiet)
 
 
 def plan_pages(tf: Timeframe, ranges: Iterable[tuple[int, int]]) -> Iterator[Page]:
@@ -80,85 +78,87 @@ async def fetch_pages(
     tf: Timeframe,
     missing: Ranges,
     window: int = DEFAULT_WINDOW,
+    *,
+    settled: int | None = None,
+    evidence: Evidence | None = None,
 ) -> AsyncIterator[PageResult]:
     """Request the pages of `missing` (newest first, `window` in flight), yielding results as
     they arrive.
 
-    Once a week of empty pages in a row shows where the history starts, the rest of each
-    missing range before it comes back as one result, known empty, with no request. What
-    lies past Upbit's horizon when its page is due (1s) is neither sent nor yielded. An
-    error of one page (after retries) ends the iteration with that error; pages not yet
-    sent are then never sent.
+    Periods ending after `settled` (default: Upbit's clock less the settle time) come back
+    provisional. `evidence`: what this run's other answers showed of the market (shared by
+    its jobs); a page it proves quiet is yielded with no request. What lies past Upbit's
+    horizon when its page is due (1s) is neither sent nor yielded. An error of one page
+    (after retries) ends the iteration with that error; pages not yet sent are then never
+    sent.
     """
+    final = client.settled_ms() if settled is None else settled
+    known = evidence if evidence is not None else Evidence()
+    oldest = missing.hull.start if missing.hull is not None else final
     pages = plan_pages(tf, missing)
-    witnesses: Witnesses = {}  # one witness page serves the empty pages after it
-    history_start: int | None = None  # older pages are not requested
-    done: dict[int, tuple[Page, bool]] = {}  # page index -> (page, came back empty)
-    walked = 0  # pages before this index were examined in order, newest first
-    run_start: int | None = None  # oldest start of the current run of empty pages
-    run_end = 0
 
-    def examine() -> None:
-        """Walk finished pages newest first; a long enough empty run ends the history."""
-        nonlocal walked, run_start, run_end, history_start
-        while walked in done:
-            page, empty = done.pop(walked)
-            walked += 1
-            if not empty:
-                run_start = None
-                continue
-            if run_start is None or page.to != run_start:
-                run_end = page.to  # a new run (or a jump to another missing range)
-            run_start = page.start
-            if run_end - run_start >= END_OF_HISTORY_MS:  # the newest such run wins
-                history_start = max(history_start or run_start, run_start)
+    def split(page: Page, low: int) -> tuple[TimeRange, TimeRange]:
+        edge = max(low, min(page.to, tf.floor_one(final)))
+        return TimeRange(low, edge), TimeRange(edge, page.to)
 
-    async def run(index: int, page: Page) -> PageResult:
-        nonlocal history_start
-        table, requests = await checked_page(client, market, tf, page, witnesses)
-        done[index] = (page, table.num_rows == 0)
-        if table.num_rows == 0 and page.to - page.start >= END_OF_HISTORY_MS:
-            # A week or more empty on its own ends the history whatever newer pages hold:
-            # no need to wait for them (in flight, they would let older pages be sent).
-            history_start = max(history_start or page.start, page.start)
-        examine()
-        if table.num_rows == 0:
-            return PageResult(page, table, (page.start, page.to), requests)
-        oldest = int(times_ms(table)[0].as_py())
-        low = min(page.start, oldest) if table.num_rows >= page.count else page.start
-        return PageResult(page, table, (low, page.to), requests)
+    stretch = (0, 0)  # the last proven-quiet stretch a page fell in
+
+    def proven(page: Page) -> bool:
+        """Whether the evidence already proves the page's whole span quiet and settled."""
+        nonlocal stretch
+        if page.to > final:
+            return False
+        if not stretch[0] <= page.start < page.to <= stretch[1]:
+            found = known.quiet.clip(TimeRange(page.start, page.to))
+            if found.total() != page.to - page.start:
+                return False
+            stretch = next((s, e) for s, e in known.quiet if s <= page.start < e)
+        return True
+
+    async def run(page: Page) -> PageResult:
+        covered, provisional = split(page, page.start)
+        table, requests = await checked_page(client, market, tf, page, covered, known, oldest)
+        known.saw(table, tf)
+        if table.num_rows >= page.count:  # a full page may reach back past its start
+            oldest_candle = int(times_ms(table)[0].as_py())
+            covered, provisional = split(page, min(page.start, oldest_candle))
+        return PageResult(page, table, covered, provisional, requests)
+
+    def skipped(span: TimeRange) -> PageResult:
+        page = Page(span.start, span.end, 0)
+        quiet = TimeRange(span.end, span.end)
+        return PageResult(page, CANDLE_SCHEMA.empty_table(), span, quiet, requests=0)
 
     running: set[asyncio.Task[PageResult]] = set()
     unread: list[asyncio.Task[PageResult]] = []  # finished, result not taken yet
-    older: int | None = None  # pages before this are older than the history: not sent
     past = False  # a page reached past Upbit's horizon: every later one is older still
-    index = 0
     try:
         while True:
-            for page in pages if older is None and not past else ():
-                if history_start is not None and page.to <= history_start:
-                    older = page.to  # pages come newest first: every later one is older
-                    break
+            quiet: TimeRange | None = None  # consecutive pages proven quiet: not sent
+            for page in pages if not past else ():
                 edge = client.earliest(tf)
                 if edge is not None and page.start < edge:
                     past = True
                     if page.to <= edge:
                         break
                     page = Page(edge, page.to, tf.count_periods(edge, page.to))
-                running.add(asyncio.ensure_future(run(index, page)))
-                index += 1
+                if proven(page):
+                    if quiet is not None and quiet.start != page.to:
+                        yield skipped(quiet)
+                        quiet = None
+                    quiet = TimeRange(page.start, quiet.end if quiet is not None else page.to)
+                    continue
+                running.add(asyncio.ensure_future(run(page)))
                 if past or len(running) >= window:
                     break
+            if quiet is not None:
+                yield skipped(quiet)
             if not running:
                 break
             finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             unread = list(finished)
             while unread:
                 yield unread.pop().result()
-        if older is not None:
-            empty = CANDLE_SCHEMA.empty_table()
-            for start, end in missing.clip(TimeRange.before(older)):
-                yield PageResult(Page(start, end, 0), empty, (start, end), requests=0)
     finally:
         for task in running:
             task.cancel()
@@ -172,12 +172,14 @@ async def checked_page(
     market: str,
     tf: Timeframe,
     page: Page,
-    witnesses: Witnesses | None = None,
+    settled: TimeRange,
+    evidence: Evidence,
+    needed_from: int,
 ) -> tuple[pa.Table, int]:
-    """One page that passed the checks (an empty one corroborated), and the requests it took.
+    """One page that passed the checks, an empty one corroborated over its `settled` part,
+    and the candle requests it took.
 
     A page that fails them is asked again; after PAGE_ATTEMPTS the error names the page.
-    `witnesses`: the market's last witness page per timeframe, reused while it covers.
     """
     span, requests = TimeRange(page.start, page.to), 0
     for attempt in range(PAGE_ATTEMPTS):
@@ -185,9 +187,8 @@ async def checked_page(
             requests += 1
             table = await client.candles(market, tf, page.to, page.count)
             check_page(table, tf, span, page.count)
-            if table.num_rows == 0:
-                kept = witnesses if witnesses is not None else {}
-                requests += await _corroborate_quiet(client, market, tf, page, kept)
+            if table.num_rows == 0 and not settled.empty:
+                requests += await prove_quiet(client, market, tf, settled, evidence, needed_from)
             return table, requests
         except ResponseFormatError as exc:
             if attempt == PAGE_ATTEMPTS - 1:
@@ -198,66 +199,3 @@ async def checked_page(
                 ) from None
             await asyncio.sleep(_RETRY_DELAY * 2**attempt)
     raise AssertionError("unreachable")
-
-
-async def _corroborate_quiet(
-    client: UpbitClient, market: str, tf: Timeframe, page: Page, witnesses: Witnesses
-) -> int:
-    """Ask a coarser witness over an empty page's span; raise if it shows trades there.
-
-    Without a coarser timeframe that fits the span twice, the same page is asked once more:
-    a second empty answer agrees. Returns the requests made.
-    """
-    span = TimeRange(page.start, page.to)
-    try:  # the market's last trade: one ticker request for the whole run, not a candle one
-        seen_at, last = await client.last_trade(market)
-    except UpbitCacheError:
-        seen_at, last = 0, None  # no ticker (or it failed): a candle witness will do
-    if last is not None and seen_at >= page.to:
-        if last < page.start:
-            return 0  # nothing traded since before the span: quiet, corroborated
-        if last < page.to:
-            raise BadAnswer(
-                f"an empty answer for {iso(span.start)}..{iso(span.end)}, but the market's "
-                f"last trade at {iso(last)} lies in it"
-            )
-    witness = witness_for(tf, span)
-    if witness is None:
-        again = await client.candles(market, tf, page.to, page.count)
-        check_page(again, tf, span, page.count)
-        if again.num_rows:
-            raise BadAnswer("an empty answer, and a full one when asked again")
-        return 1
-    seen, requests = await _witness_page(client, market, witness, span, witnesses)
-    why = contradicts_quiet(seen, witness, span)
-    if why is not None:
-        raise BadAnswer(why)
-    return requests
-
-
-async def _witness_page(
-    client: UpbitClient, market: str, wtf: Timeframe, span: TimeRange, witnesses: Witnesses
-) -> tuple[pa.Table, int]:
-    """`wtf` candles over `span` and the requests that took: from the last witness page if it
-    covers the span (asked already, or on its way), else a full page ending with the span.
-    Pages go newest first, so the empty pages that follow fall inside it: a sparse market's
-    1s pages need one 1m witness per 60 empty pages, not one each."""
-    first, end = wtf.floor_one(span.start), wtf.ceil_one(span.end)
-    held = witnesses.get(wtf)
-    if held is not None and held[0].start <= first and end <= held[0].end:
-        return await held[1], 0
-    covered = TimeRange(wtf.shift_one(end, -MAX_PAGE), end)
-
-    async def ask() -> pa.Table:
-        seen = await client.candles(market, wtf, end, MAX_PAGE)
-        check_page(seen, wtf, covered, MAX_PAGE)
-        return seen
-
-    answer = asyncio.ensure_future(ask())
-    witnesses[wtf] = (covered, answer)
-    try:
-        return await answer, 1
-    except Exception:
-        if witnesses.get(wtf, (covered, None))[1] is answer:
-            del witnesses[wtf]  # a failed witness is asked again, not reused
-        raise

@@ -19,6 +19,7 @@ from upbit_cache.candles import in_span
 from upbit_cache.collector.client import UpbitClient
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.collector.paging import DEFAULT_WINDOW, PageResult, fetch_pages
+from upbit_cache.collector.quiet import Evidence
 from upbit_cache.errors import InvalidRangeError, IPBlockedError, UpbitCacheError
 from upbit_cache.manager.planner import Plan, cold_base, plan_fetch, requests_for
 from upbit_cache.manager.scope import Shard, Window, resolve_markets, selection
@@ -190,17 +191,21 @@ async def sync_markets(
     window: int = DEFAULT_WINDOW,
 ) -> SyncReport:
     """Run one job per (market, timeframe), each fetching only its missing closed candles
-    of `span` (up to the last closed period, whatever `span` says)."""
+    of `span` (up to the last closed period, whatever `span` says). What a market's answers
+    prove of its trades is shared by its jobs."""
     progress = progress or _Silent()
     began = time.monotonic()
     jobs = [(m, tf) for m in markets for tf in timeframes]
     progress.on_start(len(jobs))
     gate = asyncio.Semaphore(max_jobs)
     before = (client.stats.candle_requests, client.stats.rate_limited)
+    evidence = {m: Evidence() for m in markets}
 
     async def run(market: str, tf: Timeframe) -> MarketOutcome:
         async with gate:
-            outcome = await _sync_one(store, client, market, tf, span, progress, window)
+            outcome = await _sync_one(
+                store, client, market, tf, span, progress, window, evidence[market]
+            )
         progress.on_done(outcome)
         return outcome
 
@@ -224,20 +229,27 @@ async def _sync_one(
     span: TimeRange,
     progress: Progress,
     window: int,
+    evidence: Evidence,
 ) -> MarketOutcome:
     outcome = MarketOutcome(market, tf)
     batch = SECONDS_BATCH if tf.kind == "second" else 1
 
     async def keep(pages: list[PageResult]) -> None:
         # Only what the record will vouch for: a short page may hold older candles too.
-        rows = pa.concat_tables([in_span(p.candles, TimeRange(*p.covered)) for p in pages])
-        done = Ranges.of(p.covered for p in pages)
-        written = await asyncio.to_thread(store.write, market, tf, rows, done)
+        spans = [TimeRange(p.covered.start, p.provisional.end) for p in pages]
+        rows = pa.concat_tables([in_span(p.candles, s) for p, s in zip(pages, spans, strict=True)])
+        done = Ranges.of((p.covered.start, p.covered.end) for p in pages)
+        unsettled = Ranges.of((p.provisional.start, p.provisional.end) for p in pages)
+        written = await asyncio.to_thread(
+            store.write, market, tf, rows, done, provisional=unsettled
+        )
         outcome.candles += written
 
     try:
         async with store.lock(tf, market):
             # The open period is never asked for: its candle is not final until it closes.
+            # Those that closed within the settle time come back provisional: written, not
+            # recorded as fetched, asked for again by the next run (in its newest page).
             closed_end = tf.floor_one(client.now_ms())
             upper = tf.ceil_one(min(span.end, closed_end))
             wanted = Ranges.of([(tf.floor_one(span.start), upper)])
@@ -248,7 +260,8 @@ async def _sync_one(
             # SECONDS_BATCH at a time: SIGKILL loses those too, REST still has them.)
             landed: list[PageResult] = []
             try:
-                async for result in fetch_pages(client, market, tf, missing, window):
+                answers = fetch_pages(client, market, tf, missing, window, evidence=evidence)
+                async for result in answers:
                     outcome.requests += result.requests
                     landed.append(result)
                     if len(landed) >= batch:

@@ -24,7 +24,7 @@ from upbit_cache.candles import CANDLE_SCHEMA, TIME_TYPE
 from upbit_cache.collector.client import MAX_PAGE, UpbitClient
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.collector.websocket import Connected, Disconnected, Trade, trade_stream
-from upbit_cache.errors import UsageError
+from upbit_cache.errors import IPBlockedError, UsageError
 from upbit_cache.manager.fetch import sync_markets
 from upbit_cache.manager.scope import resolve_markets
 from upbit_cache.manager.session import new_client
@@ -37,8 +37,9 @@ from upbit_cache.timeframes.live import Candle, CandleBook, CandleEvent
 TICK_SECONDS = 0.5  # how often quiet periods are closed and closed candles written
 GRACE_MS = 2_000  # a period is closed by the clock this long after its end, if no trade did
 # A day of 1s is one file of up to 86,400 rows, which takes tens of ms to rewrite: every
-# tick that would keep a core busy for a few markets, so 1s closes are written this often
-# (and at the end). What a kill loses of them, `fetch -t 1s` gets back from REST.
+# tick that would keep a core busy for a few markets, so 1s closes are written (and 1s
+# periods settled through REST) this often, and at the end. What a kill loses of them,
+# `fetch -t 1s` gets back from REST.
 SECONDS_FLUSH = 15.0
 
 
@@ -64,7 +65,7 @@ class _Writer:
         self.pending.setdefault((candle.market, candle.timeframe), []).append(candle)
 
     async def flush(self, upto: dict[tuple[str, Timeframe], int], final: bool = False) -> None:
-        """Write what closed; record [settled, upto) as fetched for each series (1s series
+        """Write what closed, as provisional over [settled, upto) for each series (1s series
         every SECONDS_FLUSH only, unless `final`).
 
         Rows leave `pending` only once written: a flush cancelled half-way (Ctrl-C) leaves
@@ -81,11 +82,66 @@ class _Writer:
                 if tf.kind == "second" and not final and time.monotonic() < due:
                     continue
                 self.written[key] = time.monotonic()
-                covered = Ranges.of([(start, end)]) if start < end else Ranges()
+                closes = Ranges.of([(start, end)]) if start < end else Ranges()
                 async with self.store.lock(tf, market):
-                    await asyncio.to_thread(self.store.write, market, tf, _table(rows), covered)
+                    await asyncio.to_thread(
+                        self.store.write, market, tf, _table(rows), Ranges(), provisional=closes
+                    )
                 del self.pending.get(key, [])[: len(rows)]
                 self.settled[key] = max(start, end)
+
+
+@dataclass
+class _Settler:
+    """Settles closed periods through REST once Upbit has (the settle time after their end),
+    in the background, one round at a time."""
+
+    store: CandleStore
+    markets: list[str]
+    timeframes: Sequence[Timeframe]
+    keep: int
+    upto: dict[Timeframe, int] = field(default_factory=dict)  # settled through REST before
+    seconds_due: float = 0.0  # monotonic: 1s periods are settled every SECONDS_FLUSH
+    task: asyncio.Task[None] | None = None
+
+    def synced(self, client: UpbitClient) -> None:
+        """A (re)connection's sync has settled what was final then."""
+        self.upto.update({tf: tf.floor_one(client.settled_ms()) for tf in self.timeframes})
+
+    def tick(self, client: UpbitClient) -> None:
+        """Start a round for the timeframes with a newly final period, unless one runs."""
+        if self.task is not None:
+            if not self.task.done():
+                return
+            self.task.result()  # a 418 stops the stream
+        due = []
+        for tf in self.timeframes:
+            boundary = tf.floor_one(client.settled_ms())
+            if boundary <= self.upto.get(tf, boundary):
+                continue
+            if tf.kind == "second":
+                if time.monotonic() < self.seconds_due:
+                    continue
+                self.seconds_due = time.monotonic() + SECONDS_FLUSH
+            self.upto[tf] = boundary
+            due.append(tf)
+        if due:
+            self.task = asyncio.create_task(self._settle(client, due))
+
+    async def _settle(self, client: UpbitClient, due: list[Timeframe]) -> None:
+        for tf in due:
+            period = tf.floor_one(client.now_ms())
+            recent = TimeRange(tf.shift_one(period, -self.keep), period)
+            report = await sync_markets(self.store, client, self.markets, [tf], recent)
+            if report.blocked is not None:
+                raise IPBlockedError(report.blocked)
+
+    async def stop(self) -> None:
+        """Let a round under way finish (a few requests); none is started at the end: what
+        is left provisional, the next fetch settles."""
+        if self.task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.task)
 
 
 def check_timeframes(timeframes: Sequence[Timeframe]) -> None:
@@ -112,6 +168,7 @@ async def live_candles(
         store.ensure_writable()
     book = CandleBook(wanted, timeframes, keep)
     writer = _Writer(store) if store is not None else None
+    settler = _Settler(store, wanted, timeframes, keep) if store is not None else None
     async with new_client(config) as client:
         resolve_markets([m.market for m in await client.markets()], wanted)
         queue: asyncio.Queue[Trade | Connected | Disconnected | BaseException] = asyncio.Queue()
@@ -136,11 +193,14 @@ async def live_candles(
                         yield LiveEvent(event)
                     if writer is not None:
                         writer.settled.update(_open_periods(client, wanted, timeframes))
+                    if settler is not None:
+                        settler.synced(client)
                     connected = True
                 elif isinstance(item, Disconnected):
                     connected = False
                 elif isinstance(item, Trade):
                     latest = max(latest, item.time)
+                    client.see_time(item.time)
                     for event in book.apply(
                         item.market, item.time, item.price, item.volume, item.seq
                     ):
@@ -159,10 +219,14 @@ async def live_candles(
                         # In the background: the stream never waits for the disk.
                         upto = _open_periods(client, wanted, timeframes, latest)
                         flushing = asyncio.create_task(writer.flush(upto))
+                    if settler is not None:
+                        settler.tick(client)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
+            if settler is not None:
+                await settler.stop()
             if flushing is not None:
                 await asyncio.shield(flushing)
             if writer is not None and connected:

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from upbit_cache.candles import CANDLE_SCHEMA, impossible_values, times_ms
+from upbit_cache.candles import CANDLE_SCHEMA, impossible_values, in_ranges, times_ms
 from upbit_cache.errors import StorageError
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store import layout
@@ -81,7 +81,9 @@ def audit_series(store: CandleStore, tf: Timeframe, market: str) -> SeriesAudit:
     on_disk = {f.path: f for f in store.data_files(tf, market)}
     for path, found in on_disk.items():
         audit.files += 1
-        problem = _check_file(store, tf, market, found, record.fetched)
+        # Provisional rows (a period not settled when fetched) are listed, not orphans.
+        vouched = record.fetched.union(record.provisional)
+        problem = _check_file(store, tf, market, found, vouched)
         if problem is not None:
             audit.problems.append(problem)
         else:
@@ -168,12 +170,4 @@ def _rows(store: CandleStore, found: StoredFile) -> int:
 
 def _outside(times: np.ndarray, fetched: Ranges) -> int:
     """How many of `times` lie in no recorded range."""
-    if not len(times):
-        return 0
-    if not fetched:
-        return len(times)
-    lo = np.array([s for s, _ in fetched], dtype=np.int64)
-    hi = np.array([e for _, e in fetched], dtype=np.int64)
-    slot = np.searchsorted(lo, times, side="right") - 1
-    inside = (slot >= 0) & (times < hi[np.maximum(slot, 0)])
-    return int((~inside).sum())
+    return int((~in_ranges(times, fetched)).sum())

@@ -17,6 +17,7 @@ from upbit_cache.candles import (
     CANDLE_SCHEMA,
     dedupe_by_time,
     from_table,
+    in_ranges,
     in_span,
     times_ms,
     to_table,
@@ -190,13 +191,16 @@ class CandleStore:
         *,
         derived_from: Timeframe | None = None,
         sources: dict[str, str] | None = None,
+        provisional: Ranges | None = None,
     ) -> int:
         """Merge candles into their partitions, then record `covered` as settled.
 
         Rows replace stored rows with the same `time`. `covered` is recorded as made by this
         write: native, or for a derived timeframe derived from `derived_from`, whose base
         partitions' fingerprints (`sources`) are recorded too; the rest of the record keeps
-        its labels. Returns the number of rows written. The caller holds `lock(tf, market)`.
+        its labels. Rows of `provisional` (periods Upbit may not have settled when asked)
+        are written and recorded as such, not as fetched. Returns the number of rows
+        written. The caller holds `lock(tf, market)`.
 
         On S3 each file is replaced only over the version merged into it: a writer on another
         host that got there first makes this one read and merge again, so neither's rows are
@@ -205,7 +209,9 @@ class CandleStore:
         table = to_table(candles)
         for attempt in range(_CONFLICT_ATTEMPTS):
             try:
-                return self._write(market, tf, table, covered, derived_from, sources)
+                return self._write(
+                    market, tf, table, covered, derived_from, sources, provisional or Ranges()
+                )
             except WriteConflict:
                 if attempt == _CONFLICT_ATTEMPTS - 1:
                     raise
@@ -220,10 +226,16 @@ class CandleStore:
         covered: Ranges,
         derived_from: Timeframe | None,
         sources: dict[str, str] | None,
+        provisional: Ranges,
     ) -> int:
         written: set[str] = set()
         path = layout.fetched_file(self.root, tf, market)
         old = read_record(self.files, path, for_update=True)
+        if provisional and table.num_rows:
+            # A provisional candle never replaces a settled one (live's closes racing the
+            # REST fetch that settled their periods).
+            settled = in_ranges(times_ms(table).to_numpy(), old.fetched.subtract(covered))
+            table = table.filter(pa.array(~settled)) if settled.any() else table
         if table.num_rows:
             starts = layout.partition_starts(tf, times_ms(table).to_numpy())
             order = np.argsort(starts, kind="stable")
@@ -232,11 +244,12 @@ class CandleStore:
                 start = int(starts[rows[0]])
                 merged = self._merge_partition(market, tf, start, table.take(rows), old.files)
                 written.add(merged)
-        if covered or sources or written:
+        if covered or sources or written or provisional:
             self._clear_leftovers(path)
             base = derived_from.name if derived_from is not None else None
             names = [layout.in_series(self.root, tf, market, p) for p in written]
-            write_record(self.files, path, old.covering(covered, base, sources, names))
+            new = old.covering(covered, base, sources, names, provisional)
+            write_record(self.files, path, new)
         return table.num_rows
 
     def _merge_partition(

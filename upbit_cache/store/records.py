@@ -5,14 +5,17 @@ quiet hour from one never fetched; this record can. It is written only after the
 vouches for, so it never claims data the store does not have. It also says, range by range,
 who made the candles: Upbit (native) or a derivation from a finer base, and for each base
 a fingerprint of every base partition derived from, so a later `resample` recomputes only
-what changed.
+what changed. Candles of periods Upbit may not have settled yet (the last seconds before a
+run: it stores trades a little after they happen) are written but listed as `provisional`,
+not `fetched`: the next run asks for them again.
 
 On disk (JSON)::
 
     {"version": 2, "fetched": [[start_ms, end_ms], ...],
      "derived": {"15m": [[start_ms, end_ms], ...]},          # base -> ranges derived from it
      "sources": {"15m": {"<partition start ms>": "<fingerprint>"}},
-     "pruned": [...], "files": ["date=.../part-0.parquet", ...]}
+     "pruned": [...], "provisional": [[start_ms, end_ms]],
+     "files": ["date=.../part-0.parquet", ...]}
 
 The parts of `fetched` in no `derived` list are native. Version 1 records (before ranges
 had their own base) name one `derived_from` for the whole series and a flat `sources`; they
@@ -47,6 +50,8 @@ class Record:
     # The data files that hold rows, relative to the series' folder (`date=.../part-0.parquet`):
     # what `verify` expects to find. Empty for records written before it existed.
     files: frozenset[str] = frozenset()
+    # Written, but not settled at Upbit when asked: not fetched, asked for again.
+    provisional: Ranges = field(default_factory=Ranges)
 
     def bases(self) -> dict[str, Ranges]:
         """Who made each fetched range: NATIVE or a base timeframe's name -> its ranges.
@@ -71,12 +76,13 @@ class Record:
         base: str | None = None,
         sources: Mapping[str, str] | None = None,
         files: Iterable[str] = (),
+        provisional: Ranges | None = None,
     ) -> Record:
         """This record after a write settled `covered`, made by Upbit (`base` None) or
         derived from `base` (with the fingerprints of the base partitions it used).
 
         The write's label replaces the old ones over `covered` only; `files` are the data
-        files it wrote.
+        files it wrote; `provisional`, what it wrote of periods not settled yet.
         """
         fetched = self.fetched.union(covered)
         derived = {b: spans.subtract(covered) for b, spans in self.derived.items()}
@@ -90,6 +96,7 @@ class Record:
             sources=kept,
             pruned=self.pruned.subtract(covered),  # fetched again: no longer a pruned gap
             files=self.files | frozenset(files),
+            provisional=self.provisional.union(provisional or ()).subtract(fetched),
         )
 
 
@@ -128,6 +135,7 @@ def _parse(data: dict[str, Any]) -> Record:
         sources=sources,
         pruned=Ranges.from_json(data.get("pruned", [])),
         files=frozenset(str(name) for name in data.get("files", [])),
+        provisional=Ranges.from_json(data.get("provisional", [])),
     )
 
 
@@ -140,6 +148,8 @@ def write_record(files: DataDir, path: str, record: Record) -> None:
         data["sources"] = {b: dict(marks) for b, marks in sorted(record.sources.items())}
     if record.pruned:
         data["pruned"] = record.pruned.to_json()
+    if record.provisional:
+        data["provisional"] = record.provisional.to_json()
     if record.files:
         data["files"] = sorted(record.files)
     files.write_bytes(path, json.dumps(data).encode())
