@@ -9,8 +9,9 @@ What a client sees:
   message replaces the connection's previous one. Unknown codes are accepted and stay silent.
 - Every data message is UTF-8 JSON in a binary frame. First the SNAPSHOT ones (per stream and
   code: the latest trade, or the latest candle, before the subscribe time), then REALTIME ones.
-- A trade is pushed once the clock has passed its `trade_timestamp` (the moment REST counts it),
-  in time order; a frozen clock pushes nothing until it is advanced or set.
+- A trade is pushed once the clock has passed its `trade_timestamp`, in time order, at once
+  (REST may count it up to the history's store lag later); a frozen clock pushes nothing until
+  it is advanced or set.
 - A candle is pushed when a pushed trade changed it, at most once per `candle_interval` real
   seconds per (code, unit); after a jump of the clock every changed period is pushed (up to
   200), oldest first. Values come from the same aggregation as the REST candles.
@@ -328,19 +329,31 @@ class WsHub:
         )
 
     def latest_trade(self, code: str, before: int) -> _Trade | None:
-        """The last trade of `code` before `before`, looking back at most 30 days."""
+        """The last trade of `code` before `before` (None if it has not traded yet)."""
         listed = self.history.market_info(code).listed_ms
         for back in _SNAPSHOT_LOOKBACK_MS:
             trades = self.load_trades([code], before - back, before)
             if trades:
                 return trades[-1]
             if before - back <= listed:
-                break
-        return None
+                return None
+        day = self._last_day(code, before)
+        trades = [] if day is None else self.load_trades([code], day, min(day + DAY_MS, before))
+        return trades[-1] if trades else None
 
-    def candles(self, code: str, unit: Unit, start: int, now: int) -> list[_CandleState]:
-        """Candles of `unit` starting in [start, now) as REST shows them at `now`."""
-        bars = self.history.candle_bars(code, unit, start, now, now)
+    def _last_day(self, code: str, before: int) -> int | None:
+        """Start of the last UTC day with a trade before `before` (a quiet market's last)."""
+        day = self.history.last_day(code, before, before, stored=False)
+        return int(day.start[0]) if len(day) else None
+
+    def candles(
+        self, code: str, unit: Unit, start: int, now: int, end: int | None = None
+    ) -> list[_CandleState]:
+        """Candles of `unit` starting in [start, end or now) at `now`, every trade counted at
+        once (as REST shows them once stored)."""
+        bars = self.history.candle_bars(
+            code, unit, start, now if end is None else end, now, stored=False
+        )
         return list(
             zip(
                 bars.start.tolist(),
@@ -363,8 +376,12 @@ class WsHub:
             if found:
                 return found[-1]
             if before - back <= listed:
-                break
-        return None
+                return None
+        day = self._last_day(code, before)
+        if day is None:
+            return None
+        found = self.candles(code, unit, period_floor(unit, day), before, day + DAY_MS)
+        return found[-1] if found else None
 
     def prev_close(self, code: str, trade_ms: int, now: int) -> float:
         """Close of the UTC day before the trade's (the day's open for a market's first day)."""
@@ -373,9 +390,9 @@ class WsHub:
         cached = self._prev_close.get(key)
         if cached is not None:
             return cached
-        close = self.history.prev_day_close(code, day, now)
+        close = self.history.prev_day_close(code, day, now, stored=False)
         if close is None:
-            today = self.history.candle_bars(code, "days", day, day + 1, now)
+            today = self.history.candle_bars(code, "days", day, day + 1, now, stored=False)
             close = float(today.open[0]) if len(today) else 0.0
         if len(self._prev_close) >= _PREV_CLOSE_CACHE:
             self._prev_close.clear()
