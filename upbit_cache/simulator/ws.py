@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import time
@@ -41,7 +42,7 @@ from .clock import SimClock
 from .control import WS_FAULT_KINDS, FaultQueue, Stats
 from .history import DAY_MS, MINUTE_MS, MINUTE_UNITS, History, Unit, period_floor, period_shift
 
-__all__ = ["CANDLE_TYPES", "WS_PATH", "WsHub", "WsSettings"]
+__all__ = ["CANDLE_TYPES", "LIMITS_PER", "WS_PATH", "WsHub", "WsSettings"]
 
 WS_PATH = "/websocket/v1"
 # Faults served on the WebSocket: "ws_duplicate" sends each of the next trade messages twice.
@@ -74,6 +75,10 @@ _CANDLE_TEMPLATE = (
     '"stream_type":"%s"}'
 )
 _PONG_TEXT = '{"status":"UP"}'
+# What the subscribe limits are counted per: Upbit's older docs say per IP, the 2026 ones per
+# connection.
+LIMITS_PER: tuple[str, ...] = ("ip", "connection")
+_CONNECTION_IDS = itertools.count(1)
 
 # A trade as the pump holds it: (time ms, code index, price, volume, "ASK"/"BID", sequential_id).
 _Trade = tuple[int, int, float, float, str, int]
@@ -83,13 +88,15 @@ _CandleState = tuple[int, float, float, float, float, float, float, int]
 
 @dataclass(frozen=True)
 class WsSettings:
-    """WebSocket behaviour: idle timeout (real s), Upbit's per-IP limits, candle push interval."""
+    """WebSocket behaviour: idle timeout (real s), Upbit's limits (connections per IP,
+    subscribes per `limits_per`: "ip" or "connection"), candle push interval."""
 
     idle_timeout: float = 120.0
     connect_rate: int = 5
     subscribe_rate: int = 5
     subscribe_per_minute: int = 100
     candle_interval: float = 1.0
+    limits_per: str = "ip"
 
 
 class _WsError(Exception):
@@ -127,6 +134,10 @@ class _Windows:
     def reset(self) -> None:
         """Forget every window."""
         self._hits.clear()
+
+    def forget(self, key: str) -> None:
+        """Forget one key's window (a connection that closed)."""
+        self._hits.pop(key, None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,9 +270,9 @@ class WsHub:
         self._connects.reset()
         self._subscribes.reset()
 
-    def admit_subscribe(self, ip: str) -> bool:
-        """Check the per-IP subscribe limits for one more message."""
-        return self._subscribes.admit(ip)
+    def admit_subscribe(self, key: str) -> bool:
+        """Check the subscribe limits of `key` (an IP or a connection) for one more message."""
+        return self._subscribes.admit(key)
 
     # ---- the endpoint ---------------------------------------------------------------------------
 
@@ -287,6 +298,8 @@ class WsHub:
             await connection.serve()
         finally:
             self._connections.discard(connection)
+            if connection.limit_key != connection.ip:
+                self._subscribes.forget(connection.limit_key)
             self.stats.ws_closed()
         return ws
 
@@ -456,6 +469,10 @@ class _Connection:
         self.request = request
         self.ws = ws
         self.ip = request.remote or ""
+        # The key the subscribe limits are counted under.
+        self.limit_key = (
+            self.ip if hub.settings.limits_per == "ip" else f"connection {next(_CONNECTION_IDS)}"
+        )
         self._send_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
@@ -515,7 +532,7 @@ class _Connection:
 
     async def _subscribe(self, text: str) -> None:
         hub = self.hub
-        if not hub.admit_subscribe(self.ip):
+        if not hub.admit_subscribe(self.limit_key):
             hub.stats.ws_event("rejected")
             settings = hub.settings
             message = (
