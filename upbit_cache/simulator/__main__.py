@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from .app import SimState
+from .app import DETAILS_MODES, PAGE_MODES, SimState
 from .clock import to_epoch_ms
 from .server import SimulatorConfig, make_state, start_site
+from .ws import LIMITS_PER
 
 
 def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
@@ -44,6 +47,7 @@ def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
         metavar="MARKET=TIME",
         help="override a market's listing time (repeatable)",
     )
+    _add_strictness(parser)
     args = parser.parse_args(argv)
     if not args.speed > 0 or args.speed == float("inf"):
         parser.error(f"--speed must be a positive number, got {args.speed}")
@@ -53,13 +57,31 @@ def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
         if not sep:
             parser.error(f"--listing expects MARKET=TIME, got {item!r}")
         listings[market] = when
-    for when in [args.clock, *listings.values()]:
+    quiet = _quiet(parser, args.quiet)
+    spans = [when for pairs in quiet.values() for pair in pairs for when in pair]
+    for when in [args.clock, *listings.values(), *spans]:
         try:
             if when is not None:
                 to_epoch_ms(when)
         except ValueError as exc:
             parser.error(str(exc))
-    return SimulatorConfig(
+    base = SimulatorConfig.strict() if args.strict else SimulatorConfig()
+    given: dict[str, Any] = {
+        "store_lag": args.store_lag,
+        "pages": args.pages,
+        "quiet": quiet or None,
+        "long_quiet": args.long_quiet,
+        "details": args.details,
+        "plain_429": args.plain_429,
+        "clamp_count": args.clamp_count,
+        "ws_limits_per": args.ws_limits_per,
+    }
+    try:
+        strictness = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
+    except ValueError as exc:
+        parser.error(str(exc))
+    return dataclasses.replace(
+        strictness,
         host=args.host,
         port=args.port,
         latency=args.latency,
@@ -73,6 +95,57 @@ def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
         clock_speed=args.speed,
         ws_idle_timeout=args.ws_idle_timeout,
     )
+
+
+def _add_strictness(parser: argparse.ArgumentParser) -> None:
+    """Options that make the simulator as strict as the real Upbit (all off by default)."""
+    group = parser.add_argument_group("strictness (each off by default; --strict turns on a set)")
+    group.add_argument(
+        "--strict",
+        action="store_true",
+        help="store lag 2 s, newest pages, long quiet, is_details only, plain 429, count clamped;"
+        " the flags below still override it",
+    )
+    group.add_argument(
+        "--store-lag", type=float, metavar="SECONDS", help="REST stores trades up to this late"
+    )
+    group.add_argument("--pages", choices=PAGE_MODES, help="page semantics (default window)")
+    group.add_argument(
+        "--quiet",
+        action="append",
+        default=[],
+        metavar="MARKET=START/END",
+        help="no trade of MARKET in [START, END) (repeatable)",
+    )
+    group.add_argument(
+        "--long-quiet",
+        action=argparse.BooleanOptionalAction,
+        help="sparse BTC-/USDT- markets go quiet for 8-25 days, three times a year",
+    )
+    group.add_argument(
+        "--details", choices=DETAILS_MODES, help="market/all parameter honoured (default both)"
+    )
+    group.add_argument(
+        "--plain-429", action=argparse.BooleanOptionalAction, help="429 bodies in plain text"
+    )
+    group.add_argument(
+        "--clamp-count", action=argparse.BooleanOptionalAction, help="count > 200 gives 200"
+    )
+    group.add_argument(
+        "--ws-limits-per", choices=LIMITS_PER, help="WebSocket subscribe limits (default ip)"
+    )
+
+
+def _quiet(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """MARKET=START/END items as market -> spans."""
+    quiet: dict[str, list[tuple[str, str]]] = {}
+    for item in items:
+        market, sep, span = item.partition("=")
+        start, slash, end = span.partition("/")
+        if not sep or not slash or not market or not start or not end:
+            parser.error(f"--quiet expects MARKET=START/END, got {item!r}")
+        quiet.setdefault(market, []).append((start, end))
+    return quiet
 
 
 async def serve(config: SimulatorConfig, state: SimState) -> None:
@@ -95,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(argv)
     try:
         state = make_state(config)
-    except KeyError as exc:  # a listing override for a market that does not exist
+    except (KeyError, ValueError) as exc:  # e.g. a listing or quiet span of an unknown market
         print(f"upbit-simulator: {exc.args[0]}", file=sys.stderr)
         return 2
     asyncio.run(serve(config, state))

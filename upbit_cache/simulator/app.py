@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import re
 import threading
@@ -35,13 +36,18 @@ from .history import (
 from .ws import WS_PATH, WsHub, WsSettings
 
 __all__ = [
+    "DETAILS_MODES",
     "FAULT_KINDS",
+    "PAGE_MODES",
+    "TOO_MANY_REQUESTS",
     "WS_FAULT_KINDS",
     "FaultQueue",
     "RateLimiter",
+    "RestSettings",
     "SimState",
     "Stats",
     "Verdict",
+    "ban_message",
     "build_app",
     "parse_to",
 ]
@@ -55,6 +61,11 @@ SECONDS_RETENTION_MS = 90 * DAY_MS
 _KST_MS = 9 * 3_600_000
 _TO_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})?$")
 _HTML = "<html><head><title>Service Unavailable</title></head><body>maintenance</body></html>"
+# The text of a 429 (plain text at Upbit, JSON's message here by default).
+TOO_MANY_REQUESTS = "Too many API requests."
+# Readings of Upbit's docs where they are unverified (see SimulatorConfig).
+PAGE_MODES: tuple[str, ...] = ("window", "newest")
+DETAILS_MODES: tuple[str, ...] = ("both", "is_details", "ignored")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # The body-altering fault ("bad_types", "missing_field", "truncate") the handler must apply.
@@ -87,10 +98,19 @@ class _BadRequest(Exception):
 
 @dataclass(frozen=True)
 class Verdict:
-    """Outcome of a rate-limit check: HTTP status (200, 429, 418) and requests left."""
+    """Outcome of a rate-limit check: HTTP status (200, 429, 418), requests left, and for a
+    418 how many (real) seconds the block still lasts."""
 
     status: int
     remaining: int
+    blocked_for: float = 0.0
+
+
+def ban_message(seconds: float) -> str:
+    """The message of a 418: how long the block lasts, in whole seconds rounded up, e.g.
+    "Too many API requests. This IP is blocked for 30 seconds." (always "seconds", for one
+    pattern to parse). Upbit sends no Retry-After: a client must read the body."""
+    return f"{TOO_MANY_REQUESTS} This IP is blocked for {max(1, math.ceil(seconds))} seconds."
 
 
 class RateLimiter:
@@ -115,8 +135,9 @@ class RateLimiter:
         """Admit or reject one request now; admitted requests use up the window."""
         now = time.monotonic()
         with self._lock:
-            if self._banned_until.get(ip, 0.0) > now:
-                return Verdict(418, 0)
+            until = self._banned_until.get(ip, 0.0)
+            if until > now:
+                return Verdict(418, 0, until - now)
             hits = self._hits.setdefault((ip, group), deque())
             while hits and hits[0] <= now - _WINDOW_S:
                 hits.popleft()
@@ -131,9 +152,10 @@ class RateLimiter:
                 return Verdict(429, 0)
             # Repeat offenders are banned twice as long each time.
             self._offences[ip] += 1
-            self._banned_until[ip] = now + self.ban_seconds * 2 ** (self._offences[ip] - 1)
+            ban = self.ban_seconds * 2 ** (self._offences[ip] - 1)
+            self._banned_until[ip] = now + ban
             rejections.clear()
-            return Verdict(418, 0)
+            return Verdict(418, 0, ban)
 
     def reset(self) -> None:
         """Forget all windows, bans and offences."""
@@ -142,6 +164,17 @@ class RateLimiter:
             self._rejections.clear()
             self._banned_until.clear()
             self._offences.clear()
+
+
+@dataclass(frozen=True)
+class RestSettings:
+    """REST readings and strictness (see SimulatorConfig): page semantics, which market/all
+    parameter gives details, plain-text 429 bodies, counts above 200 clamped."""
+
+    pages: str = "window"
+    details: str = "both"
+    plain_429: bool = False
+    clamp_count: bool = False
 
 
 @dataclass
@@ -156,6 +189,7 @@ class SimState:
     latency: float = 0.0
     jitter: float = 0.0
     ws_settings: WsSettings = field(default_factory=WsSettings)
+    rest: RestSettings = field(default_factory=RestSettings)
     ws: WsHub = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -249,20 +283,28 @@ def _candle_columns(market: str, bars: CandleBars) -> list[_Column]:
 # Handlers
 
 
+# Upbit's quotation rate-limit groups by path prefix; anything else counts as "default".
+_GROUPS: tuple[tuple[str, str], ...] = (
+    ("/v1/candles/", "candles"),
+    ("/v1/market/", "market"),
+    ("/v1/ticker", "ticker"),
+    ("/v1/trades/", "trade"),
+    ("/v1/orderbook", "orderbook"),
+)
+
+
 def _group(path: str) -> str:
-    if path.startswith("/v1/candles/"):
-        return "candles"
-    if path.startswith("/v1/market/"):
-        return "market"
-    return "default"
+    return next((group for prefix, group in _GROUPS if path.startswith(prefix)), "default")
 
 
-def _count(request: web.Request) -> int:
+def _count(request: web.Request, clamp: bool) -> int:
     raw = request.query.get("count", "1")
     try:
         count = int(raw)
     except ValueError:
         raise _BadRequest(400, 400, f"count must be an integer: {raw!r}") from None
+    if clamp and count > MAX_COUNT:
+        return MAX_COUNT
     if not 1 <= count <= MAX_COUNT:
         raise _BadRequest(400, 400, f"count must be between 1 and {MAX_COUNT}")
     return count
@@ -287,6 +329,9 @@ class _Handlers:
         market = request.query.get("market")
         if not market:
             raise _BadRequest(400, 400, "market is missing")
+        return self._market_code(market, now_ms)
+
+    def _market_code(self, market: str, now_ms: int) -> str:
         try:
             info = self.state.history.market_info(market)
         except KeyError:
@@ -305,6 +350,18 @@ class _Handlers:
         now = self.state.clock.now_ms()
         listed = self.state.history.listed_markets(now)
         codes = [m.market for m in listed if m.market.split("-")[0] in wanted]
+        loop = asyncio.get_running_loop()
+        rows = await loop.run_in_executor(self.executor, self._tickers, codes, now)
+        return web.json_response(rows)
+
+    async def ticker(self, request: web.Request) -> web.Response:
+        """GET /v1/ticker?markets=KRW-BTC,KRW-ETH: those markets' last trades."""
+        codes = [c.strip() for c in request.query.get("markets", "").split(",") if c.strip()]
+        if not codes:
+            raise _BadRequest(400, 400, "markets is required")
+        now = self.state.clock.now_ms()
+        for code in codes:
+            self._market_code(code, now)
         loop = asyncio.get_running_loop()
         rows = await loop.run_in_executor(self.executor, self._tickers, codes, now)
         return web.json_response(rows)
@@ -332,8 +389,14 @@ class _Handlers:
             )
         return rows
 
+    def _details(self, request: web.Request) -> bool:
+        """Whether market/all is asked for `market_event`, by the names the mode honours."""
+        names = {"both": ("isDetails", "is_details"), "is_details": ("is_details",)}
+        honoured = names.get(self.state.rest.details, ())
+        return any(request.query.get(name, "false").lower() == "true" for name in honoured)
+
     async def market_all(self, request: web.Request) -> web.Response:
-        details = request.query.get("isDetails", "false").lower() == "true"
+        details = self._details(request)
         rows: list[dict[str, Any]] = []
         for info in self.state.history.listed_markets(self.state.clock.now_ms()):
             row: dict[str, Any] = {
@@ -369,7 +432,7 @@ class _Handlers:
     async def _candles(self, request: web.Request, unit: Unit) -> web.Response:
         now = self.state.clock.now_ms()
         market = self._market(request, now)
-        count = _count(request)
+        count = _count(request, self.state.rest.clamp_count)
         to = _to(request)
         convert = request.query.get("converting_price_unit") if unit == "days" else None
         if convert not in (None, "KRW"):
@@ -399,14 +462,7 @@ class _Handlers:
         variant: str | None,
     ) -> str:
         """The JSON text of one candle page (runs in a worker thread)."""
-        history = self.state.history
-        # Upbit windows: the `count` periods ending with the latest one starting before `to`
-        # (exclusive) and not after now; periods without trades are simply missing.
-        last = period_floor(unit, now if to is None else min(to - 1, now))
-        first = period_shift(unit, last, -(count - 1))
-        if unit == "seconds":
-            first = max(first, period_floor(unit, now - SECONDS_RETENTION_MS))
-        bars = history.candle_bars(market, unit, first, last + 1, now)
+        bars = self._page(market, unit, count, to, now)
         if variant == "empty":
             return "[]"
         columns = _candle_columns(market, bars)
@@ -423,6 +479,22 @@ class _Handlers:
             columns.append(_Column("first_day_of_period", "str", days.tolist()))
         newest_first = [_Column(c.name, c.kind, c.values[::-1]) for c in columns]
         return _render(newest_first, variant)
+
+    def _page(self, market: str, unit: Unit, count: int, to: int | None, now: int) -> CandleBars:
+        """The candles of one page, oldest first, in the configured page reading."""
+        history = self.state.history
+        floor = period_floor(unit, now - SECONDS_RETENTION_MS) if unit == "seconds" else None
+        if self.state.rest.pages == "newest":
+            # The `count` newest candles before `to`, reaching back past empty periods.
+            end = now if to is None else min(to, now)
+            return history.newest_bars(market, unit, end, count, now, floor_ms=floor)
+        # Upbit windows: the `count` periods ending with the latest one starting before `to`
+        # (exclusive) and not after now; periods without trades are simply missing.
+        last = period_floor(unit, now if to is None else min(to - 1, now))
+        first = period_shift(unit, last, -(count - 1))
+        if floor is not None:
+            first = max(first, floor)
+        return history.candle_bars(market, unit, first, last + 1, now)
 
     def _day_columns(self, market: str, bars: CandleBars, now: int, convert: bool) -> list[_Column]:
         history = self.state.history
@@ -560,9 +632,11 @@ async def _answer(
     state: SimState,
 ) -> web.StreamResponse:
     if verdict.status == 418:
-        return error_response(418, 418, "Your IP is banned for abusing the API; slow down.")
+        return error_response(418, 418, ban_message(verdict.blocked_for))
     if verdict.status == 429:
-        return error_response(429, "too_many_requests", "Too many API requests.")
+        if state.rest.plain_429:
+            return web.Response(status=429, text=TOO_MANY_REQUESTS, content_type="text/plain")
+        return error_response(429, "too_many_requests", TOO_MANY_REQUESTS)
     if fault is None or fault.kind == "slow":
         if fault is not None:
             state.stats.fault(fault.kind)
@@ -609,6 +683,7 @@ def build_app(state: SimState) -> web.Application:
     app = web.Application(middlewares=[_api_middleware(state)])
     app.router.add_get("/v1/market/all", handlers.market_all)
     app.router.add_get("/v1/ticker/all", handlers.ticker_all)
+    app.router.add_get("/v1/ticker", handlers.ticker)
     app.router.add_get("/v1/candles/minutes/{unit}", handlers.minutes)
     for unit in ("seconds", "days", "weeks", "months", "years"):
         app.router.add_get(f"/v1/candles/{unit}", handlers.named(unit))

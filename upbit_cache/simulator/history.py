@@ -12,7 +12,7 @@ import math
 import threading
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -65,6 +65,9 @@ RECENT_LISTINGS: tuple[str, ...] = (
 _REF_MINUTE = to_epoch_ms("2026-11-01T00:00:00Z") // MINUTE_MS
 _MINUTES_PER_YEAR = 525_960.0
 _KNOT_MINUTES = 5
+# Long quiet stretches: one per cell of this many minutes (120 days).
+_QUIET_CELL = 120 * MINUTES_PER_DAY
+_QUIET_SALT = 0x91E7
 _OLD_LISTING_FROM = to_epoch_ms("2017-10-01T00:00:00Z")
 _OLD_LISTING_TO = to_epoch_ms("2021-12-31T00:00:00Z")
 _TOP_LISTING_TO = to_epoch_ms("2017-12-31T00:00:00Z")
@@ -80,6 +83,7 @@ _U_GOLDEN = np.uint64(_GOLDEN)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _S27, _S30, _S31 = np.uint64(27), np.uint64(30), np.uint64(31)
+_LAG_SALT = np.uint64(0x51A6_0000_57E0_0001)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -250,13 +254,14 @@ class CandleBars:
 
 @dataclass(frozen=True)
 class _Trades:
-    """Flat, time-ordered trades."""
+    """Flat, time-ordered trades; `stored` is when REST counts each (its time plus its lag)."""
 
     time: np.ndarray
     price: np.ndarray
     volume: np.ndarray
     ask: np.ndarray
     sequential_id: np.ndarray
+    stored: np.ndarray
 
     def select(self, mask: np.ndarray) -> _Trades:
         return _Trades(
@@ -265,10 +270,12 @@ class _Trades:
             self.volume[mask],
             self.ask[mask],
             self.sequential_id[mask],
+            self.stored[mask],
         )
 
     def bars(self, unit_ms: int) -> CandleBars:
-        """Candles of `unit_ms` (a minute or a second) aggregating these trades."""
+        """Candles of `unit_ms` (a minute or a second) aggregating these trades; a candle's
+        timestamp is the stored time of its last trade."""
         if not len(self.time):
             return CandleBars()
         one = CandleBars(
@@ -279,7 +286,7 @@ class _Trades:
             close=self.price,
             volume=self.volume,
             value=self.price * self.volume,
-            timestamp=self.time,
+            timestamp=self.stored,
         )
         return one.aggregate(self.time // unit_ms * unit_ms)
 
@@ -290,7 +297,8 @@ class _Grid:
 
     Slot j holds trade j of its minute; slots past a minute's last trade repeat that trade
     with zero volume, so every candle field is a plain reduction over axis 0. Trade times are
-    only materialised when asked for (candles need the last one only).
+    only materialised when asked for (candles need the last one only). `lag_ms` > 0 gives each
+    trade a store lag in [0, lag_ms] (0 = REST counts trades at once).
     """
 
     minute_ms: np.ndarray
@@ -299,6 +307,7 @@ class _Grid:
     price: np.ndarray
     volume: np.ndarray
     hashes: np.ndarray
+    lag_ms: int = 0
 
     def _times(self, rows: slice) -> np.ndarray:
         # Trade j of n sits at a random point inside the j-th n-th of its minute, so times are
@@ -307,6 +316,16 @@ class _Grid:
         fraction = (low & np.uint32(0xFFFF)) * 2.0**-16
         offset = (self.slot[rows] + fraction) * (MINUTE_MS / self.counts)
         return np.asarray(self.minute_ms + offset.astype(np.int64), dtype=np.int64)
+
+    def _lags(self, rows: slice) -> np.ndarray | int:
+        """Each trade's store lag in ms: about a fifth are 0, the rest spread up to lag_ms."""
+        if not self.lag_ms:
+            return 0
+        # A fresh full mix: every bit of the trade hash already drives its time, price or size.
+        u = (_mix(self.hashes[rows] ^ _LAG_SALT) >> np.uint64(11)) * 2.0**-53
+        spread = np.maximum(0.0, 1.25 * u - 0.25)
+        lags: np.ndarray = np.rint(self.lag_ms * spread**3).astype(np.int64)
+        return lags
 
     def bars(self) -> CandleBars:
         """The 1m candles."""
@@ -318,13 +337,14 @@ class _Grid:
             close=self.price[-1],
             volume=_round8(self.volume.sum(axis=0)),
             value=(self.price * self.volume).sum(axis=0),
-            timestamp=self._times(slice(-1, None))[0],
+            timestamp=(self._times(slice(-1, None)) + self._lags(slice(-1, None)))[0],
         )
 
     def trades(self) -> _Trades:
         """The trades, flattened in time order."""
         valid = (np.arange(len(self.price))[:, None] < self.counts).T
         time = self._times(slice(None)).T[valid]
+        lags = self._lags(slice(None))
         _, high = _halves(self.hashes)
         return _Trades(
             time,
@@ -332,6 +352,7 @@ class _Grid:
             self.volume.T[valid],
             (high.T[valid] & np.uint32(1)).astype(bool),
             time * 1000 + self.slot.T[valid],
+            time + lags.T[valid] if isinstance(lags, np.ndarray) else time,
         )
 
 
@@ -585,6 +606,34 @@ def _build_models(
     return tuple(infos), models
 
 
+def _quiet_spans(
+    quiet: Mapping[str, Sequence[tuple[TimeLike, TimeLike]]], models: Mapping[str, _Model]
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Quiet spans per market index as sorted, disjoint (start, end) minute arrays."""
+    unknown = set(quiet) - set(models)
+    if unknown:
+        raise KeyError(f"quiet spans for unknown markets: {sorted(unknown)}")
+    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for market, spans in quiet.items():
+        minutes: list[tuple[int, int]] = []
+        for start, end in spans:
+            lo, hi = to_epoch_ms(start), to_epoch_ms(end)
+            if hi <= lo:
+                raise ValueError(f"empty quiet span for {market}: {start!r} to {end!r}")
+            # Whole minutes, widened: no trade may fall inside [start, end).
+            minutes.append((lo // MINUTE_MS, -(-hi // MINUTE_MS)))
+        merged: list[list[int]] = []
+        for lo, hi in sorted(minutes):
+            if merged and lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        if merged:
+            bounds = np.array(merged, dtype=np.int64)
+            out[models[market].index] = (bounds[:, 0], bounds[:, 1])
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # History
 
@@ -625,22 +674,42 @@ class _LRU:
 class History:
     """The simulated exchange's markets and their deterministic trades and candles.
 
-    `listings` overrides listing times (market -> time, rounded up to a whole minute). The
-    caches bound memory: `cache_days` market-days of minute candles (per unit) and
-    `cache_blocks` market-blocks of day candles (_BLOCK_DAYS days each).
+    `listings` overrides listing times (market -> time, rounded up to a whole minute).
+    `store_lag_ms` > 0: REST stores each trade up to that long after it happens (see
+    `candle_bars`). `quiet` gives markets spans [start, end) without any trade (widened to
+    whole minutes); `long_quiet` gives the sparse BTC- and USDT- markets a dead stretch of 8 to
+    25 days in every 120 days. The caches bound memory: `cache_days` market-days of minute
+    candles (per unit and view) and `cache_blocks` market-blocks of day candles (_BLOCK_DAYS
+    days each).
     """
 
     def __init__(
         self,
         listings: Mapping[str, TimeLike] | None = None,
         *,
+        store_lag_ms: int = 0,
+        quiet: Mapping[str, Sequence[tuple[TimeLike, TimeLike]]] | None = None,
+        long_quiet: bool = False,
         cache_days: int = 1024,
         cache_blocks: int = 16_384,
     ) -> None:
+        if store_lag_ms < 0:
+            raise ValueError(f"store_lag_ms must be >= 0, got {store_lag_ms}")
         self.markets, self._models = _build_models(listings or {})
         self._info = {m.market: m for m in self.markets}
+        self.store_lag_ms = int(store_lag_ms)
+        self._quiet = _quiet_spans(quiet or {}, self._models)
+        self._long_quiet = {
+            self._models[m.market].index
+            for m in self.markets
+            if long_quiet and m.sparse and m.quote in ("BTC", "USDT")
+        }
         self._days = _LRU(cache_days)
         self._blocks = _LRU(cache_blocks)
+
+    def _lag(self, stored: bool) -> int:
+        """The store lag of a view: REST's (`stored`) or at once (WebSocket, ticker)."""
+        return self.store_lag_ms if stored else 0
 
     def market_info(self, market: str) -> MarketInfo:
         """Facts about one market (KeyError if unknown; codes are case-sensitive)."""
@@ -652,13 +721,16 @@ class History:
 
     # ---- trades -----------------------------------------------------------------------------
 
-    def _grid(self, model: _Model, minute0: int, minute1: int) -> _Grid:
-        """All trades of minutes [minute0, minute1) (minutes since the epoch)."""
+    def _grid(self, model: _Model, minute0: int, minute1: int, lag: int = 0) -> _Grid:
+        """All trades of minutes [minute0, minute1) (minutes since the epoch), store lag `lag`."""
         minute0 = max(minute0, model.listed_ms // MINUTE_MS)
         minute1 = max(minute1, minute0)
         hm = _hash_counter(model.seed, np.arange(minute0, minute1, dtype=np.int64))
         lo, hi = _halves(hm)
         counts = self._trade_counts(model, minute0, minute1, lo)
+        dead = self._dead_minutes(model, minute0, minute1)
+        if dead is not None:
+            counts = np.where(dead, 0, counts)
         lp, mul, div = self._price_path(model, minute0, minute1)
         active = counts > 0
         minute_ms = np.arange(minute0, minute1, dtype=np.int64)[active] * MINUTE_MS
@@ -697,7 +769,31 @@ class History:
             price=price,
             volume=lots * (slots < counts) / 1e8,
             hashes=h,
+            lag_ms=lag,
         )
+
+    def _dead_minutes(self, model: _Model, minute0: int, minute1: int) -> np.ndarray | None:
+        """Which minutes of [minute0, minute1) a quiet span silences; None if none can."""
+        spans = self._quiet.get(model.index)
+        long_quiet = model.index in self._long_quiet
+        if spans is None and not long_quiet:
+            return None
+        minutes = np.arange(minute0, minute1, dtype=np.int64)
+        dead = np.zeros(len(minutes), dtype=bool)
+        if spans is not None:
+            starts, ends = spans
+            at = np.searchsorted(starts, minutes, side="right") - 1
+            dead |= (at >= 0) & (minutes < ends[np.maximum(at, 0)])
+        if long_quiet and len(minutes):
+            # One stretch per 120-day cell, placed by the cell's hash: never across cells.
+            cells = np.arange(minute0 // _QUIET_CELL, (minute1 - 1) // _QUIET_CELL + 1)
+            lo, hi = _halves(_hash_counter(model.seed ^ _QUIET_SALT, cells))
+            length = ((8 + 17 * (lo * 2.0**-32)) * MINUTES_PER_DAY).astype(np.int64)
+            begin = (hi * 2.0**-32 * (_QUIET_CELL - length)).astype(np.int64)
+            cell = minutes // _QUIET_CELL - cells[0]
+            offset = minutes % _QUIET_CELL
+            dead |= (offset >= begin[cell]) & (offset < begin[cell] + length[cell])
+        return dead
 
     @staticmethod
     def _trade_counts(model: _Model, minute0: int, minute1: int, bits: np.ndarray) -> np.ndarray:
@@ -746,111 +842,148 @@ class History:
         row = np.repeat(row, _KNOT_MINUTES)[cut]
         return lp, model.tick_mul[row], model.tick_div[row]
 
-    def trades(self, market: str, start_ms: int, end_ms: int) -> pd.DataFrame:
-        """Trades in [start_ms, end_ms): timestamp, price, volume, ask_bid, sequential_id."""
+    def trades(
+        self, market: str, start_ms: int, end_ms: int, *, stored: bool = False
+    ) -> pd.DataFrame:
+        """Trades in [start_ms, end_ms) (by trade time): timestamp, price, volume, ask_bid,
+        sequential_id; with `stored`, also `stored_at`, when REST counts each."""
         model = self._models[market]
-        tr = self._grid(model, start_ms // MINUTE_MS, -(-end_ms // MINUTE_MS)).trades()
+        lag = self._lag(stored)
+        tr = self._grid(model, start_ms // MINUTE_MS, -(-end_ms // MINUTE_MS), lag).trades()
         tr = tr.select((tr.time >= start_ms) & (tr.time < end_ms))
-        return pd.DataFrame(
-            {
-                "timestamp": tr.time,
-                "price": tr.price,
-                "volume": tr.volume,
-                "ask_bid": np.where(tr.ask, "ASK", "BID"),
-                "sequential_id": tr.sequential_id,
-            }
-        )
+        columns = {
+            "timestamp": tr.time,
+            "price": tr.price,
+            "volume": tr.volume,
+            "ask_bid": np.where(tr.ask, "ASK", "BID"),
+            "sequential_id": tr.sequential_id,
+        }
+        if stored:
+            columns["stored_at"] = tr.stored
+        return pd.DataFrame(columns)
 
     # ---- candles ----------------------------------------------------------------------------
 
-    def _day_of_minutes(self, model: _Model, day: int, unit: int = 1) -> CandleBars:
-        """All `unit`-minute candles of one UTC day, whatever the clock says (cached)."""
+    def _day_of_minutes(self, model: _Model, day: int, unit: int = 1, lag: int = 0) -> CandleBars:
+        """All `unit`-minute candles of one UTC day, every trade stored (cached)."""
 
         def make() -> CandleBars:
             if unit == 1:
-                return self._grid(model, day * MINUTES_PER_DAY, (day + 1) * MINUTES_PER_DAY).bars()
-            minutes = self._day_of_minutes(model, day)
+                return self._grid(
+                    model, day * MINUTES_PER_DAY, (day + 1) * MINUTES_PER_DAY, lag
+                ).bars()
+            minutes = self._day_of_minutes(model, day, 1, lag)
             return minutes.aggregate(_floor_array(unit, minutes.start))
 
-        bars: CandleBars = self._days.get_or_make((model.index, day, unit), make)
+        bars: CandleBars = self._days.get_or_make((model.index, day, unit, lag), make)
         return bars
 
-    def _prefetch_days(self, model: _Model, day0: int, day1: int) -> None:
+    def _prefetch_days(self, model: _Model, day0: int, day1: int, lag: int) -> None:
         """Put the missing 1m days of [day0, day1) in the cache, generated a few at a time."""
         # One call per few days instead of per day: numpy's per-call overhead dominates a day.
-        missing = [d for d in range(day0, day1) if (model.index, d, 1) not in self._days]
+        missing = [d for d in range(day0, day1) if (model.index, d, 1, lag) not in self._days]
         while missing:
             run = [missing.pop(0)]
             while missing and missing[0] == run[-1] + 1 and len(run) < _BLOCK_DAYS:
                 run.append(missing.pop(0))
             bars = self._grid(
-                model, run[0] * MINUTES_PER_DAY, (run[-1] + 1) * MINUTES_PER_DAY
+                model, run[0] * MINUTES_PER_DAY, (run[-1] + 1) * MINUTES_PER_DAY, lag
             ).bars()
             for day in run:
                 self._days.put(
-                    (model.index, day, 1), bars.between(day * DAY_MS, (day + 1) * DAY_MS)
+                    (model.index, day, 1, lag), bars.between(day * DAY_MS, (day + 1) * DAY_MS)
                 )
 
-    def _minute_bars(self, model: _Model, unit: int, t0: int, t1: int) -> CandleBars:
-        """`unit`-minute candles of [t0, t1) (t0 aligned); only trades before t1 count."""
+    @staticmethod
+    def _settled_end(t1: int, now: int, lag: int) -> int:
+        """End of the whole minutes before t1 whose every trade is stored at `now`."""
+        # A minute that ended `lag` or more before now holds only stored trades.
+        return min(t1, now - lag) // MINUTE_MS * MINUTE_MS
+
+    def _minute_bars(
+        self, model: _Model, unit: int, t0: int, t1: int, now: int, lag: int
+    ) -> CandleBars:
+        """`unit`-minute candles of [t0, t1) (t0 aligned, t1 <= now): the trades before t1
+        stored before `now` count."""
+        settled = self._settled_end(t1, now, lag)
         # Every minute unit divides a day, so complete days come straight from the cache.
-        day_end = t1 // DAY_MS * DAY_MS
-        self._prefetch_days(model, t0 // DAY_MS, -(-t1 // DAY_MS))
+        day_end = settled // DAY_MS * DAY_MS
+        self._prefetch_days(model, t0 // DAY_MS, -(-t1 // DAY_MS), lag)
         parts = [
-            self._day_of_minutes(model, day, unit) for day in range(t0 // DAY_MS, day_end // DAY_MS)
+            self._day_of_minutes(model, day, unit, lag)
+            for day in range(t0 // DAY_MS, day_end // DAY_MS)
         ]
         if parts:
             parts[0] = parts[0].between(t0, day_end)
         if t1 > day_end:
-            # The day cut by t1: its complete minutes, plus the minute cut by t1.
-            whole_end = t1 // MINUTE_MS * MINUTE_MS
-            minutes = [self._day_of_minutes(model, day_end // DAY_MS).between(t0, whole_end)]
-            if t1 > whole_end:
-                minute = whole_end // MINUTE_MS
-                trades = self._grid(model, minute, minute + 1).trades()
-                minutes.append(trades.select(trades.time < t1).bars(MINUTE_MS))
+            # The rest: settled minutes of the day cut there, then the minutes of trades that
+            # are too recent to be all stored (or cut by t1), trade by trade.
+            minutes = []
+            if settled > max(t0, day_end):
+                day = self._day_of_minutes(model, day_end // DAY_MS, 1, lag)
+                minutes.append(day.between(t0, settled))
+            if t1 > settled:
+                lo = max(t0, settled)
+                trades = self._grid(model, lo // MINUTE_MS, -(-t1 // MINUTE_MS), lag).trades()
+                fresh = trades.select((trades.time < t1) & (trades.stored < now))
+                minutes.append(fresh.bars(MINUTE_MS))
             tail = CandleBars.concat(minutes)
             parts.append(tail if unit == 1 else tail.aggregate(_floor_array(unit, tail.start)))
         return CandleBars.concat(parts)
 
-    def _day_block(self, model: _Model, block: int) -> CandleBars:
-        """Day candles of the complete UTC days of one block (cached)."""
+    def _day_block(self, model: _Model, block: int, lag: int) -> CandleBars:
+        """Day candles of the complete UTC days of one block, every trade stored (cached)."""
 
         def make() -> CandleBars:
             d0 = block * _BLOCK_DAYS
             minutes = self._grid(
-                model, d0 * MINUTES_PER_DAY, (d0 + _BLOCK_DAYS) * MINUTES_PER_DAY
+                model, d0 * MINUTES_PER_DAY, (d0 + _BLOCK_DAYS) * MINUTES_PER_DAY, lag
             ).bars()
             return minutes.aggregate(minutes.start // DAY_MS * DAY_MS)
 
-        bars: CandleBars = self._blocks.get_or_make((model.index, block), make)
+        bars: CandleBars = self._blocks.get_or_make((model.index, block, lag), make)
         return bars
 
-    def _day_bars(self, model: _Model, t0: int, t1: int) -> CandleBars:
-        """Day candles of [t0, t1): t0 day-aligned; a day cut by t1 only has trades < t1."""
-        whole_end = t1 // DAY_MS * DAY_MS
+    def _day_bars(self, model: _Model, t0: int, t1: int, now: int, lag: int) -> CandleBars:
+        """Day candles of [t0, t1): t0 day-aligned, t1 <= now; the trades before t1 stored
+        before `now` count."""
+        whole_end = self._settled_end(t1, now, lag) // DAY_MS * DAY_MS
         first_block = max(t0, model.listed_ms // DAY_MS * DAY_MS) // DAY_MS // _BLOCK_DAYS
         blocks = range(first_block, -(-(whole_end // DAY_MS) // _BLOCK_DAYS))
-        parts = [self._day_block(model, block) for block in blocks]
+        parts = [self._day_block(model, block, lag) for block in blocks]
         # Only the outer blocks can stick out of the range.
         if parts:
             parts[0] = parts[0].between(t0, whole_end)
             parts[-1] = parts[-1].between(t0, whole_end)
         if t1 > whole_end:
-            minutes = self._minute_bars(model, 1, whole_end, t1)
-            parts.append(minutes.aggregate(np.full(len(minutes), whole_end, dtype=np.int64)))
+            # Lagged trades can leave the day before t1's unsettled too: then two days here.
+            minutes = self._minute_bars(model, 1, max(t0, whole_end), t1, now, lag)
+            parts.append(minutes.aggregate(minutes.start // DAY_MS * DAY_MS))
         return CandleBars.concat(parts)
 
     def candle_bars(
-        self, market: str, unit: Unit, start_ms: int, end_ms: int, now_ms: int
+        self,
+        market: str,
+        unit: Unit,
+        start_ms: int,
+        end_ms: int,
+        now_ms: int,
+        *,
+        stored: bool = True,
     ) -> CandleBars:
         """Candles of `unit` starting in [start_ms, end_ms), as seen at `now_ms`, oldest first.
 
         Only trades before `now_ms` count, so the in-progress candle is partial and periods
-        starting at or after `now_ms` do not exist. Units: minutes (1..240) or NAMED_UNITS.
+        starting at or after `now_ms` do not exist. `stored` (REST's view): a trade counts
+        once it is stored, `store_lag_ms` at most after its time, and a candle's timestamp is
+        the stored time of its last trade; so right after a boundary the candle just ended
+        can lack trades or be missing. `stored=False` is the at-once view of the WebSocket
+        and the ticker (and both views are one when store_lag_ms is 0). Every timeframe
+        aggregates the 1m candles of the same view. Units: minutes (1..240) or NAMED_UNITS.
         """
         model = self._models[market]
         check_unit(unit)
+        lag = self._lag(stored)
         first = _period_ceil(unit, max(start_ms, period_floor(unit, model.listed_ms)))
         last_bound = min(end_ms, now_ms)
         if last_bound <= first:
@@ -858,27 +991,86 @@ class History:
         last = period_floor(unit, last_bound - 1)
         data_end = min(period_shift(unit, last, 1), now_ms)
         if unit == "seconds":
-            tr = self._grid(model, first // MINUTE_MS, -(-data_end // MINUTE_MS)).trades()
-            return tr.select((tr.time >= first) & (tr.time < data_end)).bars(SECOND_MS)
+            tr = self._grid(model, first // MINUTE_MS, -(-data_end // MINUTE_MS), lag).trades()
+            mask = (tr.time >= first) & (tr.time < data_end) & (tr.stored < now_ms)
+            return tr.select(mask).bars(SECOND_MS)
         if isinstance(unit, int):
-            return self._minute_bars(model, unit, first, data_end)
-        days = self._day_bars(model, first, data_end)
+            return self._minute_bars(model, unit, first, data_end, now_ms, lag)
+        days = self._day_bars(model, first, data_end, now_ms, lag)
         return days if unit == "days" else days.aggregate(_floor_array(unit, days.start))
 
     def candles(
-        self, market: str, unit: Unit, start_ms: int, end_ms: int, now_ms: int
+        self,
+        market: str,
+        unit: Unit,
+        start_ms: int,
+        end_ms: int,
+        now_ms: int,
+        *,
+        stored: bool = True,
     ) -> pd.DataFrame:
         """`candle_bars` as a DataFrame with CandleBars.COLUMNS."""
-        return self.candle_bars(market, unit, start_ms, end_ms, now_ms).to_frame()
+        return self.candle_bars(market, unit, start_ms, end_ms, now_ms, stored=stored).to_frame()
 
-    def prev_day_close(self, market: str, before_ms: int, now_ms: int) -> float | None:
+    def settled_candles(self, market: str, unit: Unit, start_ms: int, end_ms: int) -> CandleBars:
+        """REST's final candles of the periods that start in [start_ms, end_ms) and end by
+        end_ms (a period cut by end_ms is left out), every trade counted: what any REST page
+        shows for them from `period end + store_lag_ms` on."""
+        bound = period_floor(unit, end_ms)
+        return self.candle_bars(market, unit, start_ms, bound, bound + self.store_lag_ms)
+
+    def newest_bars(
+        self,
+        market: str,
+        unit: Unit,
+        end_ms: int,
+        count: int,
+        now_ms: int,
+        *,
+        floor_ms: int | None = None,
+        stored: bool = True,
+    ) -> CandleBars:
+        """The `count` newest candles starting before end_ms (as `candle_bars` sees them at
+        now_ms), reaching back past periods without trades as far as needed: fewer only when
+        the listing (or floor_ms, a lower bound on candle starts) is reached."""
+        model = self._models[market]
+        check_unit(unit)
+        bottom = period_floor(unit, model.listed_ms)
+        if floor_ms is not None:
+            bottom = max(bottom, _period_ceil(unit, floor_ms))
+        top = min(end_ms, now_ms)
+        if top <= bottom or count < 1:
+            return CandleBars()
+        hi = period_shift(unit, period_floor(unit, top - 1), 1)
+        # Windows of growing size, newest first: a market quiet for weeks costs a few calls.
+        parts: list[CandleBars] = []
+        found, span = 0, count
+        while found < count and hi > bottom:
+            lo = max(period_shift(unit, hi, -span), bottom)
+            bars = self.candle_bars(market, unit, lo, min(hi, top), now_ms, stored=stored)
+            parts.insert(0, bars)
+            found += len(bars)
+            hi, span = lo, span * 2
+        bars = CandleBars.concat(parts)
+        return bars.select(slice(max(0, len(bars) - count), None))
+
+    def prev_day_close(
+        self, market: str, before_ms: int, now_ms: int, *, stored: bool = True
+    ) -> float | None:
         """Close of the latest day candle starting before `before_ms`, None if there is none."""
+        day = self.last_day(market, before_ms, now_ms, stored=stored)
+        return None if not len(day) else float(day.close[0])
+
+    def last_day(
+        self, market: str, before_ms: int, now_ms: int, *, stored: bool = True
+    ) -> CandleBars:
+        """The latest day candle starting before `before_ms` (one row), or no row."""
         floor = self._models[market].listed_ms // DAY_MS * DAY_MS
         end = before_ms
         while end > floor:
             start = max(end - _BLOCK_DAYS * DAY_MS, floor)
-            bars = self.candle_bars(market, "days", start, end, now_ms)
+            bars = self.candle_bars(market, "days", start, end, now_ms, stored=stored)
             if len(bars):
-                return float(bars.close[-1])
+                return bars.select(slice(-1, None))
             end = start
-        return None
+        return CandleBars()

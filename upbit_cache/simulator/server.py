@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
-from .app import RateLimiter, SimState, build_app
+from .app import DETAILS_MODES, PAGE_MODES, RateLimiter, RestSettings, SimState, build_app
 from .clock import SimClock, TimeLike
 from .control import FaultQueue, Stats
 from .history import History
-from .ws import WS_PATH, WsSettings
+from .ws import LIMITS_PER, WS_PATH, WsSettings
 
-__all__ = ["SimulatorConfig", "SimulatorServer", "make_state", "start_site"]
+__all__ = ["SimulatorConfig", "SimulatorServer", "make_history", "make_state", "start_site"]
 
 
 @dataclass(frozen=True)
@@ -27,9 +27,23 @@ class SimulatorConfig:
     `clock_start` None means real time; `frozen` stops the clock (at `clock_start`, or at the
     real time of start-up); `clock_speed` N makes simulated time run N x real time (REST and
     WebSocket alike). `listings` overrides listing times (market -> time). The `ws_*` fields
-    set the WebSocket's idle timeout (real seconds), its per-IP limits (new connections per
-    second, subscribe messages per second and per minute) and the shortest real interval
-    between two pushes of one candle stream.
+    set the WebSocket's idle timeout (real seconds), its limits (new connections per second
+    per IP, subscribe messages per second and per minute, counted per `ws_limits_per`: "ip"
+    or "connection") and the shortest real interval between two pushes of one candle stream.
+
+    Strictness, each off by default (today's answers); `strict()` turns on a realistic set:
+
+    - `store_lag`: REST counts each trade up to this many seconds after it happens (a
+      deterministic lag per trade), and a candle's `timestamp` is its last trade's stored time;
+      the WebSocket and the ticker see trades at once.
+    - `pages`: "window" = a page holds the candles inside the `count` periods before `to`;
+      "newest" = the `count` newest existing candles before `to`, past any empty periods.
+    - `quiet`: market -> spans [start, end) without any trade; `long_quiet`: the sparse BTC-
+      and USDT- markets go quiet for 8 to 25 days, three times a year.
+    - `details`: which market/all parameter gives `market_event`: "both" (`isDetails` or
+      `is_details`), "is_details" (the current name only) or "ignored" (none).
+    - `plain_429`: a 429's body is Upbit's plain text, not JSON.
+    - `clamp_count`: a `count` above 200 is answered with 200 candles instead of a 400.
     """
 
     host: str = "127.0.0.1"
@@ -48,12 +62,56 @@ class SimulatorConfig:
     ws_subscribe_rate: int = 5
     ws_subscribe_per_minute: int = 100
     ws_candle_interval: float = 1.0
+    ws_limits_per: str = "ip"
+    store_lag: float = 0.0
+    pages: str = "window"
+    quiet: Mapping[str, Sequence[tuple[TimeLike, TimeLike]]] | None = None
+    long_quiet: bool = False
+    details: str = "both"
+    plain_429: bool = False
+    clamp_count: bool = False
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("pages", self.pages, PAGE_MODES),
+            ("details", self.details, DETAILS_MODES),
+            ("ws_limits_per", self.ws_limits_per, LIMITS_PER),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if not self.store_lag >= 0:
+            raise ValueError(f"store_lag must be >= 0 seconds, got {self.store_lag}")
+
+    @classmethod
+    def strict(cls, **overrides: Any) -> SimulatorConfig:
+        """As strict as the real Upbit: 2 s store lag, "newest" pages, long quiet stretches,
+        only `is_details`, plain-text 429s, counts clamped to 200; `overrides` set any field
+        (`pages="window"` keeps the other page reading)."""
+        values: dict[str, Any] = {
+            "store_lag": 2.0,
+            "pages": "newest",
+            "long_quiet": True,
+            "details": "is_details",
+            "plain_429": True,
+            "clamp_count": True,
+        }
+        return cls(**(values | overrides))
+
+
+def make_history(config: SimulatorConfig) -> History:
+    """The market data `config` describes."""
+    return History(
+        config.listings,
+        store_lag_ms=round(config.store_lag * 1000),
+        quiet=config.quiet,
+        long_quiet=config.long_quiet,
+    )
 
 
 def make_state(config: SimulatorConfig, history: History | None = None) -> SimState:
     """Fresh shared state (history, clock, limiter, faults, counters) for `config`."""
     return SimState(
-        history=history if history is not None else History(config.listings),
+        history=history if history is not None else make_history(config),
         clock=SimClock(config.clock_start, frozen=config.frozen, speed=config.clock_speed),
         limiter=RateLimiter(
             config.rate, ban_after_429s=config.ban_after_429s, ban_seconds=config.ban_seconds
@@ -68,6 +126,13 @@ def make_state(config: SimulatorConfig, history: History | None = None) -> SimSt
             subscribe_rate=config.ws_subscribe_rate,
             subscribe_per_minute=config.ws_subscribe_per_minute,
             candle_interval=config.ws_candle_interval,
+            limits_per=config.ws_limits_per,
+        ),
+        rest=RestSettings(
+            pages=config.pages,
+            details=config.details,
+            plain_429=config.plain_429,
+            clamp_count=config.clamp_count,
         ),
     )
 

@@ -9,8 +9,9 @@ What a client sees:
   message replaces the connection's previous one. Unknown codes are accepted and stay silent.
 - Every data message is UTF-8 JSON in a binary frame. First the SNAPSHOT ones (per stream and
   code: the latest trade, or the latest candle, before the subscribe time), then REALTIME ones.
-- A trade is pushed once the clock has passed its `trade_timestamp` (the moment REST counts it),
-  in time order; a frozen clock pushes nothing until it is advanced or set.
+- A trade is pushed once the clock has passed its `trade_timestamp`, in time order, at once
+  (REST may count it up to the history's store lag later); a frozen clock pushes nothing until
+  it is advanced or set.
 - A candle is pushed when a pushed trade changed it, at most once per `candle_interval` real
   seconds per (code, unit); after a jump of the clock every changed period is pushed (up to
   200), oldest first. Values come from the same aggregation as the REST candles.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import time
@@ -40,7 +42,7 @@ from .clock import SimClock
 from .control import WS_FAULT_KINDS, FaultQueue, Stats
 from .history import DAY_MS, MINUTE_MS, MINUTE_UNITS, History, Unit, period_floor, period_shift
 
-__all__ = ["CANDLE_TYPES", "WS_PATH", "WsHub", "WsSettings"]
+__all__ = ["CANDLE_TYPES", "LIMITS_PER", "WS_PATH", "WsHub", "WsSettings"]
 
 WS_PATH = "/websocket/v1"
 # Faults served on the WebSocket: "ws_duplicate" sends each of the next trade messages twice.
@@ -73,6 +75,10 @@ _CANDLE_TEMPLATE = (
     '"stream_type":"%s"}'
 )
 _PONG_TEXT = '{"status":"UP"}'
+# What the subscribe limits are counted per: Upbit's older docs say per IP, the 2026 ones per
+# connection.
+LIMITS_PER: tuple[str, ...] = ("ip", "connection")
+_CONNECTION_IDS = itertools.count(1)
 
 # A trade as the pump holds it: (time ms, code index, price, volume, "ASK"/"BID", sequential_id).
 _Trade = tuple[int, int, float, float, str, int]
@@ -82,13 +88,15 @@ _CandleState = tuple[int, float, float, float, float, float, float, int]
 
 @dataclass(frozen=True)
 class WsSettings:
-    """WebSocket behaviour: idle timeout (real s), Upbit's per-IP limits, candle push interval."""
+    """WebSocket behaviour: idle timeout (real s), Upbit's limits (connections per IP,
+    subscribes per `limits_per`: "ip" or "connection"), candle push interval."""
 
     idle_timeout: float = 120.0
     connect_rate: int = 5
     subscribe_rate: int = 5
     subscribe_per_minute: int = 100
     candle_interval: float = 1.0
+    limits_per: str = "ip"
 
 
 class _WsError(Exception):
@@ -126,6 +134,10 @@ class _Windows:
     def reset(self) -> None:
         """Forget every window."""
         self._hits.clear()
+
+    def forget(self, key: str) -> None:
+        """Forget one key's window (a connection that closed)."""
+        self._hits.pop(key, None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,9 +270,9 @@ class WsHub:
         self._connects.reset()
         self._subscribes.reset()
 
-    def admit_subscribe(self, ip: str) -> bool:
-        """Check the per-IP subscribe limits for one more message."""
-        return self._subscribes.admit(ip)
+    def admit_subscribe(self, key: str) -> bool:
+        """Check the subscribe limits of `key` (an IP or a connection) for one more message."""
+        return self._subscribes.admit(key)
 
     # ---- the endpoint ---------------------------------------------------------------------------
 
@@ -286,6 +298,8 @@ class WsHub:
             await connection.serve()
         finally:
             self._connections.discard(connection)
+            if connection.limit_key != connection.ip:
+                self._subscribes.forget(connection.limit_key)
             self.stats.ws_closed()
         return ws
 
@@ -328,19 +342,31 @@ class WsHub:
         )
 
     def latest_trade(self, code: str, before: int) -> _Trade | None:
-        """The last trade of `code` before `before`, looking back at most 30 days."""
+        """The last trade of `code` before `before` (None if it has not traded yet)."""
         listed = self.history.market_info(code).listed_ms
         for back in _SNAPSHOT_LOOKBACK_MS:
             trades = self.load_trades([code], before - back, before)
             if trades:
                 return trades[-1]
             if before - back <= listed:
-                break
-        return None
+                return None
+        day = self._last_day(code, before)
+        trades = [] if day is None else self.load_trades([code], day, min(day + DAY_MS, before))
+        return trades[-1] if trades else None
 
-    def candles(self, code: str, unit: Unit, start: int, now: int) -> list[_CandleState]:
-        """Candles of `unit` starting in [start, now) as REST shows them at `now`."""
-        bars = self.history.candle_bars(code, unit, start, now, now)
+    def _last_day(self, code: str, before: int) -> int | None:
+        """Start of the last UTC day with a trade before `before` (a quiet market's last)."""
+        day = self.history.last_day(code, before, before, stored=False)
+        return int(day.start[0]) if len(day) else None
+
+    def candles(
+        self, code: str, unit: Unit, start: int, now: int, end: int | None = None
+    ) -> list[_CandleState]:
+        """Candles of `unit` starting in [start, end or now) at `now`, every trade counted at
+        once (as REST shows them once stored)."""
+        bars = self.history.candle_bars(
+            code, unit, start, now if end is None else end, now, stored=False
+        )
         return list(
             zip(
                 bars.start.tolist(),
@@ -363,8 +389,12 @@ class WsHub:
             if found:
                 return found[-1]
             if before - back <= listed:
-                break
-        return None
+                return None
+        day = self._last_day(code, before)
+        if day is None:
+            return None
+        found = self.candles(code, unit, period_floor(unit, day), before, day + DAY_MS)
+        return found[-1] if found else None
 
     def prev_close(self, code: str, trade_ms: int, now: int) -> float:
         """Close of the UTC day before the trade's (the day's open for a market's first day)."""
@@ -373,9 +403,9 @@ class WsHub:
         cached = self._prev_close.get(key)
         if cached is not None:
             return cached
-        close = self.history.prev_day_close(code, day, now)
+        close = self.history.prev_day_close(code, day, now, stored=False)
         if close is None:
-            today = self.history.candle_bars(code, "days", day, day + 1, now)
+            today = self.history.candle_bars(code, "days", day, day + 1, now, stored=False)
             close = float(today.open[0]) if len(today) else 0.0
         if len(self._prev_close) >= _PREV_CLOSE_CACHE:
             self._prev_close.clear()
@@ -439,6 +469,10 @@ class _Connection:
         self.request = request
         self.ws = ws
         self.ip = request.remote or ""
+        # The key the subscribe limits are counted under.
+        self.limit_key = (
+            self.ip if hub.settings.limits_per == "ip" else f"connection {next(_CONNECTION_IDS)}"
+        )
         self._send_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
@@ -498,7 +532,7 @@ class _Connection:
 
     async def _subscribe(self, text: str) -> None:
         hub = self.hub
-        if not hub.admit_subscribe(self.ip):
+        if not hub.admit_subscribe(self.limit_key):
             hub.stats.ws_event("rejected")
             settings = hub.settings
             message = (
