@@ -6,7 +6,8 @@ go out as fast as the rate limiter allows, whatever the latency. Upbit skips per
 trades, so a short page is normal, and so is an empty one in a quiet stretch. Every page is
 checked before it is believed (checks.py), and every empty one corroborated by other answers
 (quiet.py); a page whose span those answers already prove quiet (before the listing, inside
-a long quiet stretch) is not sent at all.
+a long quiet stretch), or that an earlier answer already settled (Upbit may fill a page with
+older candles when the periods before `to` had no trades), is not sent at all.
 
 What a page says of periods Upbit had not settled when it answered (the last seconds: it
 stores trades a little after they happen) comes back as provisional, not covered.
@@ -102,12 +103,15 @@ async def fetch_pages(
         return TimeRange(low, edge), TimeRange(edge, page.to)
 
     stretch = (0, 0)  # the last proven-quiet stretch a page fell in
+    answered = Ranges()  # what the answers so far settled (a page may reach back past its own)
 
     def proven(page: Page) -> bool:
-        """Whether the evidence already proves the page's whole span quiet and settled."""
+        """Whether the page's whole span is settled: answered already, or proven quiet."""
         nonlocal stretch
         if page.to > final:
             return False
+        if answered.covers(TimeRange(page.start, page.to)):
+            return True
         if not stretch[0] <= page.start < page.to <= stretch[1]:
             found = known.quiet.clip(TimeRange(page.start, page.to))
             if found.total() != page.to - page.start:
@@ -158,7 +162,9 @@ async def fetch_pages(
             finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             unread = list(finished)
             while unread:
-                yield unread.pop().result()
+                result = unread.pop().result()
+                answered = answered.union([(result.covered.start, result.covered.end)])
+                yield result
     finally:
         for task in running:
             task.cancel()

@@ -566,6 +566,7 @@ class _Handlers:
                 market=body.get("market"),
                 path=body.get("path"),
                 seconds=body.get("seconds"),
+                probability=float(body.get("probability", 1.0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise _BadRequest(400, 400, f"bad fault: {exc}") from None

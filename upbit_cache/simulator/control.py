@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -34,14 +35,16 @@ class Fault:
     market: str | None
     path: str | None
     seconds: float
+    probability: float = 1.0
 
 
 class FaultQueue:
     """Faults waiting for the next matching requests (thread-safe)."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int = 0) -> None:
         self._lock = threading.Lock()
         self._queue: list[Fault] = []
+        self._random = random.Random(seed)  # for faults that strike only some requests
 
     def inject(
         self,
@@ -50,8 +53,13 @@ class FaultQueue:
         market: str | None = None,
         path: str | None = None,
         seconds: float | None = None,
+        probability: float = 1.0,
     ) -> None:
         """Queue `count` faults of `kind` for requests of `market` and/or under path prefix `path`.
+
+        With `probability` below 1, each matching request is struck with that chance (a
+        flaky proxy: "empty" at 0.3 answers about 30% of pages with `[]`), until `count`
+        have been.
 
         Kinds: "500", "slow" (answer after `seconds`, default 3), "drop" (close the connection
         without a response), "truncate", "non_json", "bad_types", "missing_field"; candle
@@ -64,7 +72,10 @@ class FaultQueue:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {kinds}")
         if count < 1:
             raise ValueError("count must be at least 1")
-        fault = Fault(kind, count, market, path, 3.0 if seconds is None else float(seconds))
+        if not 0 < probability <= 1:
+            raise ValueError(f"probability must be in (0, 1], got {probability}")
+        wait = 3.0 if seconds is None else float(seconds)
+        fault = Fault(kind, count, market, path, wait, float(probability))
         with self._lock:
             self._queue.append(fault)
 
@@ -80,6 +91,8 @@ class FaultQueue:
                     continue
                 if fault.path is not None and not path.startswith(fault.path):
                     continue
+                if fault.probability < 1 and self._random.random() >= fault.probability:
+                    return None  # spared this time
                 fault.remaining -= 1
                 if not fault.remaining:
                     self._queue.remove(fault)
