@@ -591,30 +591,34 @@ def verify_command(
     markets: opt.StoredMarkets = None,
     timeframe: opt.SomeTimeframes = None,
     repair: opt.Repair = False,
+    upbit: opt.Upbit = False,
+    budget: opt.Budget = 300,
     as_json: opt.AsJson = False,
     tz: opt.Tz = "UTC",
     quiet: opt.Quiet = False,
     verbose: opt.Verbose = False,
     data_dir: opt.DataDir = None,
+    api_url: opt.ApiUrl = None,
+    rate: opt.Rate = 10.0,
     lock_timeout: opt.LockTimeout = None,
 ) -> None:
     """Check the store against its records: missing, unreadable or truncated files, rows
     outside recorded ranges, duplicate times, impossible values, files in the wrong partition
-    or with the wrong schema. Exit 0 healthy, 1 problems found (repaired with --repair).
-    -v: a line per series checked.
+    or with the wrong schema; with --upbit, ask Upbit again about what the records believe.
+    Exit 0 healthy, 1 problems found (repaired with --repair). -v: a line per series checked.
 
-    Example: upbit-cache verify --repair
+    Example: upbit-cache verify --upbit --budget 300 --repair
     """
     with _one_line_errors():
         log = Log(quiet, verbose)
         timeframes = opt.timeframes(timeframe, "") if timeframe else None
-        cache = _cache(data_dir, log, lock_timeout=lock_timeout)
-        report = cache.verify(markets or [], timeframes, repair=repair)
+        cache = _cache(data_dir, log, api_url, rate, lock_timeout=lock_timeout)
+        report = cache.verify(markets or [], timeframes, repair=repair, upbit=upbit, budget=budget)
         from upbit_cache.cli.render import verify_json, verify_lines
 
         if as_json:
             typer.echo(json.dumps(verify_json(report, cache.files.root), indent=2))
         else:
             print_report(verify_lines(report, cache.files.root, tz, verbose))
-        if report.problems:
+        if not report.healthy:
             raise typer.Exit(1)

@@ -391,6 +391,26 @@ Repair = Annotated[
 ]
 
 # info
+Upbit = Annotated[
+    bool,
+    typer.Option(
+        "--upbit",
+        help="Then ask Upbit again about each series' newest candles and recorded quiet "
+        "stretches (longest first), within --budget; with --repair, forget what it "
+        "contradicts so the next fetch asks again.",
+    ),
+]
+Budget = Annotated[
+    int,
+    typer.Option(
+        "--budget",
+        metavar="N",
+        min=1,
+        max=1_000_000,
+        help="Candle requests --upbit may send (paced like any others).",
+    ),
+]
+
 AsJson = Annotated[
     bool, typer.Option("--json", help="Print one JSON document (for scripts) instead.")
 ]

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from upbit_cache.manager.layers import LayerReport
     from upbit_cache.manager.memory import MemoryStats
     from upbit_cache.manager.prune import Change, PruneReport
+    from upbit_cache.manager.recheck import RecheckReport
     from upbit_cache.manager.verify import VerifyReport
     from upbit_cache.store.candle_store import TierUsage
 
@@ -435,7 +436,7 @@ def verify_lines(report: VerifyReport, root: str, tz: str = "UTC", verbose: bool
         f"{plural(report.rows, 'row')} checked in {report.seconds:.1f} s"
     )
     if not report.problems:
-        lines.append(f"healthy: {checked}")
+        lines.append(f"{'healthy' if report.healthy else 'files healthy'}: {checked}")
     else:
         lines.append(f"{plural(len(report.problems), 'problem')}: {checked}")
         if report.repaired:
@@ -451,14 +452,66 @@ def verify_lines(report: VerifyReport, root: str, tz: str = "UTC", verbose: bool
             f"{plural(report.adopted, 'file')} the records did not list yet "
             f"{'is' if report.adopted == 1 else 'are'} listed now"
         )
+    if report.upbit is not None:
+        lines += _upbit_lines(report.upbit, tz)
     return "\n".join(lines)
+
+
+def _upbit_lines(upbit: RecheckReport, tz: str) -> list[str]:
+    """What asking Upbit again found: a line per contradiction, then what was asked."""
+    lines = [
+        f"{c.timeframe.name:>3} {c.market}: Upbit contradicts the "
+        f"{'newest candles' if c.kind == 'newest' else 'quiet stretch'} "
+        f"{iso(c.span.start, tz)}→{iso(c.span.end, tz)}: {c.detail}"
+        for c in upbit.contradictions
+    ]
+    spent = " (budget spent)" if upbit.spent else ""
+    asked = (
+        f"Upbit asked again: {plural(upbit.series, 'series', 'series')}, "
+        f"{plural(upbit.newest, 'newest page')}, "
+        f"{plural(upbit.quiet, 'quiet stretch', 'quiet stretches')}, "
+        f"{plural(upbit.unsure, 'unsettled answer')}, {plural(upbit.requests, 'request')} "
+        f"of {upbit.budget:,}{spent}"
+    )
+    found = len(upbit.contradictions)
+    lines.append(f"{asked}: {plural(found, 'contradiction')}" if found else f"{asked}: agreed")
+    if found:
+        lines.append(
+            "forgotten: the next fetch of a window that includes them asks for them again"
+            if upbit.forgotten
+            else "run `upbit-cache verify --upbit --repair` to forget them and fetch again"
+        )
+    return lines
+
+
+def _upbit_json(upbit: RecheckReport) -> dict[str, object]:
+    return {
+        "series": upbit.series,
+        "newest": upbit.newest,
+        "quiet": upbit.quiet,
+        "unsure": upbit.unsure,
+        "requests": upbit.requests,
+        "budget": upbit.budget,
+        "contradictions": [
+            {
+                "timeframe": c.timeframe.name,
+                "market": c.market,
+                "kind": c.kind,
+                "start": iso(c.span.start),
+                "end": iso(c.span.end),
+                "detail": c.detail,
+            }
+            for c in upbit.contradictions
+        ],
+        "forgotten": upbit.forgotten,
+    }
 
 
 def verify_json(report: VerifyReport, root: str) -> dict[str, object]:
     """`verify --json`: version, healthy, counts, problems (paths inside the data dir)."""
     return {
         "version": 1,
-        "healthy": not report.problems,
+        "healthy": report.healthy,
         "series": len(report.audits),
         "files": report.files,
         "rows": report.rows,
@@ -474,6 +527,7 @@ def verify_json(report: VerifyReport, root: str) -> dict[str, object]:
         ],
         "repaired": report.repaired and bool(report.problems),
         "moved": [_inside(path, root) for path in report.moved],
+        **({"upbit": _upbit_json(report.upbit)} if report.upbit is not None else {}),
     }
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from upbit_cache.candles import CANDLE_SCHEMA, times_ms
-from upbit_cache.collector.checks import check_page
+from upbit_cache.collector.checks import BadAnswer, check_page
 from upbit_cache.collector.client import MAX_PAGE, UpbitClient
 from upbit_cache.collector.quiet import Evidence, prove_quiet
 from upbit_cache.errors import ResponseFormatError
@@ -194,7 +194,13 @@ async def checked_page(
             table = await client.candles(market, tf, page.to, page.count)
             check_page(table, tf, span, page.count)
             if table.num_rows == 0 and not settled.empty:
-                requests += await prove_quiet(client, market, tf, settled, evidence, needed_from)
+                try:
+                    requests += await prove_quiet(
+                        client, market, tf, settled, evidence, needed_from
+                    )
+                except BadAnswer as exc:
+                    what = f"an empty answer for {iso(settled.start)}..{iso(settled.end)}"
+                    raise BadAnswer(f"{what}: {exc}") from None
             return table, requests
         except ResponseFormatError as exc:
             if attempt == PAGE_ATTEMPTS - 1:

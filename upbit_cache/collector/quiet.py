@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +43,7 @@ from upbit_cache.errors import UpbitCacheError
 from upbit_cache.ranges import Interval, Ranges, TimeRange
 from upbit_cache.timeframes import SUPPORTED, Timeframe
 from upbit_cache.times import iso
+from upbit_cache.words import plural
 
 MAX_WITNESSES = 5  # answers asked to corroborate one empty page, at most
 _NATIVE = sorted((t for t in SUPPORTED if t.native), key=lambda t: t.approx_ms)
@@ -87,11 +89,10 @@ class Evidence:
         self._traded(busy)
 
     def saw(self, table: pa.Table, tf: Timeframe) -> None:
-        """Note the oldest and newest candles of a data page: trades a witness next to an
-        empty page can reach, so that an empty witness is seen to lie."""
+        """Note the oldest candle of a data page: a trade that a witness for the empty page
+        before it can reach, so that an empty witness there is seen to lie."""
         if table.num_rows:
-            spans = trade_spans(table, tf)
-            self._traded([spans[0], spans[-1]])
+            self._traded(trade_spans(table.slice(0, 1), tf))
 
     def last_trade(self, last: int, settled: int) -> None:
         """The market's last trade as the ticker saw it: nothing traded after it."""
@@ -110,7 +111,7 @@ class Evidence:
     def trade_in(self, span: TimeRange) -> int | None:
         """A time inside `span` known to have a trade (as the start of its span), if any."""
         i = bisect.bisect_left(self.traded, (span.start, span.start))
-        for lo, hi in self.traded[i:]:
+        for lo, hi in itertools.islice(self.traded, i, None):
             if lo >= span.end:
                 break
             if hi <= span.end:
@@ -140,9 +141,9 @@ async def prove_quiet(
     return the candle requests it took.
 
     Raises Refuted if an answer shows a trade in `span` (the empty one lied), BadAnswer if
-    `max_witnesses` answers do not corroborate it. `needed_from` is the oldest time still to
-    be fetched: a quiet stretch reaching past the witness is followed back that far, so the
-    pages of it are not sent at all.
+    `max_witnesses` answers do not corroborate it (their messages call `span` "it").
+    `needed_from` is the oldest time still to be fetched: a quiet stretch reaching past the
+    witness is followed back that far, so the pages of it are not sent at all.
     """
     async with evidence.lock:
         _refute(evidence, span)
@@ -152,10 +153,7 @@ async def prove_quiet(
         requests = tries = 0
         while unknown := evidence.unknown(span):
             if tries == max_witnesses:
-                raise BadAnswer(
-                    f"an empty answer for {iso(span.start)}..{iso(span.end)} that {tries} "
-                    "other answers did not corroborate"
-                )
+                raise BadAnswer(f"{plural(tries, 'other answer')} did not corroborate it")
             wtf, to = _next_witness(tf, unknown, evidence)
             tries += 1
             requests += 1
@@ -168,10 +166,7 @@ async def prove_quiet(
 def _refute(evidence: Evidence, span: TimeRange) -> None:
     known = evidence.trade_in(span)
     if known is not None:
-        raise Refuted(
-            f"an empty answer for {iso(span.start)}..{iso(span.end)}, but another answer "
-            f"shows a trade at {iso(known)} in it"
-        )
+        raise Refuted(f"another answer shows a trade at {iso(known)} in it")
 
 
 async def _ask_ticker(client: UpbitClient, market: str, evidence: Evidence) -> None:
@@ -208,10 +203,7 @@ async def _witness(
     evidence.asked.add((wtf, to))
     inside = [lo for lo, hi in trade_spans(table, wtf) if lo >= span.start and hi <= span.end]
     if inside:
-        raise Refuted(
-            f"an empty answer for {iso(span.start)}..{iso(span.end)}, but the {wtf} candle "
-            f"at {iso(inside[0])} shows a trade in it"
-        )
+        raise Refuted(f"the {wtf} candle at {iso(inside[0])} shows a trade in it")
     evidence.learn(table, wtf, spoken, client.settled_ms())
     return table
 

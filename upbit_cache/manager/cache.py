@@ -391,14 +391,35 @@ class UpbitCache:
         timeframes: Timeframes | None = None,
         *,
         repair: bool = False,
+        upbit: bool = False,
+        budget: int | None = None,
     ) -> VerifyReport:
         """Check the store against its records; with `repair`, quarantine what is bad and
-        forget its spans, so the next fetch asks for exactly those again."""
+        forget its spans, so the next fetch asks for exactly those again.
+
+        With `upbit`, then ask Upbit again about each series' newest candles and its
+        recorded quiet stretches (longest first), at most `budget` candle requests (default
+        300), and report (with `repair`, forget) what Upbit contradicts.
+        """
+        from upbit_cache.manager.recheck import DEFAULT_BUDGET
         from upbit_cache.manager.verify import verify
 
         store = self._new_store()  # from disk: memory could hide a damaged file
         chosen = _timeframes(timeframes) if timeframes is not None else []
-        return asyncio.run(verify(store, chosen, validate_markets(markets), repair=repair))
+        wanted = validate_markets(markets)
+        spend = DEFAULT_BUDGET if budget is None else budget
+        if spend < 1:
+            raise UsageError(f"the request budget must be at least 1, not {spend}")
+
+        async def run() -> VerifyReport:
+            if not upbit:
+                return await verify(store, chosen, wanted, repair=repair)
+            async with new_client(self.config) as client:
+                return await verify(
+                    store, chosen, wanted, repair=repair, client=client, budget=spend
+                )
+
+        return asyncio.run(run())
 
     def live(
         self,

@@ -122,7 +122,7 @@ def series_info(store: CandleStore, tf: Timeframe, market: str) -> SeriesInfo:
     if fetched:
         span = Ranges.of([(fetched.intervals[0][0], fetched.intervals[-1][1])])
         holes = span.subtract(fetched).subtract(pruned)
-    quiet, runs, longest = _quiet(tf, fetched, times)
+    quiet, runs, longest = quiet_runs(tf, fetched, times)
     return SeriesInfo(
         timeframe=tf,
         market=market,
@@ -145,7 +145,7 @@ def _bases(record: Record) -> tuple[BaseRange, ...]:
     return tuple(sorted(found, key=lambda r: r.start))
 
 
-def _quiet(tf: Timeframe, fetched: Ranges, times: np.ndarray) -> tuple[int, Ranges, int]:
+def quiet_runs(tf: Timeframe, fetched: Ranges, times: np.ndarray) -> tuple[int, Ranges, int]:
     """Periods wholly inside `fetched` with no candle: (count, runs, longest run in periods).
 
     `times` are the sorted, unique candle period starts. A period only partly inside a

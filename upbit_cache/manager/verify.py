@@ -2,7 +2,9 @@
 
 Each series is checked under its writer lock, so a fetch or prune running at the same time
 is never mistaken for damage. The checks and the repair are the store's (`store/audit.py`);
-a repaired span is fetched again by the next `fetch` of a window that includes it.
+a repaired span is fetched again by the next `fetch` of a window that includes it. With a
+client (`verify --upbit`), Upbit is then asked again about what the records believe
+(recheck.py).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from upbit_cache.collector.client import UpbitClient
+from upbit_cache.manager.recheck import DEFAULT_BUDGET, RecheckReport, recheck
 from upbit_cache.store.audit import Problem, SeriesAudit, audit_series, repair_series
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
@@ -25,6 +29,11 @@ class VerifyReport:
     repaired: bool = False
     moved: list[str] = field(default_factory=list)  # where bad files went (quarantine)
     seconds: float = 0.0
+    upbit: RecheckReport | None = None  # what asking Upbit again found (`--upbit`)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems and not (self.upbit and self.upbit.contradictions)
 
     @property
     def problems(self) -> list[Problem]:
@@ -49,8 +58,11 @@ async def verify(
     markets: Sequence[str] = (),
     *,
     repair: bool = False,
+    client: UpbitClient | None = None,
+    budget: int = DEFAULT_BUDGET,
 ) -> VerifyReport:
-    """Check every stored series (or those of `timeframes` x `markets`); repair if asked."""
+    """Check every stored series (or those of `timeframes` x `markets`); repair if asked.
+    With a `client`, then ask Upbit again, at most `budget` candle requests."""
     began = time.monotonic()
     report = VerifyReport(repaired=repair)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")  # a folder name, nothing compares it
@@ -63,5 +75,9 @@ async def verify(
                 if repair and (audit.problems or audit.unlisted):
                     report.moved += repair_series(store, audit, stamp)
             report.audits.append(audit)
+    if client is not None:
+        report.upbit = await recheck(
+            store, client, timeframes, markets, budget=budget, repair=repair
+        )
     report.seconds = time.monotonic() - began
     return report

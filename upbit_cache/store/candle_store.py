@@ -6,7 +6,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -307,6 +307,14 @@ class CandleStore:
         """Delete one data file and its partition directory if that is left empty."""
         self.files.delete(path)  # already gone is what was asked for
         self.files.delete_dir_if_empty(path.rpartition("/")[0])
+
+    def forget(self, tf: Timeframe, market: str, spans: Ranges) -> None:
+        """Take `spans` out of what the record says was fetched, so the next fetch asks for
+        them again (their candles stay until it does); the caller holds the series' lock."""
+        record = self.record(tf, market, for_update=True)
+        fetched = record.fetched.subtract(spans)
+        if fetched != record.fetched:
+            self.set_record(tf, market, replace(record, fetched=fetched, sources={}))
 
     def set_record(self, tf: Timeframe, market: str, record: Record) -> None:
         """Replace the record of one (timeframe, market); the caller holds its lock."""
