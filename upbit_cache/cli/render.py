@@ -362,6 +362,8 @@ def info_table(infos: Sequence[SeriesInfo], tz: str = "UTC", verbose: bool = Fal
             covered = f"{iso(fetched[0][0], tz)}→{iso(fetched[-1][1], tz)}"
             if len(fetched) > 1:
                 covered += f" in {plural(len(fetched), 'range')}"
+        if info.provisional:
+            covered += f", provisional to {iso(info.provisional.intervals[-1][1], tz)}"
         quiet = str(info.quiet_periods)
         if info.quiet_periods:
             quiet += f" (longest {info.longest_quiet})"

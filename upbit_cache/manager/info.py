@@ -51,8 +51,10 @@ class SeriesInfo:
     (fetched, no trades); `quiet_runs` are the runs of consecutive such periods, as [start,
     end) intervals, and `longest_quiet` is the longest run in periods. `never_fetched` are the
     holes between the first and the last fetched range that were neither fetched nor pruned.
-    `pruned` is what retention deleted and no fetch has brought back. `bases` splits the
-    fetched ranges by who made them, in time order.
+    `pruned` is what retention deleted and no fetch has brought back. `provisional` holds
+    candles of periods Upbit had not settled when they were fetched: stored, not fetched, asked
+    for again by the next fetch. `bases` splits the fetched ranges by who made them, in time
+    order.
     """
 
     timeframe: Timeframe
@@ -68,6 +70,7 @@ class SeriesInfo:
     pruned: Ranges
     bases: tuple[BaseRange, ...]
     tiers: dict[layout.Tier, TierUsage] = field(default_factory=dict)
+    provisional: Ranges = field(default_factory=Ranges)
 
     @property
     def files(self) -> int:
@@ -137,6 +140,7 @@ def series_info(store: CandleStore, tf: Timeframe, market: str) -> SeriesInfo:
         pruned=pruned,
         bases=_bases(record),
         tiers=tiers,
+        provisional=record.provisional,
     )
 
 
@@ -206,6 +210,7 @@ def to_json(infos: Sequence[SeriesInfo], tz: str = "UTC") -> dict[str, Any]:
                         "runs": [RANGE + "periods": int, ...]},
               "never_fetched": [RANGE, ...],      # holes between fetched ranges
               "pruned": [RANGE, ...],             # deleted by retention, not fetched again
+              "provisional": [RANGE, ...],        # stored, not settled at Upbit yet
               "tiers": {"hot": {"files": int, "bytes": int}, "cold": {...}}
             }, ...
           ],
@@ -249,6 +254,7 @@ def _series_json(info: SeriesInfo, tz: str) -> dict[str, Any]:
         "quiet": {"periods": info.quiet_periods, "longest": info.longest_quiet, "runs": runs},
         "never_fetched": _ranges_json(info.never_fetched, tz),
         "pruned": _ranges_json(info.pruned, tz),
+        "provisional": _ranges_json(info.provisional, tz),
         "tiers": {tier: _usage_json(u) for tier, u in info.tiers.items()},
     }
 
