@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -12,9 +13,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import NOW, run_fetch, truth
+from conftest import NOW, request, run_fetch, truth
 
-from upbit_cache.collector.ratelimit import MAX_MARGIN, RateLimiter
+from upbit_cache.collector.client import UpbitClient
+from upbit_cache.collector.config import ClientConfig
+from upbit_cache.collector.ratelimit import MAX_MARGIN, STRIKE_MEMORY, RateLimiter
 from upbit_cache.ranges import TimeRange
 from upbit_cache.simulator import SimulatorConfig, SimulatorServer
 from upbit_cache.store.candle_store import CandleStore
@@ -71,6 +74,61 @@ def test_the_margin_starts_tight_and_widens_with_each_429() -> None:
     for _ in range(6):
         limiter.on_429()
     assert limiter.margin == MAX_MARGIN
+
+
+class FakeClock:
+    """Monotonic seconds that move only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_429s_escalate_whatever_their_headers_and_strikes_fade_after_quiet_seconds() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock)
+    limiter.on_429(sent_at=clock.now - 0.05)
+    assert limiter.strikes == 1
+    assert limiter.paused_until - clock.now == pytest.approx(limiter.window)
+    # Answers in between carry `Remaining-Req` (429s do too): no reason to forget the strike.
+    clock.now += 1.5
+    limiter.observe(9, sent_at=clock.now - 0.03)
+    limiter.on_429(sent_at=clock.now - 0.02)
+    assert limiter.strikes == 2
+    assert limiter.paused_until - clock.now == pytest.approx(2 * limiter.window)
+    # Requests in flight when the pause began come back 429 too: the same overrun.
+    limiter.on_429(sent_at=clock.now - 0.01)
+    assert limiter.strikes == 2
+    # One strike is forgiven per STRIKE_MEMORY seconds without a 429.
+    clock.now += STRIKE_MEMORY + 0.5
+    limiter.on_429(sent_at=clock.now - 0.02)
+    assert limiter.strikes == 2
+    clock.now += 3 * STRIKE_MEMORY
+    limiter.on_429(sent_at=clock.now - 0.02)
+    assert limiter.strikes == 1
+    assert limiter.paused_until - clock.now == pytest.approx(limiter.window)
+
+
+def test_429s_with_remaining_req_from_the_simulator_escalate_the_pause() -> None:
+    # One request a second: each request after the first earns a 429 (which, like Upbit's,
+    # carries `Remaining-Req`), and each of those was sent after the previous pause.
+    config = SimulatorConfig(rate=1, clock_start=NOW, frozen=True, ban_after_429s=1000)
+
+    async def three_pages(url: str) -> tuple[int, int]:
+        async with UpbitClient(ClientConfig(api_url=url, rate=10)) as client:
+            pages = [client.candles("KRW-BTC", H1, None, 1) for _ in range(3)]
+            await asyncio.gather(*pages)
+            return client.limiter.strikes, client.stats.rate_limited
+
+    with SimulatorServer(config) as server:
+        strikes, rate_limited = asyncio.run(three_pages(server.url))
+        assert rate_limited == server.stats()["rate_limited"] == 2
+        # Within a second of the last page: a 429, and it carries the header.
+        reply = request(server.url, "/v1/candles/days", {"market": "KRW-BTC"})
+        assert reply.status == 429 and "Remaining-Req" in reply.headers
+    assert strikes == 2
 
 
 def test_429s_slow_the_client_down_and_every_candle_arrives(tmp_path: Path) -> None:

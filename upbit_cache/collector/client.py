@@ -195,7 +195,9 @@ class UpbitClient:
             self.stats.candle_requests += limited
             try:
                 status, headers, body = await self._send(url, params)
-                if limited:
+                if limited and status != 429:
+                    # A 429's count says the window was full when it came, not that another
+                    # client sent: its pause answers it (on_429), not phantom sends.
                     self.limiter.observe(_remaining(headers), sent_at)
                 return self._interpret(status, body, what, params)
             except _Transient as exc:
@@ -214,7 +216,7 @@ class UpbitClient:
                     raise RateLimitedError(
                         f"{what}: Upbit still answers 429 after {rate_limited} slower tries"
                     ) from None
-                self.limiter.on_429()
+                self.limiter.on_429(sent_at)
 
     async def _send(self, url: str, params: dict[str, str]) -> tuple[int, Any, bytes]:
         assert self._session is not None

@@ -13,6 +13,9 @@ from typing import Protocol
 from upbit_cache.errors import IPBlockedError
 
 MAX_MARGIN = 0.1  # seconds; a 429 at this margin means someone else shares the IP
+# A strike (a 429 after a pause) is forgiven after this many seconds without one: Upbit
+# answers 418 to "continuing to send after 429s", and the simulator remembers 429s for 10 s.
+STRIKE_MEMORY = 10.0
 SHARED_MARGIN = 0.05  # of the window, while other processes of the host send too
 
 
@@ -107,11 +110,14 @@ class RateLimiter:
     counting per rolling second then never sees a burst whose tail it handled late overlap
     the next burst's head. The window itself is still tracked, because `observe` folds in
     Upbit's `Remaining-Req` (another client on the same IP takes its share) and `on_429`
-    pauses everyone; `block` (after a 418) makes every later send fail.
+    pauses everyone, twice as long after each further strike; `block` (after a 418) makes
+    every later send fail.
 
     The window is kept a `margin` longer than the server's, against jitter between our
     sends and Upbit's receipts. It starts tight (0.5% of the window: 200 requests take 20.1 s,
-    not 20.3 s) and widens threefold on each 429, up to `MAX_MARGIN`.
+    not 20.3 s) and widens threefold on each strike, up to `MAX_MARGIN`.
+
+    `clock`: the monotonic seconds the pauses and strikes are kept in (tests set it).
     """
 
     def __init__(
@@ -120,6 +126,7 @@ class RateLimiter:
         window: float = 1.0,
         margin: float = 0.005,
         schedule: Schedule | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
@@ -129,8 +136,10 @@ class RateLimiter:
         self.schedule: Schedule = schedule or LocalSchedule()
         self._sends: deque[float] = deque()
         self._lock = asyncio.Lock()
+        self._clock = clock
         self._paused_until = 0.0
         self._strikes = 0
+        self._struck_at = -1e9  # when the last strike paused everyone
         self._blocked: str | None = None
 
     async def acquire(self) -> float:
@@ -138,7 +147,7 @@ class RateLimiter:
         async with self._lock:
             while True:
                 self._raise_if_blocked()
-                now = time.monotonic()
+                now = self._clock()
                 if now < self._paused_until:
                     await asyncio.sleep(self._paused_until - now)
                     continue
@@ -152,12 +161,10 @@ class RateLimiter:
                 slot = self.schedule.claim(now, self.spacing)
                 if slot > now:
                     await asyncio.sleep(slot - now)
-                while (
-                    wait := self.schedule.commit(time.monotonic(), self.window, self.capacity)
-                ) > 0:
+                while (wait := self.schedule.commit(self._clock(), self.window, self.capacity)) > 0:
                     await asyncio.sleep(wait)
                 self._raise_if_blocked()
-                sent = time.monotonic()
+                sent = self._clock()
                 self._sends.append(sent)
                 return sent
 
@@ -166,7 +173,7 @@ class RateLimiter:
         group (the market list); the monotonic time to send at."""
         while True:
             self._raise_if_blocked()
-            now = time.monotonic()
+            now = self._clock()
             if now >= self._paused_until:
                 return now
             await asyncio.sleep(self._paused_until - now)
@@ -179,8 +186,7 @@ class RateLimiter:
         """
         if remaining is None:
             return
-        self._strikes = 0
-        now = time.monotonic()
+        now = self._clock()
         ours = sum(1 for t in self._sends if t > sent_at - self.window)
         foreign = (self.capacity - remaining) - ours
         for _ in range(max(0, foreign)):
@@ -194,12 +200,34 @@ class RateLimiter:
     def spacing(self) -> float:
         return self.window / self.capacity
 
-    def on_429(self) -> None:
-        """Pause all sends for a window, longer after repeated 429s, and widen the margin."""
-        self.margin = min(max(self.margin, 0.001) * 3, MAX_MARGIN)
+    @property
+    def strikes(self) -> int:
+        """429s that each paused everyone, less those forgiven (one per STRIKE_MEMORY s)."""
+        return self._strikes
+
+    @property
+    def paused_until(self) -> float:
+        """The monotonic time sends resume at (in the past: not paused)."""
+        return self._paused_until
+
+    def on_429(self, sent_at: float | None = None) -> None:
+        """A 429 for a request sent at `sent_at` (None: just now): pause every send, twice as
+        long as last time while strikes are remembered, and widen the margin.
+
+        A 429 of a request sent before the last pause began is the same overrun, already
+        answered by that pause: several requests in flight at once do not escalate it.
+        """
+        now = self._clock()
+        if sent_at is not None and sent_at < self._struck_at:
+            return
+        quiet = now - self._struck_at
+        if quiet >= STRIKE_MEMORY:
+            self._strikes = max(0, self._strikes - int(quiet // STRIKE_MEMORY))
         self._strikes += 1
+        self._struck_at = now
+        self.margin = min(max(self.margin, 0.001) * 3, MAX_MARGIN)
         pause = self.window * 2 ** min(self._strikes - 1, 4)
-        self._paused_until = max(self._paused_until, time.monotonic() + pause)
+        self._paused_until = max(self._paused_until, now + pause)
 
     def block(self, message: str) -> None:
         """After a 418: every waiting and later acquire raises IPBlockedError."""
