@@ -13,11 +13,14 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from aiohttp import web
 from conftest import NOW, request, run_fetch, truth
 
 from upbit_cache.collector.client import UpbitClient
 from upbit_cache.collector.config import ClientConfig
+from upbit_cache.collector.listing import block_seconds, blocked_message
 from upbit_cache.collector.ratelimit import MAX_MARGIN, STRIKE_MEMORY, RateLimiter
+from upbit_cache.errors import IPBlockedError
 from upbit_cache.ranges import TimeRange
 from upbit_cache.simulator import SimulatorConfig, SimulatorServer
 from upbit_cache.store.candle_store import CandleStore
@@ -156,13 +159,98 @@ def test_418_stops_the_run_and_keeps_what_was_fetched(tmp_path: Path) -> None:
         markets = [m.market for m in server.history.markets if m.market.startswith("KRW-")][:12]
         report = run_fetch(server.url, tmp_path, markets, "1h", days=60, rate=50)
         assert report.blocked is not None and "418" in report.blocked
-        assert report.failed
+        # Whichever way the simulator words its 418: the time it names, else "a few minutes".
+        [error, *_] = [o.error for o in report.failed if isinstance(o.error, IPBlockedError)]
+        if error.retry_after is None:
+            assert "Wait a few minutes" in report.blocked
+        else:
+            assert 0 < error.retry_after <= 60 and " UTC; stopped, data kept." in report.blocked
+        assert all(isinstance(o.error, IPBlockedError) for o in report.failed)
         store = CandleStore(tmp_path)
         for market in markets:
             # Whatever a record claims is on disk, exactly.
             for start, end in store.fetched(H1, market):
                 got = store.load(market, H1, TimeRange(start, end))
                 pd.testing.assert_frame_equal(got, truth(server, market, "1h", start, end))
+
+
+BLOCKS = [  # (Retry-After, body, seconds): Upbit's wording is unverified, so several shapes
+    (None, {"error": {"name": 418, "message": "Your IP is blocked for 30 seconds."}}, 30.0),
+    (None, {"error": {"name": "418", "message": "IP banned for 5 minutes"}}, 300.0),
+    (
+        None,
+        {"error": {"name": 418, "message": "요청 수 제한을 초과하여 30초 동안 차단됩니다"}},
+        30.0,
+    ),
+    (None, {"error": {"name": 418, "message": "1분 30초 후 다시 시도하세요"}}, 90.0),
+    (None, {"error": {"name": 418, "message": "banned for 2h"}}, 7200.0),
+    ("45", {"error": {"name": 418, "message": "blocked for 30 seconds"}}, 45.0),
+    ("Fri, 20 Nov 2026 00:02:00 GMT", None, 120.0),
+    (None, "Blocked for 10 sec.", 10.0),
+    # Today's simulator, and an answer that names no time (numbers without units are not):
+    (None, {"error": {"name": 418, "message": "Your IP is banned for abusing the API"}}, None),
+    (None, {"error": {"name": 418, "message": "over 10 requests/s, 600 per 1 000 ms"}}, None),
+]
+
+
+@pytest.mark.parametrize(("retry_after", "body", "seconds"), BLOCKS)
+def test_a_418_says_how_long_the_block_lasts_and_until_when(
+    retry_after: str | None, body: Any, seconds: float | None
+) -> None:
+    raw = (body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)).encode()
+    parsed = None if isinstance(body, str) else body
+    assert block_seconds(parsed, raw, retry_after, to_ms(NOW)) == seconds
+
+    async def blocked() -> tuple[IPBlockedError, IPBlockedError]:
+        # A stand-in for Upbit that answers every request with this 418.
+        async def answer(request: web.Request) -> web.Response:
+            headers = {"Retry-After": retry_after} if retry_after else {}
+            headers["Date"] = "Fri, 20 Nov 2026 00:00:00 GMT"
+            if isinstance(body, str):
+                return web.Response(status=418, text=body, headers=headers)
+            text = json.dumps(body, ensure_ascii=False)
+            return web.Response(
+                status=418, text=text, headers=headers, content_type="application/json"
+            )
+
+        app = web.Application()
+        app.router.add_get("/v1/candles/minutes/60", answer)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            async with UpbitClient(ClientConfig(api_url=f"http://127.0.0.1:{port}")) as client:
+                with pytest.raises(IPBlockedError) as first:
+                    await client.candles("KRW-BTC", H1, None, 1)
+                with pytest.raises(IPBlockedError) as later:  # the run stops: nothing is sent
+                    await client.candles("KRW-ETH", H1, None, 1)
+            return first.value, later.value
+        finally:
+            await runner.cleanup()
+
+    first, later = asyncio.run(blocked())
+    assert later.retry_after == first.retry_after and str(later) == str(first)
+    if seconds is None:
+        assert first.retry_after is None and str(first) == blocked_message(None, 0)
+    else:
+        # The stand-in's Date says NOW; the client's view of it moves on by a few ms.
+        assert first.retry_after == pytest.approx(seconds, abs=0.1)
+        assert str(first) == blocked_message(first.retry_after, to_ms(NOW))
+
+
+def test_the_418_message_names_the_span_and_its_end_in_utc() -> None:
+    now = to_ms("2026-11-20T16:05:01Z")
+    assert blocked_message(30, now) == (
+        "Upbit blocked this IP (HTTP 418) for 30 s, until 16:05:31 UTC; stopped, data kept. "
+        "Run again after that."
+    )
+    assert "for 5 min 30 s, until 16:10:31 UTC" in blocked_message(330, now)
+    assert "for 8 h, until 2026-11-21 00:05:01 UTC" in blocked_message(8 * 3600, now)
+    assert blocked_message(None, now).startswith(
+        "Upbit blocked this IP (HTTP 418) after too many requests; stopped, data kept. Wait a few"
+    )
 
 
 @pytest.mark.parametrize("kind", ["500", "drop", "truncate", "non_json", "slow"])

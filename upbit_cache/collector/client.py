@@ -16,6 +16,8 @@ import aiohttp
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.collector.listing import (
     MarketInfo,
+    block_seconds,
+    blocked_message,
     parse_error,
     parse_last_trades,
     parse_markets,
@@ -199,7 +201,7 @@ class UpbitClient:
                     # A 429's count says the window was full when it came, not that another
                     # client sent: its pause answers it (on_429), not phantom sends.
                     self.limiter.observe(_remaining(headers), sent_at)
-                return self._interpret(status, body, what, params)
+                return self._interpret(status, headers, body, what, params)
             except _Transient as exc:
                 failures += 1
                 if failures > self.config.retries:
@@ -228,7 +230,9 @@ class UpbitClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _Transient(type(exc).__name__ + (f": {exc}" if str(exc) else "")) from exc
 
-    def _interpret(self, status: int, raw: bytes, what: str, params: dict[str, str]) -> Any:
+    def _interpret(
+        self, status: int, headers: Any, raw: bytes, what: str, params: dict[str, str]
+    ) -> Any:
         try:
             body = json.loads(raw)
         except ValueError:
@@ -241,12 +245,12 @@ class UpbitClient:
         if status == 429:
             raise _RateLimited()
         if status == 418:
-            text = (
-                "Upbit blocked this IP (HTTP 418) after too many requests; stopped, data kept. "
-                "Wait a few minutes (longer for repeat offenders) and run again."
-            )
-            self.limiter.block(text)
-            raise IPBlockedError(text)
+            # Upbit's clock: the block ends by it, and it names the end in a Retry-After date.
+            now = self.now_ms()
+            seconds = block_seconds(body, raw, headers.get("Retry-After"), now)
+            error = IPBlockedError(blocked_message(seconds, now), retry_after=seconds)
+            self.limiter.block(error)
+            raise error
         if status == 404 and "market" in params:
             raise UnknownMarketError(f"Upbit does not list market {params['market']} ({message})")
         if status >= 500:

@@ -140,7 +140,7 @@ class RateLimiter:
         self._paused_until = 0.0
         self._strikes = 0
         self._struck_at = -1e9  # when the last strike paused everyone
-        self._blocked: str | None = None
+        self._blocked: IPBlockedError | None = None
 
     async def acquire(self) -> float:
         """Wait for a free slot in the window, claim it, and return its monotonic time."""
@@ -229,10 +229,10 @@ class RateLimiter:
         pause = self.window * 2 ** min(self._strikes - 1, 4)
         self._paused_until = max(self._paused_until, now + pause)
 
-    def block(self, message: str) -> None:
-        """After a 418: every waiting and later acquire raises IPBlockedError."""
-        self._blocked = message
+    def block(self, error: IPBlockedError) -> None:
+        """After a 418: every waiting and later acquire raises (a copy of) `error`."""
+        self._blocked = error
 
     def _raise_if_blocked(self) -> None:
         if self._blocked is not None:
-            raise IPBlockedError(self._blocked)
+            raise IPBlockedError(str(self._blocked), self._blocked.retry_after)
