@@ -135,8 +135,10 @@ class UpbitClient:
         """
         if self._listing is not None and time.monotonic() - self._listing[0] < max_age:
             return list(self._listing[1])
+        # `is_details` is Upbit's current name (`isDetails` the older one). Should Upbit ignore
+        # it, the list comes without `market_event` and every market reads as not warned.
         body = await self._get(
-            "market/all", {"isDetails": "true"}, limited=False, what="market list"
+            "market/all", {"is_details": "true"}, limited=False, what="market list"
         )
         listing = parse_markets(body)
         self._listing = (time.monotonic(), listing)

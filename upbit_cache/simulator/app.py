@@ -333,7 +333,8 @@ class _Handlers:
         return rows
 
     async def market_all(self, request: web.Request) -> web.Response:
-        details = request.query.get("isDetails", "false").lower() == "true"
+        query = request.query  # Upbit's current `is_details`, or the older `isDetails`
+        details = query.get("is_details", query.get("isDetails", "false")).lower() == "true"
         rows: list[dict[str, Any]] = []
         for info in self.state.history.listed_markets(self.state.clock.now_ms()):
             row: dict[str, Any] = {
