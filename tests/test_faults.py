@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import urllib.request
@@ -19,11 +20,19 @@ from conftest import NOW, request, run_fetch, truth
 from upbit_cache.collector.client import UpbitClient
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.collector.listing import block_seconds, blocked_message
-from upbit_cache.collector.ratelimit import MAX_MARGIN, STRIKE_MEMORY, RateLimiter
+from upbit_cache.collector.ratelimit import (
+    MAX_LATE,
+    MAX_MARGIN,
+    STRIKE_MEMORY,
+    RateLimiter,
+    Send,
+    SharedSchedule,
+)
 from upbit_cache.errors import IPBlockedError
 from upbit_cache.ranges import TimeRange
 from upbit_cache.simulator import SimulatorConfig, SimulatorServer
 from upbit_cache.store.candle_store import CandleStore
+from upbit_cache.store.locks import HostCell
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
 
@@ -45,16 +54,27 @@ class SimProcess:
         with urllib.request.urlopen(f"{self.url}/_sim/stats", timeout=10) as answer:
             return dict(json.loads(answer.read()))
 
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
 
 @pytest.fixture
 def strict() -> Iterator[SimProcess]:
     """A simulator enforcing Upbit's real 10 requests/s, in its own process."""
     sim = SimProcess("--rate", "10", "--clock", NOW, "--frozen")
     yield sim
-    sim.proc.terminate()
-    sim.proc.wait(timeout=10)
-    assert sim.proc.stdout is not None
-    sim.proc.stdout.close()
+    sim.stop()
+
+
+@pytest.fixture
+def readme_sim() -> Iterator[SimProcess]:
+    """The simulator as the README runs it (`--latency 0.03 --rate 10`), clock set."""
+    sim = SimProcess("--latency", "0.03", "--rate", "10", "--clock", NOW, "--frozen")
+    yield sim
+    sim.stop()
 
 
 def test_the_limiter_keeps_under_10_per_second_with_zero_429s(
@@ -67,6 +87,80 @@ def test_the_limiter_keeps_under_10_per_second_with_zero_429s(
     assert report.candle_requests == 24, stats["by_path"]
     # 24 requests at 10/s: the first 10 go at once, the rest one window later each.
     assert report.seconds >= 1.9
+
+
+def test_a_send_counts_from_when_it_went_out_and_from_a_late_answer() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock)
+    send = Send(released=clock.now)
+    clock.now += 0.05
+    assert limiter.counted(send, clock.now) == clock.now  # not out yet: at least now
+    limiter.sent(send)
+    wire = clock.now
+    clock.now += 0.03
+    assert limiter.counted(send, clock.now) == wire
+    limiter.answered(send)  # the first answer sets the quickest round trip: 30 ms
+    assert limiter.counted(send, clock.now + 5) == wire
+    late = Send(released=clock.now)
+    limiter.sent(late)
+    clock.now += 0.08  # 50 ms slower than the quickest: Upbit may have counted it that late
+    limiter.answered(late)
+    assert limiter.counted(late, clock.now) == pytest.approx(late.wire + 0.05 - limiter.margin)
+    hung = Send(released=clock.now)
+    limiter.sent(hung)
+    clock.now += 3.0  # no answer yet, or a very slow one: at most MAX_LATE after it went out
+    assert limiter.counted(hung, clock.now) == pytest.approx(hung.wire + MAX_LATE - limiter.margin)
+
+
+def test_the_eleventh_send_waits_for_the_first_to_have_reached_upbit_a_second_before() -> None:
+    async def eleven() -> tuple[Send, float, Send]:
+        limiter = RateLimiter(10)
+        first = await limiter.acquire()
+        await asyncio.sleep(0.15)  # a new connection's set-up, or a busy loop
+        limiter.sent(first)
+        limiter.answered(first)
+        for _ in range(9):
+            send = await limiter.acquire()
+            limiter.sent(send)
+            limiter.answered(send)
+        return first, limiter.window, await limiter.acquire()
+
+    first, window, eleventh = asyncio.run(eleven())
+    assert first.wire is not None and first.wire >= first.released + 0.15
+    assert eleventh.released >= first.wire + window  # a second after it went out
+
+
+def test_processes_of_a_host_see_a_send_move_to_when_upbit_may_have_counted_it(
+    tmp_path: Path,
+) -> None:
+    schedule = SharedSchedule(HostCell(str(tmp_path / "pace")))
+    for i in range(10):
+        assert schedule.commit(100.0 + i / 10, 1.0, 10) == 0
+    assert schedule.commit(101.05, 1.0, 10) == 0  # the first left the window at 101.0
+    schedule = SharedSchedule(HostCell(str(tmp_path / "pace-2")))
+    for i in range(10):
+        schedule.commit(100.0 + i / 10, 1.0, 10)
+    schedule.amend(100.0, 100.2)  # answered late: it may have reached Upbit at 100.2
+    assert schedule.commit(101.05, 1.0, 10) > 0  # ten of the last second, with it
+
+
+def test_cli_fetches_in_a_row_and_a_four_market_fetch_earn_no_429(
+    readme_sim: SimProcess, tmp_path: Path
+) -> None:
+    # What a new user saw 429s in: runs one after the other (each a new process, whose
+    # first requests open new connections, pacing with the last run's sends through the
+    # host's schedule), then four markets of 1m at 10 a second for nine seconds.
+    env = {**os.environ, "UPBIT_CACHE_RUNTIME_DIR": str(tmp_path / "runtime")}
+    runs = [(MARKETS, "1h", "60")] * 3 + [([*MARKETS, "KRW-SOL"], "1m", "3")]
+    for i, (markets, tf, days) in enumerate(runs):
+        command = [sys.executable, "-m", "upbit_cache", "fetch", *markets, "-t", tf]
+        command += ["--days", days, "--api-url", readme_sim.url]
+        command += ["--data-dir", str(tmp_path / f"data-{i}")]
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+    stats = readme_sim.stats()
+    assert stats["candle_requests"] == 3 * 24 + 4 * 22, stats["by_path"]
+    assert stats["rate_limited"] == 0, stats["by_status"]
 
 
 def test_the_margin_starts_tight_and_widens_with_each_429() -> None:
@@ -97,7 +191,7 @@ def test_429s_escalate_whatever_their_headers_and_strikes_fade_after_quiet_secon
     assert limiter.paused_until - clock.now == pytest.approx(limiter.window)
     # Answers in between carry `Remaining-Req` (429s do too): no reason to forget the strike.
     clock.now += 1.5
-    limiter.observe(9, sent_at=clock.now - 0.03)
+    limiter.observe(9, Send(clock.now - 0.03, wire=clock.now - 0.03, answered=clock.now))
     limiter.on_429(sent_at=clock.now - 0.02)
     assert limiter.strikes == 2
     assert limiter.paused_until - clock.now == pytest.approx(2 * limiter.window)
@@ -115,9 +209,10 @@ def test_429s_escalate_whatever_their_headers_and_strikes_fade_after_quiet_secon
 
 
 def test_429s_with_remaining_req_from_the_simulator_escalate_the_pause() -> None:
-    # One request a second: each request after the first earns a 429 (which, like Upbit's,
-    # carries `Remaining-Req`), and each of those was sent after the previous pause.
-    config = SimulatorConfig(rate=1, clock_start=NOW, frozen=True, ban_after_429s=1000)
+    # One request a second, answered after 0.3 s: the second and third requests go before
+    # the first answer says the second is full, and earn 429s (which, like Upbit's, carry
+    # `Remaining-Req`); after the pause, the third is sent again too soon: a second strike.
+    config = SimulatorConfig(rate=1, latency=0.3, clock_start=NOW, frozen=True, ban_after_429s=1000)
 
     async def three_pages(url: str) -> tuple[int, int]:
         async with UpbitClient(ClientConfig(api_url=url, rate=10)) as client:
@@ -127,7 +222,7 @@ def test_429s_with_remaining_req_from_the_simulator_escalate_the_pause() -> None
 
     with SimulatorServer(config) as server:
         strikes, rate_limited = asyncio.run(three_pages(server.url))
-        assert rate_limited == server.stats()["rate_limited"] == 2
+        assert rate_limited == server.stats()["rate_limited"] >= 2
         # Within a second of the last page: a 429, and it carries the header.
         reply = request(server.url, "/v1/candles/days", {"market": "KRW-BTC"})
         assert reply.status == 429 and "Remaining-Req" in reply.headers
