@@ -35,7 +35,7 @@ MAX_LATE = 0.1
 _ROUND_TRIPS = 64  # answers the quickest round trip is taken from
 # Slots a schedule may fall behind and still catch up. A send the window holds back (its
 # request of ten sends before was answered late) would otherwise shift every later slot:
-# measured on a busy machine, that cost 3-15% of the pace; with this, under 1%.
+# measured on an overloaded 2-core machine, that cost 3-15% of the pace; with this, ~1%.
 CATCH_UP = 5
 
 
