@@ -79,7 +79,7 @@ SAMPLES: dict[str, list[tuple[str, dict[str, str], str, bool]]] = {
     "market_all": [
         (
             "market/all",
-            {"isDetails": "true"},
+            {"is_details": "true"},
             "jkorf_GetSymbols_market_all_isDetails_body.json",
             False,
         ),

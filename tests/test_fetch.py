@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import FAST_RATE, NOW, candle_requests, run_fetch, truth
+from conftest import FAST_RATE, NOW, candle_requests, request, run_fetch, truth
 
+from upbit_cache.collector.client import UpbitClient
+from upbit_cache.collector.config import ClientConfig
+from upbit_cache.collector.listing import MarketInfo, parse_markets
 from upbit_cache.errors import InvalidRangeError, UnknownMarketError
 from upbit_cache.simulator import SimulatorServer
 from upbit_cache.store.candle_store import CandleStore
@@ -171,3 +175,19 @@ def test_quote_means_every_market_of_that_quote(sim: SimulatorServer, tmp_path: 
     krw = [m.market for m in sim.history.listed_markets(to_ms(NOW)) if m.market.startswith("KRW-")]
     assert sorted(o.market for o in report.outcomes) == sorted(krw)
     assert report.failed == []
+
+
+def test_the_market_list_asks_for_details_and_reads_a_list_without_them(
+    sim: SimulatorServer,
+) -> None:
+    async def listing() -> list[MarketInfo]:
+        async with UpbitClient(ClientConfig(api_url=sim.url)) as client:
+            return await client.markets()
+
+    markets = asyncio.run(listing())
+    warned = {m.market for m in sim.history.markets if m.warning}
+    assert warned and {m.market for m in markets if m.warning} == warned
+    # An Upbit that ignored `is_details` would answer without `market_event`: none warned.
+    plain = parse_markets(request(sim.url, "/v1/market/all").json())
+    assert [m.market for m in plain] == [m.market for m in markets]
+    assert not any(m.warning for m in plain)

@@ -12,12 +12,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
 import pandas as pd
 import pytest
 from conftest import FAST_RATE, NOW, truth
 
 from upbit_cache.collector.config import ClientConfig
-from upbit_cache.errors import StorageError, UsageError
+from upbit_cache.collector.websocket import (
+    ERRORS_IN_A_ROW,
+    Connected,
+    Disconnected,
+    StreamEvent,
+    Trade,
+    trade_stream,
+)
+from upbit_cache.errors import ExchangeError, StorageError, UsageError
 from upbit_cache.manager.live import LiveEvent, live_candles
 from upbit_cache.ranges import TimeRange
 from upbit_cache.simulator import SimulatorServer
@@ -255,3 +264,80 @@ def test_an_unwritable_data_dir_fails_before_streaming(sim: SimulatorServer) -> 
     with pytest.raises(StorageError, match="data dir /proc/nope is not writable"):
         asyncio.run(first())
     assert time.monotonic() - began < 5
+
+
+async def stream_events(sim: SimulatorServer, markets: list[str], wanted: int) -> list[StreamEvent]:
+    """The first `wanted` events of a trade stream of `markets`; the clock moves on ten minutes
+    after each first trade (the snapshot) of a connection, so that there are trades to push."""
+    events: list[StreamEvent] = []
+    async with (
+        aiohttp.ClientSession() as session,
+        contextlib.aclosing(trade_stream(session, sim.ws_url, markets)) as stream,
+        asyncio.timeout(30),
+    ):
+        async for event in stream:
+            if isinstance(event, Trade) and isinstance(events[-1], Connected):
+                sim.clock.advance(600)
+            events.append(event)
+            if len(events) >= wanted:
+                break
+    return events
+
+
+def test_a_transient_error_frame_is_a_reconnect(sim: SimulatorServer) -> None:
+    sim.faults.inject("ws_error", count=2, market="KRW-BTC")
+    events = asyncio.run(stream_events(sim, ["KRW-BTC"], 8))
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[:6] == ["Connected", "Disconnected"] * 2 + ["Connected", "Trade"], kinds
+    assert [e.again for e in events if isinstance(e, Connected)] == [False, True, True]
+    [why, *_] = [e.reason for e in events if isinstance(e, Disconnected)]
+    assert why == "Upbit's WebSocket sent an error (INTERNAL_ERROR: try again (injected))"
+    assert sim.stats()["faults_by_kind"] == {"ws_error": 2}
+
+
+def test_a_transient_error_frame_mid_stream_is_repaired_through_rest(
+    sim: SimulatorServer,
+) -> None:
+    async def scenario() -> list[Candle]:
+        async with Watch(sim, None) as watch:
+            sim.clock.advance(4 * 60)
+            await watch.until(lambda: len(watch.closed(TFS[0])) >= 3 * len(MARKETS))
+            sim.faults.inject("ws_error", count=2, market="KRW-ETH")
+            sim.drop_websockets()  # the next two subscribes are answered with the error
+            sim.clock.advance(6 * 60)  # these trades happen while we are away
+            await watch.until(lambda: sim.stats()["ws_subscribes"] == 2)  # the third took
+            assert sim.stats()["faults_by_kind"] == {"ws_error": 2}
+            # Each connection (the first, two refused, the third) resyncs and snapshots every
+            # series: the clock moves on only once the last resync is done.
+            series = len(MARKETS) * len(TFS)
+            await watch.until(
+                lambda: sum(e.event.kind == "snapshot" for e in watch.events) >= 4 * series
+            )
+            await watch.until(lambda: len(watch.closed(TFS[0])) >= 9 * len(MARKETS))
+            sim.clock.advance(8 * 60)
+            await watch.until(lambda: len(watch.closed(TFS[1])) >= len(MARKETS))
+            return watch.closed()
+
+    closed = asyncio.run(scenario())
+    start = to_ms(NOW)
+    for market in MARKETS:
+        check(sim, closed, market, "1m", start, start + 17 * MINUTE)  # each exactly once
+        check(sim, closed, market, "15m", start, start + 15 * MINUTE)
+
+
+def test_error_frames_again_and_again_with_no_trade_stop_the_stream(sim: SimulatorServer) -> None:
+    sim.faults.inject("ws_error", count=100, market="KRW-BTC")
+    with pytest.raises(ExchangeError) as caught:
+        asyncio.run(stream_events(sim, ["KRW-BTC"], 1000))
+    assert str(caught.value) == (
+        f"Upbit's WebSocket answered with an error {ERRORS_IN_A_ROW} times in a row with no "
+        "trade in between (last: INTERNAL_ERROR: try again (injected)); stopped. Run again later."
+    )
+    assert sim.stats()["faults_by_kind"] == {"ws_error": ERRORS_IN_A_ROW}
+
+
+def test_an_error_frame_that_says_the_request_is_wrong_stops_at_once(sim: SimulatorServer) -> None:
+    with pytest.raises(ExchangeError) as caught:  # no codes: Upbit answers NO_CODES
+        asyncio.run(stream_events(sim, [], 1000))
+    assert str(caught.value).startswith("Upbit's WebSocket refused the subscription (NO_CODES: ")
+    assert sim.stats()["ws_connections"] == 1

@@ -76,4 +76,12 @@ class RateLimitedError(ExchangeError):
 
 
 class IPBlockedError(ExchangeError):
-    """Upbit answered 418: this IP is blocked for a while."""
+    """Upbit answered 418: this IP is blocked for a while (`retry_after` seconds from the
+    answer, None when it did not say)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[type[IPBlockedError], tuple[str, float | None]]:
+        return type(self), (str(self), self.retry_after)

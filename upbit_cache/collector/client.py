@@ -8,7 +8,7 @@ import random
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from types import TracebackType
+from types import SimpleNamespace, TracebackType
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -16,11 +16,13 @@ import aiohttp
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.collector.listing import (
     MarketInfo,
+    block_seconds,
+    blocked_message,
     parse_error,
     parse_last_trades,
     parse_markets,
 )
-from upbit_cache.collector.ratelimit import RateLimiter, Schedule
+from upbit_cache.collector.ratelimit import RateLimiter, Schedule, Send
 from upbit_cache.errors import (
     ExchangeError,
     IPBlockedError,
@@ -85,10 +87,17 @@ class UpbitClient:
         self._tickers: dict[str, tuple[float, asyncio.Future[tuple[int, dict[str, int]]]]] = {}
 
     async def __aenter__(self) -> UpbitClient:
+        # The limiter counts each candle request from when it really went out and what its
+        # answer says of when Upbit got it, not from when it was let go.
+        trace = aiohttp.TraceConfig()
+        trace.on_request_headers_sent.append(self._on_headers_sent)
+        trace.on_request_end.append(self._on_answer)
+        trace.on_request_exception.append(self._on_failure)
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.config.timeout),
             connector=aiohttp.TCPConnector(limit=self.config.max_in_flight),
             headers={"Accept": "application/json", "User-Agent": _USER_AGENT},
+            trace_configs=[trace],
         )
         return self
 
@@ -101,6 +110,20 @@ class UpbitClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    async def _on_headers_sent(
+        self, _: aiohttp.ClientSession, ctx: SimpleNamespace, __: Any
+    ) -> None:
+        if isinstance(ctx.trace_request_ctx, Send):
+            self.limiter.sent(ctx.trace_request_ctx)
+
+    async def _on_answer(self, _: aiohttp.ClientSession, ctx: SimpleNamespace, __: Any) -> None:
+        if isinstance(ctx.trace_request_ctx, Send):
+            self.limiter.answered(ctx.trace_request_ctx)
+
+    async def _on_failure(self, _: aiohttp.ClientSession, ctx: SimpleNamespace, __: Any) -> None:
+        if isinstance(ctx.trace_request_ctx, Send):
+            self.limiter.answered(ctx.trace_request_ctx, failed=True)
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -145,8 +168,10 @@ class UpbitClient:
         """
         if self._listing is not None and time.monotonic() - self._listing[0] < max_age:
             return list(self._listing[1])
+        # `is_details` is Upbit's current name (`isDetails` the older one). Should Upbit ignore
+        # it, the list comes without `market_event` and every market reads as not warned.
         body = await self._get(
-            "market/all", {"isDetails": "true"}, limited=False, what="market list"
+            "market/all", {"is_details": "true"}, limited=False, what="market list"
         )
         listing = parse_markets(body)
         self._listing = (time.monotonic(), listing)
@@ -202,14 +227,17 @@ class UpbitClient:
         failures = rate_limited = 0
         while True:
             # Every request waits out a 429 pause; candle requests also take a paced slot.
-            sent_at = await (self.limiter.acquire() if limited else self.limiter.unpaused())
+            send = await self.limiter.acquire() if limited else None
+            sent_at = send.released if send is not None else await self.limiter.unpaused()
             self.stats.requests += 1
             self.stats.candle_requests += limited
             try:
-                status, headers, body = await self._send(url, params)
-                if limited:
-                    self.limiter.observe(_remaining(headers), sent_at)
-                return self._interpret(status, body, what, params)
+                status, headers, body = await self._send(url, params, send)
+                if send is not None and status != 429:
+                    # A 429's count says the window was full when it came, not that another
+                    # client sent: its pause answers it (on_429), not phantom sends.
+                    self.limiter.observe(_remaining(headers), send)
+                return self._interpret(status, headers, body, what, params)
             except _Transient as exc:
                 failures += 1
                 if failures > self.config.retries:
@@ -226,19 +254,26 @@ class UpbitClient:
                     raise RateLimitedError(
                         f"{what}: Upbit still answers 429 after {rate_limited} slower tries"
                     ) from None
-                self.limiter.on_429()
+                self.limiter.on_429(sent_at)
 
-    async def _send(self, url: str, params: dict[str, str]) -> tuple[int, Any, bytes]:
+    async def _send(
+        self, url: str, params: dict[str, str], send: Send | None
+    ) -> tuple[int, Any, bytes]:
         assert self._session is not None
         try:
-            async with self._session.get(url, params=params) as resp:
+            async with self._session.get(url, params=params, trace_request_ctx=send) as resp:
                 body = await resp.read()
                 self._see_date(resp.headers.get("Date"))
                 return resp.status, resp.headers, body
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _Transient(type(exc).__name__ + (f": {exc}" if str(exc) else "")) from exc
+        finally:
+            if send is not None:  # however it ended (cancelled too): no send stays "now"
+                self.limiter.answered(send, failed=True)
 
-    def _interpret(self, status: int, raw: bytes, what: str, params: dict[str, str]) -> Any:
+    def _interpret(
+        self, status: int, headers: Any, raw: bytes, what: str, params: dict[str, str]
+    ) -> Any:
         try:
             body = json.loads(raw)
         except ValueError:
@@ -251,12 +286,12 @@ class UpbitClient:
         if status == 429:
             raise _RateLimited()
         if status == 418:
-            text = (
-                "Upbit blocked this IP (HTTP 418) after too many requests; stopped, data kept. "
-                "Wait a few minutes (longer for repeat offenders) and run again."
-            )
-            self.limiter.block(text)
-            raise IPBlockedError(text)
+            # Upbit's clock: the block ends by it, and it names the end in a Retry-After date.
+            now = self.now_ms()
+            seconds = block_seconds(body, raw, headers.get("Retry-After"), now)
+            error = IPBlockedError(blocked_message(seconds, now), retry_after=seconds)
+            self.limiter.block(error)
+            raise error
         if status == 404 and "market" in params:
             raise UnknownMarketError(f"Upbit does not list market {params['market']} ({message})")
         if status >= 500:

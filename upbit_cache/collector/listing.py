@@ -3,7 +3,10 @@ import)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from upbit_cache.errors import ResponseFormatError
@@ -71,3 +74,65 @@ def parse_error(body: Any) -> str | None:
 
 def kind_of(body: Any) -> str:
     return "an object" if isinstance(body, dict) else type(body).__name__
+
+
+# "30 seconds", "5 min", "1h", "30초", "5분", "2시간": Upbit's wording of the block time is
+# unverified, so any number with a time unit counts, and several add up ("1분 30초").
+_DURATION = re.compile(
+    r"(\d+(?:\.\d+)?)\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|초|분|시간)(?![a-z])",
+    re.IGNORECASE,
+)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "초": 1, "분": 60, "시": 3600}  # by first letter
+
+
+def block_seconds(body: Any, raw: bytes, retry_after: str | None, now_ms: int) -> float | None:
+    """How long a 418 block lasts: the `Retry-After` header (seconds or an HTTP date), else
+    a duration named in the answer's message (or its text); None if neither says."""
+    if retry_after:
+        text = retry_after.strip()
+        try:
+            return max(0.0, float(text))
+        except ValueError:
+            pass
+        try:
+            until = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            until = None
+        if until is not None:
+            until = until if until.tzinfo else until.replace(tzinfo=UTC)
+            return max(0.0, until.timestamp() - now_ms / 1000)
+    message = parse_error(body)
+    if message is None:
+        message = raw[:500].decode("utf-8", "replace")
+    total, found = 0.0, False
+    for number, unit in _DURATION.findall(message):
+        total += float(number) * _UNIT_SECONDS[unit.lower()[0]]
+        found = True
+    return total if found else None
+
+
+def blocked_message(seconds: float | None, now_ms: int) -> str:
+    """What a user reads after a 418: how long, until when (UTC), and what to do."""
+    if seconds is None:
+        return (
+            "Upbit blocked this IP (HTTP 418) after too many requests; stopped, data kept. "
+            "Wait a few minutes (longer for repeat offenders) and run again."
+        )
+    now = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
+    # To the second, as the span is: a Retry-After date comes back as itself.
+    until = datetime.fromtimestamp(round(now_ms / 1000 + seconds), tz=UTC)
+    when = until.strftime("%H:%M:%S" if until.date() == now.date() else "%Y-%m-%d %H:%M:%S")
+    return (
+        f"Upbit blocked this IP (HTTP 418) for {_span(seconds)}, until {when} UTC; stopped, "
+        "data kept. Run again after that."
+    )
+
+
+def _span(seconds: float) -> str:
+    whole = max(1, round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours} h"] if hours else []
+    parts += [f"{minutes} min"] if minutes else []
+    parts += [f"{secs} s"] if secs else []
+    return " ".join(parts)

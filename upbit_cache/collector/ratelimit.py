@@ -1,5 +1,16 @@
 """One rate limiter shared by every request of a process, paced on a schedule that every
-process on the host can share (one IP, one budget)."""
+process on the host can share (one IP, one budget).
+
+Upbit counts a request when it gets it, not when we let it go. Between the two lie a new
+connection's set-up, our loop busy parsing, Upbit's own queue: measured against the
+simulator on a busy 2-core machine, 5-20 ms often and 100-180 ms at times, against a 5 ms
+margin, so eleven requests let go a steady second apart could land inside one of its
+seconds. So each send is counted from the latest moment Upbit may have counted it, as far
+as we can tell: "now" until its headers are written, then their time; and an answer slower
+than the quickest round trip seen lately may have waited in Upbit's queue before it was
+counted, so the send counts that much later (less the margin, which covers that much;
+at most MAX_LATE).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +19,36 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from upbit_cache.errors import IPBlockedError
 
 MAX_MARGIN = 0.1  # seconds; a 429 at this margin means someone else shares the IP
+# A strike (a 429 after a pause) is forgiven after this many seconds without one: Upbit
+# answers 418 to "continuing to send after 429s", and the simulator remembers 429s for 10 s.
+STRIKE_MEMORY = 10.0
 SHARED_MARGIN = 0.05  # of the window, while other processes of the host send too
+# Seconds: a request is taken as counted at most this long after it went out; an answer
+# later than that is slow work at Upbit, not a late count (it bounds what a slow answer costs).
+MAX_LATE = 0.1
+_ROUND_TRIPS = 64  # answers the quickest round trip is taken from
+# Slots a schedule may fall behind and still catch up. A send the window holds back (its
+# request of ten sends before was answered late) would otherwise shift every later slot:
+# measured on an overloaded 2-core machine, that cost 3-15% of the pace; with this, ~1%.
+CATCH_UP = 5
+
+
+@dataclass(eq=False)
+class Send:
+    """One paced request (monotonic seconds): let go at `released`, its headers written at
+    `wire`, its answer's headers read at `answered`; `shared` is the time the host's
+    schedule holds for it."""
+
+    released: float
+    wire: float | None = None
+    answered: float | None = None
+    shared: float | None = None
 
 
 class Schedule(Protocol):
@@ -27,16 +62,24 @@ class Schedule(Protocol):
         return 0; else return how long to wait before trying again."""
         ...
 
+    def amend(self, old: float, new: float) -> None:
+        """This process's send recorded at `old` counts from `new` (later) on."""
+        ...
+
 
 def next_slot(due: float, now: float, spacing: float) -> tuple[float, float]:
     """(when to send, when the send after it is due), given when this one was due.
 
-    Paced on the schedule, not on the last actual send: a send that woke a little late (a
-    busy loop) does not push every later one back; one far behind starts a new schedule.
+    Paced on the schedule, not on the last actual send: a send that woke late (a busy loop,
+    or one the window held back) does not push every later one back; the next ones catch
+    up at twice the pace, so that an answer (its `Remaining-Req`) still comes between two
+    sends. One more than CATCH_UP slots behind starts a new schedule.
     """
     if now < due:
         return due, due + spacing
-    return now, (due if now - due <= spacing else now) + spacing
+    if now - due > spacing * CATCH_UP:
+        return now, now + spacing
+    return now, max(due + spacing, now + spacing / 2)
 
 
 class LocalSchedule:
@@ -51,6 +94,9 @@ class LocalSchedule:
 
     def commit(self, now: float, window: float, capacity: int) -> float:
         return 0.0  # the limiter's own window holds this process's sends
+
+    def amend(self, old: float, new: float) -> None:
+        return None
 
 
 class SharedCell(Protocol):
@@ -99,6 +145,22 @@ class SharedSchedule:
 
         return self.cell.update(step)
 
+    def amend(self, old: float, new: float) -> None:
+        me = float(os.getpid())
+
+        def step(values: list[float]) -> tuple[float, list[float]]:
+            pairs = list(zip(values[1::2], values[2::2], strict=False))
+            for i, (t, pid) in enumerate(pairs):
+                if pid == me and abs(t - old) < 2e-6:  # the cell keeps microseconds
+                    pairs[i] = (new, me)
+                    break
+            else:
+                return 0.0, values  # already left the window
+            pairs.sort()
+            return 0.0, [values[0], *(x for pair in pairs for x in pair)]
+
+        self.cell.update(step)
+
 
 class RateLimiter:
     """At most `rate` sends in any sliding one-second window, evenly paced, first come first served.
@@ -107,11 +169,16 @@ class RateLimiter:
     counting per rolling second then never sees a burst whose tail it handled late overlap
     the next burst's head. The window itself is still tracked, because `observe` folds in
     Upbit's `Remaining-Req` (another client on the same IP takes its share) and `on_429`
-    pauses everyone; `block` (after a 418) makes every later send fail.
+    pauses everyone, twice as long after each further strike; `block` (after a 418) makes
+    every later send fail.
 
-    The window is kept a `margin` longer than the server's, against jitter between our
-    sends and Upbit's receipts. It starts tight (0.5% of the window: 200 requests take 20.1 s,
-    not 20.3 s) and widens threefold on each 429, up to `MAX_MARGIN`.
+    Each send is counted from the latest moment Upbit may have counted it (see the module
+    docstring): the client reports when it went out (`sent`) and was answered (`answered`).
+    The window is kept a `margin` longer than the server's, against what that leaves
+    unseen. It starts tight (0.5% of the window: 200 requests take 20.1 s, not 20.3 s) and
+    widens threefold on each strike, up to `MAX_MARGIN`.
+
+    `clock`: the monotonic seconds the pauses and strikes are kept in (tests set it).
     """
 
     def __init__(
@@ -120,6 +187,7 @@ class RateLimiter:
         window: float = 1.0,
         margin: float = 0.005,
         schedule: Schedule | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
@@ -127,64 +195,125 @@ class RateLimiter:
         self._base_window = window * self.capacity / rate
         self.margin = margin
         self.schedule: Schedule = schedule or LocalSchedule()
-        self._sends: deque[float] = deque()
+        self._sends: list[Send] = []
+        self._round_trips: deque[float] = deque(maxlen=_ROUND_TRIPS)
         self._lock = asyncio.Lock()
+        self._clock = clock
         self._paused_until = 0.0
         self._strikes = 0
-        self._blocked: str | None = None
+        self._struck_at = -1e9  # when the last strike paused everyone
+        self._blocked: IPBlockedError | None = None
 
-    async def acquire(self) -> float:
-        """Wait for a free slot in the window, claim it, and return its monotonic time."""
+    async def acquire(self) -> Send:
+        """Wait for a free slot in the window, claim it, and return the send it is."""
         async with self._lock:
+            claimed = False
             while True:
                 self._raise_if_blocked()
-                now = time.monotonic()
+                now = self._clock()
                 if now < self._paused_until:
                     await asyncio.sleep(self._paused_until - now)
                     continue
-                while self._sends and self._sends[0] <= now - self.window:
-                    self._sends.popleft()
-                if len(self._sends) >= self.capacity:
-                    await asyncio.sleep(self._sends[0] + self.window - now)
+                wait = self._window_wait(now)
+                if wait > 0:
+                    # Sends in flight may move later meanwhile: look again within a spacing.
+                    await asyncio.sleep(min(wait, self.spacing))
                     continue
-                # The slot is ours once claimed (other processes of the host may hold the
-                # ones before it); the window check above holds real sends to `rate`.
-                slot = self.schedule.claim(now, self.spacing)
-                if slot > now:
-                    await asyncio.sleep(slot - now)
-                while (
-                    wait := self.schedule.commit(time.monotonic(), self.window, self.capacity)
-                ) > 0:
+                if not claimed:
+                    # The slot is ours once claimed (other processes of the host may hold
+                    # the ones before it); the window check holds real sends to `rate`.
+                    slot, claimed = self.schedule.claim(now, self.spacing), True
+                    if slot > now:
+                        await asyncio.sleep(slot - now)
+                        continue
+                now = self._clock()
+                wait = self.schedule.commit(now, self.window, self.capacity)
+                if wait > 0:
                     await asyncio.sleep(wait)
-                self._raise_if_blocked()
-                sent = time.monotonic()
-                self._sends.append(sent)
-                return sent
+                    continue
+                send = Send(released=now, shared=now)
+                self._sends.append(send)
+                return send
+
+    def sent(self, send: Send) -> None:
+        """`send`'s headers were just written (the client's trace hook says so)."""
+        if send.wire is None:
+            send.wire = self._clock()
+            self._share(send)
+
+    def answered(self, send: Send, *, failed: bool = False) -> None:
+        """`send`'s answer just came (`failed`: its connection broke instead)."""
+        now = self._clock()
+        if send.wire is None:  # it never went out: Upbit did not count it
+            if send in self._sends:
+                self._sends.remove(send)
+            return
+        if send.answered is None:
+            send.answered = now
+            if not failed:
+                self._round_trips.append(now - send.wire)
+            self._share(send)
+
+    def counted(self, send: Send, now: float) -> float:
+        """The latest moment Upbit may have counted `send` at, as far as we know at `now`."""
+        if send.wire is None:
+            return now  # it goes out at the earliest now
+        end = now if send.answered is None else send.answered
+        quickest = min(self._round_trips, default=end - send.wire)
+        # The margin already covers a count this late; only what lies beyond it moves the
+        # send (every millisecond moved slows the pace by as much).
+        late = min(end - send.wire - quickest, MAX_LATE) - self.margin
+        return send.wire + max(late, 0.0)
+
+    def _window_wait(self, now: float) -> float:
+        """How long until the window has room for one more send (0: now)."""
+        self._sends = [s for s in self._sends if not self._gone(s, now)]
+        if len(self._sends) < self.capacity:
+            return 0.0
+        counted = sorted(self.counted(s, now) for s in self._sends)
+        recent = [t for t in counted if t > now - self.window]
+        if len(recent) < self.capacity:
+            return 0.0
+        return recent[-self.capacity] + self.window - now
+
+    def _gone(self, send: Send, now: float) -> bool:
+        """Out of the window for good: its count can move no later."""
+        if send.wire is None:
+            return False
+        final = send.answered is not None or send.wire + MAX_LATE <= now
+        return final and self.counted(send, now) <= now - self.window
+
+    def _share(self, send: Send) -> None:
+        # Other processes of the host pace on the cell: they see the send move too.
+        counted = self.counted(send, self._clock())
+        if send.shared is not None and counted - send.shared > 1e-4:
+            self.schedule.amend(send.shared, counted)
+            send.shared = counted
 
     async def unpaused(self) -> float:
         """Wait out a pause (after a 429) without taking a slot: for requests of another
         group (the market list); the monotonic time to send at."""
         while True:
             self._raise_if_blocked()
-            now = time.monotonic()
+            now = self._clock()
             if now >= self._paused_until:
                 return now
             await asyncio.sleep(self._paused_until - now)
 
-    def observe(self, remaining: int | None, sent_at: float) -> None:
+    def observe(self, remaining: int | None, send: Send) -> None:
         """Account for sends we did not make, as seen in Upbit's `sec=` count.
 
-        Our own sends since `sent_at - window` are at least what Upbit counted of ours
-        when it answered the request sent at `sent_at`; anything above is someone else's.
+        When Upbit answered `send`, it had counted ours of the window before it; anything
+        above that is someone else's.
         """
         if remaining is None:
             return
-        self._strikes = 0
-        now = time.monotonic()
-        ours = sum(1 for t in self._sends if t > sent_at - self.window)
+        now = self._clock()
+        at = self.counted(send, now)
+        ours = sum(1 for s in self._sends if at - self.window < self.counted(s, now) <= at)
         foreign = (self.capacity - remaining) - ours
         for _ in range(max(0, foreign)):
-            self._sends.append(now)
+            self._sends.append(Send(released=now, wire=now, answered=now))
 
     @property
     def window(self) -> float:
@@ -194,17 +323,39 @@ class RateLimiter:
     def spacing(self) -> float:
         return self.window / self.capacity
 
-    def on_429(self) -> None:
-        """Pause all sends for a window, longer after repeated 429s, and widen the margin."""
-        self.margin = min(max(self.margin, 0.001) * 3, MAX_MARGIN)
-        self._strikes += 1
-        pause = self.window * 2 ** min(self._strikes - 1, 4)
-        self._paused_until = max(self._paused_until, time.monotonic() + pause)
+    @property
+    def strikes(self) -> int:
+        """429s that each paused everyone, less those forgiven (one per STRIKE_MEMORY s)."""
+        return self._strikes
 
-    def block(self, message: str) -> None:
-        """After a 418: every waiting and later acquire raises IPBlockedError."""
-        self._blocked = message
+    @property
+    def paused_until(self) -> float:
+        """The monotonic time sends resume at (in the past: not paused)."""
+        return self._paused_until
+
+    def on_429(self, sent_at: float | None = None) -> None:
+        """A 429 for a request sent at `sent_at` (None: just now): pause every send, twice as
+        long as last time while strikes are remembered, and widen the margin.
+
+        A 429 of a request sent before the last pause began is the same overrun, already
+        answered by that pause: several requests in flight at once do not escalate it.
+        """
+        now = self._clock()
+        if sent_at is not None and sent_at < self._struck_at:
+            return
+        quiet = now - self._struck_at
+        if quiet >= STRIKE_MEMORY:
+            self._strikes = max(0, self._strikes - int(quiet // STRIKE_MEMORY))
+        self._strikes += 1
+        self._struck_at = now
+        self.margin = min(max(self.margin, 0.001) * 3, MAX_MARGIN)
+        pause = self.window * 2 ** min(self._strikes - 1, 4)
+        self._paused_until = max(self._paused_until, now + pause)
+
+    def block(self, error: IPBlockedError) -> None:
+        """After a 418: every waiting and later acquire raises (a copy of) `error`."""
+        self._blocked = error
 
     def _raise_if_blocked(self) -> None:
         if self._blocked is not None:
-            raise IPBlockedError(self._blocked)
+            raise IPBlockedError(str(self._blocked), self._blocked.retry_after)

@@ -5,6 +5,10 @@ hole through REST; it never hides a gap. Pings keep the connection alive (Upbit 
 ones after about 120 s). Upbit allows 5 new connections a second: the backoff starts at a
 quarter second and stays at most a second (and a half, with jitter), so a stream is back
 soon after the server is.
+
+An error frame that says our request is wrong (PERMANENT_ERRORS: the same subscription would
+get the same answer) ends the stream; any other (a rate limit, a name we do not know) is a
+reconnect like a drop, until ERRORS_IN_A_ROW of them come with no trade in between.
 """
 
 from __future__ import annotations
@@ -23,6 +27,13 @@ from upbit_cache.errors import ExchangeError
 
 _FIRST_CONNECT_TRIES = 3
 _MAX_BACKOFF = 1.0  # seconds: back within about 1.5 s of the server's return
+# Upbit's names for a malformed or refused request (its docs list these six): resending it
+# cannot help.
+PERMANENT_ERRORS = frozenset(
+    {"INVALID_AUTH", "WRONG_FORMAT", "NO_TICKET", "NO_TYPE", "NO_CODES", "INVALID_PARAM"}
+)
+ERRORS_IN_A_ROW = 6  # transient error frames with no trade between, before giving up
+_ERROR_MEMORY = 60.0  # seconds: an error frame this long after the last one starts afresh
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,7 @@ async def trade_stream(
     request = [{"ticket": str(uuid.uuid4())}, {"type": "trade", "codes": list(markets)}]
     request.append({"format": "DEFAULT"})
     connected_once, failures = False, 0
+    errors, last_error, detail = 0, 0.0, ""  # transient error frames since the last trade
     while True:
         reason = "connection closed"
         try:
@@ -74,26 +86,53 @@ async def trade_stream(
                 connected_once, failures = True, 0
                 async for message in ws:
                     if message.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
-                        trade = _parse(message.data, time.monotonic())
+                        try:
+                            trade = _parse(message.data, time.monotonic())
+                        except _ErrorFrame as exc:
+                            if exc.name in PERMANENT_ERRORS:
+                                raise ExchangeError(
+                                    f"Upbit's WebSocket refused the subscription ({exc}); "
+                                    f"markets {', '.join(markets) or 'none'}"
+                                ) from None
+                            now = time.monotonic()
+                            errors = 1 if now - last_error > _ERROR_MEMORY else errors + 1
+                            last_error, detail = now, str(exc)
+                            reason = f"Upbit's WebSocket sent an error ({detail})"
+                            break  # closed on leaving the block; connected again below
                         if trade is not None:
+                            errors = 0
                             yield trade
                     elif message.type == aiohttp.WSMsgType.ERROR:
                         reason = f"connection error: {ws.exception()}"
                         break
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             reason = f"{type(exc).__name__}: {exc}"
+        if errors >= ERRORS_IN_A_ROW:
+            raise ExchangeError(
+                f"Upbit's WebSocket answered with an error {errors} times in a row with no "
+                f"trade in between (last: {detail}); stopped. Run again later."
+            )
         failures += 1
         if not connected_once and failures >= _FIRST_CONNECT_TRIES:
             raise ExchangeError(f"cannot open Upbit's WebSocket at {url} ({reason})")
         if connected_once:
             yield Disconnected(reason)
         # Upbit allows 5 new connections a second; one every second or so is well inside it.
-        delay = min(_MAX_BACKOFF, 0.25 * 2 ** (failures - 1)) * random.uniform(1.0, 1.5)
-        await asyncio.sleep(delay)
+        backoff = min(_MAX_BACKOFF, 0.25 * 2 ** (max(failures, errors) - 1))
+        await asyncio.sleep(backoff * random.uniform(1.0, 1.5))
+
+
+class _ErrorFrame(Exception):
+    """Upbit's `{"error": {"name": ..., "message": ...}}` on the WebSocket."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}" if message else name)
+        self.name = name
 
 
 def _parse(data: str | bytes, received: float) -> Trade | None:
-    """A trade message; None for anything else (status answers); errors raise."""
+    """A trade message; None for anything else (status answers); an error frame raises
+    _ErrorFrame, a garbled trade ExchangeError."""
     try:
         body = json.loads(data)
     except ValueError:
@@ -102,8 +141,9 @@ def _parse(data: str | bytes, received: float) -> Trade | None:
         return None
     if "error" in body:
         error = body["error"]
-        detail = error.get("message") or error.get("name") if isinstance(error, dict) else error
-        raise ExchangeError(f"Upbit's WebSocket refused the subscription: {detail}")
+        if isinstance(error, dict):
+            raise _ErrorFrame(str(error.get("name", "?")), str(error.get("message") or ""))
+        raise _ErrorFrame(str(error), "")
     if body.get("type") != "trade":
         return None
     try:

@@ -25,7 +25,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "wrong_market",  # another market's code in every candle
     "impossible",  # the newest candle closes at -1 with a high of 0
 )
-WS_FAULT_KINDS: tuple[str, ...] = ("ws_duplicate",)
+WS_FAULT_KINDS: tuple[str, ...] = ("ws_duplicate", "ws_error")
 
 
 @dataclass
@@ -65,7 +65,8 @@ class FaultQueue:
         without a response), "truncate", "non_json", "bad_types", "missing_field"; candle
         answers that look valid but lie: "empty", "shift", "wrong_market", "impossible"; on the
         WebSocket, "ws_duplicate" (each of the next `count` trade messages of `market` is sent
-        twice in a row).
+        twice in a row) and "ws_error" (each of the next `count` subscribe messages naming
+        `market` is answered with a transient error frame, INTERNAL_ERROR, and not served).
         """
         kinds = FAULT_KINDS + WS_FAULT_KINDS
         if kind not in kinds:

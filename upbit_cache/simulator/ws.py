@@ -39,13 +39,14 @@ import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from .clock import SimClock
-from .control import WS_FAULT_KINDS, FaultQueue, Stats
+from .control import FaultQueue, Stats
 from .history import DAY_MS, MINUTE_MS, MINUTE_UNITS, History, Unit, period_floor, period_shift
 
 __all__ = ["CANDLE_TYPES", "LIMITS_PER", "WS_PATH", "WsHub", "WsSettings"]
 
 WS_PATH = "/websocket/v1"
-# Faults served on the WebSocket: "ws_duplicate" sends each of the next trade messages twice.
+# Faults served on the WebSocket: "ws_duplicate" sends each of the next trade messages twice,
+# "ws_error" answers the next subscribe messages with an error frame.
 TRADE = "trade"
 CANDLE_TYPES: dict[str, Unit] = {
     "candle.1s": "seconds",
@@ -546,6 +547,11 @@ class _Connection:
         except _WsError as exc:
             await self._send(_error_bytes(exc.name, str(exc)), data=False)
             return
+        codes = [code for stream in streams for code in stream.codes]
+        if any(hub.faults.take(WS_PATH, c, ("ws_error",)) is not None for c in codes):
+            hub.stats.fault("ws_error")  # injected: a transient failure, nothing subscribed
+            await self._send(_error_bytes("INTERNAL_ERROR", "try again (injected)"), data=False)
+            return
         hub.stats.ws_event("subscribes")
         await self._stop_pump()
         t0 = hub.clock.now_ms()
@@ -638,7 +644,7 @@ class _Connection:
         hub = self.hub
         message = hub.trade_message(code, trade, "REALTIME", now)
         await self._send(message)
-        fault = hub.faults.take(WS_PATH, code, WS_FAULT_KINDS)
+        fault = hub.faults.take(WS_PATH, code, ("ws_duplicate",))
         if fault is not None:
             hub.stats.fault(fault.kind)
             await self._send(message)
