@@ -121,7 +121,11 @@ async def fetch_pages(
 
     async def run(page: Page) -> PageResult:
         covered, provisional = split(page, page.start)
-        table, requests = await checked_page(client, market, tf, page, covered, known, oldest)
+        known.in_flight.append(page.to)
+        try:
+            table, requests = await checked_page(client, market, tf, page, covered, known, oldest)
+        finally:
+            known.in_flight.remove(page.to)
         known.saw(table, tf)
         if table.num_rows >= page.count:  # a full page may reach back past its start
             oldest_candle = int(times_ms(table)[0].as_py())

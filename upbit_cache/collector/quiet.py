@@ -77,6 +77,7 @@ class Evidence:
     ends: set[int] = field(default_factory=set)  # where the spans of `traded` end
     asked: set[tuple[Timeframe, int]] = field(default_factory=set)  # witness (tf, to) answered
     empty: set[tuple[Timeframe, int]] = field(default_factory=set)  # ... and those that were []
+    in_flight: list[int] = field(default_factory=list)  # the `to` of each page sent, unanswered
     ticker_asked: bool = False
 
     def learn(self, table: pa.Table, tf: Timeframe, span: TimeRange, settled: int) -> None:
@@ -250,19 +251,21 @@ def _to(wtf: Timeframe, span: TimeRange, evidence: Evidence) -> int:
     """A `to` for a `wtf` page over `span`.
 
     Right after `span`, so the page also speaks for the time before it, where the next
-    (older) pages go: just past the first trade known after `span` if that is near (an
-    empty answer is then a visible lie), else at its end. If that came back empty, as far
-    past `span` as the page can reach while still over it: trades are likelier after a
-    quiet stretch than before it (a listing).
+    (older) pages go; but late enough to take in the first trade known after `span` if that
+    is near (an empty answer is then a visible lie), and the newest page still in flight
+    (answers come back in any order: the witness asked first serves the pages after it).
+    If that came back empty, as far past `span` as the page can reach while still over it:
+    trades are likelier after a quiet stretch than before it (a listing).
     """
     end = wtf.ceil_one(span.end)
     after = evidence.next_trade(span.end)
-    if after is not None:
-        to = wtf.ceil_one(after[1])
-        if to - end <= MAX_PAGE // 4 * (wtf.approx_ms) and reach(wtf, to).start <= span.start:
-            return to
-    if (wtf, end) not in evidence.empty:
-        return end
+    later = [wtf.ceil_one(t) for t in evidence.in_flight if t > span.end]
+    if after is not None and wtf.ceil_one(after[1]) - end <= MAX_PAGE // 4 * wtf.approx_ms:
+        later.append(wtf.ceil_one(after[1]))
+    fitting = [to for to in later if reach(wtf, to).start <= span.start]
+    to = max(fitting, default=end)
+    if (wtf, to) not in evidence.empty:
+        return to
     if after is not None and reach(wtf, wtf.ceil_one(after[1])).start <= span.start:
         return wtf.ceil_one(after[1])
     return max(end, wtf.shift_one(wtf.floor_one(span.start), MAX_PAGE))
