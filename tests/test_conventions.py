@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 import pytest
-from conftest import FAST_RATE, NOW, STAMP, plain, run_fetch
+from conftest import DEADLINE, FAST_RATE, NOW, STAMP, Procs, plain, read_until, run_fetch
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -326,15 +326,16 @@ def test_a_bad_zone_is_one_line_and_exit_2(command: str, tmp_path: Path) -> None
     assert plain(err).startswith("upbit-cache: error: Invalid value for '--tz': unknown time zone")
 
 
-def test_live_json_lines_in_the_zone_asked(sim: SimulatorServer, tmp_path: Path) -> None:
+def test_live_json_lines_in_the_zone_asked(
+    sim: SimulatorServer, tmp_path: Path, procs: Procs
+) -> None:
     command = [sys.executable, "-m", "upbit_cache", "live", "KRW-BTC", "-t", "1m", "--jsonl"]
     command += ["--tz", "Asia/Seoul", "-v", "--no-store", "--api-url", sim.url]
     command += ["--ws-url", sim.ws_url]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    first = json.loads(proc.stdout.readline())
+    proc = procs.popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = json.loads(read_until(proc, lambda lines: len(lines) >= 1, "the first line")[0])
     proc.terminate()
-    _, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=DEADLINE)
     assert proc.returncode == 0, err
     assert first["time"] == "2026-11-20T08:59:00+09:00" and first["event"] == "snapshot"
     said = plain(err).splitlines()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import NOW, run_fetch, truth
+from conftest import DEADLINE, NOW, Procs, read_until, run_fetch, truth
 
 from upbit_cache.collector.ratelimit import MAX_MARGIN, RateLimiter
 from upbit_cache.ranges import TimeRange
@@ -29,11 +29,11 @@ class SimProcess:
     """The simulator in a process of its own: its timing is not at the mercy of this
     process's GIL (an in-process server would see our sends bunched by our own work)."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, procs: Procs, *args: str) -> None:
         command = [sys.executable, "-m", "upbit_cache.simulator", "--port", "0", *args]
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        self.url = self.proc.stdout.readline().rsplit(" ", 1)[1].strip()
+        self.proc = procs.popen(command, stdout=subprocess.PIPE, text=True)
+        line = read_until(self.proc, lambda lines: len(lines) >= 1, "the URL line")[0]
+        self.url = line.rsplit(" ", 1)[1].strip()
 
     def stats(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"{self.url}/_sim/stats", timeout=10) as answer:
@@ -41,14 +41,12 @@ class SimProcess:
 
 
 @pytest.fixture
-def strict() -> Iterator[SimProcess]:
+def strict(procs: Procs) -> Iterator[SimProcess]:
     """A simulator enforcing Upbit's real 10 requests/s, in its own process."""
-    sim = SimProcess("--rate", "10", "--clock", NOW, "--frozen")
+    sim = SimProcess(procs, "--rate", "10", "--clock", NOW, "--frozen")
     yield sim
     sim.proc.terminate()
-    sim.proc.wait(timeout=10)
-    assert sim.proc.stdout is not None
-    sim.proc.stdout.close()
+    sim.proc.wait(timeout=DEADLINE)
 
 
 def test_the_limiter_keeps_under_10_per_second_with_zero_429s(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import selectors
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import Reply, request
+from conftest import DEADLINE, Procs, Reply, read_until, request
 
 from upbit_cache.simulator import (
     FAULT_KINDS,
@@ -703,8 +702,8 @@ def test_clock_control_over_http(server: SimulatorServer, clock: SimClock) -> No
 # ---- command line ---------------------------------------------------------------------------
 
 
-def test_command_line_prints_its_url_and_stops_on_sigterm() -> None:
-    proc = subprocess.Popen(
+def test_command_line_prints_its_url_and_stops_on_sigterm(procs: Procs) -> None:
+    proc = procs.popen(
         [
             sys.executable,
             "-m",
@@ -721,24 +720,14 @@ def test_command_line_prints_its_url_and_stops_on_sigterm() -> None:
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert proc.stdout is not None
-    try:
-        with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            assert sel.select(timeout=20), "no URL line within 20 s"
-        line = proc.stdout.readline()
-        match = re.fullmatch(r"upbit-simulator listening on (http://127\.0\.0\.1:\d+)\n", line)
-        assert match, line
-        reply = request(match.group(1), "/v1/market/all")
-        assert reply.status == 200 and reply.json()[0]["market"] == "KRW-BTC"
-        assert reply.headers["Date"] == "Fri, 20 Nov 2026 00:00:00 GMT"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+    line = read_until(proc, lambda lines: len(lines) >= 1, "the URL line")[0]
+    match = re.fullmatch(r"upbit-simulator listening on (http://127\.0\.0\.1:\d+)\n", line)
+    assert match, line
+    reply = request(match.group(1), "/v1/market/all")
+    assert reply.status == 200 and reply.json()[0]["market"] == "KRW-BTC"
+    assert reply.headers["Date"] == "Fri, 20 Nov 2026 00:00:00 GMT"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=DEADLINE) == 0
 
 
 def test_day_page_is_fast_enough() -> None:
