@@ -117,6 +117,25 @@ def read_until(
     return lines
 
 
+class StoppedTime:
+    """A stand-in for the `time` module where a simulator module reads real monotonic time
+    (its rate limits' windows and bans): a clock that moves only when the test sleeps. The
+    limits are in real seconds, and on a busy machine real seconds pass between two requests
+    too. Anything else is the real `time`."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
 class Procs:
     """The processes a test starts. At teardown, whatever the outcome, each still running is
     killed, then every one is reaped and its pipes closed (an unreaped process or an open pipe
