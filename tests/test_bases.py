@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 from conftest import DEADLINE, NOW, Procs, read_until, run_fetch, seed, truth
 from typer.testing import CliRunner
 
@@ -101,6 +102,7 @@ def live_1m(procs: Procs, sim: SimulatorServer, data_dir: Path, market: str) -> 
     assert proc.returncode == 0, err
 
 
+@pytest.mark.slow
 def test_resample_after_live_relabels_only_the_hour_it_derived(
     sim: SimulatorServer, tmp_path: Path, procs: Procs
 ) -> None:

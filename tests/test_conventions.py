@@ -93,6 +93,7 @@ def test_quiet_and_verbose_together_are_refused(tmp_path: Path) -> None:
         assert code == 2 and plain(err) == "upbit-cache: error: give -q or -v, not both\n"
 
 
+@pytest.mark.slow
 def test_quiet_keeps_stderr_for_errors_only(sim: SimulatorServer, tmp_path: Path) -> None:
     data = ["--data-dir", str(tmp_path)]
     code, out, err = invoke("fetch", "KRW-BTC", "KRW-ETH", "--days", "2", "-q", *api(sim), *data)
@@ -222,6 +223,7 @@ def test_stderr_lines_are_timestamped_off_a_terminal(sim: SimulatorServer, tmp_p
     assert re.fullmatch(STAMP.pattern + r"upbit-cache: error: .*Mars/Olympus.*\n", done.stderr)
 
 
+@pytest.mark.slow
 def test_a_log_of_both_streams_is_stamped_throughout(sim: SimulatorServer, tmp_path: Path) -> None:
     # The README's cron line: `>> upbit-cache.log 2>&1`; the summary is a log line there too.
     log = tmp_path / "upbit-cache.log"

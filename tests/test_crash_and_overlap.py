@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from conftest import NOW, Procs, candle_requests, truth, wait_for
 
 from upbit_cache.ranges import TimeRange
@@ -18,6 +19,9 @@ from upbit_cache.simulator import SimulatorConfig, SimulatorServer
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.store.locks import FileLock
 from upbit_cache.timeframes import Timeframe
+
+# Every test here runs fetches in processes of their own, some at Upbit's real rate.
+pytestmark = pytest.mark.slow
 
 H1 = Timeframe.parse("1h")
 

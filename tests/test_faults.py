@@ -49,6 +49,7 @@ def strict(procs: Procs) -> Iterator[SimProcess]:
     sim.proc.wait(timeout=DEADLINE)
 
 
+@pytest.mark.slow
 def test_the_limiter_keeps_under_10_per_second_with_zero_429s(
     strict: SimProcess, tmp_path: Path
 ) -> None:
@@ -71,6 +72,7 @@ def test_the_margin_starts_tight_and_widens_with_each_429() -> None:
     assert limiter.margin == MAX_MARGIN
 
 
+@pytest.mark.slow
 def test_429s_slow_the_client_down_and_every_candle_arrives(tmp_path: Path) -> None:
     # Latency keeps `Remaining-Req` from arriving before the next sends: 429s happen.
     config = SimulatorConfig(
@@ -153,6 +155,7 @@ def test_an_answer_that_lies_once_is_asked_again(
     assert CandleStore(tmp_path).fetched(H1, "KRW-ETH").covers(TimeRange(start, to_ms(NOW)))
 
 
+@pytest.mark.slow  # its retries wait out real backoff
 @pytest.mark.parametrize(("kind", "message"), LIES)
 def test_an_answer_that_keeps_lying_fails_its_market_and_nothing_of_it_is_stored(
     sim: SimulatorServer, tmp_path: Path, kind: str, message: str

@@ -37,6 +37,7 @@ def test_one_holder_at_a_time_across_stores(s3: S3Server) -> None:
     assert not any(k.endswith("KRW-BTC.lock") for k in s3.keys(data))  # released: deleted
 
 
+@pytest.mark.slow
 def test_a_waiter_takes_over_once_the_lease_stops_changing(s3: S3Server) -> None:
     data = s3.new_dir()
     files = DataDir.open(data)
@@ -51,6 +52,7 @@ def test_a_waiter_takes_over_once_the_lease_stops_changing(s3: S3Server) -> None
     waiter.release()
 
 
+@pytest.mark.slow
 def test_a_renewed_lease_is_never_taken_over(s3: S3Server) -> None:
     data = s3.new_dir()
     objects = DataDir.open(data).objects

@@ -174,6 +174,7 @@ def test_bad_input_is_refused_before_connecting(sim: SimulatorServer) -> None:
         asyncio.run(first(["KRW-NOPE"], TFS))
 
 
+@pytest.mark.slow
 def test_cli_jsonl_then_sigterm_stores_and_exits_cleanly(
     sim: SimulatorServer, tmp_path: Path, procs: Procs
 ):
@@ -225,6 +226,7 @@ def test_terminal_table_shows_every_series() -> None:
     assert "15m" in text and "2026-11-20 00:00" in text and "0.0 s ago" in text
 
 
+@pytest.mark.slow
 def test_back_within_two_seconds_of_the_servers_return(sim: SimulatorServer) -> None:
     async def scenario() -> float:
         async with Watch(sim, None) as watch:

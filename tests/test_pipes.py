@@ -15,6 +15,9 @@ from conftest import DEADLINE, FAST_RATE, Procs, plain, run_fetch
 
 from upbit_cache.simulator import SimulatorServer
 
+# Every test here runs the CLI in processes of its own, on real pipes and ptys.
+pytestmark = pytest.mark.slow
+
 CLOSED_PIPE = 141  # 128 + SIGPIPE
 MARKETS = ["KRW-BTC", "KRW-ETH", "KRW-XRP"]
 

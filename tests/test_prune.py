@@ -209,6 +209,7 @@ def age(path: Path, ms: int) -> None:
     os.utime(path, ns=(then, then))
 
 
+@pytest.mark.slow
 def test_sigkill_during_compaction_then_a_clean_rerun(tmp_path: Path, procs: Procs) -> None:
     store = CandleStore(tmp_path)
     for market in ["KRW-BTC", "KRW-ETH", "KRW-XRP"]:
@@ -242,6 +243,7 @@ def test_sigkill_during_compaction_then_a_clean_rerun(tmp_path: Path, procs: Pro
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_readers_during_compaction_see_every_row_once(tmp_path: Path, procs: Procs) -> None:
     store = CandleStore(tmp_path)
     for market in ["KRW-BTC", "KRW-ETH"]:
@@ -269,6 +271,7 @@ def test_readers_during_compaction_see_every_row_once(tmp_path: Path, procs: Pro
     assert reads > 2 and CandleStore(tmp_path).partition_files(M1, "KRW-BTC", "cold")
 
 
+@pytest.mark.slow
 def test_prune_while_fetch_runs(sim: SimulatorServer, tmp_path: Path, procs: Procs) -> None:
     run_fetch(sim.url, tmp_path, ["KRW-BTC"], "1m", days=20)
     fetch = [sys.executable, "-m", "upbit_cache", "fetch", "KRW-BTC", "KRW-ETH", "KRW-XRP"]

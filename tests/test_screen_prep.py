@@ -87,6 +87,7 @@ def test_out_file_format_from_its_name_and_round_trip(sim: SimulatorServer, tmp_
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_hour_later_refresh_is_one_request_per_market(sim: SimulatorServer, tmp_path: Path) -> None:
     code, _, err = screen(sim, tmp_path, *MARKETS, "--days", "30", "--out", str(tmp_path / "a.csv"))
     assert code == 0, err
@@ -104,6 +105,7 @@ def test_hour_later_refresh_is_one_request_per_market(sim: SimulatorServer, tmp_
     assert len(got) == 3 * 720
 
 
+@pytest.mark.slow
 def test_no_refresh_reads_the_store_only(sim: SimulatorServer, tmp_path: Path) -> None:
     screen(sim, tmp_path, *MARKETS, "--days", "2", "--out", str(tmp_path / "a.csv"))
     sim.reset_stats()
@@ -113,6 +115,7 @@ def test_no_refresh_reads_the_store_only(sim: SimulatorServer, tmp_path: Path) -
     assert sorted(set(read(out, "csv")["market"])) == MARKETS
 
 
+@pytest.mark.slow
 def test_top_and_min_value_keep_the_most_traded(sim: SimulatorServer, tmp_path: Path) -> None:
     screen(sim, tmp_path, *MARKETS, "--days", "2", "--out", str(tmp_path / "a.csv"))
     full = pd.read_csv(tmp_path / "a.csv", parse_dates=["time"])
@@ -194,6 +197,7 @@ def test_cache_get_memory_then_disk_then_upbit(sim: SimulatorServer, tmp_path: P
     assert candle_requests(sim) == 2  # derived from the stored 1h
 
 
+@pytest.mark.slow
 def test_nothing_new_answers_from_the_kept_table(sim: SimulatorServer, tmp_path: Path) -> None:
     code, first, err = screen(sim, tmp_path, *MARKETS, "--days", "3", "-f", "csv")
     assert code == 0 and "kept table" not in err
@@ -229,6 +233,7 @@ def test_nothing_new_answers_from_the_kept_table(sim: SimulatorServer, tmp_path:
     assert candle_requests(sim) == len(MARKETS) + 1  # the new hour, plus KRW-ETH's fetch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tf", ["2h", "4h"])
 def test_a_derived_timeframe_has_its_rows_on_the_first_run(
     sim: SimulatorServer, tmp_path: Path, tf: str

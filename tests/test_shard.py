@@ -91,6 +91,7 @@ def fetched_markets(data_dir: Path, tf: Timeframe) -> set[str]:
     return set(CandleStore(data_dir).markets(tf))
 
 
+@pytest.mark.slow
 def test_three_shards_one_after_another_are_the_unsharded_run(
     sim: SimulatorServer, tmp_path: Path
 ) -> None:

@@ -304,6 +304,7 @@ def rest_candles(server: SimulatorServer, code: str, unit: int, count: int) -> d
     return {row["candle_date_time_utc"]: row for row in rows}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unit", [1, 15])
 def test_candle_stream_equals_rest(server: SimulatorServer, unit: int) -> None:
     codes = ["KRW-BTC", "KRW-DOGE"]
@@ -351,6 +352,7 @@ def test_candle_stream_equals_rest(server: SimulatorServer, unit: int) -> None:
     with_clients(server, body)
 
 
+@pytest.mark.slow
 def test_second_candle_stream_equals_rest(server: SimulatorServer) -> None:
     codes = ["KRW-BTC", "KRW-ETH"]
 
@@ -421,6 +423,7 @@ def test_text_ping_and_ping_frames(server: SimulatorServer) -> None:
     with_clients(server, body)
 
 
+@pytest.mark.slow
 def test_idle_connections_are_closed() -> None:
     # Traffic every 0.1 s on two connections keeps them open through a 1 s idle timeout: a
     # busy machine's stalls stay well inside it.
@@ -660,6 +663,7 @@ def test_clock_speed_unit() -> None:
         parse_args(["--speed", "-1"])
 
 
+@pytest.mark.slow
 def test_clock_speed_drives_rest_and_websocket() -> None:
     config = SimulatorConfig(**{**EASY, "frozen": False, "clock_speed": 120.0})
     with SimulatorServer(config) as server:
