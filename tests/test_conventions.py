@@ -189,6 +189,7 @@ def test_plural() -> None:
 # completion
 
 
+@pytest.mark.slow
 def test_shell_completion_script_and_timeframes() -> None:
     assert "--install-completion" in invoke("-h")[1]
     # For bash, whatever shell started the suite (make's sh is not one Typer supports): with
@@ -207,6 +208,7 @@ def test_shell_completion_script_and_timeframes() -> None:
 # timestamps on stderr
 
 
+@pytest.mark.slow
 def test_stderr_lines_are_timestamped_off_a_terminal(sim: SimulatorServer, tmp_path: Path) -> None:
     done = upbit_cache(
         "fetch", "KRW-BTC", "KRW-ETH", "--days", "1", *api(sim), "--data-dir", str(tmp_path)
@@ -240,6 +242,7 @@ def test_a_log_of_both_streams_is_stamped_throughout(sim: SimulatorServer, tmp_p
     assert plain(lines[3]).startswith("1 market, 0 candles written, 0 requests, ")
 
 
+@pytest.mark.slow
 def test_a_terminal_and_the_journal_get_lines_as_they_are(tmp_path: Path) -> None:
     expected = "upbit-cache: error: give -q or -v, not both"
     leader, follower = pty.openpty()
@@ -331,6 +334,7 @@ def test_a_bad_zone_is_one_line_and_exit_2(command: str, tmp_path: Path) -> None
     assert plain(err).startswith("upbit-cache: error: Invalid value for '--tz': unknown time zone")
 
 
+@pytest.mark.slow
 def test_live_json_lines_in_the_zone_asked(
     sim: SimulatorServer, tmp_path: Path, procs: Procs
 ) -> None:

@@ -23,6 +23,9 @@ from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
 
+# Every test here runs export (or fetch) in processes of their own.
+pytestmark = pytest.mark.slow
+
 DAY = 86_400_000
 PRICES = ["open", "high", "low", "close", "volume", "value"]
 
@@ -78,7 +81,6 @@ def test_a_range_market_by_market_each_ascending(
     )
 
 
-@pytest.mark.slow
 def test_refresh_fetches_only_what_is_missing(sim: SimulatorServer, tmp_path: Path) -> None:
     code, _, err = export(
         sim, tmp_path, "KRW-BTC", "-t", "1h", "--days", "5", "-o", str(tmp_path / "a.csv")
@@ -114,7 +116,6 @@ def test_relative_times_count_back_from_upbits_clock(sim: SimulatorServer, tmp_p
     assert len(got) == 47
 
 
-@pytest.mark.slow
 def test_fetch_takes_relative_times_and_timeranges(sim: SimulatorServer, tmp_path: Path) -> None:
     common = [
         "-t",
@@ -136,7 +137,6 @@ def test_fetch_takes_relative_times_and_timeranges(sim: SimulatorServer, tmp_pat
         assert done.stdout.startswith(b"1 market, 48 candles written"), done.stdout
 
 
-@pytest.mark.slow
 def test_times_in_a_zone(sim: SimulatorServer, tmp_path: Path) -> None:
     args = ["KRW-BTC", "-t", "1d", "--timerange", "20261110-20261112"]
     code, utc, _ = export(sim, tmp_path, *args)
@@ -149,7 +149,6 @@ def test_times_in_a_zone(sim: SimulatorServer, tmp_path: Path) -> None:
     assert str(pq.read_table(io.BytesIO(out)).schema.field("time").type) == "timestamp[ms, tz=UTC]"
 
 
-@pytest.mark.slow
 def test_fill_gives_every_period_between_the_first_and_last_candle(
     sim: SimulatorServer, tmp_path: Path
 ) -> None:
@@ -196,7 +195,6 @@ def _gap_across(sim: SimulatorServer, market: str, lo: int, hi: int, at: int) ->
     )
 
 
-@pytest.mark.slow
 def test_markets_from_a_file_or_stdin(sim: SimulatorServer, tmp_path: Path) -> None:
     listing = b"KRW-BTC  # the big one\n\nkrw-eth\n"
     code, out, err = export(
@@ -211,7 +209,6 @@ def test_markets_from_a_file_or_stdin(sim: SimulatorServer, tmp_path: Path) -> N
     assert again == out
 
 
-@pytest.mark.slow
 def test_out_into_a_pipe_or_through_a_link(sim: SimulatorServer, tmp_path: Path) -> None:
     args = ["KRW-BTC", "-t", "1h", "--timerange", "20261110-20261112", "-q"]
     code, want, err = export(sim, tmp_path, *args)
@@ -235,7 +232,6 @@ def test_out_into_a_pipe_or_through_a_link(sim: SimulatorServer, tmp_path: Path)
     assert (tmp_path / "old.csv").read_bytes() == want
 
 
-@pytest.mark.slow
 def test_no_markets_means_every_market_of_the_quote(sim: SimulatorServer, tmp_path: Path) -> None:
     days = ["-t", "1d", "--timerange", "20261118-20261120"]
     code, out, err = export(sim, tmp_path, "--quote", "USDT", *days, "-q")
@@ -287,7 +283,6 @@ def test_reads_a_bounded_span_at_a_time(sim: SimulatorServer, tmp_path: Path) ->
     assert (np.diff(times.astype(np.int64)) > 0).all()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("tz", ["UTC", "Asia/Seoul"])
 def test_a_range_with_no_candles_is_an_empty_table(
     sim: SimulatorServer, tmp_path: Path, tz: str

@@ -73,6 +73,7 @@ def test_a_renewed_lease_is_never_taken_over(s3: S3Server) -> None:
     assert not holder.lost
 
 
+@pytest.mark.slow
 def test_a_killed_holder_on_this_host_is_taken_over_at_once(s3: S3Server, procs: Procs) -> None:
     data = s3.new_dir()
     held = (

@@ -48,6 +48,7 @@ def expected(sim: SimulatorServer, markets: list[str], days: int) -> pd.DataFram
     return pd.concat(parts, ignore_index=True)[COLUMNS]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
 def test_stdout_carries_the_table_and_nothing_else(
     sim: SimulatorServer, tmp_path: Path, fmt: str
@@ -130,6 +131,7 @@ def test_top_and_min_value_keep_the_most_traded(sim: SimulatorServer, tmp_path: 
     assert "1 market left out by --top/--min-value" in err
 
 
+@pytest.mark.slow
 def test_include_open_adds_the_candle_in_progress(sim: SimulatorServer, tmp_path: Path) -> None:
     sim.clock.set("2026-11-20T10:30:00Z")
     code, out, err = screen(
@@ -142,6 +144,7 @@ def test_include_open_adds_the_candle_in_progress(sim: SimulatorServer, tmp_path
     assert "1 request for open candles" in err
 
 
+@pytest.mark.slow
 def test_less_history_is_included_and_said(sim: SimulatorServer, tmp_path: Path) -> None:
     recent = next(
         m.market
@@ -154,6 +157,7 @@ def test_less_history_is_included_and_said(sim: SimulatorServer, tmp_path: Path)
     assert f"less history than asked: {recent} (" in err
 
 
+@pytest.mark.slow
 def test_verbose_prints_the_memory_hit_rate(sim: SimulatorServer, tmp_path: Path) -> None:
     code, _, err = screen(
         sim, tmp_path, *MARKETS, "--days", "2", "-v", "--out", str(tmp_path / "x.csv")
@@ -167,6 +171,7 @@ def test_verbose_prints_the_memory_hit_rate(sim: SimulatorServer, tmp_path: Path
     assert "pages" in lines["upbit"] and "of candles served without asking Upbit" in err
 
 
+@pytest.mark.slow
 def test_bad_input(sim: SimulatorServer, tmp_path: Path) -> None:
     code, out, err = screen(sim, tmp_path, "KRW-BTC", "--format", "xml")
     assert code == 2 and out == b"" and "unknown format 'xml'" in err

@@ -194,6 +194,7 @@ def test_every_job_is_in_exactly_one_shard(count: int) -> None:
         assert all(len(part) > 200 / count / 2 for part in parts)  # roughly even
 
 
+@pytest.mark.slow
 def test_the_split_is_the_same_in_every_python_process() -> None:
     code = (
         "from upbit_cache import Shard, Timeframe; "

@@ -708,6 +708,7 @@ def test_clock_control_over_http(server: SimulatorServer, clock: SimClock) -> No
 # ---- command line ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_command_line_prints_its_url_and_stops_on_sigterm(procs: Procs) -> None:
     proc = procs.popen(
         [
