@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-dates faketime lint demo bench clean
+.PHONY: test test-fast test-dates faketime lint demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check upbit_cache tests scripts
 	$(BIN)/mypy
 
+# Everything: lint, then the whole suite (CI runs this).
 test: lint
 	$(BIN)/python -m pytest -q
+
+# The fast tier while working: lint, then the suite less the tests marked slow.
+test-fast: lint
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # The suite at the real date and under shifted clocks; `make test-dates SHIFTS=+400d` for one.
 SHIFTS ?= now +45d +400d +4y 2028-02-29

@@ -1,4 +1,6 @@
-"""Shared fixtures: the bundled Upbit simulator on loopback, and helpers to run fetches."""
+"""Shared fixtures: the bundled Upbit simulator on loopback, helpers to run fetches, and the
+ways a test waits (on a condition, with a deadline) and starts processes (reaped whatever the
+outcome)."""
 
 from __future__ import annotations
 
@@ -7,13 +9,15 @@ import http.client
 import json
 import os
 import re
+import selectors
+import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import numpy as np
@@ -40,9 +44,138 @@ os.environ["UPBIT_SETTLE_SECONDS"] = "0"
 STAMP = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z ", re.MULTILINE)
 
 
+# How long a test waits for something that should happen at once on an idle machine. Generous:
+# it is only reached when the thing never happens, and a busy machine may take many times as
+# long as an idle one.
+DEADLINE = 120.0
+T = TypeVar("T")
+
+
 def plain(stderr: str) -> str:
     """stderr without the timestamps that start its lines off a terminal."""
     return STAMP.sub("", stderr)
+
+
+def wait_for(
+    condition: Callable[[], T],
+    what: str,
+    timeout: float = DEADLINE,
+    *,
+    running: Sequence[subprocess.Popen[Any]] = (),
+    interval: float = 0.02,
+) -> T:
+    """Poll `condition` until it holds (returns its value); fail after `timeout` seconds, or as
+    soon as one of the `running` processes exits with an error (it will not come then)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        failed = [p for p in running if p.poll() not in (None, 0)]
+        if failed:
+            value = condition()  # what the failed process did before it went
+            if value:
+                return value
+            raise AssertionError(f"waiting for {what}: {describe(failed[0])}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:g} s for {what}")
+        time.sleep(interval)
+
+
+def describe(proc: subprocess.Popen[Any]) -> str:
+    """A finished process's exit status and its stderr, if it was a pipe nobody read."""
+    err = proc.stderr.read() if proc.stderr is not None and not proc.stderr.closed else ""
+    if isinstance(err, bytes):
+        err = err.decode(errors="replace")
+    return f"{proc.args!r} exited {proc.returncode}: {err}"
+
+
+def read_until(
+    proc: subprocess.Popen[Any],
+    done: Callable[[list[str]], bool],
+    what: str = "its output",
+    timeout: float = DEADLINE,
+) -> list[str]:
+    """The lines `proc` writes to its stdout pipe, as they come, until `done(lines)` holds;
+    fails after `timeout` seconds, or if the pipe ends first.
+
+    Reads the pipe's descriptor itself, never through the file object's buffer, and stops at
+    the end of a line: `proc.communicate()` afterwards gets the rest, none of it lost."""
+    assert proc.stdout is not None
+    fd, lines, partial = proc.stdout.fileno(), [], b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while partial or not done(lines):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"waited {timeout:g} s for {what}; got {lines}")
+            if not selector.select(left):
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                proc.wait(timeout=DEADLINE)
+                raise AssertionError(f"no {what}: {lines}, then {describe(proc)}")
+            *whole, partial = (partial + chunk).split(b"\n")
+            lines += [line.decode() + "\n" for line in whole]
+    return lines
+
+
+class StoppedTime:
+    """A stand-in for the `time` module where a simulator module reads real monotonic time
+    (its rate limits' windows and bans): a clock that moves only when the test sleeps. The
+    limits are in real seconds, and on a busy machine real seconds pass between two requests
+    too. Anything else is the real `time`."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+class Procs:
+    """The processes a test starts. At teardown, whatever the outcome, each still running is
+    killed, then every one is reaped and its pipes closed (an unreaped process or an open pipe
+    is a ResourceWarning, an error under `filterwarnings = error`, in whichever test is running
+    when it is collected)."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[Any]] = []
+
+    def popen(self, args: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        """`subprocess.Popen(args, **kwargs)`, reaped at teardown."""
+        proc: subprocess.Popen[Any] = subprocess.Popen(args, **kwargs)
+        self.started.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in self.started:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+        for proc in self.started:
+            try:
+                proc.wait(timeout=DEADLINE)
+            finally:
+                for stream in (proc.stdin, proc.stdout, proc.stderr):
+                    if stream is not None:
+                        stream.close()
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    """Start a test's subprocesses through this: `procs.popen(args, ...)`."""
+    started = Procs()
+    try:
+        yield started
+    finally:
+        started.close()
 
 
 @pytest.fixture(scope="session")
@@ -181,7 +314,7 @@ class S3Server:
         self._count = 0
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + DEADLINE
         while True:
             try:
                 self.client().create_bucket(Bucket=self.BUCKET)
@@ -218,7 +351,11 @@ class S3Server:
 
     def stop(self) -> None:
         self.process.terminate()
-        self.process.wait(timeout=10)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=DEADLINE)
 
 
 @pytest.fixture(scope="session")

@@ -8,13 +8,12 @@ import json
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from conftest import NOW, run_fetch, seed, truth
+import pytest
+from conftest import DEADLINE, NOW, Procs, read_until, run_fetch, seed, truth, wait_for
 from typer.testing import CliRunner
 
 from upbit_cache.cli import app
@@ -85,45 +84,43 @@ def test_a_planned_fetch_derives_only_what_was_not_fetched_natively(
     pd.testing.assert_frame_equal(got, want, rtol=1e-9)
 
 
-def live_1m(sim: SimulatorServer, data_dir: Path, market: str, settled: TimeRange) -> None:
+def live_1m(
+    procs: Procs, sim: SimulatorServer, data_dir: Path, market: str, settled: TimeRange
+) -> None:
     """`upbit-cache live MARKET -t 1m` (storing) until two 1m candles closed and `settled`
     is settled through REST, then SIGTERM."""
     command = [sys.executable, "-m", "upbit_cache", "live", market, "-t", "1m", "--jsonl"]
     command += ["--api-url", sim.url, "--ws-url", sim.ws_url, "--data-dir", str(data_dir)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    assert json.loads(proc.stdout.readline())["event"] == "snapshot"  # backfilled
+    proc = procs.popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first, *rest = read_until(proc, lambda lines: len(lines) >= 1, "the first line")
+    assert json.loads(first)["event"] == "snapshot"  # backfilled
     sim.clock.advance(150)
-    closes, deadline = 0, time.monotonic() + 30
-    while closes < 2:
-        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
-        closes += json.loads(proc.stdout.readline())["event"] == "close"
-    drain = threading.Thread(target=proc.stdout.read, daemon=True)  # the stream never waits
-    drain.start()
+
+    def closes(lines: list[str]) -> int:
+        return sum(json.loads(line)["event"] == "close" for line in rest + lines)
+
+    read_until(proc, lambda lines: closes(lines) >= 2, "two closes")
     m1 = Timeframe.parse("1m")
-    while not CandleStore(data_dir).fetched(m1, market).covers(settled):
-        assert time.monotonic() < deadline and proc.poll() is None, "live settled nothing"
-        time.sleep(0.05)
+    wait_for(
+        lambda: CandleStore(data_dir).fetched(m1, market).covers(settled),
+        "the closes settled through REST",
+        running=[proc],
+    )
     proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=30)
-    drain.join(timeout=10)
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    proc.stdout.close()
-    proc.stderr.close()
+    _, err = proc.communicate(timeout=DEADLINE)
     assert proc.returncode == 0, err
 
 
+@pytest.mark.slow
 def test_resample_after_live_relabels_only_the_hour_it_derived(
-    sim: SimulatorServer, tmp_path: Path
+    sim: SimulatorServer, tmp_path: Path, procs: Procs
 ) -> None:
     data = ["--data-dir", str(tmp_path)]
     cli("fetch", "KRW-SOL", "-t", "1h", "--days", "10", "--api-url", sim.url, *data)
     sim.clock.set("2026-11-20T01:30:00Z")
     # 200 minutes of 1m backfilled, then two closes, settled through REST
-    live_1m(
-        sim, tmp_path, "KRW-SOL", TimeRange(to_ms("2026-11-19T22:10"), to_ms("2026-11-20T01:32"))
-    )
+    settled = TimeRange(to_ms("2026-11-19T22:10"), to_ms("2026-11-20T01:32"))
+    live_1m(procs, sim, tmp_path, "KRW-SOL", settled)
     m1 = CandleStore(tmp_path).record(Timeframe.parse("1m"), "KRW-SOL")
     assert list(m1.bases()) == ["native"]
 

@@ -78,6 +78,7 @@ def test_fetch_uses_the_environment(
     assert (tmp_path / "candles" / "timeframe=1h" / "market=KRW-BTC").is_dir()
 
 
+@pytest.mark.slow
 def test_failed_markets_exit_1_and_are_listed(sim: SimulatorServer, tmp_path: Path) -> None:
     sim.faults.inject("500", count=100, market="KRW-ETH")
     code, out, err = invoke(
@@ -131,6 +132,7 @@ def test_unwritable_data_dir_is_one_line(sim: SimulatorServer) -> None:
     assert err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_unreachable_api_fails_the_run_clearly(tmp_path: Path) -> None:
     code, _, err = invoke(
         "fetch", "KRW-BTC", "--api-url", "http://127.0.0.1:9", "--data-dir", str(tmp_path)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 import pytest
-from conftest import FAST_RATE, NOW, STAMP, plain, run_fetch
+from conftest import DEADLINE, FAST_RATE, NOW, STAMP, Procs, plain, read_until, run_fetch
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -93,6 +93,7 @@ def test_quiet_and_verbose_together_are_refused(tmp_path: Path) -> None:
         assert code == 2 and plain(err) == "upbit-cache: error: give -q or -v, not both\n"
 
 
+@pytest.mark.slow
 def test_quiet_keeps_stderr_for_errors_only(sim: SimulatorServer, tmp_path: Path) -> None:
     data = ["--data-dir", str(tmp_path)]
     code, out, err = invoke("fetch", "KRW-BTC", "KRW-ETH", "--days", "2", "-q", *api(sim), *data)
@@ -188,9 +189,13 @@ def test_plural() -> None:
 # completion
 
 
+@pytest.mark.slow
 def test_shell_completion_script_and_timeframes() -> None:
     assert "--install-completion" in invoke("-h")[1]
-    shown = upbit_cache("--show-completion", "bash")
+    # For bash, whatever shell started the suite (make's sh is not one Typer supports): with
+    # detection off, --show-completion takes the shell's name.
+    named = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    shown = upbit_cache("--show-completion", "bash", env=named)
     assert shown.returncode == 0 and "_UPBIT_CACHE_COMPLETE=complete_bash" in shown.stdout
     env = {**os.environ, "_UPBIT_CACHE_COMPLETE": "complete_bash", "COMP_CWORD": "3"}
     done = upbit_cache(env={**env, "COMP_WORDS": "upbit-cache fetch -t 15m,1"})
@@ -203,6 +208,7 @@ def test_shell_completion_script_and_timeframes() -> None:
 # timestamps on stderr
 
 
+@pytest.mark.slow
 def test_stderr_lines_are_timestamped_off_a_terminal(sim: SimulatorServer, tmp_path: Path) -> None:
     done = upbit_cache(
         "fetch", "KRW-BTC", "KRW-ETH", "--days", "1", *api(sim), "--data-dir", str(tmp_path)
@@ -222,6 +228,7 @@ def test_stderr_lines_are_timestamped_off_a_terminal(sim: SimulatorServer, tmp_p
     assert re.fullmatch(STAMP.pattern + r"upbit-cache: error: .*Mars/Olympus.*\n", done.stderr)
 
 
+@pytest.mark.slow
 def test_a_log_of_both_streams_is_stamped_throughout(sim: SimulatorServer, tmp_path: Path) -> None:
     # The README's cron line: `>> upbit-cache.log 2>&1`; the summary is a log line there too.
     log = tmp_path / "upbit-cache.log"
@@ -235,6 +242,7 @@ def test_a_log_of_both_streams_is_stamped_throughout(sim: SimulatorServer, tmp_p
     assert plain(lines[3]).startswith("1 market, 0 candles written, 0 requests, ")
 
 
+@pytest.mark.slow
 def test_a_terminal_and_the_journal_get_lines_as_they_are(tmp_path: Path) -> None:
     expected = "upbit-cache: error: give -q or -v, not both"
     leader, follower = pty.openpty()
@@ -326,15 +334,17 @@ def test_a_bad_zone_is_one_line_and_exit_2(command: str, tmp_path: Path) -> None
     assert plain(err).startswith("upbit-cache: error: Invalid value for '--tz': unknown time zone")
 
 
-def test_live_json_lines_in_the_zone_asked(sim: SimulatorServer, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_live_json_lines_in_the_zone_asked(
+    sim: SimulatorServer, tmp_path: Path, procs: Procs
+) -> None:
     command = [sys.executable, "-m", "upbit_cache", "live", "KRW-BTC", "-t", "1m", "--jsonl"]
     command += ["--tz", "Asia/Seoul", "-v", "--no-store", "--api-url", sim.url]
     command += ["--ws-url", sim.ws_url]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    first = json.loads(proc.stdout.readline())
+    proc = procs.popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = json.loads(read_until(proc, lambda lines: len(lines) >= 1, "the first line")[0])
     proc.terminate()
-    _, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=DEADLINE)
     assert proc.returncode == 0, err
     assert first["time"] == "2026-11-20T08:59:00+09:00" and first["event"] == "snapshot"
     said = plain(err).splitlines()

@@ -8,11 +8,11 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
-from conftest import NOW, candle_requests, truth
+import pytest
+from conftest import NOW, Procs, candle_requests, truth, wait_for
 
 from upbit_cache.ranges import TimeRange
 from upbit_cache.simulator import SimulatorConfig, SimulatorServer
@@ -20,15 +20,18 @@ from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.store.locks import FileLock
 from upbit_cache.timeframes import Timeframe
 
+# Every test here runs fetches in processes of their own, some at Upbit's real rate.
+pytestmark = pytest.mark.slow
+
 H1 = Timeframe.parse("1h")
 
 
 def cli(
-    sim: SimulatorServer, data_dir: Path, markets: list[str], *extra: str
+    procs: Procs, sim: SimulatorServer, data_dir: Path, markets: list[str], *extra: str
 ) -> subprocess.Popen[str]:
     args = [sys.executable, "-m", "upbit_cache", "fetch", *markets, "-t", "1h", "--days", "60"]
     args += ["--api-url", sim.url, "--data-dir", str(data_dir), "--rate", "60", *extra]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return procs.popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def check_store_is_exact(sim: SimulatorServer, data_dir: Path, markets: list[str]) -> None:
@@ -50,14 +53,17 @@ PAGES = 30 * 8  # 30 markets x 60 days of 1h, 200 hours a page
 
 
 def kill_after(
-    sim: SimulatorServer, data_dir: Path, markets: list[str], requests: int, how: int
+    procs: Procs, sim: SimulatorServer, data_dir: Path, markets: list[str], requests: int, how: int
 ) -> tuple[int, str]:
     """Start a fetch, send it `how` once the simulator has seen `requests` candle requests;
     its exit code and stderr."""
-    victim = cli(sim, data_dir, markets)
-    deadline = time.monotonic() + 30
-    while candle_requests(sim) < requests and time.monotonic() < deadline:
-        time.sleep(0.005)
+    victim = cli(procs, sim, data_dir, markets)
+    wait_for(
+        lambda: candle_requests(sim) >= requests,
+        f"{requests} candle requests",
+        running=[victim],
+        interval=0.005,
+    )
     assert victim.poll() is None, "the kill should land mid-run"
     os.kill(victim.pid, how)
     _out, err = victim.communicate(timeout=60)
@@ -65,19 +71,19 @@ def kill_after(
 
 
 def test_sigkill_at_any_moment_loses_only_the_pages_in_flight(
-    sim: SimulatorServer, tmp_path: Path
+    sim: SimulatorServer, tmp_path: Path, procs: Procs
 ) -> None:
     markets = [m.market for m in sim.history.markets if m.market.startswith("KRW-")][:30]
     sent, rng = 0, random.Random(7)
     for _ in range(3):  # 3 kills, each at a random point of what is left to fetch
         left = PAGES - sent + IN_FLIGHT
         sim.reset_stats()
-        kill_after(sim, tmp_path, markets, int(left * rng.uniform(0.1, 0.6)), signal.SIGKILL)
+        kill_after(procs, sim, tmp_path, markets, int(left * rng.uniform(0.1, 0.6)), signal.SIGKILL)
         sent += candle_requests(sim)
         for market in markets:  # readable, no duplicate, after every kill
             assert CandleStore(tmp_path).load(market, H1)["time"].is_unique
     sim.reset_stats()
-    again = cli(sim, tmp_path, markets)
+    again = cli(procs, sim, tmp_path, markets)
     _out, err = again.communicate(timeout=120)
     assert again.returncode == 0, err
     sent += candle_requests(sim)
@@ -88,26 +94,26 @@ def test_sigkill_at_any_moment_loses_only_the_pages_in_flight(
 
 
 def test_sigterm_writes_what_arrived_says_so_and_exits_143(
-    sim: SimulatorServer, tmp_path: Path
+    sim: SimulatorServer, tmp_path: Path, procs: Procs
 ) -> None:
     markets = [m.market for m in sim.history.markets if m.market.startswith("KRW-")][:30]
-    code, err = kill_after(sim, tmp_path, markets, PAGES // 2, signal.SIGTERM)
+    code, err = kill_after(procs, sim, tmp_path, markets, PAGES // 2, signal.SIGTERM)
     assert code == 143 and "stopped (SIGTERM); what was fetched is kept" in err, err
     first = candle_requests(sim)
     check_store_is_exact(sim, tmp_path, markets)
     assert not list(tmp_path.rglob("*.tmp"))
     sim.reset_stats()
-    again = cli(sim, tmp_path, markets)
+    again = cli(procs, sim, tmp_path, markets)
     _out, err = again.communicate(timeout=120)
     assert again.returncode == 0, err
     assert first + candle_requests(sim) - PAGES <= IN_FLIGHT
 
 
 def test_two_fetches_at_once_neither_corrupt_nor_double_fetch(
-    sim: SimulatorServer, tmp_path: Path
+    sim: SimulatorServer, tmp_path: Path, procs: Procs
 ) -> None:
     markets = [m.market for m in sim.history.markets if m.market.startswith("KRW-")][:12]
-    runs = [cli(sim, tmp_path, markets), cli(sim, tmp_path, markets)]
+    runs = [cli(procs, sim, tmp_path, markets), cli(procs, sim, tmp_path, markets)]
     for run in runs:
         out, err = run.communicate(timeout=120)
         assert run.returncode == 0, err
@@ -119,7 +125,7 @@ def test_two_fetches_at_once_neither_corrupt_nor_double_fetch(
         assert len(CandleStore(tmp_path).load(market, H1)) == 60 * 24
 
 
-def test_processes_on_one_host_share_one_budget_with_no_429(tmp_path: Path) -> None:
+def test_processes_on_one_host_share_one_budget_with_no_429(tmp_path: Path, procs: Procs) -> None:
     # Upbit's real 10 requests/s, and five processes that each may send 10 a second.
     config = SimulatorConfig(rate=10, clock_start=NOW, frozen=True, ban_after_429s=1000)
     with SimulatorServer(config) as strict:
@@ -128,9 +134,9 @@ def test_processes_on_one_host_share_one_budget_with_no_429(tmp_path: Path) -> N
         for i in range(4):
             group = markets[i * 3 : i * 3 + 3]
             args = ["fetch", *group, "-t", "1h", "--days", "30", "--rate", "10"]
-            runs.append(upbit_cache_cli(strict, tmp_path / f"d{i}", *args))
+            runs.append(upbit_cache_cli(procs, strict, tmp_path / f"d{i}", *args))
         screen = ["screen-prep", *markets[12:15], "--days", "30", "--out", str(tmp_path / "s.csv")]
-        runs.append(upbit_cache_cli(strict, tmp_path / "d4", *screen, "--rate", "10"))
+        runs.append(upbit_cache_cli(procs, strict, tmp_path / "d4", *screen, "--rate", "10"))
         for run in runs:
             _out, err = run.communicate(timeout=120)
             assert run.returncode == 0, err
@@ -138,12 +144,12 @@ def test_processes_on_one_host_share_one_budget_with_no_429(tmp_path: Path) -> N
         assert stats["candle_requests"] >= 5 * 3 * 4 and stats["rate_limited"] == 0
 
 
-def test_the_market_list_waits_after_a_429(tmp_path: Path) -> None:
+def test_the_market_list_waits_after_a_429(tmp_path: Path, procs: Procs) -> None:
     # Two requests a second per group: five processes asking for the market list at once.
     config = SimulatorConfig(rate=2, clock_start=NOW, frozen=True, ban_after_429s=1000)
     with SimulatorServer(config) as tight:
         runs = [
-            upbit_cache_cli(tight, tmp_path / f"d{i}", "fetch", "KRW-BTC", "--days", "1")
+            upbit_cache_cli(procs, tight, tmp_path / f"d{i}", "fetch", "KRW-BTC", "--days", "1")
             for i in range(5)
         ]
         for run in runs:
@@ -153,7 +159,7 @@ def test_the_market_list_waits_after_a_429(tmp_path: Path) -> None:
 
 
 def test_a_run_waiting_for_a_lock_says_so_once_and_lock_timeout_bounds_it(
-    sim: SimulatorServer, tmp_path: Path
+    sim: SimulatorServer, tmp_path: Path, procs: Procs
 ) -> None:
     async def hold() -> FileLock:
         lock = CandleStore(tmp_path).lock(H1, "KRW-BTC")
@@ -162,9 +168,8 @@ def test_a_run_waiting_for_a_lock_says_so_once_and_lock_timeout_bounds_it(
 
     held = asyncio.run(hold())
     try:
-        run = upbit_cache_cli(
-            sim, tmp_path, "fetch", "KRW-BTC", "KRW-ETH", "--days", "3", "--lock-timeout", "0.5"
-        )
+        args = ["fetch", "KRW-BTC", "KRW-ETH", "--days", "3", "--lock-timeout", "0.5"]
+        run = upbit_cache_cli(procs, sim, tmp_path, *args)
         out, err = run.communicate(timeout=60)
     finally:
         held.release()
@@ -174,7 +179,9 @@ def test_a_run_waiting_for_a_lock_says_so_once_and_lock_timeout_bounds_it(
     assert len(CandleStore(tmp_path).load("KRW-ETH", H1)) == 72  # the other market went on
 
 
-def upbit_cache_cli(sim: SimulatorServer, data_dir: Path, *args: str) -> subprocess.Popen[str]:
+def upbit_cache_cli(
+    procs: Procs, sim: SimulatorServer, data_dir: Path, *args: str
+) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "upbit_cache", *args, "--api-url", sim.url]
     command += ["--data-dir", str(data_dir)]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return procs.popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -20,6 +20,9 @@ from upbit_cache.simulator import SimulatorServer
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
 
+# Every test here runs the CLI in processes of its own over weeks of candles.
+pytestmark = pytest.mark.slow
+
 NUMBERS = ["open", "high", "low", "close", "volume", "value"]
 
 

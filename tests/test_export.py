@@ -23,6 +23,9 @@ from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
 
+# Every test here runs export (or fetch) in processes of their own.
+pytestmark = pytest.mark.slow
+
 DAY = 86_400_000
 PRICES = ["open", "high", "low", "close", "volume", "value"]
 

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from aiohttp import web
-from conftest import NOW, request, run_fetch, truth
+from conftest import DEADLINE, NOW, Procs, read_until, request, run_fetch, truth
 
 from upbit_cache.collector.client import UpbitClient
 from upbit_cache.collector.config import ClientConfig
@@ -44,11 +44,11 @@ class SimProcess:
     """The simulator in a process of its own: its timing is not at the mercy of this
     process's GIL (an in-process server would see our sends bunched by our own work)."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, procs: Procs, *args: str) -> None:
         command = [sys.executable, "-m", "upbit_cache.simulator", "--port", "0", *args]
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        self.url = self.proc.stdout.readline().rsplit(" ", 1)[1].strip()
+        self.proc = procs.popen(command, stdout=subprocess.PIPE, text=True)
+        line = read_until(self.proc, lambda lines: len(lines) >= 1, "the URL line")[0]
+        self.url = line.rsplit(" ", 1)[1].strip()
 
     def stats(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"{self.url}/_sim/stats", timeout=10) as answer:
@@ -56,27 +56,26 @@ class SimProcess:
 
     def stop(self) -> None:
         self.proc.terminate()
-        self.proc.wait(timeout=10)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
+        self.proc.wait(timeout=DEADLINE)
 
 
 @pytest.fixture
-def strict() -> Iterator[SimProcess]:
+def strict(procs: Procs) -> Iterator[SimProcess]:
     """A simulator enforcing Upbit's real 10 requests/s, in its own process."""
-    sim = SimProcess("--rate", "10", "--clock", NOW, "--frozen")
+    sim = SimProcess(procs, "--rate", "10", "--clock", NOW, "--frozen")
     yield sim
     sim.stop()
 
 
 @pytest.fixture
-def readme_sim() -> Iterator[SimProcess]:
+def readme_sim(procs: Procs) -> Iterator[SimProcess]:
     """The simulator as the README runs it (`--latency 0.03 --rate 10`), clock set."""
-    sim = SimProcess("--latency", "0.03", "--rate", "10", "--clock", NOW, "--frozen")
+    sim = SimProcess(procs, "--latency", "0.03", "--rate", "10", "--clock", NOW, "--frozen")
     yield sim
     sim.stop()
 
 
+@pytest.mark.slow
 def test_the_limiter_keeps_under_10_per_second_with_zero_429s(
     strict: SimProcess, tmp_path: Path
 ) -> None:
@@ -144,6 +143,7 @@ def test_processes_of_a_host_see_a_send_move_to_when_upbit_may_have_counted_it(
     assert schedule.commit(101.05, 1.0, 10) > 0  # ten of the last second, with it
 
 
+@pytest.mark.slow
 def test_cli_fetches_in_a_row_and_a_four_market_fetch_earn_no_429(
     readme_sim: SimProcess, tmp_path: Path
 ) -> None:
@@ -229,6 +229,7 @@ def test_429s_with_remaining_req_from_the_simulator_escalate_the_pause() -> None
     assert strikes == 2
 
 
+@pytest.mark.slow
 def test_429s_slow_the_client_down_and_every_candle_arrives(tmp_path: Path) -> None:
     # Latency keeps `Remaining-Req` from arriving before the next sends: 429s happen.
     config = SimulatorConfig(
@@ -396,6 +397,7 @@ def test_an_answer_that_lies_once_is_asked_again(
     assert CandleStore(tmp_path).fetched(H1, "KRW-ETH").covers(TimeRange(start, to_ms(NOW)))
 
 
+@pytest.mark.slow  # its retries wait out real backoff
 @pytest.mark.parametrize(("kind", "message"), LIES)
 def test_an_answer_that_keeps_lying_fails_its_market_and_nothing_of_it_is_stored(
     sim: SimulatorServer, tmp_path: Path, kind: str, message: str

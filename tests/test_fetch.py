@@ -97,6 +97,7 @@ def test_sparse_market_gaps_are_recorded_as_fetched(sim: SimulatorServer, tmp_pa
     assert candle_requests(sim) == 0
 
 
+@pytest.mark.slow
 def test_a_century_of_1m_costs_no_memory_and_stops_at_the_listing(
     sim: SimulatorServer, tmp_path: Path
 ) -> None:
@@ -170,6 +171,7 @@ def test_a_range_in_the_future_is_refused(sim: SimulatorServer, tmp_path: Path) 
         run_fetch(sim.url, tmp_path, ["KRW-BTC"], start=to_ms("2026-12-01"))
 
 
+@pytest.mark.slow
 def test_quote_means_every_market_of_that_quote(sim: SimulatorServer, tmp_path: Path) -> None:
     report = run_fetch(sim.url, tmp_path, [], "1d", days=3)
     krw = [m.market for m in sim.history.listed_markets(to_ms(NOW)) if m.market.startswith("KRW-")]

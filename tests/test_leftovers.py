@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import FAST_RATE, run_fetch
 from typer.testing import CliRunner
 
@@ -46,6 +47,7 @@ def test_a_killed_writers_temps_go_with_the_next_write_there(
     assert other.exists()  # another series' writer may be at work: left to its own runs
 
 
+@pytest.mark.slow
 def test_a_killed_screen_preps_temps_go_with_the_next_run(
     sim: SimulatorServer, tmp_path: Path
 ) -> None:

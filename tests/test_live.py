@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pandas as pd
 import pytest
-from conftest import FAST_RATE, NOW, truth
+from conftest import DEADLINE, FAST_RATE, NOW, Procs, read_until, truth
 
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.collector.websocket import (
@@ -189,19 +189,21 @@ def test_bad_input_is_refused_before_connecting(sim: SimulatorServer) -> None:
         asyncio.run(first(["KRW-NOPE"], TFS))
 
 
-def test_cli_jsonl_then_sigterm_stores_and_exits_cleanly(sim: SimulatorServer, tmp_path: Path):
+@pytest.mark.slow
+def test_cli_jsonl_then_sigterm_stores_and_exits_cleanly(
+    sim: SimulatorServer, tmp_path: Path, procs: Procs
+):
     command = [sys.executable, "-m", "upbit_cache", "live", "KRW-BTC", "-t", "1m", "--jsonl"]
     command += ["--api-url", sim.url, "--ws-url", sim.ws_url, "--data-dir", str(tmp_path)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    lines = []
-    sim.clock.advance(150)
-    deadline = time.monotonic() + 30
-    while not any(json.loads(line)["event"] == "close" for line in lines):
-        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
-        lines.append(proc.stdout.readline())
+    proc = procs.popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Frozen 5 s before the 00:02 minute ends: live closes it by its own clock (Upbit's, as
+    # last seen, running on) a moment later, not half a minute later.
+    sim.clock.advance(175)
+    lines = read_until(
+        proc, lambda lines: any(json.loads(line)["event"] == "close" for line in lines), "a close"
+    )
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
+    out, err = proc.communicate(timeout=DEADLINE)
     assert proc.returncode == 0, err
     assert "stopped (SIGTERM)" in err
     for line in lines + out.splitlines():
@@ -239,6 +241,7 @@ def test_terminal_table_shows_every_series() -> None:
     assert "15m" in text and "2026-11-20 00:00" in text and "0.0 s ago" in text
 
 
+@pytest.mark.slow
 def test_back_within_two_seconds_of_the_servers_return(sim: SimulatorServer) -> None:
     async def scenario() -> float:
         async with Watch(sim, None) as watch:

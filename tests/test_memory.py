@@ -83,6 +83,7 @@ class Machine:
         return self.available, self.total
 
 
+@pytest.mark.slow
 def test_the_budget_follows_the_machine_and_shrinks_under_pressure() -> None:
     machine = Machine(available=4 * 2**30, total=8 * 2**30)
     memory = MemoryCache(budget=Budget(probe=machine, every=0))

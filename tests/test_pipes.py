@@ -11,9 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAST_RATE, plain, run_fetch
+from conftest import DEADLINE, FAST_RATE, Procs, plain, run_fetch
 
 from upbit_cache.simulator import SimulatorServer
+
+# Every test here runs the CLI in processes of its own, on real pipes and ptys.
+pytestmark = pytest.mark.slow
 
 CLOSED_PIPE = 141  # 128 + SIGPIPE
 MARKETS = ["KRW-BTC", "KRW-ETH", "KRW-XRP"]
@@ -26,7 +29,9 @@ def command(sim: SimulatorServer, data_dir: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "upbit_cache", *args, *(extra if args[0] != "--help" else [])]
 
 
-def reader_leaves(argv: list[str], after: int, unbuffered: bool) -> tuple[int, bytes, bytes]:
+def reader_leaves(
+    procs: Procs, argv: list[str], after: int, unbuffered: bool
+) -> tuple[int, bytes, bytes]:
     """Run `argv` with stdout into a pipe whose reader takes `after` bytes (0: none, the pipe
     is closed before the command writes), then closes it; exit status, bytes taken, stderr."""
     env = dict(os.environ)
@@ -36,16 +41,22 @@ def reader_leaves(argv: list[str], after: int, unbuffered: bool) -> tuple[int, b
     read_end, write_end = os.pipe()
     if after == 0:
         os.close(read_end)
-    process = subprocess.Popen(argv, stdout=write_end, stderr=subprocess.PIPE, env=env)
+    process = procs.popen(argv, stdout=write_end, stderr=subprocess.PIPE, env=env)
     os.close(write_end)
     taken = b""
     if after:
-        while len(taken) < after:
-            chunk = os.read(read_end, after - len(taken))
-            if not chunk:
-                break
-            taken += chunk
-        os.close(read_end)
+        try:
+            deadline = time.monotonic() + DEADLINE
+            while len(taken) < after:
+                assert select.select([read_end], [], [], max(0, deadline - time.monotonic()))[0], (
+                    f"waited {DEADLINE:g} s for output"
+                )
+                chunk = os.read(read_end, after - len(taken))
+                if not chunk:
+                    break
+                taken += chunk
+        finally:
+            os.close(read_end)
     _, err = process.communicate(timeout=120)
     return process.returncode, taken, err
 
@@ -76,33 +87,37 @@ def stored(sim: SimulatorServer, tmp_path: Path) -> Path:
     ids=lambda v: " ".join(v) if isinstance(v, list) else str(v),
 )
 def test_a_closed_pipe_is_status_141_and_silence(
-    sim: SimulatorServer, stored: Path, args: list[str], after: int, unbuffered: bool
+    sim: SimulatorServer, stored: Path, args: list[str], after: int, unbuffered: bool, procs: Procs
 ) -> None:
     progress = args[0] == "export" and "-q" not in args  # per-market lines, before any output
-    code, taken, err = reader_leaves(command(sim, stored, *args), after, unbuffered)
+    code, taken, err = reader_leaves(procs, command(sim, stored, *args), after, unbuffered)
     assert code == CLOSED_PIPE, err.decode()
     assert len(taken) == after
     lines = plain(err.decode()).splitlines()
     assert lines == [] or (progress and all(": 0 candles, 0 requests" in x for x in lines)), lines
 
 
-def test_screen_prep_kept_table_into_a_closed_pipe(sim: SimulatorServer, stored: Path) -> None:
+def test_screen_prep_kept_table_into_a_closed_pipe(
+    sim: SimulatorServer, stored: Path, procs: Procs
+) -> None:
     argv = command(sim, stored, "screen-prep", *MARKETS, "--days", "30", "-f", "csv")
     assert subprocess.run(argv, capture_output=True, timeout=120).returncode == 0
-    code, _, err = reader_leaves(argv, 100, unbuffered=False)  # copied out from the kept table
+    # Copied out from the kept table.
+    code, _, err = reader_leaves(procs, argv, 100, unbuffered=False)
     assert (code, err) == (CLOSED_PIPE, b"")
 
 
-def on_a_terminal(argv: list[str]) -> tuple[int, bytes, str]:
+def on_a_terminal(procs: Procs, argv: list[str]) -> tuple[int, bytes, str]:
     """Run `argv` with stdout on a pseudo-terminal (read as it comes, as a screen would);
     exit status, what reached the terminal, stderr."""
     main, secondary = os.openpty()
     shown = b""
     try:
-        process = subprocess.Popen(argv, stdout=secondary, stderr=subprocess.PIPE)
+        process = procs.popen(argv, stdout=secondary, stderr=subprocess.PIPE)
         os.close(secondary)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        deadline, exited = time.monotonic() + DEADLINE, False
+        while True:
+            assert time.monotonic() < deadline, f"waited {DEADLINE:g} s for the end: {shown!r}"
             if select.select([main], [], [], 0.1)[0]:
                 try:
                     chunk = os.read(main, 65536)
@@ -111,9 +126,11 @@ def on_a_terminal(argv: list[str]) -> tuple[int, bytes, str]:
                 if not chunk:
                     break
                 shown += chunk
-            elif process.poll() is not None:
+            elif exited:  # quiet since it exited: what it wrote before has all been read
                 break
-        _, err = process.communicate(timeout=10)
+            else:
+                exited = process.poll() is not None
+        _, err = process.communicate(timeout=DEADLINE)
     finally:
         os.close(main)
     return process.returncode, shown, plain(err.decode())
@@ -137,7 +154,7 @@ REFUSED = (
     ids=" ".join,
 )
 def test_parquet_never_goes_to_a_terminal(
-    sim: SimulatorServer, stored: Path, args: list[str]
+    sim: SimulatorServer, stored: Path, args: list[str], procs: Procs
 ) -> None:
     if args[0] == "screen-prep":
         # A kept Parquet table exists (the same arguments into a file): the path that
@@ -146,8 +163,8 @@ def test_parquet_never_goes_to_a_terminal(
         kept = subprocess.run(command(sim, stored, *to_file), capture_output=True, timeout=120)
         assert kept.returncode == 0, kept.stderr
     sim.reset_stats()
-    code, shown, err = on_a_terminal(command(sim, stored, *args, "-f", "parquet"))
+    code, shown, err = on_a_terminal(procs, command(sim, stored, *args, "-f", "parquet"))
     assert (code, shown, err) == (2, b"", REFUSED + "\n")
     assert sim.stats()["requests"] == 0  # refused before anything was asked of Upbit
-    code, shown, err = on_a_terminal(command(sim, stored, *args, "-f", "csv"))
+    code, shown, err = on_a_terminal(procs, command(sim, stored, *args, "-f", "csv"))
     assert code == 0 and shown.startswith(b'"market",'), err

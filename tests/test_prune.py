@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
-from conftest import NOW, candle_requests, run_fetch, seed, truth
+from conftest import DEADLINE, NOW, Procs, candle_requests, run_fetch, seed, truth
 from typer.testing import CliRunner
 
 from upbit_cache.cli.main import app
@@ -209,7 +209,8 @@ def age(path: Path, ms: int) -> None:
     os.utime(path, ns=(then, then))
 
 
-def test_sigkill_during_compaction_then_a_clean_rerun(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_sigkill_during_compaction_then_a_clean_rerun(tmp_path: Path, procs: Procs) -> None:
     store = CandleStore(tmp_path)
     for market in ["KRW-BTC", "KRW-ETH", "KRW-XRP"]:
         seed(store, HISTORY, market, "1m", "2026-08-01", NOW)
@@ -225,10 +226,11 @@ def test_sigkill_during_compaction_then_a_clean_rerun(tmp_path: Path) -> None:
         str(tmp_path),
     ]
     for delay in (0.6, 0.9, 1.2, 1.6):
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = procs.popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Not a wait: the kill lands wherever the run is by then (any moment must be safe).
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.wait(timeout=DEADLINE)
         for market, frame in want.items():  # readers never see a half-compacted state
             pd.testing.assert_frame_equal(CandleStore(tmp_path).load(market, M1), frame)
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
@@ -241,7 +243,8 @@ def test_sigkill_during_compaction_then_a_clean_rerun(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("*.tmp"))
 
 
-def test_readers_during_compaction_see_every_row_once(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_readers_during_compaction_see_every_row_once(tmp_path: Path, procs: Procs) -> None:
     store = CandleStore(tmp_path)
     for market in ["KRW-BTC", "KRW-ETH"]:
         seed(store, HISTORY, market, "1m", "2026-08-01", NOW)
@@ -256,23 +259,25 @@ def test_readers_during_compaction_see_every_row_once(tmp_path: Path) -> None:
         "--data-dir",
         str(tmp_path),
     ]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    reads = 0
+    proc = procs.popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    reads, deadline = 0, time.monotonic() + DEADLINE
     while proc.poll() is None or reads == 0:
+        assert time.monotonic() < deadline, f"prune still running after {DEADLINE:g} s"
         for market, frame in want.items():
             pd.testing.assert_frame_equal(CandleStore(tmp_path).load(market, M1), frame)
             reads += 1
-    _, err = proc.communicate()
+    _, err = proc.communicate(timeout=DEADLINE)
     assert proc.returncode == 0, err
     assert reads > 2 and CandleStore(tmp_path).partition_files(M1, "KRW-BTC", "cold")
 
 
-def test_prune_while_fetch_runs(sim: SimulatorServer, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_prune_while_fetch_runs(sim: SimulatorServer, tmp_path: Path, procs: Procs) -> None:
     run_fetch(sim.url, tmp_path, ["KRW-BTC"], "1m", days=20)
     fetch = [sys.executable, "-m", "upbit_cache", "fetch", "KRW-BTC", "KRW-ETH", "KRW-XRP"]
     fetch += ["-t", "1m", "--days", "25", "--api-url", sim.url, "--data-dir", str(tmp_path)]
     fetch += ["--rate", "200"]
-    fetcher = subprocess.Popen(fetch, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    fetcher = procs.popen(fetch, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     pruner = subprocess.run(
         [
             sys.executable,

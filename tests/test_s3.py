@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
-from conftest import FAST_RATE, NOW, S3Server, truth
+from conftest import DEADLINE, FAST_RATE, NOW, Procs, S3Server, read_until, truth, wait_for
 from typer.testing import CliRunner
 
 from upbit_cache import UpbitCache
@@ -54,6 +54,7 @@ def same(stored: pd.DataFrame, expected: pd.DataFrame) -> None:
     )
 
 
+@pytest.mark.slow
 def test_every_command_on_s3(sim: SimulatorServer, s3: S3Server, tmp_path: Path) -> None:
     data = s3.new_dir()
     code, out = cli(sim, data, "fetch", *MARKETS, "-t", "1h,1m", "--days", "2")
@@ -147,7 +148,9 @@ def test_a_location_that_cannot_be_served_is_one_line(location: str, message: st
     assert not Path("nope:").exists()
 
 
-def writer(sim: SimulatorServer, data: str, runtime: Path, *args: str) -> subprocess.Popen[str]:
+def writer(
+    procs: Procs, sim: SimulatorServer, data: str, runtime: Path, *args: str
+) -> subprocess.Popen[str]:
     """A writer process as another host would run it: its own rate budget, no local lock in
     common (the writer locks of an S3 data dir are lease objects in the bucket)."""
     env = {**os.environ, "UPBIT_CACHE_RUNTIME_DIR": str(runtime)}
@@ -158,13 +161,12 @@ def writer(sim: SimulatorServer, data: str, runtime: Path, *args: str) -> subpro
         command += ["--rate", str(FAST_RATE)]
     if args[0] == "live":
         command += ["--ws-url", sim.ws_url, "--jsonl"]
-    return subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    return procs.popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_many_writers_with_kills_lose_and_double_nothing(
-    sim: SimulatorServer, s3: S3Server, tmp_path: Path
+    sim: SimulatorServer, s3: S3Server, tmp_path: Path, procs: Procs
 ) -> None:
     """fetch, resample, prune and live at once on overlapping series, two of them killed."""
     data = s3.new_dir("many")
@@ -178,19 +180,34 @@ def test_many_writers_with_kills_lose_and_double_nothing(
     ]
     rng = random.Random(7)
     for rounds in range(2):  # first with kills in the middle, then to the end
-        runs = [writer(sim, data, tmp_path / f"host{i}", *job) for i, job in enumerate(jobs[:4])]
-        time.sleep(1.0)  # something to derive and to compact, and still fetches running
-        runs += [writer(sim, data, tmp_path / f"host{i}", *job) for i, job in enumerate(jobs[4:])]
-        live = writer(sim, data, tmp_path / "live", "live", "KRW-BTC", "-t", "1m,15m")
+        runs = [
+            writer(procs, sim, data, tmp_path / f"host{i}", *job) for i, job in enumerate(jobs[:4])
+        ]
+        # Something to derive (`resample --from 1m` refuses a store with no 1m) and to compact
+        # before they start, with fetches still running.
+        wait_for(
+            lambda: all(CandleStore(data).fetched(Timeframe.parse("1m"), m) for m in MARKETS),
+            "the first 1m pages of every market",
+            running=runs,
+            interval=0.5,  # each look is a few requests to the bucket the writers share
+        )
+        runs += [
+            writer(procs, sim, data, tmp_path / f"host{i}", *job) for i, job in enumerate(jobs[4:])
+        ]
+        live = writer(procs, sim, data, tmp_path / "live", "live", "KRW-BTC", "-t", "1m,15m")
         if rounds == 0:
+            # Not a wait: the kills land wherever the runs are by then (any moment is safe).
             time.sleep(0.4)
             for run in rng.sample(runs, 2):
                 run.send_signal(signal.SIGKILL)
         for run in runs:
             _out, err = run.communicate(timeout=240)
             assert run.returncode in (0, -signal.SIGKILL), err
+        # Streaming (its first snapshot shown), so a SIGTERM is its orderly stop, not a kill
+        # before Python has even set up its handler.
+        read_until(live, lambda lines: len(lines) > 0, "live's first snapshot")
         live.send_signal(signal.SIGTERM)
-        _out, err = live.communicate(timeout=60)
+        _out, err = live.communicate(timeout=DEADLINE)
         assert live.returncode == 0, err
     for job in jobs[-2:]:  # what the first round's kills and races left, done once more
         code, out = cli_local(data, *job)

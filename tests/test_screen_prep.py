@@ -48,6 +48,7 @@ def expected(sim: SimulatorServer, markets: list[str], days: int) -> pd.DataFram
     return pd.concat(parts, ignore_index=True)[COLUMNS]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
 def test_stdout_carries_the_table_and_nothing_else(
     sim: SimulatorServer, tmp_path: Path, fmt: str
@@ -87,6 +88,7 @@ def test_out_file_format_from_its_name_and_round_trip(sim: SimulatorServer, tmp_
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_hour_later_refresh_is_one_request_per_market(sim: SimulatorServer, tmp_path: Path) -> None:
     code, _, err = screen(sim, tmp_path, *MARKETS, "--days", "30", "--out", str(tmp_path / "a.csv"))
     assert code == 0, err
@@ -104,6 +106,7 @@ def test_hour_later_refresh_is_one_request_per_market(sim: SimulatorServer, tmp_
     assert len(got) == 3 * 720
 
 
+@pytest.mark.slow
 def test_no_refresh_reads_the_store_only(sim: SimulatorServer, tmp_path: Path) -> None:
     screen(sim, tmp_path, *MARKETS, "--days", "2", "--out", str(tmp_path / "a.csv"))
     sim.reset_stats()
@@ -113,6 +116,7 @@ def test_no_refresh_reads_the_store_only(sim: SimulatorServer, tmp_path: Path) -
     assert sorted(set(read(out, "csv")["market"])) == MARKETS
 
 
+@pytest.mark.slow
 def test_top_and_min_value_keep_the_most_traded(sim: SimulatorServer, tmp_path: Path) -> None:
     screen(sim, tmp_path, *MARKETS, "--days", "2", "--out", str(tmp_path / "a.csv"))
     full = pd.read_csv(tmp_path / "a.csv", parse_dates=["time"])
@@ -127,6 +131,7 @@ def test_top_and_min_value_keep_the_most_traded(sim: SimulatorServer, tmp_path: 
     assert "1 market left out by --top/--min-value" in err
 
 
+@pytest.mark.slow
 def test_include_open_adds_the_candle_in_progress(sim: SimulatorServer, tmp_path: Path) -> None:
     sim.clock.set("2026-11-20T10:30:00Z")
     code, out, err = screen(
@@ -139,6 +144,7 @@ def test_include_open_adds_the_candle_in_progress(sim: SimulatorServer, tmp_path
     assert "1 request for open candles" in err
 
 
+@pytest.mark.slow
 def test_less_history_is_included_and_said(sim: SimulatorServer, tmp_path: Path) -> None:
     recent = next(
         m.market
@@ -151,6 +157,7 @@ def test_less_history_is_included_and_said(sim: SimulatorServer, tmp_path: Path)
     assert f"less history than asked: {recent} (" in err
 
 
+@pytest.mark.slow
 def test_verbose_prints_the_memory_hit_rate(sim: SimulatorServer, tmp_path: Path) -> None:
     code, _, err = screen(
         sim, tmp_path, *MARKETS, "--days", "2", "-v", "--out", str(tmp_path / "x.csv")
@@ -164,6 +171,7 @@ def test_verbose_prints_the_memory_hit_rate(sim: SimulatorServer, tmp_path: Path
     assert "pages" in lines["upbit"] and "of candles served without asking Upbit" in err
 
 
+@pytest.mark.slow
 def test_bad_input(sim: SimulatorServer, tmp_path: Path) -> None:
     code, out, err = screen(sim, tmp_path, "KRW-BTC", "--format", "xml")
     assert code == 2 and out == b"" and "unknown format 'xml'" in err
@@ -194,6 +202,7 @@ def test_cache_get_memory_then_disk_then_upbit(sim: SimulatorServer, tmp_path: P
     assert candle_requests(sim) == 2  # derived from the stored 1h
 
 
+@pytest.mark.slow
 def test_nothing_new_answers_from_the_kept_table(sim: SimulatorServer, tmp_path: Path) -> None:
     code, first, err = screen(sim, tmp_path, *MARKETS, "--days", "3", "-f", "csv")
     assert code == 0 and "kept table" not in err
@@ -229,6 +238,7 @@ def test_nothing_new_answers_from_the_kept_table(sim: SimulatorServer, tmp_path:
     assert candle_requests(sim) == len(MARKETS) + 1  # the new hour, plus KRW-ETH's fetch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tf", ["2h", "4h"])
 def test_a_derived_timeframe_has_its_rows_on_the_first_run(
     sim: SimulatorServer, tmp_path: Path, tf: str

@@ -91,6 +91,7 @@ def fetched_markets(data_dir: Path, tf: Timeframe) -> set[str]:
     return set(CandleStore(data_dir).markets(tf))
 
 
+@pytest.mark.slow
 def test_three_shards_one_after_another_are_the_unsharded_run(
     sim: SimulatorServer, tmp_path: Path
 ) -> None:
@@ -193,6 +194,7 @@ def test_every_job_is_in_exactly_one_shard(count: int) -> None:
         assert all(len(part) > 200 / count / 2 for part in parts)  # roughly even
 
 
+@pytest.mark.slow
 def test_the_split_is_the_same_in_every_python_process() -> None:
     code = (
         "from upbit_cache import Shard, Timeframe; "
