@@ -112,6 +112,7 @@ def faulty_then_clean(
     assert report.failed == [] and report.rate_limited == 0
 
 
+@pytest.mark.slow
 def test_1h_of_four_kinds_of_market_is_exact_after_a_faulty_run(
     upbit: SimulatorServer, tmp_path: Path
 ) -> None:
@@ -122,6 +123,7 @@ def test_1h_of_four_kinds_of_market_is_exact_after_a_faulty_run(
     assert_exact(upbit, tmp_path, markets, "1h", NOW_MS - days * DAY)
 
 
+@pytest.mark.slow
 def test_1m_across_a_listing_and_eleven_quiet_days_is_exact_after_a_faulty_run(
     upbit: SimulatorServer, tmp_path: Path
 ) -> None:

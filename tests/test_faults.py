@@ -208,6 +208,7 @@ def test_429s_escalate_whatever_their_headers_and_strikes_fade_after_quiet_secon
     assert limiter.paused_until - clock.now == pytest.approx(limiter.window)
 
 
+@pytest.mark.slow
 def test_429s_with_remaining_req_from_the_simulator_escalate_the_pause() -> None:
     # One request a second, answered after 0.3 s: the second and third requests go before
     # the first answer says the second is full, and earn 429s (which, like Upbit's, carry

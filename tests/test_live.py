@@ -328,6 +328,7 @@ def test_a_transient_error_frame_mid_stream_is_repaired_through_rest(
         check(sim, closed, market, "15m", start, start + 15 * MINUTE)
 
 
+@pytest.mark.slow
 def test_error_frames_again_and_again_with_no_trade_stop_the_stream(sim: SimulatorServer) -> None:
     sim.faults.inject("ws_error", count=100, market="KRW-BTC")
     with pytest.raises(ExchangeError) as caught:
