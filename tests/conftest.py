@@ -185,14 +185,19 @@ def simulator() -> Iterator[SimulatorServer]:
         yield server
 
 
+def reset(server: SimulatorServer) -> SimulatorServer:
+    """`server` with its clock at NOW and frozen, counters zero, no faults queued."""
+    server.clock.set(NOW)
+    server.clock.freeze()
+    server.faults.clear()
+    server.reset_stats()
+    return server
+
+
 @pytest.fixture
 def sim(simulator: SimulatorServer) -> SimulatorServer:
-    """The shared simulator, reset: clock at NOW and frozen, counters zero, no faults queued."""
-    simulator.clock.set(NOW)
-    simulator.clock.freeze()
-    simulator.faults.clear()
-    simulator.reset_stats()
-    return simulator
+    """The shared simulator, reset (see `reset`)."""
+    return reset(simulator)
 
 
 def run_fetch(

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FAST_RATE, NOW, bars_frame, candle_requests, run_fetch
+from conftest import FAST_RATE, NOW, bars_frame, candle_requests, reset, run_fetch
 
 from upbit_cache.collector.config import DEFAULT_SETTLE_SECONDS, ClientConfig
 from upbit_cache.manager.live import live_candles
@@ -57,11 +57,7 @@ def upbit_strict(request: pytest.FixtureRequest) -> Iterator[SimulatorServer]:
 @pytest.fixture
 def upbit(upbit_strict: SimulatorServer) -> SimulatorServer:
     """The strict simulator, reset: at NOW (a boundary), frozen, no faults, counters zero."""
-    upbit_strict.clock.set(NOW)
-    upbit_strict.clock.freeze()
-    upbit_strict.faults.clear()
-    upbit_strict.reset_stats()
-    return upbit_strict
+    return reset(upbit_strict)
 
 
 def thin_market(history: History, days: int) -> str:
