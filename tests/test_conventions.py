@@ -133,6 +133,7 @@ def test_data_dir_before_the_command(
     sim: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     there, elsewhere = tmp_path / "there", tmp_path / "elsewhere"
+    elsewhere.mkdir()  # an empty data dir (one that does not exist is refused)
     code, _, err = invoke("--data-dir", str(there), "fetch", "KRW-BTC", "--days", "1", *api(sim))
     assert code == 0, err
     assert CandleStore(there).timeframes() == [H1]

@@ -10,6 +10,7 @@ import upbit_cache
 PUBLIC = [
     "CANDLE_COLUMNS",
     "CandleStore",
+    "DamageError",
     "ExchangeError",
     "IPBlockedError",
     "InvalidMarketError",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 
-from upbit_cache.errors import StorageError, UsageError
+from upbit_cache.errors import UsageError
 from upbit_cache.store.files import DataDir, write_out
 
 
@@ -61,7 +61,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path: Path, files: s
 
 def test_write_out_to_a_folder_that_cannot_be_made(tmp_path: Path) -> None:
     (tmp_path / "file").write_bytes(b"")
-    with pytest.raises(StorageError, match="cannot write"):
+    with pytest.raises(UsageError, match="cannot write"):
         write_out(str(tmp_path / "file" / "out.csv"), lambda sink: sink.write(b"x"))
     assert sorted(os.listdir(tmp_path)) == ["file"]
 

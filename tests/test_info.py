@@ -392,12 +392,14 @@ def test_cli_json_is_the_document_and_nothing_else(gappy: CandleStore, tmp_path:
     code, out, err = invoke("KRW-BTC", "--json", "--data-dir", str(tmp_path))
     assert code == 0, err
     assert json.loads(out) == json.loads(json.dumps(to_json(inventory(gappy))))
+    (tmp_path / "empty").mkdir()
     code, out, _ = invoke("--json", "--data-dir", str(tmp_path / "empty"))
     assert code == 0
     assert json.loads(out)["series"] == [] and json.loads(out)["totals"]["bytes"] == 0
 
 
 def test_cli_empty_store_and_no_match(gappy: CandleStore, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
     code, out, _ = invoke("--data-dir", str(tmp_path / "empty"))
     assert code == 0
     assert out.strip().splitlines() == [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -54,16 +55,22 @@ def test_a_killed_screen_preps_temps_go_with_the_next_run(
     out = tmp_path / "out" / "screen.csv"
     out.parent.mkdir()
     stale = aged(out.parent / ".screen.csv.0123456789abcdef.tmp", 3600)
-    young = aged(out.parent / ".screen.csv.fedcba9876543210.tmp", 5)  # a run writing now
+    killed = aged(out.parent / ".screen.csv.0123456789abcdee.tmp", 0)  # killed just now
+    young = aged(out.parent / ".screen.csv.fedcba9876543210.tmp", 5)  # a run writing now:
+    writing = os.open(young, os.O_RDWR)  # it holds its temp file's lock
+    fcntl.flock(writing, fcntl.LOCK_EX)
     command = [sys.executable, "-m", "upbit_cache", "screen-prep", "KRW-BTC", "--days", "2"]
     command += ["--out", str(out), "--api-url", sim.url, "--data-dir", str(tmp_path / "data")]
     command += ["--rate", str(FAST_RATE)]
     screens = tmp_path / "data" / "screens"
     screens.mkdir(parents=True)
     kept_stale = aged(screens / ".0123.csv.0123456789abcdef.tmp", 3600)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    finally:
+        os.close(writing)
     assert done.returncode == 0, done.stderr
-    assert out.exists() and not stale.exists() and young.exists()
+    assert out.exists() and not stale.exists() and not killed.exists() and young.exists()
     assert kept_stale.exists()  # another table's: removed by prune, not by this run
     names = {p.name for p in screens.iterdir()}
     assert not [n for n in names if n.endswith(".tmp") and not n.startswith(".0123.")]

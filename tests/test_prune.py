@@ -116,15 +116,17 @@ def test_a_backfill_into_a_cold_span_wins_until_the_next_compaction(store_dir: P
     run_prune(store_dir)
     store = CandleStore(store_dir)
     at = to_ms("2026-10-20T00:00Z")
-    row = store.load("KRW-BTC", M1, TimeRange(at, at + 60_000)).assign(close=1.0)
+    row = store.load("KRW-BTC", M1, TimeRange(at, at + 60_000))
+    top = float(row["high"].iloc[0]) * 2  # a different candle, and still a possible one
+    row = row.assign(high=top, close=top)
     store.write("KRW-BTC", M1, row, Ranges())  # lands in a hot partition inside a cold month
     assert CandleStore(store_dir).load("KRW-BTC", M1, TimeRange(at, at + 60_000))[
         "close"
-    ].tolist() == [1.0]
+    ].tolist() == [top]
     run_prune(store_dir)
     assert CandleStore(store_dir).load("KRW-BTC", M1, TimeRange(at, at + 60_000))[
         "close"
-    ].tolist() == [1.0]
+    ].tolist() == [top]
     assert not dataset_rows(store_dir, "1m").duplicated(["market", "time"]).any()
 
 

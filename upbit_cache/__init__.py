@@ -12,6 +12,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from upbit_cache.errors import (
+    DamageError,
     ExchangeError,
     InvalidMarketError,
     InvalidRangeError,
@@ -25,9 +26,6 @@ from upbit_cache.errors import (
     UpbitCacheError,
     UsageError,
 )
-from upbit_cache.markets import validate_market
-from upbit_cache.timeframes import Timeframe
-from upbit_cache.times import TimeLike
 
 if TYPE_CHECKING:  # what type checkers see; at run time these load on first use (below)
     import pandas as pd
@@ -35,11 +33,15 @@ if TYPE_CHECKING:  # what type checkers see; at run time these load on first use
     from upbit_cache.candles import CANDLE_COLUMNS
     from upbit_cache.manager.cache import UpbitCache
     from upbit_cache.manager.scope import ScreenRequest, Shard, Window
+    from upbit_cache.markets import validate_market
     from upbit_cache.store.candle_store import CandleStore
+    from upbit_cache.timeframes import Timeframe
+    from upbit_cache.times import TimeLike
 
 __all__ = [
     "CANDLE_COLUMNS",
     "CandleStore",
+    "DamageError",
     "ExchangeError",
     "IPBlockedError",
     "InvalidMarketError",
@@ -63,7 +65,10 @@ __all__ = [
 
 # The manager and the store pull in pyarrow (and pandas on first read): import them on first
 # use only, so that a command that needs neither (a screen-prep with nothing new) starts fast.
+# The rest too: the console entry point installs its SIGTERM handler once this has run.
 _LAZY = {
+    "Timeframe": "upbit_cache.timeframes",
+    "validate_market": "upbit_cache.markets",
     "UpbitCache": "upbit_cache.manager.cache",
     "ScreenRequest": "upbit_cache.manager.scope",
     "Shard": "upbit_cache.manager.scope",

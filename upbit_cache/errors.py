@@ -7,6 +7,7 @@
     │   ├── InvalidTimeframeError   not one of the supported timeframes
     │   └── InvalidRangeError       bad dates, --since after --until
     ├── StorageError                the data dir cannot be used (exit 2)
+    │   ├── DamageError             a damaged file or record, or a hole (exit 1, as verify)
     │   └── WriteConflict           another writer replaced a file first (merged again)
     └── ExchangeError               Upbit (or the network) failed us (exit 1)
         ├── ResponseFormatError     an answer that is not what the API sheet says
@@ -53,6 +54,22 @@ class StorageError(UpbitCacheError):
     """The data dir cannot be read or written."""
 
     exit_code = 2
+
+
+class DamageError(StorageError):
+    """Something the store holds is damaged: a data file that is not what its place says,
+    a listed file that is gone, a record that cannot be trusted. The message names it and
+    ends with "run `upbit-cache verify --repair`"; `path`, `kind` (verify's name for it) and
+    `detail` say the same for code. Exit 1, as `verify` exits when it finds damage."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, path: str = "", kind: str = "", detail: str = "") -> None:
+        super().__init__(message)
+        self.path, self.kind, self.detail = path, kind, detail
+
+    def __reduce__(self) -> tuple[type[DamageError], tuple[str, str, str, str]]:
+        return type(self), (str(self), self.path, self.kind, self.detail)
 
 
 class WriteConflict(StorageError):

@@ -41,12 +41,27 @@ def validate_quote(quote: str) -> str:
     return candidate
 
 
-def read_market_list(text: str) -> list[str]:
+def read_market_list(text: str | bytes, source: str = "the markets file") -> list[str]:
     """The markets of a list such as `--markets-file` gives: one a line (commas and spaces
-    also separate them); blank lines and `#` comments are skipped. Each is validated."""
+    also separate them); blank lines and `#` comments are skipped. Each is validated.
+
+    Bytes are read as UTF-8, a byte-order mark at the start skipped (as some editors on
+    Windows write it); anything else (another encoding, a binary file) is refused with a
+    line saying where, named by `source`.
+    """
+    if isinstance(text, bytes):
+        if b"\0" in text:
+            raise InvalidMarketError(f"{source} is not text (it holds NUL bytes): give a list")
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            bad = text[exc.start]
+            raise InvalidMarketError(
+                f"{source} is not UTF-8 text (byte 0x{bad:02x} at offset {exc.start})"
+            ) from None
     found = []
-    for line in text.splitlines():
+    for line in text.removeprefix("\ufeff").splitlines():
         found += line.partition("#")[0].replace(",", " ").split()
     if not found:
-        raise InvalidMarketError("the markets file names no market")
+        raise InvalidMarketError(f"{source} names no market")
     return validate_markets(found)

@@ -9,12 +9,13 @@ where it lands among those lines (`>> log 2>&1`); stdout is otherwise never touc
 
 from __future__ import annotations
 
-import os
 import sys
-import time
 from dataclasses import dataclass
 from typing import TextIO
 
+from upbit_cache.cli.stamp import identity as _identity
+from upbit_cache.cli.stamp import lines as _lines
+from upbit_cache.cli.stamp import unstamped as _unstamped
 from upbit_cache.errors import UsageError
 
 PROG = "upbit-cache"
@@ -40,33 +41,13 @@ def print_report(text: str) -> None:
 
 
 def _write(stream: TextIO, message: str, stamped: bool) -> None:
-    prefix = time.strftime("%Y-%m-%dT%H:%M:%SZ ", time.gmtime()) if stamped else ""
-    stream.write("".join(f"{prefix}{line}\n" for line in message.splitlines() or [""]))
+    stream.write(_lines(message, stamped))
     stream.flush()
-
-
-def _unstamped(stream: TextIO) -> bool:
-    if stream.isatty():
-        return True
-    # systemd names the journal's stream in JOURNAL_STREAM ("device:inode"); a child whose
-    # stderr was redirected elsewhere inherits the variable, hence the comparison.
-    journal = os.environ.get("JOURNAL_STREAM")
-    identity = _identity(stream)
-    return bool(journal) and identity is not None and journal == f"{identity[0]}:{identity[1]}"
 
 
 def _same_file(one: TextIO, other: TextIO) -> bool:
     found = _identity(one)
     return found is not None and found == _identity(other)
-
-
-def _identity(stream: TextIO) -> tuple[int, int] | None:
-    """The (device, inode) of the file behind `stream`; None for an in-memory buffer."""
-    try:
-        found = os.fstat(stream.fileno())
-    except (OSError, ValueError):  # not a real file (a test runner's buffer), or closed
-        return None
-    return found.st_dev, found.st_ino
 
 
 @dataclass(frozen=True)

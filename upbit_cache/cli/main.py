@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
@@ -25,6 +24,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from upbit_cache.cli import options as opt
+from upbit_cache.cli import stop
 from upbit_cache.cli.log import PROG, Log, error, print_report, say
 from upbit_cache.cli.render import (
     derive_lines,
@@ -189,22 +189,21 @@ def main(
     ctx.obj = opt.Before(data_dir)
 
 
-# Set by the console entry point's SIGTERM handler (see cli/__init__.py).
-terminated = threading.Event()
-
-
 @contextmanager
 def _one_line_errors() -> Iterator[None]:
-    """Turn the library's errors into `upbit-cache: error: ...` and its exit code."""
-    try:
-        yield
-    except UpbitCacheError as exc:
-        error(str(exc))
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        signal_name, code = ("SIGTERM", 143) if terminated.is_set() else ("interrupted", 130)
-        say(f"upbit-cache: stopped ({signal_name}); what was fetched is kept")  # even with -q
-        raise typer.Exit(code) from None
+    """A command's work: the library's errors become `upbit-cache: error: ...` and its exit
+    code; Ctrl-C (130) and SIGTERM (143, see cli/stop.py) stop it, and it says so."""
+    with stop.working():
+        try:
+            yield
+        except UpbitCacheError as exc:
+            error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            sigterm = stop.terminated()
+            say(stop.STOPPED if sigterm else stop.INTERRUPTED)  # even with -q
+            stop.reported()
+            raise typer.Exit(stop.SIGTERM_EXIT if sigterm else stop.INTERRUPTED_EXIT) from None
 
 
 def _warn_horizon(report: SyncReport | None) -> None:
@@ -362,19 +361,24 @@ async def _watch(events: AsyncGenerator[LiveEvent, None], show: Callable[[LiveEv
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
-    stop = {"why": "interrupted"}
+    why = {"why": "interrupted"}
 
     def terminate() -> None:
-        stop["why"] = "SIGTERM"
-        task.cancel()
+        if why["why"] != "SIGTERM":  # once: a second would cut the stream's cleanup short
+            why["why"] = "SIGTERM"
+            task.cancel()
 
-    loop.add_signal_handler(signal.SIGTERM, terminate)
-    try:
-        async with contextlib.aclosing(events):
-            async for item in events:
-                show(item)
-    except asyncio.CancelledError:
-        return stop["why"]
+    # The entry point's handler calls this instead of interrupting (signal-safe); without it
+    # (the app called from Python), the loop's own handler, as long as the loop runs.
+    with stop.instead(lambda: loop.call_soon_threadsafe(terminate)) as handled:
+        if not handled:
+            loop.add_signal_handler(signal.SIGTERM, terminate)
+        try:
+            async with contextlib.aclosing(events):
+                async for item in events:
+                    show(item)
+        except asyncio.CancelledError:
+            return why["why"]
     return "stream ended"
 
 
@@ -520,7 +524,9 @@ def export_command(
         if markets_file is not None:
             if names or quote:
                 raise UsageError("give markets, --quote or --markets-file, one of them")
-            names = read_market_list(markets_file.read())
+            source = getattr(markets_file, "name", "-")
+            source = "stdin" if source in ("-", "<stdin>") else source
+            names = read_market_list(markets_file.read(), f"the markets file {source}")
         output = guess_format(out, fmt)
         cache = _cache(data_dir, log, api_url, rate, lock_timeout=lock_timeout)
         with progress_for(sys.stderr, quiet, verbose) as progress:

@@ -69,10 +69,13 @@ def timeframes(given: list[str] | None, default: str) -> list[Timeframe]:
 
 def one_timeframe(given: list[str] | None, default: str, command: str) -> Timeframe:
     """The one timeframe a command takes; a second -t is refused, not silently dropped."""
-    names = [n for text in given or [default] for n in text.split(",") if n.strip()]
+    text = ",".join(given or [default])
+    names = [n.strip() for n in text.split(",")]
     if len(names) > 1:
+        if not all(names):
+            Timeframe.parse_list(text)  # refuses the empty item, as every -t does
         raise UsageError(f"{command} takes one timeframe (-t), not {', '.join(names)}")
-    return Timeframe.parse(names[0] if names else "")
+    return Timeframe.parse(text)
 
 
 DataDir = Annotated[
@@ -354,12 +357,12 @@ Top = Annotated[
 
 # export
 MarketsFile = Annotated[
-    typer.FileText | None,
+    typer.FileBinaryRead | None,
     typer.Option(
         "--markets-file",
         metavar="FILE",
-        help="Read the markets from FILE (- for stdin): one a line; blank lines and # comments "
-        "are skipped.",
+        help="Read the markets from FILE (- for stdin), UTF-8: one a line; blank lines and "
+        "# comments are skipped.",
         show_default=False,
     ),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from upbit_cache.errors import UsageError
 
@@ -42,14 +43,45 @@ class ClientConfig:
     ) -> ClientConfig:
         """Explicit arguments win, then UPBIT_API_URL / UPBIT_WS_URL, then the defaults;
         UPBIT_SECONDS_HORIZON_DAYS sets how far back Upbit keeps 1s candles,
-        UPBIT_SETTLE_SECONDS how long after a period's end its candle is final."""
+        UPBIT_SETTLE_SECONDS how long after a period's end its candle is final.
+
+        A URL that is not one (no scheme of its kind, no host, an empty one given) is a
+        UsageError here, before any request: retrying it would only take time."""
+        rest = _given(api_url, "UPBIT_API_URL", DEFAULT_API_URL)
+        stream = _given(ws_url, "UPBIT_WS_URL", DEFAULT_WS_URL)
         return cls(
-            api_url=(api_url or os.environ.get("UPBIT_API_URL") or DEFAULT_API_URL).rstrip("/"),
+            api_url=check_url(rest, "--api-url", DEFAULT_API_URL).rstrip("/"),
             rate=rate if rate is not None else DEFAULT_RATE,
-            ws_url=ws_url or os.environ.get("UPBIT_WS_URL") or DEFAULT_WS_URL,
+            ws_url=check_url(stream, "--ws-url", DEFAULT_WS_URL),
             seconds_horizon_days=_days(os.environ.get(_HORIZON_ENV)),
             settle=_settle(os.environ.get(_SETTLE_ENV)),
         )
+
+
+def _given(argument: str | None, env: str, default: str) -> str:
+    """The argument if given (even empty: a mistake to refuse, not to pass over), else the
+    variable's value if set and not empty, else `default`."""
+    return argument if argument is not None else os.environ.get(env) or default
+
+
+def check_url(url: str, option: str, example: str) -> str:
+    """`url` if it is an absolute URL of `example`'s kind (http(s)://, or ws(s):// for a
+    WebSocket) with a host and, if any, a numeric port; else a UsageError naming `option`."""
+    schemes = ("ws", "wss") if example.startswith("ws") else ("http", "https")
+    refused = UsageError(
+        f"{option} must be a URL such as {example} ({' or '.join(f'{s}://' for s in schemes)} "
+        f"and a host), not {url!r}"
+    )
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise refused
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError:
+        raise refused from None
+    if parts.scheme.lower() not in schemes or not parts.hostname:
+        raise refused
+    return url
 
 
 _HORIZON_ENV = "UPBIT_SECONDS_HORIZON_DAYS"

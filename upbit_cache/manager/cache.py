@@ -26,7 +26,7 @@ from upbit_cache.markets import validate_market, validate_markets
 from upbit_cache.ranges import EARLIEST, LATEST, TimeRange
 from upbit_cache.store import screens
 from upbit_cache.store.files import DataDir
-from upbit_cache.store.formats import Format, refuse_terminal
+from upbit_cache.store.formats import Format, check_output
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import TimeLike, check_timezone, now_ms, to_ms
 
@@ -251,6 +251,7 @@ class UpbitCache:
         from upbit_cache.manager.derive import resample_store
 
         source = _timeframe(base) if base is not None else None
+        self.files.require()
         return asyncio.run(resample_store(self.store, markets, _timeframes(timeframes), source))
 
     def screen_prep(
@@ -269,7 +270,9 @@ class UpbitCache:
         (one request for Upbit's clock, no Parquet read).
         """
         tz = check_timezone(tz)
-        refuse_terminal(out, fmt)  # before anything is fetched or copied out
+        check_output(out, fmt)  # before anything is fetched or copied out
+        if not request.refresh:
+            self.files.require()
         keepable = request.refresh and not request.include_open
         name = key(request, fmt, tz)
 
@@ -338,7 +341,9 @@ class UpbitCache:
 
         tfs = _timeframes(timeframes)
         zone = check_timezone(tz)
-        refuse_terminal(out, fmt)  # before anything is fetched
+        check_output(out, fmt)  # before anything is fetched
+        if not refresh:
+            self.files.require()
         window = window or Window()
         began = time.monotonic()
         store = self._new_store()  # every file is read once: memory would only cost
@@ -365,6 +370,7 @@ class UpbitCache:
         """Compact old hot partitions, apply retention, clear leftovers (`now`: for that time)."""
         from upbit_cache.manager.prune import prune
 
+        self.files.require()
         store = self._new_store()  # every file is read once: memory would only cost
         at = to_ms(now) if now is not None else None
         return asyncio.run(prune(store, policy, now=at, dry_run=dry_run))
@@ -383,6 +389,7 @@ class UpbitCache:
 
         wanted = validate_markets(markets) or None
         chosen = _timeframes(timeframes) if timeframes is not None else None
+        self.files.require()
         return inventory(self._new_store(), chosen, wanted, unreadable)
 
     def verify(
@@ -410,6 +417,7 @@ class UpbitCache:
         spend = DEFAULT_BUDGET if budget is None else budget
         if spend < 1:
             raise UsageError(f"the request budget must be at least 1, not {spend}")
+        self.files.require()
 
         async def run() -> VerifyReport:
             if not upbit:

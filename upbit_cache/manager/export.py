@@ -20,7 +20,7 @@ from upbit_cache.manager.derive import load_any
 from upbit_cache.manager.fetch import SyncReport
 from upbit_cache.manager.scope import DEFAULT_QUOTE, of_quote, selection
 from upbit_cache.markets import validate_quote
-from upbit_cache.ranges import TimeRange
+from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.store.formats import Format
@@ -88,16 +88,35 @@ def export(
     """Write the candles of `span` to `out`: market after market, for each the timeframes in
     the order given, each ascending by time; `fill` adds a candle for every period without
     trades between a series' first and last candle (the previous close, zero volume)."""
-    tables = (t for m in markets for tf in timeframes for t in series(store, m, tf, span, fill))
+    # Every record first: one that cannot be trusted fails the export before it writes a
+    # row (a damaged data file is met as it is read, and cuts the output there, exit 1).
+    known = {(m, tf): recorded(store, m, tf) for m in markets for tf in timeframes}
+    tables = (
+        t
+        for m in markets
+        for tf in timeframes
+        for t in series(store, m, tf, span, fill, known[m, tf])
+    )
     written = write_stream(tables, EXPORT_SCHEMA, out, fmt, tz)
     return ExportReport(list(markets), list(timeframes), span, written.rows, written.bytes, out=out)
 
 
+def recorded(store: CandleStore, market: str, tf: Timeframe) -> dict[Timeframe, Ranges]:
+    """What is fetched of `tf` and of each timeframe it can be derived from."""
+    return {b: store.fetched(b, market) for b in (tf, *tf.divisors())}
+
+
 def series(
-    store: CandleStore, market: str, tf: Timeframe, span: TimeRange, fill: bool = False
+    store: CandleStore,
+    market: str,
+    tf: Timeframe,
+    span: TimeRange,
+    fill: bool = False,
+    fetched: dict[Timeframe, Ranges] | None = None,
 ) -> Iterator[pa.Table]:
-    """One series' rows of `span` in EXPORT_SCHEMA, a bounded span at a time."""
-    fetched = {b: store.fetched(b, market) for b in (tf, *tf.divisors())}
+    """One series' rows of `span` in EXPORT_SCHEMA, a bounded span at a time (`fetched`:
+    its `recorded`, if read already)."""
+    fetched = fetched if fetched is not None else recorded(store, market, tf)
     native, bases = fetched[tf], [b for b in tf.divisors() if fetched[b]]
     known = [h for h in (r.hull for r in fetched.values()) if h is not None]
     if not known:

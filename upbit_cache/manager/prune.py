@@ -69,11 +69,16 @@ async def prune(
                 try:
                     edit = SeriesEditor(store, tf, market, dry_run)
                     keep = policy.keep_for(tf)
-                    if keep is not None:
-                        report.changes += edit.retain(tf.floor_one(now - keep))
-                    report.changes += edit.compact(now - policy.compact_after_ms)
+                    keep_cutoff = tf.floor_one(now - keep) if keep is not None else None
+                    compact_cutoff = now - policy.compact_after_ms
+                    # Damage anywhere prune would read leaves the whole series as it is (for
+                    # verify to find), never compacted or retained around, nor dropped.
+                    edit.check(keep_cutoff, compact_cutoff)
+                    if keep_cutoff is not None:
+                        report.changes += edit.retain(keep_cutoff)
+                    report.changes += edit.compact(compact_cutoff)
                 except StorageError as exc:  # one bad file skips its series, not the store
-                    report.skipped.append(f"{tf} {market}: {exc}")
+                    report.skipped.append(f"{tf} {market}: left as it is: {exc}")
                 # Safe under the lock: nobody is writing this (timeframe, market) now.
                 report.temp_files += clear(store, series_leftovers(store, tf, market), dry_run)
     # Two clocks, never mixed: candle times are aged against `now` (this host's clock unless

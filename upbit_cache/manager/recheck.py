@@ -24,7 +24,7 @@ from upbit_cache.candles import in_span, times_ms
 from upbit_cache.collector.checks import BadAnswer, check_page
 from upbit_cache.collector.client import MAX_PAGE, UpbitClient
 from upbit_cache.collector.quiet import Evidence, Refuted, prove_quiet
-from upbit_cache.errors import ResponseFormatError
+from upbit_cache.errors import DamageError, ResponseFormatError
 from upbit_cache.manager.info import quiet_runs
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store.candle_store import CandleStore
@@ -124,8 +124,12 @@ def _plan(
         for market in store.markets(tf):
             if markets and market not in markets:
                 continue
-            native = store.record(tf, market).native
-            if not native:
+            try:
+                native = store.record(tf, market).native
+                times = times_ms(store.load_table(market, tf)).to_numpy() if native else None
+            except DamageError:
+                continue  # the file checks report it; Upbit cannot say more of damage
+            if not native or times is None:
                 continue
             report.series += 1
             start, end = native.intervals[-1]
@@ -133,7 +137,6 @@ def _plan(
             if count > 0:
                 span = TimeRange(tf.shift_one(end, -count), end)
                 newest.append(_Check(tf, market, "newest", span, count))
-            times = times_ms(store.load_table(market, tf)).to_numpy()
             _, runs, _ = quiet_runs(tf, native, np.unique(times))
             for lo, hi in runs:
                 periods = tf.count_periods(lo, hi)

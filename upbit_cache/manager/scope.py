@@ -20,6 +20,7 @@ from upbit_cache.times import TimeLike, iso, parse_timerange, relative_ms, to_ms
 DEFAULT_DAYS = 30.0
 MAX_DAYS = 36_500  # 100 years: more is a typo, and Upbit opened in 2017
 DEFAULT_QUOTE = "KRW"
+UPBIT_OPENED = 1_483_228_800_000  # 2017-01-01T00:00Z: Upbit opened that October; no candle before
 
 
 def of_quote(names: Iterable[str], quote: str | None) -> list[str]:
@@ -114,6 +115,8 @@ class Window:
             if days is not None:
                 raise UsageError("give --days or --timerange, not both")
             start, end = parse_timerange(timerange)
+            _not_before_upbit(start, "--timerange", timerange)
+            _not_before_upbit(end, "--timerange", timerange)
             # An open start (`-20250701`) is the beginning of each market's history.
             return cls(0 if start is None else start, end)
         if until is not None and since is None:
@@ -121,11 +124,15 @@ class Window:
         start_ago, end_ago = _ago(since), _ago(until)
         if start_ago is None and end_ago is None:
             start, end = parse_span(since, until, ("--since", "--until"))
+            _not_before_upbit(start, "--since", since)
+            _not_before_upbit(end, "--until", until)
             return cls(start, end, days)
         if start_ago is not None and end_ago is not None and start_ago <= end_ago:
             raise InvalidRangeError(f"--since {since} is not before --until {until}")
         start = to_ms(since) if since is not None and start_ago is None else None
         end = to_ms(until) if until is not None and end_ago is None else None
+        _not_before_upbit(start, "--since", since)
+        _not_before_upbit(end, "--until", until)
         return cls(start, end, days, start_ago, end_ago)
 
     def span_at(self, now: int) -> TimeRange:
@@ -147,6 +154,16 @@ class Window:
         if end <= start:
             raise InvalidRangeError(f"the range is empty: from {iso(start)} to {iso(end)}")
         return TimeRange(start, end)
+
+
+def _not_before_upbit(ms: int | None, option: str, given: TimeLike | None) -> None:
+    """Refuse a time someone typed that is before Upbit opened: a typo (`0001-01-01`) that
+    would otherwise be sent to Upbit. A market's whole history is an open start instead."""
+    if ms is not None and ms < UPBIT_OPENED:
+        raise InvalidRangeError(
+            f"{option} {given} is before Upbit opened: give a time from {iso(UPBIT_OPENED)[:10]} "
+            "on (--timerange -YYYYMMDD starts at each market's listing)"
+        )
 
 
 def _ago(value: TimeLike | None) -> int | None:

@@ -14,5 +14,8 @@ from upbit_cache.store.locks import HostCell
 
 
 def new_client(config: ClientConfig) -> UpbitClient:
-    """A client (use with `async with`) whose candle requests share the host's budget."""
-    return UpbitClient(config, schedule=SharedSchedule(HostCell.for_api(config.api_url)))
+    """A client (use with `async with`) whose candle requests share the host's budget; a
+    runtime dir that cannot hold that budget's file fails here, before any request."""
+    cell = HostCell.for_api(config.api_url)
+    cell.check()
+    return UpbitClient(config, schedule=SharedSchedule(cell))

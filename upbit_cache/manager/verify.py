@@ -1,10 +1,11 @@
 """`verify`: check the store against its records, and with `repair`, make it whole again.
 
-Each series is checked under its writer lock, so a fetch or prune running at the same time
-is never mistaken for damage. The checks and the repair are the store's (`store/audit.py`);
-a repaired span is fetched again by the next `fetch` of a window that includes it. With a
-client (`verify --upbit`), Upbit is then asked again about what the records believe
-(recheck.py).
+Each series is checked under its lock, so a fetch or prune running at the same time is never
+mistaken for damage: a reader's (shared) lock, which needs no write, so that a store this
+process may only read can be checked too; the writer's with `repair`. The checks and the
+repair are the store's (`store/audit.py`); a repaired span is fetched again by the next
+`fetch` of a window that includes it. With a client (`verify --upbit`), Upbit is then asked
+again about what the records believe (recheck.py).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ async def verify(
         for market in store.stored_markets(tf):
             if markets and market not in markets:
                 continue
-            async with store.lock(tf, market):
+            async with store.lock(tf, market, shared=not repair):
                 audit = audit_series(store, tf, market)
                 if repair and (audit.problems or audit.unlisted):
                     report.moved += repair_series(store, audit, stamp)

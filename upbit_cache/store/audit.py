@@ -1,43 +1,36 @@
 """The file checks behind `verify`: one series' files against its record, and the repair.
 
-Every data file is read from disk (never from memory) and checked: readable Parquet, the
-candle schema, every row inside the file's own partition, no time twice, no impossible value
-(candles.impossible_values), every row inside a recorded range. A file the record lists but
-the disk lacks is missing. The repair moves each bad file to `<data-dir>/quarantine/` and
-takes its span out of the record (a missing file's too), so the next fetch asks for exactly
-those spans again; valid files the record does not list yet (written before it listed
-files) are adopted. The caller holds the series' writer lock.
+Every data file is read from disk (never from memory) and checked with the checks every
+reader makes (checks.py: readable Parquet, the candle schema, every row inside the file's own
+partition, times sorted and each once, no impossible value), then against the record: every
+row inside a recorded range. A file the record lists but the disk lacks is missing. A record
+that cannot be read, or claims ranges after now, is damaged. The repair moves each bad file
+to `<data-dir>/quarantine/` and takes its span out of the record (a missing file's too), so
+the next fetch asks for exactly those spans again; a damaged record is quarantined (its series
+is fetched again). Valid files the record does not list yet (written before it listed files)
+are adopted. The caller holds the series' writer lock.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from upbit_cache.candles import CANDLE_SCHEMA, impossible_values, in_ranges, times_ms
-from upbit_cache.errors import StorageError
+from upbit_cache.candles import in_ranges, times_ms
+from upbit_cache.errors import DamageError
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.candle_store import CandleStore
+from upbit_cache.store.checks import FileDamage, check_record
 from upbit_cache.store.files import StoredFile
 from upbit_cache.store.records import Record, read_record
 from upbit_cache.timeframes import Timeframe
+from upbit_cache.times import now_ms
 from upbit_cache.words import plural
 
-Kind = Literal[
-    "unreadable",
-    "wrong schema",
-    "wrong partition",
-    "duplicate times",
-    "impossible values",
-    "rows outside recorded ranges",
-    "missing",
-    "damaged record",
-]
+Kind = Literal[FileDamage, "rows outside recorded ranges", "missing", "damaged record"]
 
 
 @dataclass(frozen=True)
@@ -75,27 +68,26 @@ def audit_series(store: CandleStore, tf: Timeframe, market: str) -> SeriesAudit:
     record_path = layout.fetched_file(store.root, tf, market)
     try:
         record = read_record(store.files, record_path)
-    except StorageError as exc:
-        audit.problems.append(Problem(tf, market, "damaged record", record_path, str(exc)))
-        record = Record()
+        record = check_record(record_path, record, now_ms(), lambda: store.written_ms(record_path))
+    except DamageError as exc:
+        audit.problems.append(Problem(tf, market, "damaged record", record_path, exc.detail))
+        record = Record()  # trusted for nothing: every file is checked as vouched by none
     on_disk = {f.path: f for f in store.data_files(tf, market)}
     for path, found in on_disk.items():
         audit.files += 1
         # Provisional rows (a period not settled when fetched) are listed, not orphans.
         vouched = record.fetched.union(record.provisional)
-        problem = _check_file(store, tf, market, found, vouched)
-        if problem is not None:
-            audit.problems.append(problem)
+        checked = _check_file(store, tf, market, found, vouched)
+        if isinstance(checked, Problem):
+            audit.problems.append(checked)
         else:
-            audit.rows += _rows(store, found)
+            audit.rows += checked
             if layout.in_series(store.root, tf, market, path) not in record.files:
                 audit.unlisted.append(path)
-    for name in sorted(record.files):
-        path = layout.series_path(store.root, tf, market, name)
-        if path not in on_disk and record.fetched.clip(layout.file_span(tf, path)):
-            audit.problems.append(
-                Problem(tf, market, "missing", path, "listed in the record, not on disk")
-            )
+    for path in store.missing_files(tf, market, record, list(on_disk.values())):
+        audit.problems.append(
+            Problem(tf, market, "missing", path, "listed in the record, not on disk")
+        )
     return audit
 
 
@@ -133,39 +125,24 @@ def repair_series(store: CandleStore, audit: SeriesAudit, stamp: str) -> list[st
 
 def _check_file(
     store: CandleStore, tf: Timeframe, market: str, found: StoredFile, fetched: Ranges
-) -> Problem | None:
+) -> Problem | int:
+    """What is wrong with one data file, or its number of rows."""
+
     def problem(kind: Kind, detail: str) -> Problem:
         return Problem(tf, market, kind, found.path, detail)
 
     try:
-        with store.files.open_input(found.path) as source:
-            table = pq.ParquetFile(source).read()
-    except (OSError, pa.ArrowException) as exc:
-        return problem("unreadable", f"{found.bytes} bytes: {exc}")
-    if table.schema.names != CANDLE_SCHEMA.names:
-        return problem("wrong schema", f"columns {', '.join(table.schema.names)}")
-    try:
-        table = table.cast(CANDLE_SCHEMA)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-        return problem("wrong schema", str(exc))
-    times = times_ms(table).to_numpy()
-    span = layout.file_span(tf, found.path)
-    if len(times) and (times.min() < span.start or times.max() >= span.end):
-        return problem("wrong partition", "rows outside the span its folder names")
-    if len(np.unique(times)) != len(times):
-        return problem("duplicate times", f"{len(times) - len(np.unique(times))} repeated")
-    why = impossible_values(table)
-    if why is not None:
-        return problem("impossible values", f"a candle with {why}")
-    outside = _outside(times, fetched)
+        table = store.check_file(found)  # the checks every reader makes
+    except DamageError as exc:
+        if exc.kind == "unreadable":
+            return problem("unreadable", f"{found.bytes} bytes: {exc.detail}")
+        return problem(cast("FileDamage", exc.kind), exc.detail)
+    except FileNotFoundError:  # listed a moment ago, under the lock: another host's doing
+        return problem("unreadable", "removed while it was checked")
+    outside = _outside(times_ms(table).to_numpy(), fetched)
     if outside:
         return problem("rows outside recorded ranges", f"{plural(outside, 'row')} nobody recorded")
-    return None
-
-
-def _rows(store: CandleStore, found: StoredFile) -> int:
-    with store.files.open_input(found.path) as source:
-        return int(pq.ParquetFile(source).metadata.num_rows)
+    return table.num_rows
 
 
 def _outside(times: np.ndarray, fetched: Ranges) -> int:

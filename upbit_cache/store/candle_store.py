@@ -22,14 +22,16 @@ from upbit_cache.candles import (
     times_ms,
     to_table,
 )
-from upbit_cache.errors import StorageError, UpbitCacheError, WriteConflict
+from upbit_cache.errors import DamageError, StorageError, UpbitCacheError, WriteConflict
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store import layout
+from upbit_cache.store.checks import check_record, decode, missing_file
 from upbit_cache.store.files import DataDir, StoredFile
 from upbit_cache.store.locks import WriterLock
 from upbit_cache.store.migrate import migrate
 from upbit_cache.store.records import Record, read_record, write_record
 from upbit_cache.timeframes import Timeframe
+from upbit_cache.times import now_ms
 
 HOT_ROW_GROUP = 4_096
 COLD_ROW_GROUP = 10_080  # a week of 1m candles
@@ -101,10 +103,13 @@ class CandleStore:
         """Fail early, with the path in the message, if nothing can be written here."""
         self.files.ensure_writable()
 
-    def lock(self, tf: Timeframe, market: str) -> WriterLock:
-        """The writer lock of one (timeframe, market)."""
+    def lock(self, tf: Timeframe, market: str, *, shared: bool = False) -> WriterLock:
+        """The writer lock of one (timeframe, market); `shared`: a reader's, which keeps
+        writers out and needs no write (see DataDir.lock)."""
         path = layout.lock_file(self.root, tf, market)
-        return self.files.lock(path, f"{tf} {market}", self.lock_timeout, self._waiting)
+        return self.files.lock(
+            path, f"{tf} {market}", self.lock_timeout, self._waiting, shared=shared
+        )
 
     def _waiting(self, what: str) -> None:
         if self._on_lock_wait is not None and not self._told:
@@ -118,10 +123,17 @@ class CandleStore:
     def record(self, tf: Timeframe, market: str, *, for_update: bool = False) -> Record:
         """Everything recorded of this (timeframe, market): fetched ranges, derivation.
 
-        `for_update`: read by a writer that will `set_record` from it (see `write`).
+        `for_update`: read by a writer that will `set_record` from it (see `write`). A record
+        that cannot be read, or claims ranges after now, is a DamageError (checks.py).
         """
         path = layout.fetched_file(self.root, tf, market)
-        return read_record(self.files, path, for_update=for_update)
+        record = read_record(self.files, path, for_update=for_update)
+        return check_record(path, record, now_ms(), lambda: self.written_ms(path))
+
+    def written_ms(self, path: str) -> int | None:
+        """When the file at `path` was last written, by the data dir's clock (None: gone)."""
+        found = self.files.stat(path)
+        return found.mtime_ms if found is not None else None
 
     def markets(self, tf: Timeframe) -> list[str]:
         """Markets with any fetched range recorded for this timeframe."""
@@ -149,10 +161,7 @@ class CandleStore:
                 missing = {path: missing.get(path, 0) + 1 for path in gone}
                 hole = next((path for path, n in missing.items() if n > _GONE_ATTEMPTS), None)
                 if hole is not None:
-                    raise StorageError(
-                        f"{tf} {market}: {hole} is listed in its record but gone (a hole); "
-                        "run `upbit-cache verify --repair`"
-                    )
+                    raise _hole(tf, market, hole)
                 if not gone:
                     break
             except FileNotFoundError:
@@ -261,10 +270,7 @@ class CandleStore:
         if old is None and layout.in_series(self.root, tf, market, final) in listed:
             # Writing the new rows alone would make the hole permanent: the record says the
             # old ones are here.
-            raise StorageError(
-                f"{tf} {market}: {final} is listed in its record but gone (a hole); "
-                "run `upbit-cache verify --repair`"
-            )
+            raise _hole(tf, market, final)
         # Old rows first, so that for a repeated time the new row wins.
         merged = dedupe_by_time(new if old is None else pa.concat_tables([old, new]))
         self.put_file(final, merged)
@@ -276,7 +282,7 @@ class CandleStore:
             found = self.files.stat(path)
             return self._read(found) if found is not None else None
         raw = self.files.read_for_update(path)
-        return _decode(path, lambda: pa.BufferReader(raw)) if raw is not None else None
+        return decode(path, lambda: pa.BufferReader(raw)) if raw is not None else None
 
     def _clear_leftovers(self, final: str) -> None:
         """Remove temp files a killed writer left beside `final`, once per file and process.
@@ -377,10 +383,27 @@ class CandleStore:
         except FileNotFoundError as exc:
             raise StorageError(f"cannot read {found.path}: it was removed meanwhile") from exc
 
+    def check_file(self, found: StoredFile) -> pa.Table:
+        """One data file read from disk, never from memory, and checked (checks.py): what
+        `verify` reads. A DamageError says what is wrong with it."""
+        return decode(found.path, lambda: self.files.open_input(found.path))
+
+    def missing_files(
+        self, tf: Timeframe, market: str, record: Record, on_disk: list[StoredFile] | None = None
+    ) -> list[str]:
+        """Files `record` lists, with rows of a fetched span, that are not on disk (`on_disk`:
+        the series' files, if listed already): holes. For a caller holding the series' lock
+        (a reader without it may meet a compaction in flight)."""
+        on_disk = self.data_files(tf, market) if on_disk is None else on_disk
+        have = {layout.in_series(self.root, tf, market, f.path) for f in on_disk}
+        paths = [layout.series_path(self.root, tf, market, n) for n in sorted(record.files - have)]
+        return [p for p in paths if record.fetched.clip(layout.file_span(tf, p))]
+
     def _read(self, found: StoredFile) -> pa.Table:
+        # From memory a table is served as it was checked when read (or made by a write).
         table = self.cache.get(found.path, found.version)
         if table is None:
-            table = _decode(found.path, lambda: self.files.open_input(found.path))
+            table = decode(found.path, lambda: self.files.open_input(found.path))
             self.cache.put(found.path, found.version, table, read=True)
         return table
 
@@ -457,18 +480,9 @@ def write_parquet(table: pa.Table, sink: IO[bytes] | pa.NativeFile, tier: layout
     )
 
 
-def _decode(path: str, source: Callable[[], pa.NativeFile]) -> pa.Table:
-    """A data file's candles; a damaged file is a StorageError naming it (FileNotFoundError
-    passes: a file removed meanwhile is for the caller to look for again)."""
-    try:
-        with source() as opened:
-            return pq.ParquetFile(opened).read().cast(CANDLE_SCHEMA)
-    except FileNotFoundError:
-        raise
-    except (OSError, pa.ArrowException) as exc:
-        raise StorageError(
-            f"cannot read {path} ({exc}); run `upbit-cache verify --repair`"
-        ) from exc
+def _hole(tf: Timeframe, market: str, path: str) -> DamageError:
+    named = missing_file(path)
+    return DamageError(f"{tf} {market}: {named}", path, named.kind, named.detail)
 
 
 def _path(found: StoredFile) -> str:

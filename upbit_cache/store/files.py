@@ -15,7 +15,9 @@ loads when anything else is asked (listing, deleting, Parquet reads).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import re
 import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from upbit_cache.errors import StorageError, UsageError, WriteConflict
-from upbit_cache.store.datadir import default_data_dir
+from upbit_cache.store.datadir import check_location, default_data_dir
 from upbit_cache.store.layout import TEMP_SUFFIX, temp_path
 from upbit_cache.store.locks import FileLock, WriterLock
 from upbit_cache.store.objects import ABSENT, ObjectClient
@@ -97,8 +99,11 @@ class DataDir:
 
     @classmethod
     def open(cls, location: str | os.PathLike[str] | None = None) -> DataDir:
-        """The data dir at a local path or URI; None: UPBIT_CACHE_DIR or the user data dir."""
-        text = os.fspath(location if location is not None else default_data_dir())
+        """The data dir at a local path or URI; None: UPBIT_CACHE_DIR or the user data dir.
+
+        A name that cannot be one (empty, not UTF-8, control characters) is a UsageError.
+        """
+        text = check_location(os.fspath(location if location is not None else default_data_dir()))
         if "://" not in text:
             found = cls(None, _local_path(text))
         else:
@@ -300,18 +305,45 @@ class DataDir:
         what: str = "",
         timeout: float | None = None,
         on_wait: Callable[[str], None] | None = None,
+        *,
+        shared: bool = False,
     ) -> WriterLock:
         """An exclusive writer lock named by `path`: a `flock` on a local disk, a lease
-        object on S3 (it holds across hosts), none elsewhere (one writer at a time)."""
+        object on S3 (it holds across hosts), none elsewhere (one writer at a time).
+
+        `shared`: a reader's lock, which keeps writers out but needs no write on a local
+        disk (see FileLock); on S3 it is the writer's lease.
+        """
         if self.conditional:
             from upbit_cache.store.lease import ObjectLease
 
             return ObjectLease(
                 self.objects, path, what=what or path, timeout=timeout, on_wait=on_wait
             )
-        return FileLock(
-            path if self.is_local else None, what=what, timeout=timeout, on_wait=on_wait
-        )
+        local = path if self.is_local else None
+        return FileLock(local, what=what, timeout=timeout, on_wait=on_wait, shared=shared)
+
+    @property
+    def where(self) -> str:
+        """The data dir as a user names it: a folder, or `s3://bucket/prefix`."""
+        return f"s3://{self.root}" if self.conditional else self.root
+
+    def exists(self) -> bool:
+        """Whether the data dir is there: a folder (on S3, a bucket or a prefix holding
+        anything)."""
+        if self._fs is None:
+            return os.path.isdir(self.root)
+        import pyarrow.fs as pafs
+
+        return self._infos([self.root])[0].type == pafs.FileType.Directory
+
+    def require(self) -> None:
+        """Fail (StorageError, exit 2) unless the data dir exists: reading one that does not
+        is a mistake in its name, not an empty store (a fetch creates it)."""
+        if not self.exists():
+            raise StorageError(
+                f"no data dir at {self.where}: nothing was fetched there (a fetch creates it)"
+            )
 
     def is_a_file(self) -> bool:
         """Whether the data dir itself is a regular file (a usage mistake)."""
@@ -375,10 +407,11 @@ STALE_TEMP_S = 600  # a temp file this old is no write under way but a killed on
 def write_out(location: str, write: Writer) -> None:
     """Create or replace a file outside the data dir (an `--out` path or URI) atomically.
 
-    Temp files of this target that a killed run left (older than STALE_TEMP_S) go first. A
-    pipe, a terminal or a device (`/dev/stdout`, `>(cmd)`) is written in place: there is no
+    A pipe, a terminal or a device (`/dev/stdout`, `>(cmd)`) is written in place: there is no
     file to replace. A symlink is written through: its target is replaced, never the link
     (a rename over `/dev/stdout` would leave a plain file where every program expects it).
+    A local file's folder must exist (it is not created), and the temp files of this target
+    that killed runs left are removed first (see `_write_locked`).
     """
     text = os.fspath(location)
     if "://" not in text:
@@ -393,11 +426,30 @@ def write_out(location: str, write: Writer) -> None:
                 raise StorageError(f"cannot write {given}: {exc.strerror or exc}") from exc
             return
         final = os.path.realpath(given)
-        _clear_stale_local(final)
-        atomic_write(None, final, write)
+        check_destination(final)
+        _clear_leftovers(final)
+        _write_locked(final, write)
         return
     fs, path = open_filesystem(text)
     atomic_write(fs, path, write)
+
+
+def check_destination(location: str) -> None:
+    """Refuse (UsageError) an output that cannot be a file: a folder, or a file in a folder
+    that does not exist (an output's folders are not created: a typo would scatter them).
+    A pipe or a device is fine; a URI is checked as it is written."""
+    if "://" in location:
+        check_location(location, "the output")
+        return
+    given = _local_path(location)
+    if _is_stream(given):
+        return
+    final = os.path.realpath(given)
+    if os.path.isdir(final):
+        raise UsageError(f"cannot write {location}: it is a folder; name a file in it")
+    folder = final.rpartition("/")[0] or "/"
+    if not os.path.isdir(folder):
+        raise UsageError(f"cannot write {location}: there is no folder {folder}")
 
 
 def write_all(stream: IO[bytes] | pa.NativeFile, data: bytes | memoryview | pa.Buffer) -> None:
@@ -445,15 +497,69 @@ def _discard(fs: pafs.FileSystem | None, path: str) -> None:
             fs.delete_file(path)
 
 
-def _clear_stale_local(final: str) -> None:
-    folder, _, name = final.rpartition("/")
+def _write_locked(final: str, write: Writer) -> None:
+    """`atomic_write` on a local disk, with the temp file `flock`ed from its creation to its
+    rename: a run that finds a temp file of its target unlocked knows its writer is gone
+    (killed: the kernel releases the lock) and removes it at once, whatever its age."""
+    while True:
+        tmp = temp_path(final)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except OSError as exc:
+            raise StorageError(f"cannot write {final}: {exc.strerror or exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            break  # no locks here (some network file systems): leftovers go by their age
+        if os.fstat(fd).st_nlink:
+            break
+        os.close(fd)  # another run took it for a leftover in the instant before the lock
     try:
-        entries = [e for e in os.scandir(folder or "/") if e.name.startswith(f".{name}.")]
+        with os.fdopen(fd, "wb") as local:
+            write(local)
+            local.flush()
+            os.replace(tmp, final)  # still locked: the rename comes before the unlock
+    except OSError as exc:
+        _discard(None, tmp)
+        raise StorageError(f"cannot write {final}: {exc.strerror or exc}") from exc
+    except BaseException:
+        _discard(None, tmp)
+        raise
+
+
+def _clear_leftovers(final: str) -> None:
+    """Remove the temp files of `final` that no live run writes: those nobody locks (see
+    `_write_locked`), and any older than STALE_TEMP_S that cannot be tried."""
+    folder, _, name = final.rpartition("/")
+    mine = re.compile(rf"\.{re.escape(name)}\.[0-9a-f]+{re.escape(TEMP_SUFFIX)}")
+    try:
+        found = [e for e in os.scandir(folder or "/") if mine.fullmatch(e.name)]
     except OSError:
-        return  # no folder yet: nothing left over
-    stale = [e for e in entries if e.name.endswith(TEMP_SUFFIX)]
-    if not stale:
         return
+    untried = []
+    for entry in found:
+        try:
+            fd = os.open(entry.path, os.O_RDWR)
+        except OSError:
+            untried.append(entry)
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # a run is writing it now
+        except OSError:
+            untried.append(entry)
+        else:
+            with contextlib.suppress(OSError):
+                if os.stat(entry.path).st_ino == os.fstat(fd).st_ino:  # not renamed meanwhile
+                    os.unlink(entry.path)
+        finally:
+            os.close(fd)
+    if untried:
+        _clear_stale_local(final, untried)
+
+
+def _clear_stale_local(final: str, stale: list[os.DirEntry[str]]) -> None:
     # Ages on the folder's own clock (a file written now), as DataDir.clock_ms does.
     probe = temp_path(final)
     try:

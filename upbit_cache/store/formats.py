@@ -8,7 +8,7 @@ import sys
 from typing import Literal
 
 from upbit_cache.errors import UsageError
-from upbit_cache.store.files import is_terminal
+from upbit_cache.store.files import check_destination, is_terminal
 
 Format = Literal["parquet", "csv", "jsonl"]
 FORMATS: tuple[Format, ...] = ("parquet", "csv", "jsonl")
@@ -34,3 +34,11 @@ def refuse_terminal(out: str, fmt: Format) -> None:
         return
     if sys.stdout.isatty() if out == "-" else is_terminal(out):
         raise UsageError("will not write Parquet to a terminal: give --out FILE or --format csv")
+
+
+def check_output(out: str, fmt: Format) -> None:
+    """Refuse, before any work, output that cannot be written: Parquet to a terminal, a
+    file in a folder that does not exist (it is not created), or a folder itself."""
+    refuse_terminal(out, fmt)
+    if out != "-":
+        check_destination(out)

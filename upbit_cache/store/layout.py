@@ -191,8 +191,9 @@ def parse_partition(path: str) -> tuple[Timeframe, str, int]:
     found = _PARTITION_RE.search(path)
     if found is None:
         raise ValueError(f"not a partition path: {path}")
-    day = datetime.strptime(found["date"], "%Y-%m-%d").replace(tzinfo=UTC)
-    return Timeframe.parse(found["tf"]), found["market"], int(day.timestamp() * 1000)
+    year, month, day = (int(part) for part in found["date"].split("-"))  # strptime: 5x slower
+    start = datetime(year, month, day, tzinfo=UTC)
+    return Timeframe.parse(found["tf"]), found["market"], int(start.timestamp() * 1000)
 
 
 def is_data_file(name: str) -> bool:

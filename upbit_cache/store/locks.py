@@ -9,6 +9,7 @@ writer lock is a lease object (store/lease.py).
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import hashlib
 import os
@@ -20,6 +21,7 @@ from types import TracebackType
 from upbit_cache.errors import StorageError
 
 _POLL_SECONDS = 0.05
+_READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)  # what a store we may only read says
 
 
 class WriterLock:
@@ -78,7 +80,12 @@ class WriterLock:
 
 
 class FileLock(WriterLock):
-    """A writer lock on a local disk: an advisory `flock` on one file."""
+    """A writer lock on a local disk: an advisory `flock` on one file.
+
+    `shared`: a reader's lock (`verify`), held with other readers but never with a writer.
+    It needs no write: where the lock file cannot be created (a store this process may only
+    read) it is opened read-only, and where there is none, there is nothing to lock.
+    """
 
     def __init__(
         self,
@@ -87,25 +94,36 @@ class FileLock(WriterLock):
         what: str = "",
         timeout: float | None = None,
         on_wait: Callable[[str], None] | None = None,
+        shared: bool = False,
     ) -> None:
         super().__init__(what=what or str(path), timeout=timeout, on_wait=on_wait)
         self.path = path  # None: nothing to lock (a filesystem with no locks of its own)
+        self.shared = shared
         self._fd: int | None = None
 
-    def _open(self) -> int:
+    def _open(self) -> int | None:
         assert self.path is not None
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise StorageError(f"cannot create lock file {self.path}: {exc.strerror}") from exc
+            if not (self.shared and exc.errno in _READ_ONLY):
+                raise StorageError(f"cannot create lock file {self.path}: {exc.strerror}") from exc
+        try:
+            return os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None  # no writer ever locked it here, and this process cannot create it
+        except OSError as exc:
+            raise StorageError(f"cannot open lock file {self.path}: {exc.strerror}") from exc
 
     def try_acquire(self) -> bool:
         if self.path is None:
             return True
         fd = self._open()
+        if fd is None:
+            return True
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return False
@@ -157,11 +175,23 @@ class HostCell:
             fcntl.flock(fd, fcntl.LOCK_UN)
         return answer
 
+    def check(self) -> None:
+        """Open the cell now: a runtime dir that cannot hold it fails the run once, before
+        any work (StorageError, exit 2), not each market at its first request."""
+        self._open()
+
     def _open(self) -> int:
         if self._fd is None:
+            folder = os.path.dirname(self.path)
             try:
-                os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+                os.makedirs(folder, mode=0o700, exist_ok=True)
                 self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             except OSError as exc:
-                raise StorageError(f"cannot open {self.path}: {exc.strerror or exc}") from exc
+                why = exc.strerror or str(exc)
+                if isinstance(exc, FileExistsError | NotADirectoryError):
+                    why = "it is not a folder"  # a file where the folder (or a parent) goes
+                raise StorageError(
+                    f"cannot use the runtime dir {folder} ({ENV_RUNTIME_DIR}), where this "
+                    f"host's runs share Upbit's request budget: {why}"
+                ) from exc
         return self._fd

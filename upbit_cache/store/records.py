@@ -29,12 +29,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from upbit_cache.errors import StorageError
+from upbit_cache.errors import DamageError
 from upbit_cache.ranges import Ranges
 from upbit_cache.store.files import DataDir
 
 _VERSION = 2
 NATIVE = "native"  # the base of candles fetched from Upbit (no timeframe has this name)
+REPAIR = "run `upbit-cache verify --repair`"
 
 
 @dataclass(frozen=True)
@@ -111,9 +112,13 @@ def read_record(files: DataDir, path: str, *, for_update: bool = False) -> Recor
     try:
         return _parse(json.loads(raw))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise StorageError(
-            f"fetched-range record {path} is damaged ({exc}); run `upbit-cache verify --repair`"
-        ) from exc
+        raise damaged_record(path, str(exc)) from exc
+
+
+def damaged_record(path: str, detail: str) -> DamageError:
+    """The error of a record that cannot be read or trusted (exit 1, as verify's)."""
+    message = f"fetched-range record {path} is damaged ({detail}); {REPAIR}"
+    return DamageError(message, path, "damaged record", detail)
 
 
 def _parse(data: dict[str, Any]) -> Record:

@@ -52,13 +52,18 @@ class Timeframe:
 
     @classmethod
     def parse_list(cls, text: str) -> list[Timeframe]:
-        """Parse a comma-separated list such as `15m,1h,4h`, without repeats."""
-        items = [cls.parse(part) for part in text.split(",") if part.strip()]
-        if not items:
+        """Parse a comma-separated list such as `15m,1h,4h`, without repeats; an empty item
+        (`1h,,4h`, `1h,`) is refused, as a slip that would otherwise go unnoticed."""
+        parts = text.split(",")
+        if not text.strip() or not any(part.strip() for part in parts):
             raise InvalidTimeframeError(
                 f"no timeframe given: use one or more of {' '.join(_BY_NAME)}"
             )
-        return list(dict.fromkeys(items))
+        if not all(part.strip() for part in parts):
+            raise InvalidTimeframeError(
+                f"empty timeframe in {text!r}: separate timeframes with one comma, e.g. 1h,4h"
+            )
+        return list(dict.fromkeys(cls.parse(part) for part in parts))
 
     def __str__(self) -> str:
         return self.name
