@@ -27,6 +27,7 @@ from upbit_cache.cli import options as opt
 from upbit_cache.cli import stop
 from upbit_cache.cli.log import PROG, Log, error, print_report, say
 from upbit_cache.cli.render import (
+    damage_lines,
     derive_lines,
     derive_summary,
     export_summary,
@@ -35,6 +36,7 @@ from upbit_cache.cli.render import (
     progress_for,
     prune_summary,
     screen_summary,
+    series_error,
     summary,
 )
 from upbit_cache.errors import UpbitCacheError, UsageError
@@ -214,6 +216,16 @@ def _warn_horizon(report: SyncReport | None) -> None:
         say(f"{PROG}: {warning}")
 
 
+def _warn_damage(report: SyncReport | None, root: str) -> bool:
+    """Say on stderr (even with -q: it is about the data) what damage a fetch healed or
+    saw outside its window, and which derived series failed; whether any of those failed."""
+    if report is None:
+        return False
+    for line in damage_lines(report, root):
+        say(f"{PROG}: {line}" if line.startswith("warning: ") else line)
+    return bool(report.failed or report.failed_derived)
+
+
 def _cache(
     data_dir: str | None,
     log: Log,
@@ -282,9 +294,10 @@ def fetch(
             )
         print_report(summary(report))
         _warn_horizon(report)
+        failed = _warn_damage(report, cache.files.root)
         if report.blocked:
             log.error(report.blocked)
-        if report.failed:
+        if failed:
             raise typer.Exit(1)
 
 
@@ -310,9 +323,16 @@ def resample_command(
         began = time.monotonic()
         cache = _cache(data_dir, log, lock_timeout=lock_timeout)
         outcomes = cache.resample(markets or [], targets, base)
-        if verbose:
-            print_report(derive_lines(outcomes))
-        print_report(derive_summary(outcomes, time.monotonic() - began))
+        done = [o for o in outcomes if o.error is None]
+        if verbose and done:
+            print_report(derive_lines(done))
+        if done:
+            print_report(derive_summary(done, time.monotonic() - began))
+        for o in outcomes:  # left as they were: named, the others are written
+            if o.error is not None:
+                log.error(series_error(o.target, o.market, o.error))
+        if len(done) < len(outcomes):
+            raise typer.Exit(1)
 
 
 @app.command("live", cls=_Command)
@@ -476,8 +496,15 @@ def screen_prep_command(
         if done.memory is not None:
             log.detail(memory_summary(done.memory, done.layers))
         result = done.result
-        _warn_horizon(result.sync if result is not None else None)
-        if result is not None and result.sync is not None and result.sync.failed:
+        sync = result.sync if result is not None else None
+        _warn_horizon(sync)
+        failed = _warn_damage(sync, cache.files.root)
+        if result is not None:
+            fetch_failed = {o.market for o in sync.failed} if sync is not None else set()
+            for market, damage in result.damaged.items():  # left out of the table, named
+                if market not in fetch_failed:  # else its progress line said so
+                    log.error(series_error(request.timeframe, market, damage))
+        if failed or (result is not None and result.damaged):
             raise typer.Exit(1)
 
 
@@ -545,9 +572,12 @@ def export_command(
         log.info(export_summary(report))
         sync = report.sync
         _warn_horizon(sync)
+        failed = _warn_damage(sync, cache.files.root)
         if sync is not None and sync.blocked:
             log.error(sync.blocked)
-        if sync is not None and sync.failed:
+        for market, tf, damage in report.damaged:  # left out, the others are written
+            log.error(series_error(tf, market, damage))
+        if failed or report.damaged:
             raise typer.Exit(1)
 
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from upbit_cache.manager.recheck import RecheckReport
     from upbit_cache.manager.verify import VerifyReport
     from upbit_cache.store.candle_store import TierUsage
+    from upbit_cache.timeframes import Timeframe
 
 
 class PlainProgress:
@@ -159,11 +160,49 @@ def summary(report: SyncReport) -> str:
             f"; plan: base {plan.base} ({plural(plan.planned_requests, 'request')} planned), "
             f"derived {', '.join(t.name for t in plan.derived)} ({plural(derived, 'candle')})"
         )
-    if report.failed:
-        line += f"; {len(report.failed)} failed: " + ", ".join(
-            f"{o.market} {o.timeframe}" for o in report.failed
-        )
+    if report.healed:
+        line += f"; {plural(report.healed, 'damaged file')} healed"
+    failed = [f"{o.market} {o.timeframe}" for o in report.failed]
+    failed += [f"{d.market} {d.target}" for d in report.failed_derived]
+    if failed:
+        line += f"; {len(failed)} failed: " + ", ".join(failed)
     return line
+
+
+def series_error(tf: Timeframe, market: str, error: Exception) -> str:
+    """`1m KRW-BTC: <the error>`: the series named once (a hole's message names it already)."""
+    head, text = f"{tf} {market}: ", str(error)
+    return text if text.startswith(head) else head + text
+
+
+def damage_lines(report: SyncReport, root: str, tz: str = "UTC") -> list[str]:
+    """A fetch's warnings about damage: a line per file healed in its window, per damaged
+    file seen outside it (left for verify --repair), then a line per derived series that
+    failed (a fetched one's failure is its progress line)."""
+    lines = []
+    for heal in report.heals:
+        for healed in heal.healed:
+            p, span = healed.problem, healed.again
+            head = f"warning: {p.timeframe} {p.market}: {_inside(p.path, root)} was damaged"
+            head += f" ({p.kind}: {p.detail})"
+            if span is None:
+                lines.append(
+                    f"{head}: quarantined; its data files are kept as provisional and the "
+                    "whole window is asked of Upbit again"
+                )
+                continue
+            what = "quarantined" if healed.moved is not None else "forgotten"
+            lines.append(
+                f"{head}: {what}, {iso(span.start, tz)}→{iso(span.end, tz)} asked of Upbit again"
+            )
+        lines += [
+            f"warning: {p.timeframe} {p.market}: {_inside(p.path, root)} is damaged "
+            f"({p.kind}: {p.detail}), outside this run's window: left as it is; "
+            "run `upbit-cache verify --repair`"
+            for p in heal.outside
+        ]
+    lines += [f"{d.market} {d.target}: FAILED: {d.error}" for d in report.failed_derived]
+    return lines
 
 
 def horizon_warning(report: SyncReport) -> str | None:
@@ -255,8 +294,12 @@ def export_summary(report: ExportReport) -> str:
             f"; fetched {plural(sync.candles, 'candle')}, "
             f"{plural(sync.candle_requests, 'request')}, {plural(sync.rate_limited, '429')}"
         )
+        if sync.healed:
+            line += f"; {plural(sync.healed, 'damaged file')} healed"
         if sync.failed:
             line += f"; {len(sync.failed)} failed: " + ", ".join(o.market for o in sync.failed)
+    if report.damaged:
+        line += f"; {plural(len(report.damaged), 'series', 'series')} left out (damaged)"
     return line
 
 

@@ -153,10 +153,11 @@ class UpbitCache:
                 window = Window(lo, hi)
                 self.last_fetch = await fetch(self.store, self.config, [code], [tf], window)
                 self._asked(self.last_fetch)
-                if self.last_fetch.failed:
-                    error = self.last_fetch.failed[0].error
-                    assert error is not None
-                    raise error
+                report = self.last_fetch
+                errors = [o.error for o in report.failed] + [d.error for d in report.failed_derived]
+                if errors:
+                    assert errors[0] is not None
+                    raise errors[0]
             span = TimeRange(lo, hi if hi is not None else LATEST)
             return await asyncio.to_thread(load_any, self.store, code, tf, span)
 
@@ -303,7 +304,7 @@ class UpbitCache:
 
         from upbit_cache.store.output import write_output, write_table
 
-        failed = result.sync is not None and result.sync.failed
+        failed = bool(result.sync is not None and result.sync.failed) or bool(result.damaged)
         if name is None or result.fingerprint is None or failed:
             write_output(result.table, out, fmt, tz)
             return

@@ -14,18 +14,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from upbit_cache.candles import CANDLE_COLUMNS, empty_candles
-from upbit_cache.errors import InvalidTimeframeError, UsageError
+from upbit_cache.errors import DamageError, InvalidTimeframeError, UpbitCacheError, UsageError
 from upbit_cache.markets import validate_markets
 from upbit_cache.ranges import EARLIEST, LATEST, Ranges, TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.store.files import StoredFile
+from upbit_cache.store.heal import Heal, heal_window
 from upbit_cache.timeframes import SUPPORTED, Timeframe
 from upbit_cache.timeframes.convert import resample
 
@@ -42,6 +43,8 @@ class DeriveOutcome:
     recomputed: int = 0  # base partitions whose change was carried over
     unchanged: int = 0
     candles: int = 0
+    error: UpbitCacheError | None = None  # why this series was left as it was
+    heal: Heal = field(default_factory=Heal)  # damage a fetch healed in its window
 
 
 def settled_periods(base_settled: Ranges, target: Timeframe) -> Ranges:
@@ -164,25 +167,38 @@ def _fingerprint(found: StoredFile | None, settled: Ranges) -> str:
     return f"{data}:{ranges.hexdigest()[:16]}"
 
 
-def choose_base(store: CandleStore, market: str, target: Timeframe) -> Timeframe | None:
-    """The finest stored timeframe that divides `target`, for this market."""
-    for base in target.divisors():
-        if store.fetched(base, market):
-            return base
-    return None
-
-
 async def materialise_many(
     store: CandleStore,
     jobs: Sequence[tuple[str, Timeframe, Timeframe]],
     parallel: int = 2,
+    *,
+    heal: tuple[TimeRange, str] | None = None,
 ) -> list[DeriveOutcome]:
-    """Run `materialise` for (market, target, base) jobs, each under its writer lock."""
+    """Run `materialise` for (market, target, base) jobs, each under its writer lock; a job
+    that fails (a damaged file or record) says why in its outcome, the others go on. With
+    `heal` (a fetch's window and quarantine stamp), each target's window is healed first
+    (store/heal.py)."""
     gate = asyncio.Semaphore(parallel)
 
+    def run(market: str, target: Timeframe, base: Timeframe) -> DeriveOutcome:
+        healed = Heal()
+        try:
+            if heal is not None:
+                span, stamp = heal
+                window = TimeRange(target.floor_one(span.start), target.ceil_one(span.end))
+                healed = heal_window(store, target, market, window, stamp)
+            outcome = materialise(store, market, target, base)
+        except UpbitCacheError as exc:
+            outcome = DeriveOutcome(market, target, base, error=exc)
+        outcome.heal = healed
+        return outcome
+
     async def one(market: str, target: Timeframe, base: Timeframe) -> DeriveOutcome:
-        async with gate, store.lock(target, market):
-            return await asyncio.to_thread(materialise, store, market, target, base)
+        try:
+            async with gate, store.lock(target, market):
+                return await asyncio.to_thread(run, market, target, base)
+        except UpbitCacheError as exc:  # the lock itself (a timeout, an unusable dir)
+            return DeriveOutcome(market, target, base, error=exc)
 
     return list(await asyncio.gather(*(one(*job) for job in jobs)))
 
@@ -201,14 +217,21 @@ async def resample_store(
                 f"cannot derive {target} from {base}: {base} does not divide it"
             )
     names = validate_markets(markets) or sorted({m for tf in SUPPORTED for m in store.markets(tf)})
-    jobs = []
+    jobs, damaged = [], []
     for market in names:
         for target in targets:
-            chosen = base if base is not None else choose_base(store, market, target)
-            if chosen is not None and store.fetched(chosen, market):
-                jobs.append((market, target, chosen))
-    if not jobs:
+            # The base given, else the finest stored timeframe that divides the target.
+            for source in (base,) if base is not None else target.divisors():
+                try:
+                    found = store.fetched(source, market)
+                except DamageError as exc:  # this series is left out, and named
+                    damaged.append(DeriveOutcome(market, target, source, error=exc))
+                    break
+                if found:
+                    jobs.append((market, target, source))
+                    break
+    if not jobs and not damaged:
         wanted = ", ".join(t.name for t in targets)
-        source = f"{base}" if base is not None else "a finer timeframe"
-        raise UsageError(f"nothing stored to derive {wanted} from; fetch {source} first")
-    return await materialise_many(store, jobs)
+        finer = f"{base}" if base is not None else "a finer timeframe"
+        raise UsageError(f"nothing stored to derive {wanted} from; fetch {finer} first")
+    return damaged + await materialise_many(store, jobs)

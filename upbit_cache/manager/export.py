@@ -9,13 +9,13 @@ not stored is derived from a stored finer one, span by span, as `load` does.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from upbit_cache.candles import TIME_TYPE, from_table, times_ms, to_table
-from upbit_cache.errors import UnknownMarketError, UsageError
+from upbit_cache.errors import DamageError, UnknownMarketError, UsageError
 from upbit_cache.manager.derive import load_any
 from upbit_cache.manager.fetch import SyncReport
 from upbit_cache.manager.scope import DEFAULT_QUOTE, of_quote, selection
@@ -50,6 +50,8 @@ class ExportReport:
     out: str = "-"
     seconds: float = 0.0  # the whole run, the refresh included
     sync: SyncReport | None = None
+    # Series left out: a record of theirs is damaged (market, timeframe, the damage).
+    damaged: list[tuple[str, Timeframe, DamageError]] = field(default_factory=list)
 
 
 def stored_markets(
@@ -88,17 +90,21 @@ def export(
     """Write the candles of `span` to `out`: market after market, for each the timeframes in
     the order given, each ascending by time; `fill` adds a candle for every period without
     trades between a series' first and last candle (the previous close, zero volume)."""
-    # Every record first: one that cannot be trusted fails the export before it writes a
-    # row (a damaged data file is met as it is read, and cuts the output there, exit 1).
-    known = {(m, tf): recorded(store, m, tf) for m in markets for tf in timeframes}
-    tables = (
-        t
-        for m in markets
-        for tf in timeframes
-        for t in series(store, m, tf, span, fill, known[m, tf])
-    )
+    # Every record first: a series whose record cannot be trusted is left out before a row
+    # is written (`damaged`), the others are written. A damaged data file is met as it is
+    # read, and cuts the output there (a DamageError, exit 1).
+    known, damaged = {}, []
+    for m in markets:
+        for tf in timeframes:
+            try:
+                known[m, tf] = recorded(store, m, tf)
+            except DamageError as exc:
+                damaged.append((m, tf, exc))
+    tables = (t for (m, tf), had in known.items() for t in series(store, m, tf, span, fill, had))
     written = write_stream(tables, EXPORT_SCHEMA, out, fmt, tz)
-    return ExportReport(list(markets), list(timeframes), span, written.rows, written.bytes, out=out)
+    return ExportReport(
+        list(markets), list(timeframes), span, written.rows, written.bytes, out=out, damaged=damaged
+    )
 
 
 def recorded(store: CandleStore, market: str, tf: Timeframe) -> dict[Timeframe, Ranges]:

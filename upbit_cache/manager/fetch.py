@@ -25,7 +25,9 @@ from upbit_cache.manager.planner import Plan, cold_base, plan_fetch, requests_fo
 from upbit_cache.manager.scope import Shard, Window, resolve_markets, selection
 from upbit_cache.manager.session import new_client
 from upbit_cache.ranges import Ranges, TimeRange
+from upbit_cache.store.audit import quarantine_stamp
 from upbit_cache.store.candle_store import CandleStore
+from upbit_cache.store.heal import Heal, heal_window
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import iso
 
@@ -48,6 +50,7 @@ class MarketOutcome:
     requests: int = 0
     error: UpbitCacheError | None = None
     beyond: Ranges = field(default_factory=Ranges)  # lacked, past Upbit's horizon (1s)
+    heal: Heal = field(default_factory=Heal)  # damage healed in its window, or met outside it
 
 
 @dataclass
@@ -77,6 +80,20 @@ class SyncReport:
     @property
     def failed(self) -> list[MarketOutcome]:
         return [o for o in self.outcomes if o.error is not None]
+
+    @property
+    def failed_derived(self) -> list[DeriveOutcome]:
+        return [d for d in self.derived if d.error is not None]
+
+    @property
+    def heals(self) -> list[Heal]:
+        """What each series fetched or derived found damaged (healed, or left outside)."""
+        return [o.heal for o in self.outcomes] + [d.heal for d in self.derived]
+
+    @property
+    def healed(self) -> int:
+        """Damaged files (records too) quarantined and fetched again."""
+        return sum(len(h.healed) for h in self.heals)
 
     @property
     def beyond(self) -> dict[str, Ranges]:
@@ -164,7 +181,8 @@ async def fetch_with(
         mine = shard.pick(wanted, cold_base(timeframes))
         cost = requests_for(store, mine, plan.base, plan.span, plan.horizon)
         plan = replace(plan, planned_requests=cost)
-    report = await sync_markets(store, client, mine, [plan.base], plan.span, progress)
+    stamp = quarantine_stamp()
+    report = await sync_markets(store, client, mine, [plan.base], plan.span, progress, heal=stamp)
     report.plan, report.now = plan, now
     report.shard, report.total_markets = shard, len(wanted)
     began = time.monotonic()
@@ -173,7 +191,7 @@ async def fetch_with(
         from upbit_cache.manager.derive import materialise_many
 
         jobs = [(m, t, plan.base) for m in mine for t in plan.derived]
-        report.derived = await materialise_many(store, jobs)
+        report.derived = await materialise_many(store, jobs, heal=(plan.span, stamp))
     report.derive_seconds = time.monotonic() - began
     report.seconds += report.derive_seconds
     return report
@@ -189,10 +207,12 @@ async def sync_markets(
     *,
     max_jobs: int = DEFAULT_MAX_MARKETS,
     window: int = DEFAULT_WINDOW,
+    heal: str | None = None,
 ) -> SyncReport:
     """Run one job per (market, timeframe), each fetching only its missing closed candles
     of `span` (up to the last closed period, whatever `span` says). What a market's answers
-    prove of its trades is shared by its jobs."""
+    prove of its trades is shared by its jobs. With `heal` (a quarantine stamp), each job
+    first heals the damage of its window (store/heal.py) and fetches what it forgot."""
     progress = progress or _Silent()
     began = time.monotonic()
     jobs = [(m, tf) for m in markets for tf in timeframes]
@@ -204,7 +224,7 @@ async def sync_markets(
     async def run(market: str, tf: Timeframe) -> MarketOutcome:
         async with gate:
             outcome = await _sync_one(
-                store, client, market, tf, span, progress, window, evidence[market]
+                store, client, market, tf, span, progress, window, evidence[market], heal
             )
         progress.on_done(outcome)
         return outcome
@@ -230,6 +250,7 @@ async def _sync_one(
     progress: Progress,
     window: int,
     evidence: Evidence,
+    stamp: str | None,
 ) -> MarketOutcome:
     outcome = MarketOutcome(market, tf)
     batch = SECONDS_BATCH if tf.kind == "second" else 1
@@ -253,6 +274,12 @@ async def _sync_one(
             closed_end = tf.floor_one(client.now_ms())
             upper = tf.ceil_one(min(span.end, closed_end))
             wanted = Ranges.of([(tf.floor_one(span.start), upper)])
+            if stamp is not None and wanted:
+                # Damage inside the window is quarantined and forgotten first; a healed
+                # file's whole span is asked again, also where it reaches past the window.
+                whole = TimeRange(tf.floor_one(span.start), upper)
+                outcome.heal = await asyncio.to_thread(heal_window, store, tf, market, whole, stamp)
+                wanted = wanted.union(outcome.heal.again.clip(TimeRange.before(upper)))
             missing = wanted.subtract(store.fetched(tf, market))
             # Each page is written (candles, then its range in the record) as it lands, so
             # a run killed at any moment loses only the pages in flight, and an error, a 418

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from upbit_cache.collector.client import MAX_PAGE
-from upbit_cache.errors import InvalidTimeframeError
+from upbit_cache.errors import DamageError, InvalidTimeframeError
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import SUPPORTED, Timeframe
@@ -35,8 +35,13 @@ def pages_for(tf: Timeframe, missing: Ranges) -> int:
 
 
 def missing(store: CandleStore, market: str, tf: Timeframe, span: TimeRange) -> Ranges:
-    """What of `span` the store has not settled for (tf, market)."""
-    return Ranges.of([(span.start, span.end)]).subtract(store.fetched(tf, market))
+    """What of `span` the store has not settled for (tf, market): all of it where the record
+    is damaged (the fetch heals it, store/heal.py, and asks for the whole window again)."""
+    try:
+        settled = store.fetched(tf, market)
+    except DamageError:
+        settled = Ranges()
+    return Ranges.of([(span.start, span.end)]).subtract(settled)
 
 
 def bases(timeframes: Sequence[Timeframe]) -> list[Timeframe]:

@@ -21,13 +21,13 @@ import pyarrow.compute as pc
 
 from upbit_cache.candles import CANDLE_SCHEMA, in_span
 from upbit_cache.collector.client import UpbitClient
-from upbit_cache.errors import UsageError
+from upbit_cache.errors import DamageError, UsageError
 from upbit_cache.manager.fetch import MarketOutcome, Progress, SyncReport, fetch_with
 from upbit_cache.manager.layers import Layers
 from upbit_cache.manager.scope import DEFAULT_QUOTE, ScreenRequest, Window, of_quote
 from upbit_cache.manager.screen_keep import fingerprint, stamp, window
 from upbit_cache.markets import validate_markets, validate_quote
-from upbit_cache.ranges import TimeRange
+from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.timeframes.timeframe import DAY_MS
@@ -47,6 +47,7 @@ class ScreenResult:
     filtered_out: list[str] = field(default_factory=list)  # dropped by --top / --min-value
     open_requests: int = 0
     fingerprint: str | None = None  # what the table was built from (see screen_cache)
+    damaged: dict[str, DamageError] = field(default_factory=dict)  # markets left out
 
 
 async def screen_prep(
@@ -65,7 +66,7 @@ async def screen_prep(
     wanted = validate_markets(request.markets)
     sync = None
     if request.refresh or request.include_open:
-        read: dict[str, Read] = {}
+        read: dict[str, Read | DamageError] = {}
         if request.refresh:
             await client.markets()  # Upbit's clock, for the window (fetch reuses the list)
             span = window(timeframe, client.now_ms(), days)
@@ -96,7 +97,7 @@ async def screen_prep(
     else:
         # Without a refresh, "now" is where the stored data ends, not the wall clock.
         wanted = wanted or _stored_markets(store, timeframe, request.quote)
-        ends = [r.intervals[-1][1] for r in (store.fetched(timeframe, m) for m in wanted) if r]
+        ends = [r.intervals[-1][1] for r in (_settled(store, timeframe, m) for m in wanted) if r]
         end = max(ends) if ends else now_ms()
         result = _assemble(store, wanted, timeframe, end, request, layers)
     result.sync = sync
@@ -106,11 +107,25 @@ async def screen_prep(
 Read = tuple[list[object], pa.Table]  # a market's stamp (see screen_cache) and table
 
 
-def _read(store: CandleStore, tf: Timeframe, market: str, span: TimeRange, layers: Layers) -> Read:
+def _read(
+    store: CandleStore, tf: Timeframe, market: str, span: TimeRange, layers: Layers
+) -> Read | DamageError:
+    """A market's stamp and table, or the damage that leaves it out of the table."""
     # The stamp is taken before reading: a write landing in between makes the next run rebuild.
     with layers.request():
         mark = stamp(store.files, tf, market, span)
-        return mark, store.load_table(market, tf, span)
+        try:
+            return mark, store.load_table(market, tf, span)
+        except DamageError as exc:
+            return exc
+
+
+def _settled(store: CandleStore, tf: Timeframe, market: str) -> Ranges:
+    """What is fetched of the series (nothing if its record is damaged: its read says so)."""
+    try:
+        return store.fetched(tf, market)
+    except DamageError:
+        return Ranges()
 
 
 class _ReadAsDone:
@@ -130,7 +145,7 @@ class _ReadAsDone:
     ) -> None:
         self.store, self.tf, self.span, self.inner = store, tf, span, inner
         self.layers = layers
-        self.jobs: dict[str, asyncio.Future[Read]] = {}
+        self.jobs: dict[str, asyncio.Future[Read | DamageError]] = {}
 
     def on_start(self, jobs: int) -> None:
         if self.inner is not None:
@@ -162,9 +177,10 @@ def _assemble(
     now: int,
     request: ScreenRequest,
     layers: Layers,
-    read: dict[str, Read] | None = None,
+    read: dict[str, Read | DamageError] | None = None,
 ) -> ScreenResult:
-    """The table of `markets` over the window ending at `now`; `read` holds those read already."""
+    """The table of `markets` over the window ending at `now`; `read` holds those read already.
+    A market whose record or files are damaged is left out (`damaged`)."""
     min_value, top = request.min_value, request.top
     span = window(tf, now, request.days)
     start, end = span
@@ -177,8 +193,11 @@ def _assemble(
         done |= dict(
             zip(left, pool.map(lambda m: _read(store, tf, m, span, layers), left), strict=True)
         )
-    result.fingerprint = fingerprint(tf, span, [done[m][0] for m in names])
-    parts = {m: done[m][1] for m in names}
+    reads = {m: r for m, r in done.items() if not isinstance(r, DamageError)}
+    result.damaged = {m: r for m, r in done.items() if isinstance(r, DamageError)}
+    names = [m for m in names if m in reads]
+    result.fingerprint = fingerprint(tf, span, [reads[m][0] for m in names])
+    parts = {m: reads[m][1] for m in names}
     full = _long_table(parts)
     # Per market, in one pass each: the first candle (is its history short?) and the last
     # 24 hours' turnover (for --top / --min-value).

@@ -13,11 +13,16 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from upbit_cache.collector.client import UpbitClient
 from upbit_cache.manager.recheck import DEFAULT_BUDGET, RecheckReport, recheck
-from upbit_cache.store.audit import Problem, SeriesAudit, audit_series, repair_series
+from upbit_cache.store.audit import (
+    Problem,
+    SeriesAudit,
+    audit_series,
+    quarantine_stamp,
+    repair_series,
+)
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
 
@@ -66,7 +71,7 @@ async def verify(
     With a `client`, then ask Upbit again, at most `budget` candle requests."""
     began = time.monotonic()
     report = VerifyReport(repaired=repair)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")  # a folder name, nothing compares it
+    stamp = quarantine_stamp()
     for tf in timeframes or store.timeframes():
         for market in store.stored_markets(tf):
             if markets and market not in markets:

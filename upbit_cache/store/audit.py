@@ -14,6 +14,7 @@ are adopted. The caller holds the series' writer lock.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Literal, cast
 
 import numpy as np
@@ -91,6 +92,11 @@ def audit_series(store: CandleStore, tf: Timeframe, market: str) -> SeriesAudit:
     return audit
 
 
+def quarantine_stamp() -> str:
+    """The folder under quarantine/ of one run's moves: its UTC time (nothing compares it)."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
 def repair_series(store: CandleStore, audit: SeriesAudit, stamp: str) -> list[str]:
     """Quarantine the bad files, forget their spans, adopt valid unlisted files; the moves."""
     tf, market = audit.timeframe, audit.market
@@ -134,15 +140,20 @@ def _check_file(
     try:
         table = store.check_file(found)  # the checks every reader makes
     except DamageError as exc:
-        if exc.kind == "unreadable":
-            return problem("unreadable", f"{found.bytes} bytes: {exc.detail}")
-        return problem(cast("FileDamage", exc.kind), exc.detail)
+        return file_problem(tf, market, found, exc)
     except FileNotFoundError:  # listed a moment ago, under the lock: another host's doing
         return problem("unreadable", "removed while it was checked")
     outside = _outside(times_ms(table).to_numpy(), fetched)
     if outside:
         return problem("rows outside recorded ranges", f"{plural(outside, 'row')} nobody recorded")
     return table.num_rows
+
+
+def file_problem(tf: Timeframe, market: str, found: StoredFile, exc: DamageError) -> Problem:
+    """What a data file's DamageError (from its checks) is in verify's words."""
+    if exc.kind == "unreadable":
+        return Problem(tf, market, "unreadable", found.path, f"{found.bytes} bytes: {exc.detail}")
+    return Problem(tf, market, cast("FileDamage", exc.kind), found.path, exc.detail)
 
 
 def _outside(times: np.ndarray, fetched: Ranges) -> int:

@@ -1,0 +1,117 @@
+"""What a fetch does with the damage it meets: it heals its own window and reports the rest.
+
+Before a series is fetched (or derived) its window is checked, under the series' writer
+lock, with the checks every reader makes (checks.py). A damaged record (unreadable, or
+claiming ranges after now) is quarantined and replaced by one that lists the series' data
+files as provisional: stored, vouched for by nothing, so the fetch asks Upbit again for all
+of its window (their rows outside it stay, readable, until a fetch covers them). Then every
+data file the window touches is read: one that is damaged, or listed and gone, is
+quarantined and its span forgotten, as `verify --repair` does (audit.py: `repair_series`),
+and the fetch asks for that whole span again, also where it reaches past the window. Outside
+the window nothing is read or touched: what a listing shows (a listed file gone, a zero-byte
+file) is reported, for `verify --repair`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from upbit_cache.errors import DamageError
+from upbit_cache.ranges import Ranges, TimeRange
+from upbit_cache.store import layout
+from upbit_cache.store.audit import Problem, SeriesAudit, file_problem, repair_series
+from upbit_cache.store.candle_store import CandleStore
+from upbit_cache.store.files import StoredFile
+from upbit_cache.store.records import Record
+from upbit_cache.timeframes import Timeframe
+from upbit_cache.times import now_ms
+
+
+@dataclass(frozen=True)
+class Healed:
+    """One damaged file (or record) quarantined and forgotten so that it is fetched again."""
+
+    problem: Problem
+    moved: str | None  # where it went (under quarantine/); None: it was gone already
+
+    @property
+    def again(self) -> TimeRange | None:
+        """The span asked of Upbit again (the data file's; None for a record)."""
+        return self.problem.span
+
+
+@dataclass
+class Heal:
+    """What checking one series' window found: healed inside it, reported outside it."""
+
+    healed: list[Healed] = field(default_factory=list)
+    outside: list[Problem] = field(default_factory=list)  # left as they are
+
+    @property
+    def again(self) -> Ranges:
+        """The spans of the healed data files: to fetch again in this run."""
+        return Ranges.of((s.start, s.end) for h in self.healed if (s := h.again) is not None)
+
+
+def heal_window(
+    store: CandleStore, tf: Timeframe, market: str, window: TimeRange, stamp: str
+) -> Heal:
+    """Heal the damage of one series inside `window`, report what a listing shows outside
+    it (`stamp`: the quarantine folder). The caller holds the series' writer lock."""
+    heal = Heal()
+    try:
+        record = store.record(tf, market, for_update=True)
+    except DamageError as exc:
+        heal.healed.append(_heal_record(store, tf, market, exc, stamp))
+        record = store.record(tf, market, for_update=True)
+    on_disk = store.data_files(tf, market)
+    inside = [f for f in on_disk if _touches(tf, f.path, window)]
+    problems = [p for f in inside if (p := _check(store, tf, market, f)) is not None]
+    for path in store.missing_files(tf, market, record, on_disk):
+        gone = Problem(tf, market, "missing", path, "listed in the record, not on disk")
+        (problems if _touches(tf, path, window) else heal.outside).append(gone)
+    heal.outside += [
+        Problem(tf, market, "unreadable", f.path, "0 bytes")
+        for f in on_disk
+        if f.bytes == 0 and not _touches(tf, f.path, window)
+    ]
+    if problems:
+        repair_series(store, SeriesAudit(tf, market, problems=problems), stamp)
+        heal.healed += [Healed(p, _moved(store, p, stamp)) for p in problems]
+    return heal
+
+
+def _heal_record(
+    store: CandleStore, tf: Timeframe, market: str, damage: DamageError, stamp: str
+) -> Healed:
+    """Quarantine a damaged record; its successor lists every data file as provisional."""
+    path = layout.fetched_file(store.root, tf, market)
+    target = layout.quarantine_path(store.root, path, stamp)
+    store.files.move(path, target)
+    store.files.read_for_update(path)  # on S3: the next write creates it, over nothing
+    closed = TimeRange.before(tf.floor_one(now_ms()))  # never a claim after now
+    on_disk = store.data_files(tf, market)
+    spans = [layout.file_span(tf, f.path).clip(closed) for f in on_disk]
+    names = frozenset(layout.in_series(store.root, tf, market, f.path) for f in on_disk)
+    held = Ranges.of((s.start, s.end) for s in spans if not s.empty)
+    store.set_record(tf, market, Record(files=names, provisional=held))
+    return Healed(Problem(tf, market, "damaged record", path, damage.detail), target)
+
+
+def _check(store: CandleStore, tf: Timeframe, market: str, found: StoredFile) -> Problem | None:
+    """What the checks every reader makes find wrong with one data file, if anything."""
+    try:
+        store.read_file(found)  # through memory: what a fetch then merges into is read once
+    except DamageError as exc:
+        return file_problem(tf, market, found, exc)
+    return None
+
+
+def _touches(tf: Timeframe, path: str, window: TimeRange) -> bool:
+    return not layout.file_span(tf, path).clip(window).empty
+
+
+def _moved(store: CandleStore, problem: Problem, stamp: str) -> str | None:
+    if problem.kind == "missing":
+        return None
+    return layout.quarantine_path(store.root, problem.path, stamp)
