@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from upbit_cache.manager.recheck import RecheckReport
     from upbit_cache.manager.verify import VerifyReport
     from upbit_cache.store.candle_store import TierUsage
+    from upbit_cache.store.heal import Heal
     from upbit_cache.timeframes import Timeframe
 
 
@@ -180,28 +181,34 @@ def damage_lines(report: SyncReport, root: str, tz: str = "UTC") -> list[str]:
     file seen outside it (left for verify --repair), then a line per derived series that
     failed (a fetched one's failure is its progress line)."""
     lines = []
-    for heal in report.heals:
-        for healed in heal.healed:
-            p, span = healed.problem, healed.again
-            head = f"warning: {p.timeframe} {p.market}: {_inside(p.path, root)} was damaged"
-            head += f" ({p.kind}: {p.detail})"
-            if span is None:
-                lines.append(
-                    f"{head}: quarantined; its data files are kept as provisional and the "
-                    "whole window is asked of Upbit again"
-                )
-                continue
-            what = "quarantined" if healed.moved is not None else "forgotten"
-            lines.append(
-                f"{head}: {what}, {iso(span.start, tz)}→{iso(span.end, tz)} asked of Upbit again"
-            )
-        lines += [
-            f"warning: {p.timeframe} {p.market}: {_inside(p.path, root)} is damaged "
-            f"({p.kind}: {p.detail}), outside this run's window: left as it is; "
-            "run `upbit-cache verify --repair`"
-            for p in heal.outside
-        ]
+    for outcome in report.outcomes:
+        lines += _heal_lines(outcome.heal, root, tz, "asked of Upbit again")
+    for derived in report.derived:
+        lines += _heal_lines(derived.heal, root, tz, f"derived again from {derived.base}")
     lines += [f"{d.market} {d.target}: FAILED: {d.error}" for d in report.failed_derived]
+    return lines
+
+
+def _heal_lines(heal: Heal, root: str, tz: str, again: str) -> list[str]:
+    lines = []
+    for healed in heal.healed:
+        p, span = healed.problem, healed.again
+        head = f"warning: {p.timeframe} {p.market}: {_inside(p.path, root)} was damaged"
+        head += f" ({p.kind}: {p.detail})"
+        if span is None:
+            lines.append(
+                f"{head}: quarantined; its data files are kept as provisional and the whole "
+                f"window is {again}"
+            )
+        else:
+            what = "quarantined" if healed.moved is not None else "forgotten"
+            lines.append(f"{head}: {what}, {iso(span.start, tz)}→{iso(span.end, tz)} {again}")
+    lines += [
+        f"warning: {p.timeframe} {p.market}: {_inside(p.path, root)} is damaged "
+        f"({p.kind}: {p.detail}), outside this run's window: left as it is; "
+        "run `upbit-cache verify --repair`"
+        for p in heal.outside
+    ]
     return lines
 
 
