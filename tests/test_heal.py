@@ -25,6 +25,7 @@ from upbit_cache.cli.main import app
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.simulator import SimulatorServer
 from upbit_cache.store.candle_store import CandleStore
+from upbit_cache.store.files import StoredFile
 from upbit_cache.store.records import read_record
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
@@ -99,10 +100,13 @@ RECORD_DAMAGE: dict[str, Callable[[Path], None]] = {
 
 @pytest.fixture(scope="module")
 def healthy(simulator: SimulatorServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Four days of 1m for two markets, fetched once for the module (copied per case)."""
+    """Four days of 1m for two markets, fetched for the module (copied per case), then
+    fetched again as a cron job would: that run checked every file, and remembers them."""
     root = tmp_path_factory.mktemp("healthy")
-    report = run_fetch(reset(simulator).url, root, MARKETS, "1m", days=4)
-    assert report.failed == []
+    for _ in range(2):
+        report = run_fetch(reset(simulator).url, root, MARKETS, "1m", days=4)
+        assert report.failed == [] and report.healed == 0
+    assert (root / "checked" / "1m" / f"{BAD}.json").exists()
     return root
 
 
@@ -282,6 +286,36 @@ def test_healing_waits_for_the_series_writer_lock(
     assert "60 candles written" in out  # the other market went on
     code, out, _ = fetch(sim, root, *WINDOW)  # the lock free: healed
     assert code == 0 and "1 damaged file healed" in out
+    exact(sim, root)
+
+
+def test_a_fetch_reads_again_only_the_files_that_changed_since_they_passed(
+    sim: SimulatorServer, healthy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = copy(healthy, tmp_path)  # copied with their times: as they passed
+    read: list[str] = []
+    real = CandleStore.read_file
+
+    def counted(
+        self: CandleStore, found: StoredFile | str, *, for_update: bool = False
+    ) -> pa.Table:
+        read.append(found if isinstance(found, str) else found.path)
+        return real(self, found, for_update=for_update)
+
+    monkeypatch.setattr(CandleStore, "read_file", counted)
+    assert fetch(sim, root, *WINDOW)[0] == 0 and read == []  # nothing changed: nothing read
+    path = day_file(root, BEFORE)
+    rewrite(path, lambda table: table)  # the same rows, written again: another version
+    code, out, err = fetch(sim, root, *WINDOW)
+    assert code == 0 and warnings(err) == [] and read == [str(path)], (out, err, read)
+    read.clear()
+    (root / "checked" / "1m" / f"{BAD}.json").write_text("{not json")  # a cache: read it all
+    assert fetch(sim, root, *WINDOW)[0] == 0
+    assert sorted(read) == [str(day_file(root, d)) for d in (AFTER, BEFORE, INSIDE)]
+    read.clear()
+    rewrite(day_file(root, AFTER), close_minus_five)  # damage to a file that passed before
+    code, out, err = fetch(sim, root, *WINDOW)
+    assert code == 0 and "1 damaged file healed" in out and read == [str(day_file(root, AFTER))]
     exact(sim, root)
 
 

@@ -182,7 +182,7 @@ async def fetch_with(
         cost = requests_for(store, mine, plan.base, plan.span, plan.horizon)
         plan = replace(plan, planned_requests=cost)
     stamp = quarantine_stamp()
-    report = await sync_markets(store, client, mine, [plan.base], plan.span, progress, heal=stamp)
+    report = await sync_markets(store, client, mine, [plan.base], plan.span, progress, stamp=stamp)
     report.plan, report.now = plan, now
     report.shard, report.total_markets = shard, len(wanted)
     began = time.monotonic()
@@ -207,12 +207,13 @@ async def sync_markets(
     *,
     max_jobs: int = DEFAULT_MAX_MARKETS,
     window: int = DEFAULT_WINDOW,
-    heal: str | None = None,
+    stamp: str | None = None,
 ) -> SyncReport:
     """Run one job per (market, timeframe), each fetching only its missing closed candles
     of `span` (up to the last closed period, whatever `span` says). What a market's answers
-    prove of its trades is shared by its jobs. With `heal` (a quarantine stamp), each job
-    first heals the damage of its window (store/heal.py) and fetches what it forgot."""
+    prove of its trades is shared by its jobs. With a `stamp` (this run's quarantine folder),
+    each job first heals the damage of its window (store/heal.py) and fetches what it
+    forgot; without (live's repairs), damage fails the job."""
     progress = progress or _Silent()
     began = time.monotonic()
     jobs = [(m, tf) for m in markets for tf in timeframes]
@@ -224,7 +225,7 @@ async def sync_markets(
     async def run(market: str, tf: Timeframe) -> MarketOutcome:
         async with gate:
             outcome = await _sync_one(
-                store, client, market, tf, span, progress, window, evidence[market], heal
+                store, client, market, tf, span, progress, window, evidence[market], stamp
             )
         progress.on_done(outcome)
         return outcome

@@ -10,10 +10,16 @@ quarantined and its span forgotten, as `verify --repair` does (audit.py: `repair
 and the fetch asks for that whole span again, also where it reaches past the window. Outside
 the window nothing is read or touched: what a listing shows (a listed file gone, a zero-byte
 file) is reported, for `verify --repair`.
+
+The versions (size, modification time) of the files that passed are kept in
+`checked/<tf>/<MARKET>.json` (a cache: what it does not say is read), and a file is read
+again only once it changed: a cron fetch over a year reads what its last run wrote, not the
+year. Damage that keeps a file's size and time (bit rot) is for the readers and `verify`.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from upbit_cache.errors import DamageError
@@ -65,8 +71,7 @@ def heal_window(
         heal.healed.append(_heal_record(store, tf, market, exc, stamp))
         record = store.record(tf, market, for_update=True)
     on_disk = store.data_files(tf, market)
-    inside = [f for f in on_disk if _touches(tf, f.path, window)]
-    problems = [p for f in inside if (p := _check(store, tf, market, f)) is not None]
+    problems = _check_window(store, tf, market, on_disk, window)
     for path in store.missing_files(tf, market, record, on_disk):
         gone = Problem(tf, market, "missing", path, "listed in the record, not on disk")
         (problems if _touches(tf, path, window) else heal.outside).append(gone)
@@ -105,6 +110,52 @@ def _check(store: CandleStore, tf: Timeframe, market: str, found: StoredFile) ->
     except DamageError as exc:
         return file_problem(tf, market, found, exc)
     return None
+
+
+def _check_window(
+    store: CandleStore, tf: Timeframe, market: str, on_disk: list[StoredFile], window: TimeRange
+) -> list[Problem]:
+    """The damaged files among those on disk that `window` touches. Only those that changed
+    since they last passed are read; what passes is remembered."""
+    names = {f.path: layout.in_series(store.root, tf, market, f.path) for f in on_disk}
+    before = _sound(store, tf, market)
+    now = {names[f.path]: list(f.version) for f in on_disk}
+    sound = {name: version for name, version in now.items() if before.get(name) == version}
+    problems = []
+    for found in on_disk:
+        name = names[found.path]
+        if name in sound or not _touches(tf, found.path, window):
+            continue
+        problem = _check(store, tf, market, found)
+        if problem is None:
+            sound[name] = now[name]
+        else:
+            problems.append(problem)
+    _remember(store, tf, market, before, sound)
+    return problems
+
+
+def _sound(store: CandleStore, tf: Timeframe, market: str) -> dict[str, list[int]]:
+    """The versions of the series' data files that passed the checks, by name in the series."""
+    raw = store.files.read_bytes(layout.checked_file(store.root, tf, market))
+    try:
+        found = json.loads(raw) if raw is not None else {}
+    except ValueError:
+        return {}  # a cache: what it does not say is read again
+    return found if isinstance(found, dict) else {}
+
+
+def _remember(
+    store: CandleStore,
+    tf: Timeframe,
+    market: str,
+    before: dict[str, list[int]],
+    sound: dict[str, list[int]],
+) -> None:
+    """Keep `sound` for the next fetch, if it is not what `before` said already."""
+    if sound != before:
+        data = json.dumps(dict(sorted(sound.items()))).encode()
+        store.files.write_bytes(layout.checked_file(store.root, tf, market), data)
 
 
 def _touches(tf: Timeframe, path: str, window: TimeRange) -> bool:

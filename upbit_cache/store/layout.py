@@ -5,7 +5,8 @@
     <root>/fetched/<tf>/<MARKET>.json                                      fetched ranges
     <root>/locks/<tf>/<MARKET>.lock                                        writer locks
     <root>/screens/<key>.<format>, <key>.json                              kept screen tables
-    <root>/quarantine/<when>/<path as above>                               files verify moved
+    <root>/quarantine/<when>/<path as above>                    files verify or fetch moved
+    <root>/checked/<tf>/<MARKET>.json                          versions a fetch found sound
     .<name>.<random>.tmp beside any of them                                a write under way
 
 Every timeframe and both tiers are one Hive-partitioned dataset (`timeframe`, `market`,
@@ -40,6 +41,7 @@ CANDLES = "candles"
 RECORDS = "fetched"
 SCREENS = "screens"
 QUARANTINE = "quarantine"
+CHECKED = "checked"
 RECORD_SUFFIX = ".json"
 TEMP_SUFFIX = ".tmp"
 _PARTITION_RE = re.compile(
@@ -223,6 +225,11 @@ def market_of_record(name: str) -> str | None:
     if name.startswith(".") or not name.endswith(RECORD_SUFFIX):
         return None
     return name.removesuffix(RECORD_SUFFIX)
+
+
+def checked_file(root: str, tf: Timeframe, market: str) -> str:
+    """The versions of one series' data files that passed a fetch's checks (store/heal.py)."""
+    return f"{root}/{CHECKED}/{tf.name}/{market}{RECORD_SUFFIX}"
 
 
 def lock_file(root: str, tf: Timeframe, market: str) -> str:
