@@ -235,6 +235,9 @@ def test_a_fetch_heals_a_damaged_record_and_fetches_the_other_market(
     assert record.fetched == Ranges.of([(FIRST + DAY_MS, to_ms(NOW))])
     assert record.provisional == Ranges.of([(FIRST, FIRST + DAY_MS)])  # held, vouched by none
     assert cli(root, "verify")[0] == 0
+    code, table, _ = cli(root, "info", BAD)
+    held = "2026-11-17T00:00:00Z→2026-11-20T00:00:00Z, provisional 2026-11-16T00:00:00Z→"
+    assert code == 0 and held in table, table
     # A fetch whose window holds the provisional day asks for it again, and settles it.
     code, out, _ = fetch(sim, root, "--days", "4")
     assert code == 0 and "1,440 candles written" in out, out

@@ -412,8 +412,11 @@ def info_table(infos: Sequence[SeriesInfo], tz: str = "UTC", verbose: bool = Fal
             covered = f"{iso(fetched[0][0], tz)}→{iso(fetched[-1][1], tz)}"
             if len(fetched) > 1:
                 covered += f" in {plural(len(fetched), 'range')}"
-        if info.provisional:
-            covered += f", provisional to {iso(info.provisional.intervals[-1][1], tz)}"
+        held = info.provisional.hull
+        if held is not None and fetched and held.start >= fetched[-1][1]:
+            covered += f", provisional to {iso(held.end, tz)}"  # not settled when fetched
+        elif held is not None:  # kept from a damaged record (a fetch healed it)
+            covered += f", provisional {iso(held.start, tz)}→{iso(held.end, tz)}"
         quiet = str(info.quiet_periods)
         if info.quiet_periods:
             quiet += f" (longest {info.longest_quiet})"

@@ -108,7 +108,8 @@ def inventory(
                 except StorageError as exc:
                     if unreadable is None:
                         raise
-                    unreadable.append(f"{tf} {market}: {exc}")
+                    head, text = f"{tf} {market}: ", str(exc)  # a hole's names it already
+                    unreadable.append(text if text.startswith(head) else head + text)
     return infos
 
 
