@@ -181,6 +181,20 @@ def test_a_healed_file_is_fetched_whole_also_where_it_reaches_past_the_window(
     assert cli(root, "verify")[0] == 0
 
 
+def test_what_retention_deleted_is_not_fetched_again_with_a_healed_file(
+    sim: SimulatorServer, healthy: Path, tmp_path: Path
+) -> None:
+    root = copy(healthy, tmp_path)
+    kept = to_ms(NOW) - 84 * 3_600_000  # 2026-11-16T12:00: half of the first day is deleted
+    assert cli(root, "prune", "--keep-1m", "84h", "--as-of", NOW)[0] == 0
+    path = day_file(root, OUTSIDE)
+    path.write_bytes(path.read_bytes()[:500])
+    code, out, err = fetch(sim, root, "--since", f"{OUTSIDE}T18:00:00Z")
+    assert code == 0 and "720 candles written" in out, (out, err)  # from 12:00, not from 00:00
+    exact(sim, root, kept)
+    assert cli(root, "verify")[0] == 0
+
+
 @pytest.mark.parametrize("kind", list(FILE_DAMAGE))
 def test_a_damaged_file_outside_the_window_is_left_and_reported_where_a_listing_shows_it(
     sim: SimulatorServer, healthy: Path, tmp_path: Path, kind: str

@@ -52,11 +52,14 @@ class Heal:
 
     healed: list[Healed] = field(default_factory=list)
     outside: list[Problem] = field(default_factory=list)  # left as they are
+    pruned: Ranges = field(default_factory=Ranges)  # deleted by retention: not asked again
 
     @property
     def again(self) -> Ranges:
-        """The spans of the healed data files: to fetch again in this run."""
-        return Ranges.of((s.start, s.end) for h in self.healed if (s := h.again) is not None)
+        """The spans of the healed data files, less what retention deleted: to fetch again
+        in this run."""
+        spans = Ranges.of((s.start, s.end) for h in self.healed if (s := h.again) is not None)
+        return spans.subtract(self.pruned)
 
 
 def heal_window(
@@ -83,6 +86,7 @@ def heal_window(
     if problems:
         repair_series(store, SeriesAudit(tf, market, problems=problems), stamp)
         heal.healed += [Healed(p, _moved(store, p, stamp)) for p in problems]
+    heal.pruned = record.pruned
     return heal
 
 
