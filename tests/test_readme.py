@@ -3,16 +3,21 @@
 Each ```console block is a list of `$ command` lines, each followed by the output it shows.
 A page's blocks run in order, every command in its own `bash -c`, in a fresh temp folder,
 with a data dir of the page's own (UPBIT_CACHE_DIR) and UPBIT_API_URL pointing at one
-`upbit-cache simulator` (its clock frozen at the real time it started, so a second run of a
-command finds nothing new, and at Upbit's 10 requests a second). A command must exit 0, or
+`upbit-cache simulator` (its clock frozen within the hour, so a second run of a command
+finds nothing new, and at Upbit's 10 requests a second). A command must exit 0, or
 the status its comment names (`# ... exit 2`), and print what the example shows in shape:
 the same lines, each with its numbers and times read as placeholders (`0` stays `0`: "0
 requests" is a claim; any other number, `720` or `1,440` or `0.7`, is one kind, so a number
-style is not a shape), spaces collapsed, in any order; a `...` line stands for any lines. `upbit-cache simulator` is started in the background instead (on
-a free port), checked, and stopped with SIGTERM (143).
+style is not a shape; "1 file" is "2 files"), without the UTC stamps of lines off a
+terminal, spaces collapsed, in any order; a `...` line stands for any lines. An example of
+`upbit-cache simulator` is started in the background instead (on a free port), read, and
+stopped with SIGTERM (143, its normal end).
 
-Not run: a block whose line before the fence is `<!-- not run: why -->`. The sample figures
-must be possible too: no summary claims more requests in its seconds than the rate allows.
+Markers on the line before a fence: `<!-- not run: why -->` leaves a block out, `<!-- needs:
+jq -->` runs it only where those commands exist, `<!-- file: sma.py -->` writes the block
+(any language) to that file in the page's folder, for the examples after it. The sample
+figures must be possible too: no summary claims more requests in its seconds than the rate
+allows.
 
 `python tests/test_readme.py [PAGE...]` runs the examples and prints what each printed, for
 writing them.
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,16 +36,19 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+DATA_DIR = "/tmp/upbit-offline"  # the reader's, in the pages; each page runs in its own
 RATE = 10  # Upbit's, the simulator's and the client's default
 DEADLINE = 300.0
 STAMP = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z ", re.MULTILINE)
-NOT_RUN = re.compile(r"<!--\s*not run:.*-->")
+# On the line before a fence: `<!-- not run: why -->`, `<!-- needs: jq -->`, `<!-- file: x.py -->`.
+MARKER = re.compile(r"<!--\s*(not run|needs|file):(.*?)-->")
 EXIT = re.compile(r"\s#.*\bexit (\d+)\b[^#]*$")
 TIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?)?"
@@ -55,12 +64,14 @@ SUMMARY = re.compile(r"([0-9][0-9,]*) requests?\b.*?\b([0-9]+(?:\.[0-9]+)?) s\b"
 
 @dataclass
 class Example:
-    """One `$ command` and what the page shows it prints."""
+    """One `$ command` and what the page shows it prints; or a file the page writes for the
+    examples after it (`file`, its text in `shown`)."""
 
     page: str
     line: int
     command: str
     shown: list[str] = field(default_factory=list)
+    file: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -69,20 +80,28 @@ class Example:
 
 
 def examples(page: Path) -> list[Example]:
-    """The examples of `page`'s console blocks, in order (blocks marked not run left out)."""
+    """The examples of `page`'s console blocks, and the files it writes, in order; blocks
+    marked not run, or needing a command this host lacks, are left out."""
     found: list[Example] = []
     lines = page.read_text().splitlines()
-    inside = skip = False
+    fence: str | None = None  # the open fence's indentation and kind: "console", "file", "skip"
+    kind = ""
     name = str(page.relative_to(ROOT)) if page.is_relative_to(ROOT) else str(page)
+    continuing = False
     for number, line in enumerate(lines, 1):
         text = line.strip()
-        if not inside and text.startswith("```console"):
-            previous = next((p.strip() for p in reversed(lines[: number - 1]) if p.strip()), "")
-            inside, skip = True, bool(NOT_RUN.fullmatch(previous))
+        if fence is None and text.startswith("```"):
+            fence = line[: len(line) - len(line.lstrip())]
+            marker = next((p.strip() for p in reversed(lines[: number - 1]) if p.strip()), "")
+            kind = _kind(text, marker)
+            if kind.startswith("file:"):
+                found.append(Example(name, number, "", file=kind.removeprefix("file:")))
             continuing = False
-        elif inside and text.startswith("```"):
-            inside = False
-        elif inside and not skip:
+        elif fence is not None and text.startswith("```"):
+            fence = None
+        elif fence is not None and kind.startswith("file:"):
+            found[-1].shown.append(line.removeprefix(fence))
+        elif fence is not None and kind == "console":
             if continuing:
                 found[-1].command += "\n" + text
             elif text.startswith("$ "):
@@ -91,6 +110,19 @@ def examples(page: Path) -> list[Example]:
                 found[-1].shown.append(text)
             continuing = text.endswith(("\\", "|")) and bool(found)
     return found
+
+
+def _kind(fence: str, marker: str) -> str:
+    """What to do with a block: "console" (run it), "file:NAME" (write it), or "skip"."""
+    wanted = MARKER.fullmatch(marker)
+    if wanted is not None and wanted[1] == "not run":
+        return "skip"
+    needs = wanted[2].split() if wanted is not None and wanted[1] == "needs" else []
+    if any(shutil.which(tool) is None for tool in needs):
+        return "skip"
+    if wanted is not None and wanted[1] == "file":
+        return f"file:{wanted[2].strip()}"
+    return "console" if fence.removeprefix("```").strip() == "console" else "skip"
 
 
 def shape(line: str) -> str:
@@ -103,8 +135,8 @@ def shape(line: str) -> str:
 
 def differences(shown: list[str], printed: list[str]) -> list[str]:
     """What of `shown` does not match `printed` in shape (empty: they match)."""
-    want = Counter(shape(s) for s in shown if s != "...")
-    got = Counter(shape(p) for p in printed if p.strip())
+    want = Counter(shape(STAMP.sub("", s)) for s in shown if s != "...")
+    got = Counter(shape(STAMP.sub("", p)) for p in printed if p.strip())
     missing = [f"shown, not printed: {s}" for s in (want - got).elements()]
     if "..." in shown:
         return missing
@@ -122,12 +154,21 @@ def impossible_figures(example: Example) -> list[str]:
     return wrong
 
 
+def frozen_at() -> str:
+    """Where the simulator's clock stands still: this hour at 29:30.5, in the middle of every
+    period from a second to an hour (a run at a boundary would see one more candle closed
+    than the one before it), and within half an hour of this host's clock (which `prune` and
+    `--no-refresh` use)."""
+    hour = int(time.time()) // 3600 * 3600
+    return datetime.fromtimestamp(hour + 29 * 60 + 30.5, UTC).isoformat()
+
+
 class Simulator:
-    """`upbit-cache simulator --port 0 --frozen` in the background."""
+    """`upbit-cache simulator --port 0 --frozen --clock ...` in the background."""
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            ["upbit-cache", "simulator", "--port", "0", "--frozen"],
+            ["upbit-cache", "simulator", "--port", "0", "--frozen", "--clock", frozen_at()],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -165,6 +206,9 @@ def run(example: Example, folder: Path, url: str) -> Ran:
     """Run one example in `folder` against the simulator at `url`."""
     env = environment(UPBIT_API_URL=url, UPBIT_CACHE_DIR=str(folder / "data"))
     began = time.monotonic()
+    if example.file is not None:
+        (folder / example.file).write_text("\n".join(example.shown) + "\n")
+        return Ran(0, example.shown, 0.0)
     if example.command.startswith("upbit-cache simulator"):
         return _run_simulator(example, folder, env, began)
     done = subprocess.run(
@@ -176,7 +220,8 @@ def run(example: Example, folder: Path, url: str) -> Ran:
         text=True,
         timeout=DEADLINE,
     )
-    printed = STAMP.sub("", done.stdout).splitlines()
+    # The data dir as the reader's: the one getting-started.md exports.
+    printed = done.stdout.replace(env["UPBIT_CACHE_DIR"], DATA_DIR).splitlines()
     return Ran(done.returncode, printed, time.monotonic() - began)
 
 
@@ -197,6 +242,8 @@ def _run_simulator(example: Example, folder: Path, env: dict[str, str], began: f
 def check(example: Example, ran: Ran) -> list[str]:
     """What is wrong with `ran` as a run of `example`."""
     where = f"{example.page}:{example.line}: $ {example.command}"
+    if example.file is not None:
+        return []
     problems = []
     if ran.code != example.exit_code:
         problems.append(f"exit {ran.code}, not {example.exit_code}")
@@ -268,7 +315,7 @@ def main(names: list[str]) -> None:
                     ran = run(example, Path(folder), server.url)
                     print(f"--- {example.page}:{example.line} exit {ran.code}, {ran.seconds:.1f} s")
                     print(f"$ {example.command}")
-                    print("\n".join(ran.printed))
+                    print("\n".join(STAMP.sub("", line) for line in ran.printed))
                     for problem in check(example, ran)[1:]:
                         if problem == "printed:":
                             break
