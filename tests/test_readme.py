@@ -259,7 +259,7 @@ def pages_with_examples() -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def simulator() -> Iterator[Simulator]:
+def offline_upbit() -> Iterator[Simulator]:
     server = Simulator()
     try:
         yield server
@@ -270,11 +270,11 @@ def simulator() -> Iterator[Simulator]:
 @pytest.mark.slow
 @pytest.mark.parametrize("page", pages_with_examples(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_console_example_runs_as_shown(
-    page: Path, simulator: Simulator, tmp_path: Path
+    page: Path, offline_upbit: Simulator, tmp_path: Path
 ) -> None:
     wrong: list[str] = []
     for example in examples(page):
-        wrong += check(example, run(example, tmp_path, simulator.url))
+        wrong += check(example, run(example, tmp_path, offline_upbit.url))
     assert not wrong, "\n".join(wrong)
 
 
