@@ -11,7 +11,7 @@ import argparse
 import asyncio
 import signal
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from upbit_cache.cli import stop
 from upbit_cache.cli.log import PROG, print_report, say
@@ -26,8 +26,18 @@ WebSocket URL follows from it). Ctrl-C exits 130, SIGTERM 143.
 Example: {PROG} simulator --port {DEFAULT_PORT} --latency 0.03"""
 
 
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """The help reads as every other command's: `Usage: upbit-cache simulator ...`."""
+
+    def add_usage(self, usage: Any, actions: Any, groups: Any, prefix: str | None = None) -> None:
+        super().add_usage(usage, actions, groups, "Usage: " if prefix is None else prefix)
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """argparse's mistakes as the tool's: one line, exit 2 (a UsageError), not a usage block."""
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**(settings | {"formatter_class": _Help}))
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see --help)")
