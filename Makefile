@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-fast test-dates faketime lint demo bench clean
+.PHONY: test test-fast test-dates faketime lint docs demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check upbit_cache tests scripts
 	$(BIN)/mypy
 
-# Everything: lint, then the whole suite (CI runs this).
-test: lint
+# Everything: lint, the docs, then the whole suite (CI runs this).
+test: lint docs
 	$(BIN)/python -m pytest -q
+
+# The docs site (docs/, mkdocs.yml) into site/, strictly: a broken link or anchor fails it.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # The fast tier while working: lint, then the suite less the tests marked slow.
 test-fast: lint
@@ -54,4 +58,4 @@ bench: $(STAMP)
 	cd scripts && ../$(BIN)/python bench_cache.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site

@@ -24,7 +24,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from upbit_cache.cli import options as opt
-from upbit_cache.cli import stop
+from upbit_cache.cli import simulate, stop
 from upbit_cache.cli.log import PROG, Log, error, print_report, say
 from upbit_cache.cli.render import (
     damage_lines,
@@ -658,3 +658,20 @@ def verify_command(
             print_report(verify_lines(report, cache.files.root, tz, verbose))
         if not report.healthy:
             raise typer.Exit(1)
+
+
+@app.command(
+    "simulator",
+    help=f"{simulate.SUMMARY}\n\n{simulate.EPILOG}",
+    add_help_option=False,
+    context_settings={
+        "allow_extra_args": True,
+        "ignore_unknown_options": True,
+        "help_option_names": [],
+    },
+)
+def simulator_command(ctx: typer.Context) -> None:
+    """Every argument goes to the simulator's own parser (`--help` too): see cli/simulate.py."""
+    with _one_line_errors():
+        code = simulate.simulate(ctx.args)
+    raise typer.Exit(code)

@@ -106,7 +106,7 @@ WsUrl = Annotated[
         "--ws-url",
         metavar="URL",
         envvar="UPBIT_WS_URL",
-        help="Upbit WebSocket URL (default wss://api.upbit.com/websocket/v1).",
+        help="Upbit WebSocket URL (default: beside --api-url, wss://api.upbit.com/websocket/v1).",
         show_default=False,
     ),
 ]

@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 from upbit_cache.errors import UsageError
 
 DEFAULT_API_URL = "https://api.upbit.com"
-DEFAULT_WS_URL = "wss://api.upbit.com/websocket/v1"
+WS_PATH = "/websocket/v1"
+DEFAULT_WS_URL = "wss://api.upbit.com" + WS_PATH
 DEFAULT_RATE = 10.0  # candle requests per second per IP (Upbit's limit)
 DEFAULT_MAX_IN_FLIGHT = 16
 DEFAULT_RETRIES = 5
@@ -41,21 +42,35 @@ class ClientConfig:
     def from_env(
         cls, api_url: str | None = None, rate: float | None = None, ws_url: str | None = None
     ) -> ClientConfig:
-        """Explicit arguments win, then UPBIT_API_URL / UPBIT_WS_URL, then the defaults;
-        UPBIT_SECONDS_HORIZON_DAYS sets how far back Upbit keeps 1s candles,
-        UPBIT_SETTLE_SECONDS how long after a period's end its candle is final.
+        """Explicit arguments win, then UPBIT_API_URL / UPBIT_WS_URL, then the defaults; with
+        no WebSocket URL given, it follows from the API URL (`ws_url_for`), so one setting
+        points every command elsewhere. UPBIT_SECONDS_HORIZON_DAYS sets how far back Upbit
+        keeps 1s candles, UPBIT_SETTLE_SECONDS how long after a period's end its candle is
+        final.
 
         A URL that is not one (no scheme of its kind, no host, an empty one given) is a
         UsageError here, before any request: retrying it would only take time."""
-        rest = _given(api_url, "UPBIT_API_URL", DEFAULT_API_URL)
-        stream = _given(ws_url, "UPBIT_WS_URL", DEFAULT_WS_URL)
+        rest = check_url(
+            _given(api_url, "UPBIT_API_URL", DEFAULT_API_URL), "--api-url", DEFAULT_API_URL
+        )
+        rest = rest.rstrip("/")
+        stream = _given(ws_url, "UPBIT_WS_URL", "")
+        given = ws_url is not None or bool(stream)  # an empty --ws-url is refused, not skipped
         return cls(
-            api_url=check_url(rest, "--api-url", DEFAULT_API_URL).rstrip("/"),
+            api_url=rest,
             rate=rate if rate is not None else DEFAULT_RATE,
-            ws_url=check_url(stream, "--ws-url", DEFAULT_WS_URL),
+            ws_url=check_url(stream, "--ws-url", DEFAULT_WS_URL) if given else ws_url_for(rest),
             seconds_horizon_days=_days(os.environ.get(_HORIZON_ENV)),
             settle=_settle(os.environ.get(_SETTLE_ENV)),
         )
+
+
+def ws_url_for(api_url: str) -> str:
+    """Upbit's WebSocket beside its REST API: `http://host:port` -> `ws://host:port/websocket/v1`
+    (https -> wss; a path kept, as a proxy's prefix)."""
+    scheme, sep, rest = api_url.partition("://")
+    secure = scheme.lower() == "https"
+    return f"{'wss' if secure else 'ws'}{sep}{rest.rstrip('/')}{WS_PATH}"
 
 
 def _given(argument: str | None, env: str, default: str) -> str:

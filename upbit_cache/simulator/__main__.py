@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .app import DETAILS_MODES, PAGE_MODES, SimState
@@ -15,30 +15,69 @@ from .clock import to_epoch_ms
 from .server import SimulatorConfig, make_state, start_site
 from .ws import LIMITS_PER
 
+PROG = "python -m upbit_cache.simulator"
+DESCRIPTION = "Offline stand-in for api.upbit.com (deterministic synthetic data)."
 
-def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
-    """Build a SimulatorConfig from command-line arguments."""
-    parser = argparse.ArgumentParser(
-        prog="python -m upbit_cache.simulator",
-        description="Offline stand-in for api.upbit.com (deterministic synthetic data).",
+
+def parse_args(
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str = PROG,
+    description: str = DESCRIPTION,
+    epilog: str | None = None,
+    port: int = 0,
+    parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
+) -> SimulatorConfig:
+    """Build a SimulatorConfig from command-line arguments. `upbit-cache simulator` parses
+    them here too, with its own name, default port and a parser whose `error` it chose."""
+    parser = parser_class(
+        prog=prog,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
-    parser.add_argument("--jitter", type=float, default=0.0, help="extra random latency, seconds")
-    parser.add_argument("--rate", type=int, default=10, help="requests per second per group")
-    parser.add_argument("--ban-after", type=int, default=15, help="429s within 10 s before 418")
-    parser.add_argument("--ban-seconds", type=float, default=30.0, help="first 418 ban length")
-    parser.add_argument("--clock", help="simulated start time (ISO-8601); default: real time")
+    parser.add_argument(
+        "--host", default="127.0.0.1", metavar="HOST", help="address to listen on (127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=port,
+        metavar="PORT",
+        help=f"0 picks a free port (default {port})",
+    )
+    parser.add_argument(
+        "--latency", type=float, default=0.0, metavar="SECONDS", help="added to every answer"
+    )
+    parser.add_argument(
+        "--jitter", type=float, default=0.0, metavar="SECONDS", help="extra random latency"
+    )
+    parser.add_argument(
+        "--rate", type=int, default=10, metavar="N", help="requests per second per group (10)"
+    )
+    parser.add_argument(
+        "--ban-after", type=int, default=15, metavar="N", help="429s within 10 s before a 418"
+    )
+    parser.add_argument(
+        "--ban-seconds", type=float, default=30.0, metavar="SECONDS", help="first 418's length"
+    )
+    parser.add_argument(
+        "--clock", metavar="TIME", help="simulated start time (ISO 8601); default: real time"
+    )
     parser.add_argument("--frozen", action="store_true", help="keep the clock still")
     parser.add_argument(
-        "--speed", type=float, default=1.0, help="simulated seconds per real second (default 1)"
+        "--speed",
+        type=float,
+        default=1.0,
+        metavar="N",
+        help="simulated seconds per real second (default 1)",
     )
     parser.add_argument(
         "--ws-idle-timeout",
         type=float,
         default=120.0,
-        help="close WebSockets idle for this many seconds",
+        metavar="SECONDS",
+        help="close WebSockets idle for this long (120)",
     )
     parser.add_argument(
         "--listing",
@@ -148,16 +187,27 @@ def _quiet(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, list[
     return quiet
 
 
-async def serve(config: SimulatorConfig, state: SimState) -> None:
-    """Serve until SIGINT or SIGTERM, announcing the URL on stdout once bound."""
-    runner, url = await start_site(state, config.host, config.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+def _listening(url: str) -> None:
     # Scripts read this exact line to learn the port.
     print(f"upbit-simulator listening on {url}", flush=True)
+
+
+async def serve(
+    config: SimulatorConfig,
+    state: SimState,
+    stop: asyncio.Event | None = None,
+    announce: Callable[[str], None] = _listening,
+) -> None:
+    """Serve until `stop` is set (by default: until SIGINT or SIGTERM), calling `announce`
+    with the base URL once bound."""
+    runner, url = await start_site(state, config.host, config.port)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
     try:
+        announce(url)
         await stop.wait()
     finally:
         await runner.cleanup()
