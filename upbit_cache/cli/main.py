@@ -611,7 +611,8 @@ def verify_command(
     """Check the store against its records: missing, unreadable or truncated files, rows
     outside recorded ranges, duplicate times, impossible values, files in the wrong partition
     or with the wrong schema; with --upbit, ask Upbit again about what the records believe.
-    Exit 0 healthy, 1 problems found (repaired with --repair). -v: a line per series checked.
+    Exit 0 healthy or, with --repair, everything found repaired (and checked again); 1
+    problems left. -v: a line per series checked.
 
     Example: upbit-cache verify --upbit --budget 300 --repair
     """
@@ -626,5 +627,5 @@ def verify_command(
             typer.echo(json.dumps(verify_json(report, cache.files.root), indent=2))
         else:
             print_report(verify_lines(report, cache.files.root, tz, verbose))
-        if not report.healthy:
+        if not report.ok:
             raise typer.Exit(1)
