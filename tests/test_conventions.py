@@ -346,9 +346,9 @@ def test_live_json_lines_in_the_zone_asked(
     first = json.loads(read_until(proc, lambda lines: len(lines) >= 1, "the first line")[0])
     proc.terminate()
     _, err = proc.communicate(timeout=DEADLINE)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 143, err
     assert first["time"] == "2026-11-20T08:59:00+09:00" and first["event"] == "snapshot"
     said = plain(err).splitlines()
-    assert said[0] == "upbit-cache: stopped (SIGTERM); closed candles are stored"
+    assert said[0] == "upbit-cache: stopped (SIGTERM); nothing stored (--no-store)"
     assert re.fullmatch(r"events: [0-9]+ snapshots?, [0-9]+ updates?, [0-9]+ closes?", said[1])
     assert all(STAMP.match(line) for line in err.splitlines())

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pandas as pd
 import pytest
-from conftest import DEADLINE, FAST_RATE, NOW, Procs, read_until, truth
+from conftest import DEADLINE, FAST_RATE, NOW, Procs, plain, read_until, truth
 
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.collector.websocket import (
@@ -204,8 +204,8 @@ def test_cli_jsonl_then_sigterm_stores_and_exits_cleanly(
     )
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=DEADLINE)
-    assert proc.returncode == 0, err
-    assert "stopped (SIGTERM)" in err
+    assert proc.returncode == 143, err  # 128 + SIGTERM, as for every command
+    assert "stopped (SIGTERM); closed candles are stored" in err
     for line in lines + out.splitlines():
         row = json.loads(line)
         assert set(row) == {
@@ -220,6 +220,23 @@ def test_cli_jsonl_then_sigterm_stores_and_exits_cleanly(
     pd.testing.assert_frame_equal(
         stored, truth(sim, "KRW-BTC", "1m", start, start + 2 * MINUTE), rtol=1e-9
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_and_sigterm_stop_live_in_order_with_the_signal_status(
+    sim: SimulatorServer, tmp_path: Path, procs: Procs, sig: signal.Signals, code: int
+) -> None:
+    command = [sys.executable, "-m", "upbit_cache", "live", "KRW-BTC", "-t", "1m", "--jsonl"]
+    command += ["--no-store", "-q", "--api-url", sim.url, "--ws-url", sim.ws_url]
+    proc = procs.popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    read_until(proc, lambda lines: len(lines) >= 1, "the first line")  # streaming: instead is set
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=DEADLINE)
+    why = "SIGTERM" if sig == signal.SIGTERM else "interrupted"
+    assert proc.returncode == code, err
+    # Said even with -q (the status needs its reason); no claim of storing with --no-store.
+    assert plain(err).splitlines() == [f"upbit-cache: stopped ({why}); nothing stored (--no-store)"]
 
 
 def test_terminal_table_shows_every_series() -> None:

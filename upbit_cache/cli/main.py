@@ -331,7 +331,8 @@ def live_command(
     """Watch markets live: candles built from Upbit's trade stream, updated on every trade.
 
     On a terminal a table; with --jsonl (or into a pipe) JSON lines. Ctrl-C or SIGTERM
-    stores what closed and exits (-v: with counts of the events shown).
+    stores what closed and exits 130 or 143, as any command they stop (-v: with counts of
+    the events shown).
     Example: upbit-cache live KRW-BTC KRW-ETH -t 1m,15m,1h --jsonl
     """
     with _one_line_errors():
@@ -351,9 +352,15 @@ def live_command(
 
         with view:
             stopped = asyncio.run(_watch(events, show))
-        log.info(f"upbit-cache: stopped ({stopped}); closed candles are stored")
+        # The orderly stop is done (closes stored); the status says what stopped it, as for
+        # every command (even with -q: a non-zero exit explains itself).
+        kept = "closed candles are stored" if not no_store else "nothing stored (--no-store)"
+        say(f"upbit-cache: stopped ({stopped}); {kept}")
         counts = [plural(kinds[k], k) for k in ("snapshot", "update", "close")]
         log.detail(f"events: {', '.join(counts)}")
+        stop.reported()
+        if stopped != "stream ended":
+            raise typer.Exit(stop.SIGTERM_EXIT if stopped == "SIGTERM" else stop.INTERRUPTED_EXIT)
 
 
 async def _watch(events: AsyncGenerator[LiveEvent, None], show: Callable[[LiveEvent], None]) -> str:
