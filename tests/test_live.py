@@ -258,6 +258,37 @@ def test_terminal_table_shows_every_series() -> None:
     assert "15m" in text and "2026-11-20 00:00" in text and "0.0 s ago" in text
 
 
+def test_the_terminal_table_reads_as_asked() -> None:
+    # Rows in the order asked, prices to the market's tick with thousands separators, and a
+    # line while the backfill runs (the stream's first event waits for it).
+    import io
+
+    from upbit_cache.cli.live_view import LiveTable
+    from upbit_cache.timeframes.live import CandleEvent
+
+    out, start = io.StringIO(), to_ms(NOW)
+    markets, tfs = ["KRW-ETH", "KRW-BTC", "BTC-XRP"], Timeframe.parse_list("1m,15m,1h")
+    prices = {"KRW-BTC": 198_381_000.0, "KRW-ETH": 4_512_000.0, "BTC-XRP": 0.00001234}
+    with LiveTable(out, width=200, markets=markets, timeframes=tfs):
+        pass  # stopped before the first event: what showed until then (off a terminal: last)
+    assert "backfilling 9 series from the store and Upbit" in out.getvalue()
+    with LiveTable(out, width=200, markets=markets, timeframes=tfs) as view:
+        for market in reversed(markets):  # the stream's order is not the one asked
+            for tf in reversed(tfs):
+                p = prices[market]
+                candle = Candle(market, tf, start, p, p * 1.01, p * 0.99, p, 3.0, 4.5, start)
+                view.show(LiveEvent(CandleEvent("snapshot", candle)))
+    final = out.getvalue().rpartition("backfilling")[2]
+    rows = [
+        line.split("│")[1:3] for line in final.splitlines() if "│ KRW-" in line or "│ BTC-" in line
+    ]
+    assert [(m.strip(), tf.strip()) for m, tf in rows] == [
+        (m, t.name) for m in markets for t in tfs
+    ]
+    assert "198,381,000" in final and "200,364,810" in final and "1.98381e+08" not in final
+    assert "4,512,000" in final and "0.00001234" in final and "0.00001246" in final
+
+
 @pytest.mark.slow
 def test_back_within_two_seconds_of_the_servers_return(sim: SimulatorServer) -> None:
     async def scenario() -> float:

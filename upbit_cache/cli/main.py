@@ -343,7 +343,12 @@ def live_command(
         events = _cache(data_dir, log, api_url, ws_url=ws_url).live(
             markets, timeframes, store=not no_store
         )
-        view = JsonLines(tz=tz) if jsonl or not sys.stdout.isatty() else LiveTable(tz=tz)
+        from upbit_cache.markets import validate_markets
+
+        if jsonl or not sys.stdout.isatty():
+            view: JsonLines | LiveTable = JsonLines(tz=tz)
+        else:
+            view = LiveTable(tz=tz, markets=validate_markets(markets), timeframes=timeframes)
         kinds: Counter[str] = Counter()
 
         def show(item: LiveEvent) -> None:
