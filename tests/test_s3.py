@@ -208,7 +208,7 @@ def test_many_writers_with_kills_lose_and_double_nothing(
         read_until(live, lambda lines: len(lines) > 0, "live's first snapshot")
         live.send_signal(signal.SIGTERM)
         _out, err = live.communicate(timeout=DEADLINE)
-        assert live.returncode == 0, err
+        assert live.returncode == 143, err  # its orderly stop, then the signal's status
     for job in jobs[-2:]:  # what the first round's kills and races left, done once more
         code, out = cli_local(data, *job)
         assert code == 0, out
