@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from itertools import product
 from typing import TYPE_CHECKING, TextIO
 
+from upbit_cache.store.text import json_number, time_text
 from upbit_cache.times import iso
 from upbit_cache.words import plural
 
@@ -25,25 +26,21 @@ _REFRESH_SECONDS = 0.25
 
 
 def event_json(event: CandleEvent, tz: str = "UTC") -> str:
-    """One JSON line: `{"event": "update", "market": ..., "timeframe": ..., "time": ...}`,
-    times as text in `tz`."""
+    """One JSON line in export's style: its keys in its order (`market, timeframe, time,
+    open, ..., value`), then `event` and `last_trade`; compact, floats as floats, times as
+    export writes them in `tz` (store/text.py)."""
     c = event.candle
-    return json.dumps(
-        {
-            "event": event.kind,
-            "market": c.market,
-            "timeframe": c.timeframe.name,
-            "time": iso(c.time, tz),
-            "open": c.open,
-            "high": c.high,
-            "low": c.low,
-            "close": c.close,
-            "volume": c.volume,
-            "value": c.value,
-            "last_trade": iso(c.last_trade, tz) if c.last_trade > 0 else None,
-            "last_trade_ms": c.last_trade,
-        }
+    prices = (c.open, c.high, c.low, c.close, c.volume, c.value)
+    last = f'"{time_text(c.last_trade, tz)}"' if c.last_trade > 0 else "null"
+    return (
+        f'{{"market":{json.dumps(c.market)},"timeframe":"{c.timeframe.name}",'
+        f'"time":"{time_text(c.time, tz)}",'
+        + "".join(f'"{name}":{json_number(v)},' for name, v in zip(_PRICES, prices, strict=True))
+        + f'"event":"{event.kind}","last_trade":{last}}}'
     )
+
+
+_PRICES = ("open", "high", "low", "close", "volume", "value")
 
 
 class JsonLines:

@@ -310,7 +310,14 @@ AsOf = Annotated[
 
 # screen-prep
 Out = Annotated[
-    str, typer.Option("--out", "-o", metavar="FILE|-", help="Output file, or - for stdout.")
+    str,
+    typer.Option(
+        "--out",
+        "-o",
+        metavar="FILE|-",
+        help="Output file (.csv, .jsonl, .parquet; .csv.gz or .jsonl.zst compressed), "
+        "or - for stdout.",
+    ),
 ]
 OutFormat = Annotated[
     str | None,
@@ -318,7 +325,7 @@ OutFormat = Annotated[
         "--format",
         "-f",
         metavar="csv|jsonl|parquet",
-        help="Output format (default: from --out, else csv).",
+        help="Output format (default: from the --out name; csv for stdout).",
         show_default=False,
     ),
 ]

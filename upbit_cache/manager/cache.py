@@ -26,7 +26,7 @@ from upbit_cache.markets import validate_market, validate_markets
 from upbit_cache.ranges import EARLIEST, LATEST, TimeRange
 from upbit_cache.store import screens
 from upbit_cache.store.files import DataDir
-from upbit_cache.store.formats import Format, check_output
+from upbit_cache.store.formats import Format, check_output, guess_format
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import TimeLike, check_timezone, now_ms, to_ms
 
@@ -259,17 +259,20 @@ class UpbitCache:
         request: ScreenRequest,
         *,
         out: str = "-",
-        fmt: Format = "csv",
+        fmt: Format | None = None,
         tz: str = "UTC",
         progress: Progress | None = None,
     ) -> Produced:
         """Bring the request's window up to date and write one long table to `out` (the
-        times of CSV and JSON lines as text in `tz`; Parquet keeps UTC timestamps).
+        times of CSV and JSON lines as text in `tz`; Parquet keeps UTC timestamps). `fmt`
+        None: the one `out`'s name says (`.csv`, `.jsonl`, `.parquet`, maybe `.gz`/`.zst`
+        after it), CSV for stdout.
 
         A run whose table was built before from exactly the same files copies the kept table
         (one request for Upbit's clock, no Parquet read).
         """
         tz = check_timezone(tz)
+        fmt = guess_format(out, fmt)
         check_output(out, fmt)  # before anything is fetched or copied out
         if not request.refresh:
             self.files.require()
@@ -322,7 +325,7 @@ class UpbitCache:
         timeframes: Timeframes = "1h",
         window: Window | None = None,
         out: str = "-",
-        fmt: Format = "csv",
+        fmt: Format | None = None,
         tz: str = "UTC",
         refresh: bool = True,
         fill: bool = False,
@@ -334,13 +337,15 @@ class UpbitCache:
         `refresh` first fetches what the store lacks (as `fetch` does); without it only the
         store is read, and "now" is this host's clock. Text times are written in `tz`
         (Parquet keeps UTC). `fill` adds a candle for every period without trades between a
-        series' first and last candle: the previous close, zero volume.
+        series' first and last candle: the previous close, zero volume. `fmt` None: the one
+        `out`'s name says, CSV for stdout; a name ending `.gz` or `.zst` is compressed so.
         """
         from upbit_cache.manager.export import export, stored_markets
         from upbit_cache.manager.fetch import fetch
 
         tfs = _timeframes(timeframes)
         zone = check_timezone(tz)
+        fmt = guess_format(out, fmt)
         check_output(out, fmt)  # before anything is fetched
         if not refresh:
             self.files.require()
