@@ -190,3 +190,53 @@ def test_a_kept_screen_table_is_compressed_as_named(sim: SimulatorServer, tmp_pa
         assert ("kept table" in err) == (run == "kept")
         text = gzip.decompress(out.read_bytes())
         assert text.startswith(b"market,time,open,") and text.count(b"\n") == 49, run
+
+
+# Python API misuse is a UsageError that says how to call it
+
+
+def test_api_misuse_is_a_usage_error_naming_the_argument(krw: Path) -> None:
+    import upbit_cache
+    from upbit_cache import (
+        InvalidMarketError,
+        InvalidRangeError,
+        InvalidTimeframeError,
+        UpbitCache,
+        UsageError,
+    )
+
+    cache = UpbitCache(krw)
+    cases: list[tuple[object, type[UsageError], str]] = [
+        (
+            lambda: upbit_cache.load(["KRW-BTC", "KRW-ETH"], "1h", data_dir=krw),
+            InvalidMarketError,
+            "load: market takes one market code such as 'KRW-BTC', not a list of them",
+        ),
+        (lambda: cache.load("KRW-BTC", 60), InvalidTimeframeError, "not int 60"),
+        (
+            lambda: cache.fetch("KRW-BTC"),
+            InvalidMarketError,
+            "UpbitCache.fetch: markets takes a list of market codes, not the str 'KRW-BTC': "
+            "pass ['KRW-BTC']",
+        ),
+        (lambda: cache.info(markets="KRW-BTC"), InvalidMarketError, "pass ['KRW-BTC']"),
+        (
+            lambda: cache.export(["KRW-BTC"], timeframes=["1h", 4]),
+            InvalidTimeframeError,
+            "UpbitCache.export: timeframes[1] takes a timeframe such as '1h'",
+        ),
+        (lambda: cache.export(["KRW-BTC"], window="30d"), UsageError, "window takes a Window"),
+        (lambda: cache.load("KRW-BTC", "1h", [2026]), InvalidRangeError, "start takes a time"),
+        (lambda: cache.load("KRW-BTC", "1h", fill="yes"), UsageError, "fill takes True or"),
+        (lambda: cache.load("KRW-BTC"), UsageError, "missing a required argument"),
+        (lambda: UpbitCache(data_dir=5), UsageError, "UpbitCache: data_dir takes a path"),
+    ]
+    for call, kind, says in cases:
+        with pytest.raises(kind) as found:
+            call()  # type: ignore[operator]
+        assert says in str(found.value)
+    # Right: a list of timeframe names, a Path, a Timeframe.
+    frame = cache.load("KRW-BTC", Timeframe.parse("1h"), "2026-11-19", NOW)
+    assert len(frame) == 24
+    assert cache.info(["KRW-BTC"], ["1h"])[0].candles == 48
+    assert len(upbit_cache.load("KRW-BTC", "4h", "2026-11-19", NOW, data_dir=krw)) == 6

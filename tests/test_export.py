@@ -292,9 +292,7 @@ def test_a_range_with_no_candles_is_an_empty_table(
     empty = ("KRW-BTC", "-t", "1h", "--timerange", "20200101-20200102", "--no-refresh")
     code, out, err = export(sim, tmp_path, *empty, "--tz", tz)
     assert code == 0, err
-    assert out.decode().splitlines() == [
-        "market,timeframe,time,open,high,low,close,volume,value"
-    ]
+    assert out.decode().splitlines() == ["market,timeframe,time,open,high,low,close,volume,value"]
     code, out, err = export(sim, tmp_path, *empty, "--tz", tz, "-f", "jsonl")
     assert (code, out) == (0, b""), err
     code, out, err = export(sim, tmp_path, *empty, "-f", "parquet", "-o", str(tmp_path / "e.pq"))

@@ -11,12 +11,39 @@ QUOTES = ("KRW", "BTC", "USDT")
 _MARKET_RE = re.compile(r"^(KRW|BTC|USDT)-[A-Z0-9]{1,15}$")
 
 
+def check_market_type(code: object, where: str = "a market") -> None:
+    """Refuse anything but a str where one market code goes (a list is the usual slip)."""
+    if isinstance(code, str):
+        return
+    if isinstance(code, list | tuple | set):
+        raise InvalidMarketError(
+            f"{where} takes one market code such as 'KRW-BTC', not a {type(code).__name__} "
+            "of them: call it once per market (or use export or fetch for many)"
+        )
+    raise InvalidMarketError(
+        f"{where} takes a market code such as 'KRW-BTC' (a str), not {type(code).__name__}"
+    )
+
+
+def check_markets_type(codes: object, where: str = "markets") -> None:
+    """Refuse anything but a list (or other iterable) of str where market codes go."""
+    if isinstance(codes, str):
+        raise InvalidMarketError(
+            f"{where} takes a list of market codes, not the str {codes!r}: pass [{codes!r}]"
+        )
+    if isinstance(codes, dict) or not isinstance(codes, Iterable):
+        raise InvalidMarketError(
+            f"{where} takes a list of market codes such as ['KRW-BTC'], not {type(codes).__name__}"
+        )
+
+
 def validate_market(code: str) -> str:
     """Return `code` upper-cased if it is a market code like KRW-BTC, else raise.
 
     Lower case is accepted and normalised; anything else (path characters, spaces, an
     unknown quote currency) is refused before it can reach a URL or a file path.
     """
+    check_market_type(code)
     candidate = code.strip().upper()
     if not _MARKET_RE.fullmatch(candidate):
         raise InvalidMarketError(
@@ -28,6 +55,7 @@ def validate_market(code: str) -> str:
 
 def validate_markets(codes: Iterable[str]) -> list[str]:
     """Validate many codes, dropping repeats but keeping the order given."""
+    check_markets_type(codes)
     return list(dict.fromkeys(validate_market(c) for c in codes))
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.errors import UsageError
+from upbit_cache.manager.api import checked
 from upbit_cache.manager.layers import LayerReport, Layers
 from upbit_cache.manager.memory import MemoryCache, MemoryStats
 from upbit_cache.manager.scope import ScreenRequest, Shard, Window, parse_span
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from upbit_cache.manager.verify import VerifyReport
     from upbit_cache.store.candle_store import CandleStore
 
-Timeframes = str | Timeframe | Sequence[Timeframe]
+Timeframes = str | Timeframe | Sequence[str | Timeframe]
 
 
 @dataclass
@@ -67,6 +68,7 @@ class UpbitCache:
     the commands of `upbit-cache`, one each.
     """
 
+    @checked
     def __init__(
         self,
         data_dir: str | os.PathLike[str] | None = None,
@@ -119,6 +121,7 @@ class UpbitCache:
 
     # Reading
 
+    @checked
     def get(
         self,
         market: str,
@@ -129,6 +132,7 @@ class UpbitCache:
         """Candles with start <= time < end (end: now), closed ones only, oldest first."""
         return asyncio.run(self.aget(market, timeframe, start, end))
 
+    @checked
     async def aget(
         self,
         market: str,
@@ -176,6 +180,7 @@ class UpbitCache:
                 return True
         return False
 
+    @checked
     def load(
         self,
         market: str,
@@ -207,6 +212,7 @@ class UpbitCache:
 
     # Commands
 
+    @checked
     def fetch(
         self,
         markets: Sequence[str] = (),
@@ -241,6 +247,7 @@ class UpbitCache:
         self._asked(self.last_fetch)
         return self.last_fetch
 
+    @checked
     def resample(
         self,
         markets: Sequence[str] = (),
@@ -254,6 +261,7 @@ class UpbitCache:
         self.files.require()
         return asyncio.run(resample_store(self.store, markets, _timeframes(timeframes), source))
 
+    @checked
     def screen_prep(
         self,
         request: ScreenRequest,
@@ -317,6 +325,7 @@ class UpbitCache:
         facts.filtered_out = len(result.filtered_out)
         remember(self.files, name, facts)
 
+    @checked
     def export(
         self,
         markets: Sequence[str] = (),
@@ -369,6 +378,7 @@ class UpbitCache:
         report.seconds = time.monotonic() - began
         return report
 
+    @checked
     def prune(
         self, policy: Policy, *, now: TimeLike | None = None, dry_run: bool = False
     ) -> PruneReport:
@@ -380,6 +390,7 @@ class UpbitCache:
         at = to_ms(now) if now is not None else None
         return asyncio.run(prune(store, policy, now=at, dry_run=dry_run))
 
+    @checked
     def info(
         self,
         markets: Sequence[str] = (),
@@ -397,6 +408,7 @@ class UpbitCache:
         self.files.require()
         return inventory(self._new_store(), chosen, wanted, unreadable)
 
+    @checked
     def verify(
         self,
         markets: Sequence[str] = (),
@@ -434,6 +446,7 @@ class UpbitCache:
 
         return asyncio.run(run())
 
+    @checked
     def live(
         self,
         markets: Sequence[str],
@@ -457,7 +470,7 @@ class UpbitCache:
 
 
 def _timeframe(value: str | Timeframe) -> Timeframe:
-    return value if isinstance(value, Timeframe) else Timeframe.parse(value)
+    return Timeframe.parse(value)
 
 
 def _timeframes(value: Timeframes) -> list[Timeframe]:
@@ -467,4 +480,4 @@ def _timeframes(value: Timeframes) -> list[Timeframe]:
         return Timeframe.parse_list(value)
     if not value:
         raise UsageError("give at least one timeframe")
-    return list(value)
+    return list(dict.fromkeys(Timeframe.parse(v) for v in value))

@@ -40,9 +40,22 @@ class Timeframe:
     kind: Kind
     count: int  # seconds for kind "second", minutes for "minute", days for "day", else 1
 
+    @staticmethod
+    def check_type(value: object, where: str = "a timeframe") -> None:
+        """Refuse anything but a name (str) or a Timeframe where one timeframe goes."""
+        if not isinstance(value, str | Timeframe):
+            raise InvalidTimeframeError(
+                f"{where} takes a timeframe such as '1h' (a str) or a Timeframe, "
+                f"not {type(value).__name__} {value!r}"
+            )
+
     @classmethod
-    def parse(cls, text: str) -> Timeframe:
-        """Parse one of SUPPORTED (`1m` is a minute, `1M` a month); raise on anything else."""
+    def parse(cls, text: str | Timeframe) -> Timeframe:
+        """Parse one of SUPPORTED (`1m` is a minute, `1M` a month; a Timeframe is itself);
+        raise on anything else."""
+        cls.check_type(text)
+        if isinstance(text, Timeframe):
+            return text
         found = _BY_NAME.get(text.strip())
         if found is None:
             raise InvalidTimeframeError(
@@ -54,7 +67,8 @@ class Timeframe:
     def parse_list(cls, text: str) -> list[Timeframe]:
         """Parse a comma-separated list such as `15m,1h,4h`, without repeats; an empty item
         (`1h,,4h`, `1h,`) is refused, as a slip that would otherwise go unnoticed."""
-        parts = text.split(",")
+        cls.check_type(text, "a list of timeframes")
+        parts = str(text).split(",")
         if not text.strip() or not any(part.strip() for part in parts):
             raise InvalidTimeframeError(
                 f"no timeframe given: use one or more of {' '.join(_BY_NAME)}"
