@@ -12,7 +12,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import NOW, plain, seed
+from conftest import NOW, S3Server, plain, seed
 from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -240,3 +240,44 @@ def test_api_misuse_is_a_usage_error_naming_the_argument(krw: Path) -> None:
     assert len(frame) == 24
     assert cache.info(["KRW-BTC"], ["1h"])[0].candles == 48
     assert len(upbit_cache.load("KRW-BTC", "4h", "2026-11-19", NOW, data_dir=krw)) == 6
+
+
+# A missing bucket or prefix is an error, not an empty store
+
+READERS = {
+    "info": ["info"],
+    "verify": ["verify"],
+    "prune": ["prune"],
+    "export": ["export", "KRW-BTC", "--days", "1", "--no-refresh"],
+    "resample": ["resample", "-t", "4h"],
+    "screen-prep": ["screen-prep", "KRW-BTC", "--no-refresh"],
+}
+
+
+@pytest.mark.parametrize("command", list(READERS))
+def test_a_missing_bucket_or_prefix_is_exit_2_for_every_reader(s3: S3Server, command: str) -> None:
+    bucket = "misspelt-bucket-upbit-cache"
+    for where, why in (
+        (f"s3://{bucket}/x", f"there is no bucket {bucket} (a fetch creates the prefix, not it)"),
+        (s3.new_dir(), "nothing was fetched there (a fetch creates it)"),
+    ):
+        code, out, err = cli(*READERS[command], "--data-dir", where)
+        assert code == 2 and out == b"", err
+        assert err == f"upbit-cache: error: no data dir at {where}: {why}\n"
+
+
+def test_a_missing_bucket_is_named_by_the_library_and_by_fetch(
+    s3: S3Server, sim: SimulatorServer
+) -> None:
+    import upbit_cache
+    from upbit_cache import StorageError
+
+    bucket = "misspelt-bucket-upbit-cache"
+    with pytest.raises(StorageError, match=f"no data dir at s3://{bucket}/x: there is no bucket"):
+        upbit_cache.load("KRW-BTC", "1h", data_dir=f"s3://{bucket}/x")
+    with pytest.raises(StorageError, match="nothing was fetched there"):
+        upbit_cache.load("KRW-BTC", "1h", data_dir=s3.new_dir())  # was an empty frame
+    code, _, err = cli("fetch", "KRW-BTC", "--days", "1", "--api-url", sim.url, "--data-dir",
+                       f"s3://{bucket}/x")  # fmt: skip
+    assert code == 2 and err.count("\n") == 1
+    assert f"cannot write the data dir s3://{bucket}/x: there is no bucket {bucket}; create" in err

@@ -202,6 +202,7 @@ class UpbitCache:
         tf = _timeframe(timeframe)
         lo, hi = parse_span(start, end)
         span = TimeRange(EARLIEST if lo is None else lo, LATEST if hi is None else hi)
+        self.files.require()  # a misspelt data dir is not an empty frame (looked at once)
         with self.layers.request():
             frame = load_any(self.store, validate_market(market), tf, span)
         if not fill or frame.empty:
