@@ -281,3 +281,46 @@ def test_a_missing_bucket_is_named_by_the_library_and_by_fetch(
                        f"s3://{bucket}/x")  # fmt: skip
     assert code == 2 and err.count("\n") == 1
     assert f"cannot write the data dir s3://{bucket}/x: there is no bucket {bucket}; create" in err
+
+
+# "Did you mean": one line, exit 2
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["KRW-BTC,KRW-ETH"], "'KRW-BTC,KRW-ETH': give one market per argument: KRW-BTC KRW-ETH"),
+        (["BTC-KRW"], "'BTC-KRW': did you mean KRW-BTC? (Upbit writes QUOTE-BASE)"),
+        (["BTC/KRW"], "'BTC/KRW': did you mean KRW-BTC?"),  # ccxt's BASE/QUOTE
+        (["eth/btc"], "'eth/btc': did you mean BTC-ETH?"),
+        (["KRW-BTC", "-t", "60m"], "unsupported timeframe '60m': did you mean 1h?"),
+        (["KRW-BTC", "-t", "1m,1H"], "unsupported timeframe '1H': did you mean 1h?"),
+        (["KRW-BTC", "-t", "24h"], "unsupported timeframe '24h': did you mean 1d?"),
+        (["KRW-BTC", "--tz", "Seoul"], "unknown time zone 'Seoul': did you mean Asia/Seoul?"),
+    ],
+)
+def test_a_natural_slip_gets_a_hint(
+    sim: SimulatorServer, tmp_path: Path, args: list[str], says: str
+) -> None:
+    code, out, err = cli("export", *args, "--days", "1", "--api-url", sim.url,
+                         "--data-dir", str(tmp_path))  # fmt: skip
+    assert code == 2 and out == b"" and err.count("\n") == 1, err
+    assert err.startswith("upbit-cache: error: ") and says in err
+    assert sim.stats()["requests"] == 0  # refused before asking Upbit anything
+
+
+def test_kst_is_seoul_and_help_says_so(krw: Path) -> None:
+    first = json.loads(export(krw, "-f", "jsonl", "--tz", "KST").splitlines()[0])
+    assert first["time"] == "2026-11-18T09:00:00.000+09:00"
+    code, out, _ = cli("export", "--help")
+    assert code == 0 and "Asia/Seoul (or KST)" in out.decode()
+
+
+def test_a_market_listed_the_other_way_round_is_hinted() -> None:
+    from upbit_cache.errors import UnknownMarketError
+    from upbit_cache.manager.scope import resolve_markets
+
+    with pytest.raises(UnknownMarketError, match=r"does not list BTC-USDT \(did you mean USDT-BTC"):
+        resolve_markets(["KRW-BTC", "USDT-BTC"], ["BTC-USDT"])
+    with pytest.raises(UnknownMarketError, match=r"does not list KRW-NOPE$"):
+        resolve_markets(["KRW-BTC"], ["KRW-NOPE"])

@@ -45,12 +45,49 @@ def validate_market(code: str) -> str:
     """
     check_market_type(code)
     candidate = code.strip().upper()
-    if not _MARKET_RE.fullmatch(candidate):
+    if not _MARKET_RE.fullmatch(candidate) or candidate.endswith("-KRW"):
+        meant = _meant(candidate)
         raise InvalidMarketError(
-            f"invalid market code {code!r}: expected QUOTE-BASE with QUOTE in "
-            f"{', '.join(QUOTES)} and BASE letters/digits, e.g. KRW-BTC"
+            f"invalid market code {code!r}: "
+            + (
+                meant
+                if meant is not None
+                else f"expected QUOTE-BASE with QUOTE in {', '.join(QUOTES)} and BASE "
+                "letters/digits, e.g. KRW-BTC"
+            )
         )
     return candidate
+
+
+def _meant(candidate: str) -> str | None:
+    """What a code that is not one most likely meant, as a hint: several markets in one
+    argument, or a pair written the other way round (`BTC-KRW`; ccxt's `BTC/KRW`, which is
+    BASE/QUOTE; `BTC_KRW`; `BTCKRW`). None: no good guess."""
+    several = [part for part in re.split(r"[,\s]+", candidate) if part]
+    if len(several) > 1:
+        return f"give one market per argument: {' '.join(several)}"
+    for separator in "/-_:":
+        if candidate.count(separator) == 1:
+            first, second = candidate.split(separator)
+            # Upbit writes QUOTE-BASE; most other places BASE/QUOTE: the turned round first.
+            for quote, base in ((second, first), (first, second)):
+                guess = f"{quote}-{base}"
+                if guess != candidate and _MARKET_RE.fullmatch(guess) and base != "KRW":
+                    return f"did you mean {guess}? (Upbit writes QUOTE-BASE)"
+            return None
+    for quote in QUOTES:  # BTCKRW, KRWBTC
+        for base in (candidate.removesuffix(quote), candidate.removeprefix(quote)):
+            if base != candidate and base and _MARKET_RE.fullmatch(f"{quote}-{base}"):
+                return f"did you mean {quote}-{base}? (Upbit writes QUOTE-BASE)"
+    return None
+
+
+def unknown_hint(code: str, listed: Iterable[str]) -> str:
+    """` (did you mean USDT-BTC?)` for a well-formed code Upbit does not list whose turned
+    round form it does list; else nothing."""
+    quote, _, base = code.partition("-")
+    turned = f"{base}-{quote}"
+    return f" (did you mean {turned}?)" if turned in set(listed) else ""
 
 
 def validate_markets(codes: Iterable[str]) -> list[str]:

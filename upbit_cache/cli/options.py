@@ -144,7 +144,7 @@ Tz = Annotated[
         metavar="ZONE",
         callback=_check_zone,
         autocompletion=_complete_zones,
-        help="Show times in this zone, with its offset: UTC, Asia/Seoul, ... "
+        help="Show times in this zone, with its offset: UTC, Asia/Seoul (or KST), ... "
         "(stored data stays UTC).",
     ),
 ]
