@@ -37,7 +37,7 @@ from upbit_cache.cli.render import (
     screen_summary,
     summary,
 )
-from upbit_cache.errors import UpbitCacheError, UsageError
+from upbit_cache.errors import RefusedError, UpbitCacheError, UsageError
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.words import plural
 
@@ -400,6 +400,7 @@ def prune_command(
     keep_1m: opt.Keep1m = None,
     compact_after: opt.CompactAfter = "7d",
     dry_run: opt.DryRun = False,
+    yes: opt.Yes = False,
     timeframe: opt.SomeTimeframes = None,
     as_of: opt.AsOf = None,
     quiet: opt.Quiet = False,
@@ -409,13 +410,14 @@ def prune_command(
 ) -> None:
     """Compact old hot partitions into the cold tier, apply retention, clear leftovers.
 
-    Safe while fetches and readers run on the same data dir (a daily cron job). -v: a line
-    per series.
+    Safe while fetches and readers run on the same data dir (a daily cron job). Retention
+    that would leave a series no row at all is refused (exit 2, saying what it would remove)
+    unless --yes. -v: a line per series.
 
     Example: upbit-cache prune --keep-1m 90d --compact-after 7d
     """
     with _one_line_errors():
-        from upbit_cache.manager.prune import Policy
+        from upbit_cache.manager.prune import Policy, PruneReport
         from upbit_cache.times import parse_duration, to_ms
 
         log = Log(quiet, verbose)
@@ -428,7 +430,12 @@ def prune_command(
         )
         now = to_ms(as_of) if as_of is not None else None
         cache = _cache(data_dir, log, lock_timeout=lock_timeout)
-        report = cache.prune(policy, now=now, dry_run=dry_run)
+        try:
+            report = cache.prune(policy, now=now, dry_run=dry_run, yes=yes)
+        except RefusedError as refused:
+            if isinstance(refused.report, PruneReport):  # what it would remove, then why not
+                print_report(prune_summary(refused.report, verbose))
+            raise
         print_report(prune_summary(report, verbose))
         for line in report.skipped:
             log.error(line)

@@ -297,6 +297,14 @@ CompactAfter = Annotated[
 DryRun = Annotated[
     bool, typer.Option("--dry-run", help="Print what would change and change nothing.")
 ]
+Yes = Annotated[
+    bool,
+    typer.Option(
+        "--yes",
+        "-y",
+        help="Delete even if retention leaves a series no row at all (refused without it).",
+    ),
+]
 AsOf = Annotated[
     str | None,
     typer.Option(

@@ -328,6 +328,13 @@ def prune_summary(report: PruneReport, verbose: bool = False) -> str:
         )
     if not lines:
         lines.append("nothing to compact, retain or clear")
+    if report.emptied:
+        series = plural(len(report.emptied), "series", "series")
+        shown = ", ".join(report.emptied[:5]) + (", ..." if len(report.emptied) > 5 else "")
+        if report.dry_run:
+            lines.append(f"would leave no row in {series} ({shown}): a real run needs --yes")
+        else:
+            lines.append(f"left no row in {series} ({shown}), as --yes confirmed")
     for tier in ("hot", "cold"):
         was, now = report.before[tier], report.after[tier]
         lines.append(

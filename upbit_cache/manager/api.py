@@ -172,4 +172,5 @@ RULES: dict[str, Check] = {
     "repair": _flag,
     "upbit": _flag,
     "store": _flag,
+    "yes": _flag,
 }

@@ -381,15 +381,23 @@ class UpbitCache:
 
     @checked
     def prune(
-        self, policy: Policy, *, now: TimeLike | None = None, dry_run: bool = False
+        self,
+        policy: Policy,
+        *,
+        now: TimeLike | None = None,
+        dry_run: bool = False,
+        yes: bool = False,
     ) -> PruneReport:
-        """Compact old hot partitions, apply retention, clear leftovers (`now`: for that time)."""
+        """Compact old hot partitions, apply retention, clear leftovers (`now`: for that time).
+
+        Retention that would delete every row of a series is refused (RefusedError, its
+        `report` the dry run's, nothing changed) unless `yes`."""
         from upbit_cache.manager.prune import prune
 
         self.files.require()
         store = self._new_store()  # every file is read once: memory would only cost
         at = to_ms(now) if now is not None else None
-        return asyncio.run(prune(store, policy, now=at, dry_run=dry_run))
+        return asyncio.run(prune(store, policy, now=at, dry_run=dry_run, yes=yes))
 
     @checked
     def info(
