@@ -67,8 +67,8 @@ class LiveTable:
     Until the first candles come, one line says what is being backfilled.
 
     rich redraws on its own thread from `_view`, so a burst of events (the snapshots after
-    a backfill) is drawn whole, and a quiet market's age keeps counting; `show` only keeps
-    the newest candle of each series."""
+    a backfill) is drawn whole even if no event follows it; `show` only keeps the newest
+    candle of each series."""
 
     def __init__(
         self,
