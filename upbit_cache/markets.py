@@ -9,6 +9,8 @@ from upbit_cache.errors import InvalidMarketError
 
 QUOTES = ("KRW", "BTC", "USDT")
 _MARKET_RE = re.compile(r"^(KRW|BTC|USDT)-[A-Z0-9]{1,15}$")
+# Money no market trades as its base: never a guess (`EUR-BTC` is not BTC-EUR turned round).
+_FIAT = ("KRW", "USD", "EUR", "JPY", "SGD", "IDR", "THB")
 
 
 def check_market_type(code: object, where: str = "a market") -> None:
@@ -64,7 +66,7 @@ def _meant(candidate: str) -> str | None:
     argument, or a pair written the other way round (`BTC-KRW`; ccxt's `BTC/KRW`, which is
     BASE/QUOTE; `BTC_KRW`; `BTCKRW`). None: no good guess."""
     several = [part for part in re.split(r"[,\s]+", candidate) if part]
-    if len(several) > 1:
+    if len(several) > 1 and all(_MARKET_RE.fullmatch(part) for part in several):
         return f"give one market per argument: {' '.join(several)}"
     for separator in "/-_:":
         if candidate.count(separator) == 1:
@@ -72,12 +74,12 @@ def _meant(candidate: str) -> str | None:
             # Upbit writes QUOTE-BASE; most other places BASE/QUOTE: the turned round first.
             for quote, base in ((second, first), (first, second)):
                 guess = f"{quote}-{base}"
-                if guess != candidate and _MARKET_RE.fullmatch(guess) and base != "KRW":
+                if guess != candidate and _MARKET_RE.fullmatch(guess) and base not in _FIAT:
                     return f"did you mean {guess}? (Upbit writes QUOTE-BASE)"
             return None
     for quote in QUOTES:  # BTCKRW, KRWBTC
         for base in (candidate.removesuffix(quote), candidate.removeprefix(quote)):
-            if base != candidate and base and _MARKET_RE.fullmatch(f"{quote}-{base}"):
+            if base not in (candidate, "", *_FIAT) and _MARKET_RE.fullmatch(f"{quote}-{base}"):
                 return f"did you mean {quote}-{base}? (Upbit writes QUOTE-BASE)"
     return None
 
