@@ -102,7 +102,7 @@ def test_quiet_keeps_stderr_for_errors_only(sim: SimulatorServer, tmp_path: Path
     code, out, err = invoke("fetch", "KRW-BTC", "KRW-ETH", "--days", "2", "-q", *api(sim), *data)
     assert code == 0 and err == "" and out.startswith("2 markets, 96 candles written")
     code, out, err = invoke("screen-prep", "KRW-BTC", "--days", "2", "-q", *api(sim), *data)
-    assert code == 0 and err == "" and out.startswith('"market","time",')
+    assert code == 0 and err == "" and out.startswith("market,time,")
     code, _, err = invoke("screen-prep", "KRW-BTC", "--days", "2", *api(sim), *data)
     assert code == 0 and "1 market, 48 rows" in err  # without -q: the summary
     sim.faults.inject("500", count=100, market="KRW-ETH")
@@ -349,9 +349,9 @@ def test_live_json_lines_in_the_zone_asked(
     first = json.loads(read_until(proc, lambda lines: len(lines) >= 1, "the first line")[0])
     proc.terminate()
     _, err = proc.communicate(timeout=DEADLINE)
-    assert proc.returncode == 0, err
-    assert first["time"] == "2026-11-20T08:59:00+09:00" and first["event"] == "snapshot"
+    assert proc.returncode == 143, err
+    assert first["time"] == "2026-11-20T08:59:00.000+09:00" and first["event"] == "snapshot"
     said = plain(err).splitlines()
-    assert said[0] == "upbit-cache: stopped (SIGTERM); closed candles are stored"
+    assert said[0] == "upbit-cache: stopped (SIGTERM); nothing stored (--no-store)"
     assert re.fullmatch(r"events: [0-9]+ snapshots?, [0-9]+ updates?, [0-9]+ closes?", said[1])
     assert all(STAMP.match(line) for line in err.splitlines())

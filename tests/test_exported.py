@@ -17,6 +17,7 @@ PUBLIC = [
     "InvalidRangeError",
     "InvalidTimeframeError",
     "RateLimitedError",
+    "RefusedError",
     "ResponseFormatError",
     "ScreenRequest",
     "ServerError",

@@ -358,7 +358,7 @@ def test_a_markets_file_with_a_byte_order_mark_is_read(
     code, _, err = invoke(*args, *api(sim), "--data-dir", str(tmp_path / "data"))
     assert code == 0, err
     rows = out.read_text().splitlines()
-    assert {r.split(",")[0] for r in rows[1:]} == {'"KRW-BTC"', '"KRW-ETH"'}
+    assert {r.split(",")[0] for r in rows[1:]} == {"KRW-BTC", "KRW-ETH"}
 
 
 @pytest.mark.parametrize(

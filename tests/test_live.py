@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pandas as pd
 import pytest
-from conftest import DEADLINE, FAST_RATE, NOW, Procs, read_until, truth
+from conftest import DEADLINE, FAST_RATE, NOW, Procs, plain, read_until, truth
 
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.collector.websocket import (
@@ -204,14 +204,14 @@ def test_cli_jsonl_then_sigterm_stores_and_exits_cleanly(
     )
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=DEADLINE)
-    assert proc.returncode == 0, err
-    assert "stopped (SIGTERM)" in err
+    assert proc.returncode == 143, err  # 128 + SIGTERM, as for every command
+    assert "stopped (SIGTERM); closed candles are stored" in err
     for line in lines + out.splitlines():
         row = json.loads(line)
-        assert set(row) == {
-            "event", "market", "timeframe", "time", "open", "high", "low", "close",
-            "volume", "value", "last_trade", "last_trade_ms",
-        }  # fmt: skip
+        assert list(row) == [  # export's keys in its order, then live's own
+            "market", "timeframe", "time", "open", "high", "low", "close", "volume", "value",
+            "event", "last_trade",
+        ]  # fmt: skip
         assert row["event"] in {"snapshot", "update", "close"} and row["market"] == "KRW-BTC"
     start = to_ms(NOW)
     stored = CandleStore(tmp_path).load(
@@ -220,6 +220,23 @@ def test_cli_jsonl_then_sigterm_stores_and_exits_cleanly(
     pd.testing.assert_frame_equal(
         stored, truth(sim, "KRW-BTC", "1m", start, start + 2 * MINUTE), rtol=1e-9
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_and_sigterm_stop_live_in_order_with_the_signal_status(
+    sim: SimulatorServer, tmp_path: Path, procs: Procs, sig: signal.Signals, code: int
+) -> None:
+    command = [sys.executable, "-m", "upbit_cache", "live", "KRW-BTC", "-t", "1m", "--jsonl"]
+    command += ["--no-store", "-q", "--api-url", sim.url, "--ws-url", sim.ws_url]
+    proc = procs.popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    read_until(proc, lambda lines: len(lines) >= 1, "the first line")  # streaming: instead is set
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=DEADLINE)
+    why = "SIGTERM" if sig == signal.SIGTERM else "interrupted"
+    assert proc.returncode == code, err
+    # Said even with -q (the status needs its reason); no claim of storing with --no-store.
+    assert plain(err).splitlines() == [f"upbit-cache: stopped ({why}); nothing stored (--no-store)"]
 
 
 def test_terminal_table_shows_every_series() -> None:
@@ -239,6 +256,37 @@ def test_terminal_table_shows_every_series() -> None:
     for market in MARKETS:
         assert market in text
     assert "15m" in text and "2026-11-20 00:00" in text and "0.0 s ago" in text
+
+
+def test_the_terminal_table_reads_as_asked() -> None:
+    # Rows in the order asked, prices to the market's tick with thousands separators, and a
+    # line while the backfill runs (the stream's first event waits for it).
+    import io
+
+    from upbit_cache.cli.live_view import LiveTable
+    from upbit_cache.timeframes.live import CandleEvent
+
+    out, start = io.StringIO(), to_ms(NOW)
+    markets, tfs = ["KRW-ETH", "KRW-BTC", "BTC-XRP"], Timeframe.parse_list("1m,15m,1h")
+    prices = {"KRW-BTC": 198_381_000.0, "KRW-ETH": 4_512_000.0, "BTC-XRP": 0.00001234}
+    with LiveTable(out, width=200, markets=markets, timeframes=tfs):
+        pass  # stopped before the first event: what showed until then (off a terminal: last)
+    assert "backfilling 9 series from the store and Upbit" in out.getvalue()
+    with LiveTable(out, width=200, markets=markets, timeframes=tfs) as view:
+        for market in reversed(markets):  # the stream's order is not the one asked
+            for tf in reversed(tfs):
+                p = prices[market]
+                candle = Candle(market, tf, start, p, p * 1.01, p * 0.99, p, 3.0, 4.5, start)
+                view.show(LiveEvent(CandleEvent("snapshot", candle)))
+    final = out.getvalue().rpartition("backfilling")[2]
+    rows = [
+        line.split("│")[1:3] for line in final.splitlines() if "│ KRW-" in line or "│ BTC-" in line
+    ]
+    assert [(m.strip(), tf.strip()) for m, tf in rows] == [
+        (m, t.name) for m in markets for t in tfs
+    ]
+    assert "198,381,000" in final and "200,364,810" in final and "1.98381e+08" not in final
+    assert "4,512,000" in final and "0.00001234" in final and "0.00001246" in final
 
 
 @pytest.mark.slow

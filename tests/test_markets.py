@@ -33,7 +33,8 @@ def test_accepts_and_normalises(code: str) -> None:
     ],
 )
 def test_rejects_malformed_codes(code: str) -> None:
-    with pytest.raises(InvalidMarketError, match=r"e\.g\. KRW-BTC"):
+    # The form, or the code meant when it is clear (`KRWBTC`, `KRW_BTC`: KRW-BTC).
+    with pytest.raises(InvalidMarketError, match=r"e\.g\. KRW-BTC|: did you mean KRW-BTC\?"):
         validate_market(code)
 
 

@@ -341,3 +341,34 @@ def test_cli_prune_summary_and_bad_input(store_dir: Path) -> None:
     ]:
         done = runner.invoke(app, ["prune", *bad, "--data-dir", str(store_dir)])
         assert done.exit_code == 2 and message in done.output, done.output
+
+
+def test_retention_that_empties_a_series_is_refused_without_yes(store_dir: Path) -> None:
+    from upbit_cache import RefusedError, UpbitCache
+
+    runner, before = CliRunner(), files(store_dir)
+    args = ["prune", "--keep", "0d", "--as-of", NOW, "--data-dir", str(store_dir)]
+    done = runner.invoke(app, args)
+    assert done.exit_code == 2, done.output
+    assert files(store_dir) == before  # nothing changed
+    # What it would remove, as --dry-run says it, on stdout; why not, one line on stderr.
+    assert "retain    1m: 2 markets, " in done.stdout and "dry run: nothing changed" in done.stdout
+    emptied = "(1h KRW-BTC, 1h KRW-ETH, 1m KRW-BTC, 1m KRW-ETH): a real run needs --yes"
+    assert f"would leave no row in 4 series {emptied}" in done.stdout
+    err = done.stderr.splitlines()
+    assert len(err) == 1 and err[0].endswith(
+        "upbit-cache: error: prune would delete every row of 1h KRW-BTC, 1h KRW-ETH, 1m KRW-BTC, "
+        "1m KRW-ETH: nothing changed; what it would remove is above (as --dry-run says); "
+        "give --yes to do it"
+    )
+    done = runner.invoke(app, [*args, "--dry-run"])
+    assert done.exit_code == 0 and "a real run needs --yes" in done.stdout
+    with pytest.raises(RefusedError) as refused:
+        UpbitCache(store_dir).prune(Policy(keep_ms=0), now=NOW)
+    assert isinstance(refused.value.report, PruneReport) and refused.value.report.dry_run
+    # A retention that leaves rows needs no confirming; one that does not, with --yes, runs.
+    assert runner.invoke(app, ["prune", "--keep", "30d", *args[3:]]).exit_code == 0
+    done = runner.invoke(app, [*args, "--yes"])
+    assert done.exit_code == 0, done.output
+    assert "left no row in 4 series" in done.stdout
+    assert not list((store_dir / "candles").rglob("*.parquet"))

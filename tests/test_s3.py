@@ -208,7 +208,7 @@ def test_many_writers_with_kills_lose_and_double_nothing(
         read_until(live, lambda lines: len(lines) > 0, "live's first snapshot")
         live.send_signal(signal.SIGTERM)
         _out, err = live.communicate(timeout=DEADLINE)
-        assert live.returncode == 0, err
+        assert live.returncode == 143, err  # its orderly stop, then the signal's status
     for job in jobs[-2:]:  # what the first round's kills and races left, done once more
         code, out = cli_local(data, *job)
         assert code == 0, out
@@ -276,7 +276,7 @@ def test_verify_repair_in_a_bucket_then_a_fetch_restores_parity(
     client, keys = s3.client(), [k for k in s3.keys(data) if k.endswith("part-0.parquet")]
     client.put_object(Bucket=s3.BUCKET, Key=keys[0], Body=b"not parquet")
     code, out = cli_local(data, "verify", "--repair")
-    assert code == 1 and "unreadable" in out, out
+    assert code == 0 and "unreadable" in out and "repaired all 1 problem" in out, out
     assert keys[0] not in s3.keys(data)
     assert any("/quarantine/" in k for k in s3.keys(data))
     code, out = cli(sim, data, *fetch)

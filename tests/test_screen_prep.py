@@ -157,6 +157,29 @@ def test_less_history_is_included_and_said(sim: SimulatorServer, tmp_path: Path)
     assert f"less history than asked: {recent} (" in err
 
 
+def test_top_names_less_history_only_among_its_markets(
+    sim: SimulatorServer, tmp_path: Path
+) -> None:
+    recent = next(
+        m.market
+        for m in sim.history.markets
+        if to_ms(NOW) - 10 * 86_400_000 < m.listed_ms < to_ms(NOW) - 86_400_000
+        and m.market.startswith("KRW-")
+    )
+    args = ["screen-prep", "KRW-BTC", "KRW-ETH", recent, "--days", "10", "--top", "2"]
+    args += ["--api-url", sim.url, "--data-dir", str(tmp_path), "--rate", str(FAST_RATE)]
+    for run in ("built", "kept"):  # the kept table's summary says the same
+        done = runner.invoke(app, args)
+        assert done.exit_code == 0, done.stderr
+        assert set(read(done.stdout_bytes, "csv")["market"]) == {"KRW-BTC", "KRW-ETH"}, run
+        err = plain(done.stderr)
+        assert recent not in err and "less history" not in err, (run, err)
+        assert "1 market left out by --top/--min-value" in err
+    # Kept in, it is named.
+    done = runner.invoke(app, [*args[:-2], "--top", "3"])
+    assert f"less history than asked: {recent} (" in plain(done.stderr)
+
+
 @pytest.mark.slow
 def test_verbose_prints_the_memory_hit_rate(sim: SimulatorServer, tmp_path: Path) -> None:
     code, _, err = screen(

@@ -91,6 +91,7 @@ def test_windows_that_cannot_be_served_are_refused() -> None:
 def test_time_zones() -> None:
     assert check_timezone("Asia/Seoul") == "Asia/Seoul"
     assert check_timezone("utc") == "UTC"
-    for bad in ("KST", "Asia/Nowhere", "../etc/passwd", ""):
+    assert check_timezone("KST") == check_timezone("kst") == "Asia/Seoul"
+    for bad in ("JST", "Asia/Nowhere", "../etc/passwd", ""):
         with pytest.raises(UsageError, match="unknown time zone"):
             check_timezone(bad)

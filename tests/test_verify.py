@@ -84,7 +84,9 @@ def test_damage_is_found_named_and_repaired_then_a_fetch_restores_parity(
     assert "3 problems" in out and "verify --repair" in out
 
     code, out, _ = cli("verify", "--repair", "--data-dir", str(store_dir))
-    assert code == 1 and "repaired: 2 files moved" in out
+    assert code == 0, out  # `verify --repair && upbit-cache fetch ...` fetches
+    assert "repaired all 3 problems: 2 files moved to " in out
+    assert "the spans of 1 missing file forgotten" in out
     assert len(list((store_dir / "quarantine").rglob("part-0.parquet"))) == 2
     code, out, _ = cli("verify", "--data-dir", str(store_dir))
     assert code == 0 and out.startswith("healthy"), out
@@ -102,7 +104,7 @@ def test_a_deleted_market_folder_is_a_hole_verify_finds(
     shutil.rmtree(store_dir / "candles" / "timeframe=1m" / "market=KRW-ETH")
     code, out, _ = cli("verify", "--repair", "--json", "--data-dir", str(store_dir))
     found = json.loads(out)
-    assert code == 1 and not found["healthy"] and found["repaired"]
+    assert code == 0 and not found["healthy"] and found["repaired"] and found["remaining"] == []
     assert {p["kind"] for p in found["problems"]} == {"missing"}
     assert {p["market"] for p in found["problems"]} == {"KRW-ETH"}
     sim.reset_stats()
@@ -151,7 +153,7 @@ def test_rows_nobody_recorded_and_a_damaged_record(sim: SimulatorServer, store_d
     assert f"1m KRW-BTC: {outside}" in out
     assert "1m KRW-ETH: damaged record: fetched/1m/KRW-ETH.json" in out
     code, _, _ = cli("verify", "--repair", "--data-dir", str(store_dir))
-    assert (store_dir / "quarantine").exists() and code == 1
+    assert (store_dir / "quarantine").exists() and code == 0
     assert cli("verify", "--data-dir", str(store_dir))[0] == 0
     run_fetch(sim.url, store_dir, MARKETS, "1m", days=DAYS)
     exact(sim, store_dir)
@@ -179,6 +181,26 @@ def test_a_lost_file_is_a_hole_readers_name_not_hide(sim: SimulatorServer, store
     rows = truth(sim, "KRW-BTC", "1m", "2026-11-18T00:00Z", "2026-11-18T01:00Z")
     with pytest.raises(StorageError, match="listed in its record but gone"):
         store.write("KRW-BTC", M1, rows, Ranges())
-    assert cli("verify", "--repair", "--data-dir", str(store_dir))[0] == 1
+    assert cli("verify", "--repair", "--data-dir", str(store_dir))[0] == 0
     run_fetch(sim.url, store_dir, MARKETS, "1m", days=DAYS)
     exact(sim, store_dir)
+
+
+def test_a_repair_that_leaves_something_says_so_and_fails() -> None:
+    # What the repaired series' second check still finds is named, and verify exits 1.
+    from upbit_cache.cli.render import verify_json, verify_lines
+    from upbit_cache.manager.verify import VerifyReport
+    from upbit_cache.store.audit import Problem, SeriesAudit
+
+    path = "/d/candles/timeframe=1m/market=KRW-BTC/date=2026-11-18/part-0.parquet"
+    problem = Problem(M1, "KRW-BTC", "unreadable", path, "12 bytes: not Parquet")
+    report = VerifyReport([SeriesAudit(M1, "KRW-BTC", 1, 0, [problem])], repaired=True)
+    report.moved = ["/d/quarantine/x/" + path.removeprefix("/d/")]
+    assert report.ok and not report.healthy
+    report.remaining = [problem]
+    assert not report.ok
+    lines = verify_lines(report, "/d").splitlines()
+    assert lines[-3] == "repair tried: 1 file moved to /d/quarantine/; checked again, still found:"
+    assert lines[-2].startswith("   1m KRW-BTC: unreadable: candles/timeframe=1m/")
+    assert lines[-1] == "1 problem not repaired"
+    assert verify_json(report, "/d")["remaining"] == verify_json(report, "/d")["problems"]

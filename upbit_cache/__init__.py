@@ -9,7 +9,8 @@ frame = cache.get("KRW-BTC", "1h", "2026-11-01")   # fetches what is missing fir
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from upbit_cache.errors import (
     DamageError,
@@ -19,6 +20,7 @@ from upbit_cache.errors import (
     InvalidTimeframeError,
     IPBlockedError,
     RateLimitedError,
+    RefusedError,
     ResponseFormatError,
     ServerError,
     StorageError,
@@ -38,6 +40,9 @@ if TYPE_CHECKING:  # what type checkers see; at run time these load on first use
     from upbit_cache.timeframes import Timeframe
     from upbit_cache.times import TimeLike
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
 __all__ = [
     "CANDLE_COLUMNS",
     "CandleStore",
@@ -48,6 +53,7 @@ __all__ = [
     "InvalidRangeError",
     "InvalidTimeframeError",
     "RateLimitedError",
+    "RefusedError",
     "ResponseFormatError",
     "ScreenRequest",
     "ServerError",
@@ -87,6 +93,25 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+def _checked(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """`func` with its arguments checked when it is called (manager/api.py, loaded at the
+    first call: the console entry point imports this package first thing)."""
+    import functools
+
+    ready: list[Callable[_P, _R]] = []
+
+    @functools.wraps(func)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if not ready:
+            from upbit_cache.manager.api import checked
+
+            ready.append(checked(func))
+        return ready[0](*args, **kwargs)
+
+    return run
+
+
+@_checked
 def load(
     market: str,
     timeframe: str | Timeframe,

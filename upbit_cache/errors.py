@@ -5,7 +5,8 @@
     │   ├── InvalidMarketError      not a market code like KRW-BTC
     │   ├── UnknownMarketError      well-formed, but Upbit does not list it
     │   ├── InvalidTimeframeError   not one of the supported timeframes
-    │   └── InvalidRangeError       bad dates, --since after --until
+    │   ├── InvalidRangeError       bad dates, --since after --until
+    │   └── RefusedError            a destructive step not confirmed (prune emptying series)
     ├── StorageError                the data dir cannot be used (exit 2)
     │   ├── DamageError             a damaged file or record, or a hole (exit 1, as verify)
     │   └── WriteConflict           another writer replaced a file first (merged again)
@@ -48,6 +49,18 @@ class InvalidTimeframeError(UsageError):
 
 class InvalidRangeError(UsageError):
     """A time range that cannot be served (unparseable, empty or reversed)."""
+
+
+class RefusedError(UsageError):
+    """A destructive step that needs confirming was not done: nothing changed. `report` is
+    what it would have done (a dry run's report)."""
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+    def __reduce__(self) -> tuple[type[RefusedError], tuple[str, object]]:
+        return type(self), (str(self), self.report)
 
 
 class StorageError(UpbitCacheError):

@@ -79,20 +79,39 @@ def _range_end(text: str | None) -> int | None:
     return int(day.timestamp() * 1000)
 
 
+# Zone abbreviations people type for the zones this tool is about (an abbreviation is not an
+# IANA name, and most are ambiguous: only these are taken).
+ZONE_ALIASES = {"KST": "Asia/Seoul"}
+
+
 def check_timezone(name: str) -> str:
-    """`name` if it is a time zone of the IANA database (`UTC`, `Asia/Seoul`), else a
-    UsageError."""
+    """`name` if it is a time zone of the IANA database (`UTC`, `Asia/Seoul`), `KST` as
+    Asia/Seoul, else a UsageError (with the zone meant, if a name ends like one: `Seoul`)."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     if name.strip().upper() == "UTC":
         return "UTC"
+    alias = ZONE_ALIASES.get(name.strip().upper())
+    if alias is not None:
+        return alias
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
+        hint = _zone_meant(name)
         raise UsageError(
-            f"unknown time zone {name!r}: use UTC or a name such as Asia/Seoul"
+            f"unknown time zone {name!r}: "
+            + (f"did you mean {hint}?" if hint else "use UTC or a name such as Asia/Seoul")
         ) from None
     return name
+
+
+def _zone_meant(name: str) -> str | None:
+    """The one IANA zone whose last part is `name` (any case), if there is one."""
+    from zoneinfo import available_timezones
+
+    wanted = name.strip().replace(" ", "_").lower()
+    found = [z for z in available_timezones() if z.rpartition("/")[2].lower() == wanted]
+    return found[0] if len(found) == 1 else None
 
 
 def now_ms() -> int:

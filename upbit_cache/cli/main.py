@@ -39,7 +39,7 @@ from upbit_cache.cli.render import (
     series_error,
     summary,
 )
-from upbit_cache.errors import UpbitCacheError, UsageError
+from upbit_cache.errors import RefusedError, UpbitCacheError, UsageError
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.words import plural
 
@@ -351,7 +351,8 @@ def live_command(
     """Watch markets live: candles built from Upbit's trade stream, updated on every trade.
 
     On a terminal a table; with --jsonl (or into a pipe) JSON lines. Ctrl-C or SIGTERM
-    stores what closed and exits (-v: with counts of the events shown).
+    stores what closed and exits 130 or 143, as any command they stop (-v: with counts of
+    the events shown).
     Example: upbit-cache live KRW-BTC KRW-ETH -t 1m,15m,1h --jsonl
     """
     with _one_line_errors():
@@ -362,7 +363,12 @@ def live_command(
         events = _cache(data_dir, log, api_url, ws_url=ws_url).live(
             markets, timeframes, store=not no_store
         )
-        view = JsonLines(tz=tz) if jsonl or not sys.stdout.isatty() else LiveTable(tz=tz)
+        from upbit_cache.markets import validate_markets
+
+        if jsonl or not sys.stdout.isatty():
+            view: JsonLines | LiveTable = JsonLines(tz=tz)
+        else:
+            view = LiveTable(tz=tz, markets=validate_markets(markets), timeframes=timeframes)
         kinds: Counter[str] = Counter()
 
         def show(item: LiveEvent) -> None:
@@ -371,9 +377,15 @@ def live_command(
 
         with view:
             stopped = asyncio.run(_watch(events, show))
-        log.info(f"upbit-cache: stopped ({stopped}); closed candles are stored")
+        # The orderly stop is done (closes stored); the status says what stopped it, as for
+        # every command (even with -q: a non-zero exit explains itself).
+        kept = "closed candles are stored" if not no_store else "nothing stored (--no-store)"
+        say(f"upbit-cache: stopped ({stopped}); {kept}")
         counts = [plural(kinds[k], k) for k in ("snapshot", "update", "close")]
         log.detail(f"events: {', '.join(counts)}")
+        stop.reported()
+        if stopped != "stream ended":
+            raise typer.Exit(stop.SIGTERM_EXIT if stopped == "SIGTERM" else stop.INTERRUPTED_EXIT)
 
 
 async def _watch(events: AsyncGenerator[LiveEvent, None], show: Callable[[LiveEvent], None]) -> str:
@@ -408,6 +420,7 @@ def prune_command(
     keep_1m: opt.Keep1m = None,
     compact_after: opt.CompactAfter = "7d",
     dry_run: opt.DryRun = False,
+    yes: opt.Yes = False,
     timeframe: opt.SomeTimeframes = None,
     as_of: opt.AsOf = None,
     quiet: opt.Quiet = False,
@@ -417,13 +430,14 @@ def prune_command(
 ) -> None:
     """Compact old hot partitions into the cold tier, apply retention, clear leftovers.
 
-    Safe while fetches and readers run on the same data dir (a daily cron job). -v: a line
-    per series.
+    Safe while fetches and readers run on the same data dir (a daily cron job). Retention
+    that would leave a series no row at all is refused (exit 2, saying what it would remove)
+    unless --yes. -v: a line per series.
 
     Example: upbit-cache prune --keep-1m 90d --compact-after 7d
     """
     with _one_line_errors():
-        from upbit_cache.manager.prune import Policy
+        from upbit_cache.manager.prune import Policy, PruneReport
         from upbit_cache.times import parse_duration, to_ms
 
         log = Log(quiet, verbose)
@@ -436,7 +450,12 @@ def prune_command(
         )
         now = to_ms(as_of) if as_of is not None else None
         cache = _cache(data_dir, log, lock_timeout=lock_timeout)
-        report = cache.prune(policy, now=now, dry_run=dry_run)
+        try:
+            report = cache.prune(policy, now=now, dry_run=dry_run, yes=yes)
+        except RefusedError as refused:
+            if isinstance(refused.report, PruneReport):  # what it would remove, then why not
+                print_report(prune_summary(refused.report, verbose))
+            raise
         print_report(prune_summary(report, verbose))
         for line in report.skipped:
             log.error(line)
@@ -641,7 +660,8 @@ def verify_command(
     """Check the store against its records: missing, unreadable or truncated files, rows
     outside recorded ranges, duplicate times, impossible values, files in the wrong partition
     or with the wrong schema; with --upbit, ask Upbit again about what the records believe.
-    Exit 0 healthy, 1 problems found (repaired with --repair). -v: a line per series checked.
+    Exit 0 healthy or, with --repair, everything found repaired (and checked again); 1
+    problems left. -v: a line per series checked.
 
     Example: upbit-cache verify --upbit --budget 300 --repair
     """
@@ -656,7 +676,7 @@ def verify_command(
             typer.echo(json.dumps(verify_json(report, cache.files.root), indent=2))
         else:
             print_report(verify_lines(report, cache.files.root, tz, verbose))
-        if not report.healthy:
+        if not report.ok:
             raise typer.Exit(1)
 
 

@@ -144,7 +144,7 @@ Tz = Annotated[
         metavar="ZONE",
         callback=_check_zone,
         autocompletion=_complete_zones,
-        help="Show times in this zone, with its offset: UTC, Asia/Seoul, ... "
+        help="Show times in this zone, with its offset: UTC, Asia/Seoul (or KST), ... "
         "(stored data stays UTC).",
     ),
 ]
@@ -297,6 +297,14 @@ CompactAfter = Annotated[
 DryRun = Annotated[
     bool, typer.Option("--dry-run", help="Print what would change and change nothing.")
 ]
+Yes = Annotated[
+    bool,
+    typer.Option(
+        "--yes",
+        "-y",
+        help="Delete even if retention leaves a series no row at all (refused without it).",
+    ),
+]
 AsOf = Annotated[
     str | None,
     typer.Option(
@@ -310,7 +318,14 @@ AsOf = Annotated[
 
 # screen-prep
 Out = Annotated[
-    str, typer.Option("--out", "-o", metavar="FILE|-", help="Output file, or - for stdout.")
+    str,
+    typer.Option(
+        "--out",
+        "-o",
+        metavar="FILE|-",
+        help="Output file (.csv, .jsonl, .parquet; .csv.gz or .jsonl.zst compressed), "
+        "or - for stdout.",
+    ),
 ]
 OutFormat = Annotated[
     str | None,
@@ -318,7 +333,7 @@ OutFormat = Annotated[
         "--format",
         "-f",
         metavar="csv|jsonl|parquet",
-        help="Output format (default: from --out, else csv).",
+        help="Output format (default: from the --out name; csv for stdout).",
         show_default=False,
     ),
 ]

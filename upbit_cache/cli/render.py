@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from upbit_cache.manager.prune import Change, PruneReport
     from upbit_cache.manager.recheck import RecheckReport
     from upbit_cache.manager.verify import VerifyReport
+    from upbit_cache.store.audit import Problem
     from upbit_cache.store.candle_store import TierUsage
     from upbit_cache.store.heal import Heal
     from upbit_cache.timeframes import Timeframe
@@ -377,6 +378,13 @@ def prune_summary(report: PruneReport, verbose: bool = False) -> str:
         )
     if not lines:
         lines.append("nothing to compact, retain or clear")
+    if report.emptied:
+        series = plural(len(report.emptied), "series", "series")
+        shown = ", ".join(report.emptied[:5]) + (", ..." if len(report.emptied) > 5 else "")
+        if report.dry_run:
+            lines.append(f"would leave no row in {series} ({shown}): a real run needs --yes")
+        else:
+            lines.append(f"left no row in {series} ({shown}), as --yes confirmed")
     for tier in ("hot", "cold"):
         was, now = report.before[tier], report.after[tier]
         lines.append(
@@ -479,13 +487,7 @@ def verify_lines(report: VerifyReport, root: str, tz: str = "UTC", verbose: bool
             f"{plural(a.rows, 'row')}, {plural(len(a.problems), 'problem')}"
             for a in report.audits
         ]
-    for p in report.problems:
-        span = p.span
-        spans = f", holding {iso(span.start, tz)}→{iso(span.end, tz)}" if span else ""
-        lines.append(
-            f"{p.timeframe.name:>3} {p.market}: {p.kind}: {_inside(p.path, root)} ({p.detail})"
-            + spans
-        )
+    lines += [_problem_line(p, root, tz) for p in report.problems]
     checked = (
         f"{plural(len(report.audits), 'series', 'series')}, {plural(report.files, 'file')}, "
         f"{plural(report.rows, 'row')} checked in {report.seconds:.1f} s"
@@ -495,11 +497,7 @@ def verify_lines(report: VerifyReport, root: str, tz: str = "UTC", verbose: bool
     else:
         lines.append(f"{plural(len(report.problems), 'problem')}: {checked}")
         if report.repaired:
-            lines.append(
-                f"repaired: {plural(len(report.moved), 'file')} moved to {root}/quarantine/, "
-                "their spans forgotten; the next fetch of a window that includes them asks "
-                "for them again"
-            )
+            lines += _repaired_lines(report, root, tz)
         else:
             lines.append("run `upbit-cache verify --repair` to quarantine them and fetch again")
     if report.adopted:
@@ -510,6 +508,31 @@ def verify_lines(report: VerifyReport, root: str, tz: str = "UTC", verbose: bool
     if report.upbit is not None:
         lines += _upbit_lines(report.upbit, tz)
     return "\n".join(lines)
+
+
+def _problem_line(p: Problem, root: str, tz: str) -> str:
+    span = p.span
+    spans = f", holding {iso(span.start, tz)}→{iso(span.end, tz)}" if span else ""
+    where = _inside(p.path, root)
+    return f"{p.timeframe.name:>3} {p.market}: {p.kind}: {where} ({p.detail}){spans}"
+
+
+def _repaired_lines(report: VerifyReport, root: str, tz: str) -> list[str]:
+    """What `--repair` did, and what checking the repaired series again still found."""
+    done = [f"{plural(len(report.moved), 'file')} moved to {root}/quarantine/"]
+    missing = sum(p.kind == "missing" for p in report.problems)
+    if missing:
+        done.append(f"the spans of {plural(missing, 'missing file')} forgotten")
+    done_text = ", ".join(done)
+    if not report.remaining:
+        return [
+            f"repaired all {plural(len(report.problems), 'problem')}: {done_text}; the next "
+            "fetch of a window that includes them asks for them again"
+        ]
+    lines = [f"repair tried: {done_text}; checked again, still found:"]
+    lines += ["  " + _problem_line(p, root, tz) for p in report.remaining]
+    lines.append(f"{plural(len(report.remaining), 'problem')} not repaired")
+    return lines
 
 
 def _upbit_lines(upbit: RecheckReport, tz: str) -> list[str]:
@@ -570,19 +593,21 @@ def verify_json(report: VerifyReport, root: str) -> dict[str, object]:
         "series": len(report.audits),
         "files": report.files,
         "rows": report.rows,
-        "problems": [
-            {
-                "timeframe": p.timeframe.name,
-                "market": p.market,
-                "kind": p.kind,
-                "path": _inside(p.path, root),
-                "detail": p.detail,
-            }
-            for p in report.problems
-        ],
+        "problems": [_problem_json(p, root) for p in report.problems],
         "repaired": report.repaired and bool(report.problems),
         "moved": [_inside(path, root) for path in report.moved],
+        "remaining": [_problem_json(p, root) for p in report.remaining],
         **({"upbit": _upbit_json(report.upbit)} if report.upbit is not None else {}),
+    }
+
+
+def _problem_json(p: Problem, root: str) -> dict[str, str]:
+    return {
+        "timeframe": p.timeframe.name,
+        "market": p.market,
+        "kind": p.kind,
+        "path": _inside(p.path, root),
+        "detail": p.detail,
     }
 
 

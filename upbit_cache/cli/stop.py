@@ -7,8 +7,8 @@ phases:
 - working (a command's body, inside `main._one_line_errors`): the first SIGTERM raises
   KeyboardInterrupt, as Ctrl-C does, so asyncio cancels the run's tasks at their awaits and
   every page that arrived is written; the command says so and exits 143. Later ones only
-  note it (a second interrupt would cut that cleanup short). A command for which SIGTERM is
-  its orderly end (`live`, exit 0) registers `instead`, called in place of all this;
+  note it (a second interrupt would cut that cleanup short). A command with an orderly stop
+  of its own (`live`: it still exits 143) registers `instead`, called in place of all this;
 - finishing (the summary, the last flush): nothing is interrupted; the exit status is 143.
 
 Not a SIGINT to ourselves: a shell starts background jobs with SIGINT ignored. Light: no
@@ -70,7 +70,7 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
 def on_sigterm(signum: int, frame: FrameType | None) -> None:
     """The SIGTERM handler: see the module's docstring for what each phase does."""
     if _state.phase == "working" and _state.instead is not None:
-        _state.instead()  # the command's own orderly stop (`live`: exit 0)
+        _state.instead()  # the command's own orderly stop (`live`), which exits 143 itself
         return
     _state.terminated = True
     if _state.phase == "starting":

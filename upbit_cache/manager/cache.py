@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.errors import UsageError
+from upbit_cache.manager.api import checked
 from upbit_cache.manager.layers import LayerReport, Layers
 from upbit_cache.manager.memory import MemoryCache, MemoryStats
 from upbit_cache.manager.scope import ScreenRequest, Shard, Window, parse_span
@@ -26,7 +27,7 @@ from upbit_cache.markets import validate_market, validate_markets
 from upbit_cache.ranges import EARLIEST, LATEST, TimeRange
 from upbit_cache.store import screens
 from upbit_cache.store.files import DataDir
-from upbit_cache.store.formats import Format, check_output
+from upbit_cache.store.formats import Format, check_output, guess_format
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import TimeLike, check_timezone, now_ms, to_ms
 
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from upbit_cache.manager.verify import VerifyReport
     from upbit_cache.store.candle_store import CandleStore
 
-Timeframes = str | Timeframe | Sequence[Timeframe]
+Timeframes = str | Timeframe | Sequence[str | Timeframe]
 
 
 @dataclass
@@ -67,6 +68,7 @@ class UpbitCache:
     the commands of `upbit-cache`, one each.
     """
 
+    @checked
     def __init__(
         self,
         data_dir: str | os.PathLike[str] | None = None,
@@ -119,6 +121,7 @@ class UpbitCache:
 
     # Reading
 
+    @checked
     def get(
         self,
         market: str,
@@ -129,6 +132,7 @@ class UpbitCache:
         """Candles with start <= time < end (end: now), closed ones only, oldest first."""
         return asyncio.run(self.aget(market, timeframe, start, end))
 
+    @checked
     async def aget(
         self,
         market: str,
@@ -177,6 +181,7 @@ class UpbitCache:
                 return True
         return False
 
+    @checked
     def load(
         self,
         market: str,
@@ -198,6 +203,7 @@ class UpbitCache:
         tf = _timeframe(timeframe)
         lo, hi = parse_span(start, end)
         span = TimeRange(EARLIEST if lo is None else lo, LATEST if hi is None else hi)
+        self.files.require()  # a misspelt data dir is not an empty frame (looked at once)
         with self.layers.request():
             frame = load_any(self.store, validate_market(market), tf, span)
         if not fill or frame.empty:
@@ -208,6 +214,7 @@ class UpbitCache:
 
     # Commands
 
+    @checked
     def fetch(
         self,
         markets: Sequence[str] = (),
@@ -242,6 +249,7 @@ class UpbitCache:
         self._asked(self.last_fetch)
         return self.last_fetch
 
+    @checked
     def resample(
         self,
         markets: Sequence[str] = (),
@@ -255,22 +263,26 @@ class UpbitCache:
         self.files.require()
         return asyncio.run(resample_store(self.store, markets, _timeframes(timeframes), source))
 
+    @checked
     def screen_prep(
         self,
         request: ScreenRequest,
         *,
         out: str = "-",
-        fmt: Format = "csv",
+        fmt: Format | None = None,
         tz: str = "UTC",
         progress: Progress | None = None,
     ) -> Produced:
         """Bring the request's window up to date and write one long table to `out` (the
-        times of CSV and JSON lines as text in `tz`; Parquet keeps UTC timestamps).
+        times of CSV and JSON lines as text in `tz`; Parquet keeps UTC timestamps). `fmt`
+        None: the one `out`'s name says (`.csv`, `.jsonl`, `.parquet`, maybe `.gz`/`.zst`
+        after it), CSV for stdout.
 
         A run whose table was built before from exactly the same files copies the kept table
         (one request for Upbit's clock, no Parquet read).
         """
         tz = check_timezone(tz)
+        fmt = guess_format(out, fmt)
         check_output(out, fmt)  # before anything is fetched or copied out
         if not request.refresh:
             self.files.require()
@@ -315,6 +327,7 @@ class UpbitCache:
         facts.filtered_out = len(result.filtered_out)
         remember(self.files, name, facts)
 
+    @checked
     def export(
         self,
         markets: Sequence[str] = (),
@@ -323,7 +336,7 @@ class UpbitCache:
         timeframes: Timeframes = "1h",
         window: Window | None = None,
         out: str = "-",
-        fmt: Format = "csv",
+        fmt: Format | None = None,
         tz: str = "UTC",
         refresh: bool = True,
         fill: bool = False,
@@ -335,13 +348,15 @@ class UpbitCache:
         `refresh` first fetches what the store lacks (as `fetch` does); without it only the
         store is read, and "now" is this host's clock. Text times are written in `tz`
         (Parquet keeps UTC). `fill` adds a candle for every period without trades between a
-        series' first and last candle: the previous close, zero volume.
+        series' first and last candle: the previous close, zero volume. `fmt` None: the one
+        `out`'s name says, CSV for stdout; a name ending `.gz` or `.zst` is compressed so.
         """
         from upbit_cache.manager.export import export, stored_markets
         from upbit_cache.manager.fetch import fetch
 
         tfs = _timeframes(timeframes)
         zone = check_timezone(tz)
+        fmt = guess_format(out, fmt)
         check_output(out, fmt)  # before anything is fetched
         if not refresh:
             self.files.require()
@@ -365,17 +380,27 @@ class UpbitCache:
         report.seconds = time.monotonic() - began
         return report
 
+    @checked
     def prune(
-        self, policy: Policy, *, now: TimeLike | None = None, dry_run: bool = False
+        self,
+        policy: Policy,
+        *,
+        now: TimeLike | None = None,
+        dry_run: bool = False,
+        yes: bool = False,
     ) -> PruneReport:
-        """Compact old hot partitions, apply retention, clear leftovers (`now`: for that time)."""
+        """Compact old hot partitions, apply retention, clear leftovers (`now`: for that time).
+
+        Retention that would delete every row of a series is refused (RefusedError, its
+        `report` the dry run's, nothing changed) unless `yes`."""
         from upbit_cache.manager.prune import prune
 
         self.files.require()
         store = self._new_store()  # every file is read once: memory would only cost
         at = to_ms(now) if now is not None else None
-        return asyncio.run(prune(store, policy, now=at, dry_run=dry_run))
+        return asyncio.run(prune(store, policy, now=at, dry_run=dry_run, yes=yes))
 
+    @checked
     def info(
         self,
         markets: Sequence[str] = (),
@@ -393,6 +418,7 @@ class UpbitCache:
         self.files.require()
         return inventory(self._new_store(), chosen, wanted, unreadable)
 
+    @checked
     def verify(
         self,
         markets: Sequence[str] = (),
@@ -430,6 +456,7 @@ class UpbitCache:
 
         return asyncio.run(run())
 
+    @checked
     def live(
         self,
         markets: Sequence[str],
@@ -453,7 +480,7 @@ class UpbitCache:
 
 
 def _timeframe(value: str | Timeframe) -> Timeframe:
-    return value if isinstance(value, Timeframe) else Timeframe.parse(value)
+    return Timeframe.parse(value)
 
 
 def _timeframes(value: Timeframes) -> list[Timeframe]:
@@ -463,4 +490,4 @@ def _timeframes(value: Timeframes) -> list[Timeframe]:
         return Timeframe.parse_list(value)
     if not value:
         raise UsageError("give at least one timeframe")
-    return list(value)
+    return list(dict.fromkeys(Timeframe.parse(v) for v in value))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from upbit_cache.errors import StorageError
+from upbit_cache.errors import RefusedError, StorageError
 from upbit_cache.store import layout
 from upbit_cache.store.candle_store import CandleStore, TierUsage
 from upbit_cache.store.upkeep import (
@@ -53,16 +53,36 @@ class PruneReport:
     temp_files: list[FileFacts] = field(default_factory=list)
     screens: list[FileFacts] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # series left alone: a damaged file
+    emptied: list[str] = field(default_factory=list)  # `1m KRW-BTC`: retention leaves no row
     seconds: float = 0.0
 
 
 async def prune(
-    store: CandleStore, policy: Policy, *, now: int | None = None, dry_run: bool = False
+    store: CandleStore,
+    policy: Policy,
+    *,
+    now: int | None = None,
+    dry_run: bool = False,
+    yes: bool = False,
 ) -> PruneReport:
-    """Compact, apply retention and clear leftovers; with `dry_run`, only say what would go."""
-    began = time.monotonic()
+    """Compact, apply retention and clear leftovers; with `dry_run`, only say what would go.
+
+    Retention that would delete every row of a series (nothing it recorded lies after the
+    cutoff: `--keep 0d`) is a RefusedError carrying the dry run's report, nothing changed,
+    unless `yes` confirms it: a typo in an age must not empty a store.
+    """
     now = now if now is not None else now_ms()
+    emptied = _emptied(store, policy, now)
+    if emptied and not dry_run and not yes:
+        found = await prune(store, policy, now=now, dry_run=True)
+        raise RefusedError(
+            f"prune would delete every row of {_named(found.emptied)}: nothing changed; "
+            "what it would remove is above (as --dry-run says); give --yes to do it",
+            found,
+        )
+    began = time.monotonic()
     report = PruneReport(dry_run, before=store.usage())
+    report.emptied = emptied
     for tf in policy.timeframes or store.timeframes():
         for market in store.stored_markets(tf):
             async with store.lock(tf, market):
@@ -90,6 +110,34 @@ async def prune(
     report.after = store.usage() if not dry_run else _projected(report)
     report.seconds = time.monotonic() - began
     return report
+
+
+def _emptied(store: CandleStore, policy: Policy, now: int) -> list[str]:
+    """The series (`1m KRW-BTC`) whose rows retention would all delete: it holds data files
+    and nothing it recorded (fetched or provisional) lies at or after its cutoff. From the
+    records only, so a real prune pays nothing for the question."""
+    found = []
+    for tf in policy.timeframes or store.timeframes():
+        keep = policy.keep_for(tf)
+        if keep is None:
+            continue
+        cutoff = tf.floor_one(now - keep)
+        for market in store.stored_markets(tf):
+            try:
+                record = store.record(tf, market)
+            except StorageError:
+                continue  # damaged: prune leaves it as it is, and says so
+            hull = record.fetched.union(record.provisional).hull
+            if (hull is None or hull.end <= cutoff) and store.data_files(tf, market):
+                found.append(f"{tf} {market}")
+    return found
+
+
+def _named(series: list[str]) -> str:
+    """`1m KRW-BTC, 1h KRW-BTC and 3 more series`, at most five named."""
+    shown = ", ".join(series[:5])
+    more = len(series) - 5
+    return shown + (f" and {more} more series" if more > 0 else "")
 
 
 def _projected(report: PruneReport) -> dict[layout.Tier, TierUsage]:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from upbit_cache.errors import InvalidRangeError, UnknownMarketError, UsageError
-from upbit_cache.markets import validate_markets, validate_quote
+from upbit_cache.markets import unknown_hint, validate_markets, validate_quote
 from upbit_cache.ranges import TimeRange
 from upbit_cache.timeframes.timeframe import DAY_MS, Timeframe
 from upbit_cache.times import TimeLike, iso, parse_timerange, relative_ms, to_ms
@@ -53,7 +53,8 @@ def resolve_markets(
         return of_quote(known, quote)
     unknown = [m for m in wanted if m not in known]
     if unknown:
-        raise UnknownMarketError(f"Upbit does not list {', '.join(unknown)}")
+        named = ", ".join(m + unknown_hint(m, known) for m in unknown)
+        raise UnknownMarketError(f"Upbit does not list {named}")
     return wanted
 
 

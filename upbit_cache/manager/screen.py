@@ -204,14 +204,14 @@ def _assemble(
     firsts = dict(_per_market(full, "time", "min", cast_int=True))
     recent = in_span(full, TimeRange.since(end - DAY_MS))
     turnover = dict.fromkeys(names, 0.0) | dict(_per_market(recent, "value", "sum"))
-    for market in names:
-        first = firsts.get(market, end)
-        if first > start:
-            result.short[market] = round((end - first) / DAY_MS, 2)
     kept = [m for m in names if min_value is None or turnover[m] >= min_value]
     if top is not None:
         kept = sorted(kept, key=lambda m: -turnover[m])[:top]
     result.filtered_out = [m for m in names if m not in set(kept)]
+    for market in sorted(kept):  # the table's markets only: the others are not its concern
+        first = firsts.get(market, end)
+        if first > start:
+            result.short[market] = round((end - first) / DAY_MS, 2)
     if result.filtered_out:
         full = full.filter(pc.is_in(full["market"], pa.array(sorted(kept), pa.string())))
     result.table = full

@@ -53,7 +53,7 @@ def key(request: ScreenRequest, fmt: Format, tz: str = "UTC") -> str:
         "tz": tz,
         "top": request.top,
         "min_value": request.min_value,
-        "encoding": 2,  # exact JSON numbers since 2: a table kept before is built again
+        "encoding": 3,  # 2: exact numbers, 3: floats as floats: tables kept before are rebuilt
     }
     return hashlib.sha1(
         json.dumps(args, sort_keys=True).encode(), usedforsecurity=False

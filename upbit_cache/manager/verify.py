@@ -4,8 +4,10 @@ Each series is checked under its lock, so a fetch or prune running at the same t
 mistaken for damage: a reader's (shared) lock, which needs no write, so that a store this
 process may only read can be checked too; the writer's with `repair`. The checks and the
 repair are the store's (`store/audit.py`); a repaired span is fetched again by the next
-`fetch` of a window that includes it. With a client (`verify --upbit`), Upbit is then asked
-again about what the records believe (recheck.py).
+`fetch` of a window that includes it. A repaired series is checked again under the same
+lock, so "repaired" is a finding, not a hope: what that check still finds is `remaining`.
+With a client (`verify --upbit`), Upbit is then asked again about what the records believe
+(recheck.py).
 """
 
 from __future__ import annotations
@@ -36,10 +38,22 @@ class VerifyReport:
     moved: list[str] = field(default_factory=list)  # where bad files went (quarantine)
     seconds: float = 0.0
     upbit: RecheckReport | None = None  # what asking Upbit again found (`--upbit`)
+    remaining: list[Problem] = field(default_factory=list)  # found again after the repair
 
     @property
     def healthy(self) -> bool:
+        """Nothing was found."""
         return not self.problems and not (self.upbit and self.upbit.contradictions)
+
+    @property
+    def ok(self) -> bool:
+        """Nothing is wrong now: healthy, or everything found was repaired (`verify`'s
+        exit 0, so that `verify --repair && fetch` fetches)."""
+        if not self.repaired:
+            return self.healthy
+        upbit = self.upbit
+        unforgotten = upbit is not None and bool(upbit.contradictions) and not upbit.forgotten
+        return not self.remaining and not unforgotten
 
     @property
     def problems(self) -> list[Problem]:
@@ -80,6 +94,8 @@ async def verify(
                 audit = audit_series(store, tf, market)
                 if repair and (audit.problems or audit.unlisted):
                     report.moved += repair_series(store, audit, stamp)
+                    if audit.problems:
+                        report.remaining += audit_series(store, tf, market).problems
             report.audits.append(audit)
     if client is not None:
         report.upbit = await recheck(

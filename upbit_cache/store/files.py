@@ -96,6 +96,7 @@ class DataDir:
         self._uri = uri or f"s3://{self.root}"
         self._objects: ObjectClient | None = None
         self._seen: dict[str, str] = {}  # path -> the version read (S3), what a write replaces
+        self._there = False  # `require` found the data dir (it is not looked for again)
 
     @classmethod
     def open(cls, location: str | os.PathLike[str] | None = None) -> DataDir:
@@ -339,11 +340,32 @@ class DataDir:
 
     def require(self) -> None:
         """Fail (StorageError, exit 2) unless the data dir exists: reading one that does not
-        is a mistake in its name, not an empty store (a fetch creates it)."""
+        is a mistake in its name, not an empty store (a fetch creates it; on S3, not its
+        bucket). Once found, it is not looked for again."""
+        if self._there:
+            return
         if not self.exists():
-            raise StorageError(
-                f"no data dir at {self.where}: nothing was fetched there (a fetch creates it)"
+            missing = self._missing_bucket()
+            why = (
+                f"there is no bucket {missing} (a fetch creates the prefix, not it)"
+                if missing is not None
+                else "nothing was fetched there (a fetch creates it)"
             )
+            raise StorageError(f"no data dir at {self.where}: {why}")
+        self._there = True
+
+    def _missing_bucket(self) -> str | None:
+        """On S3, the data dir's bucket if it does not exist (a misspelt name, most often)."""
+        if not self.conditional:
+            return None
+        import pyarrow.fs as pafs
+
+        bucket = self.root.split("/", 1)[0]
+        try:
+            found = self.fs.get_file_info(bucket)
+        except OSError:
+            return None  # not allowed to look: the plain message
+        return bucket if found.type == pafs.FileType.NotFound else None
 
     def is_a_file(self) -> bool:
         """Whether the data dir itself is a regular file (a usage mistake)."""
@@ -356,6 +378,12 @@ class DataDir:
             self.write_bytes(probe, b"ok")
             self.delete(probe)
         except (StorageError, OSError) as exc:
+            missing = self._missing_bucket()
+            if missing is not None:
+                raise StorageError(
+                    f"cannot write the data dir {self.where}: there is no bucket {missing}; "
+                    "create it first (a fetch creates the prefix, not the bucket)"
+                ) from exc
             raise StorageError(f"data dir {self.root} is not writable: {exc}") from exc
 
     def clock_ms(self) -> int:

@@ -1,7 +1,8 @@
 """Writing tables out: Parquet, CSV or JSON lines, to a file (atomically) or to stdout.
 
 Tables are written as they come, so a stream of any length takes the memory of one row
-group. Text is exact (see text.py); Parquet keeps UTC timestamps.
+group. Text is exact (see text.py); Parquet keeps UTC timestamps. A file named `.gz` or
+`.zst` is compressed as it is written (compression.py).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from upbit_cache.store import compression
 from upbit_cache.store.files import write_all, write_out
 from upbit_cache.store.formats import Format
-from upbit_cache.store.text import UTC, json_lines, text_times
+from upbit_cache.store.text import UTC, csv_table, json_lines
 
 ROW_GROUP = 65_536  # rows gathered before a write: Parquet row groups of a useful size
 
@@ -58,11 +60,13 @@ def write_stream(
         sys.stdout.buffer.flush()
         return Written(rows, sink.bytes)
     done = Written()
+    _, codec = compression.split(out)
 
     def write(stream: IO[bytes] | pa.NativeFile) -> None:
-        sink = _Counted(stream)
-        done.rows = _encode(tables, schema, sink, fmt, tz)
-        done.bytes = sink.bytes
+        counted = _Counted(stream)  # what the file holds: compressed, if it is
+        with compression.compressing(counted.as_file(), codec) as inner:
+            done.rows = _encode(tables, schema, _Counted(inner), fmt, tz)
+        done.bytes = counted.bytes
 
     write_out(out, write)
     return done
@@ -79,8 +83,10 @@ def _encode(
             if parquet is not None:
                 parquet.write_table(table)
             elif fmt == "csv":
-                options = pacsv.WriteOptions(include_header=i == 0)
-                pacsv.write_csv(text_times(table, tz), sink.as_file(), write_options=options)
+                if i == 0:  # pyarrow would quote the names whatever the quoting style
+                    sink.write((",".join(schema.names) + "\n").encode())
+                options = pacsv.WriteOptions(include_header=False, quoting_style="none")
+                pacsv.write_csv(csv_table(table, tz), sink.as_file(), write_options=options)
             else:
                 sink.write(json_lines(table, tz))
     except BaseException:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 from upbit_cache.errors import StorageError
 from upbit_cache.ranges import TimeRange
-from upbit_cache.store import layout
+from upbit_cache.store import compression, layout
 from upbit_cache.store.files import STALE_TEMP_S, DataDir, Writer, write_all, write_out
 from upbit_cache.timeframes import Timeframe
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def series_versions(files: DataDir, tf: Timeframe, market: str, span: TimeRange) -> list[object]:
@@ -63,7 +66,13 @@ def send(files: DataDir, table: str, out: str) -> None:
     if data is None:
         raise StorageError(f"cannot read {table}: it was removed meanwhile; run again")
     if out != "-":
-        write_out(out, lambda sink: sink.write(data))
+        _, codec = compression.split(out)
+
+        def write(sink: IO[bytes] | pa.NativeFile) -> None:
+            with compression.compressing(sink, codec) as inner:
+                write_all(inner, data)
+
+        write_out(out, write)
         return
     try:
         write_all(sys.stdout.buffer, data)

@@ -1,13 +1,19 @@
-"""Tables as text, exactly: numbers that read back to the same float64, times in a chosen zone.
+"""Tables as text, exactly and in one style: numbers that read back to the same float64,
+written as floats, and times in a chosen zone.
 
 A float is written in its shortest round-trip form, pyarrow's cast to string (the digits of
 Python's `repr`: `42479677.7385635`, `1.5e-7`), so a CSV or JSON lines reader gets back
-exactly the value a Parquet reader gets. Everything is vectorised: no Python loop per row.
+exactly the value a Parquet reader gets; an integral one gets `.0` (`199162000.0`), so that
+pandas, DuckDB and JSON readers infer float64 / DOUBLE for a KRW market's prices, as Parquet
+and `load()` give. Times are ISO 8601 to the millisecond (`2026-11-20T09:00:00.000Z`). JSON
+is compact (`{"market":"KRW-BTC",...}`). Everything is vectorised: no Python loop per row;
+`json_number` and `time_text` write one value the same way (`live --jsonl`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +25,80 @@ UTC = "UTC"
 DAY_MS, HOUR_MS, MINUTE_MS = 86_400_000, 3_600_000, 60_000
 _TWO_DIGITS = pa.array([f"{i:02d}" for i in range(60)])
 _THREE_DIGITS = pa.array([f"{i:03d}" for i in range(1000)])
+# pyarrow writes a float (double-conversion's shortest form) positionally for decimal
+# exponents -6 to 9 (`0.000001`, `4294967296`) and as `1.5e-7`, `1e+10` beyond.
+_POSITIONAL = (-6, 10)
+
+
+def float_texts(values: Any) -> Any:
+    """Each float as text: shortest round-trip digits, `.0` after an integral one (null
+    stays null). The `.0` goes where pyarrow's text has neither a point nor an exponent:
+    integral values below 1e10."""
+    text = values.cast(pa.string())
+    below = pa.scalar(10.0 ** _POSITIONAL[1], pa.float64())
+    integral = pc.and_(pc.equal(pc.floor(values), values), pc.less(pc.abs(values), below))
+    if not pc.any(integral).as_py():
+        return text
+    return pc.binary_join_element_wise(text, pc.if_else(integral, ".0", ""), "")
+
+
+def json_number(value: float) -> str:
+    """One float as `float_texts` writes it (`null` if not finite, as JSON has no NaN)."""
+    if not math.isfinite(value):
+        return "null"
+    digits, point = _shortest(abs(value))
+    sign = "-" if math.copysign(1.0, value) < 0 else ""
+    if not digits:
+        return f"{sign}0.0"
+    exponent = point - 1
+    if _POSITIONAL[0] <= exponent < _POSITIONAL[1]:
+        if point <= 0:
+            return f"{sign}0.{'0' * -point}{digits}"
+        if point >= len(digits):
+            return f"{sign}{digits}{'0' * (point - len(digits))}.0"
+        return f"{sign}{digits[:point]}.{digits[point:]}"
+    rest = f".{digits[1:]}" if len(digits) > 1 else ""
+    return f"{sign}{digits[0]}{rest}e{'+' if exponent >= 0 else '-'}{abs(exponent)}"
+
+
+def _shortest(value: float) -> tuple[str, int]:
+    """The shortest round-trip digits of `value` >= 0 (Python's repr has them) and where the
+    point goes: value = 0.DIGITS x 10**point; no digits for zero."""
+    mantissa, _, exponent = repr(value).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    both = whole + fraction
+    digits = both.lstrip("0")
+    point = len(whole) - (len(both) - len(digits)) + (int(exponent) if exponent else 0)
+    return digits.rstrip("0"), point
+
+
+def time_text(ms: int, tz: str = UTC) -> str:
+    """One time as `text_times` writes it: `2026-11-20T09:00:00.000Z`, or with the zone's
+    offset (`2026-11-20T18:00:00.000+09:00`)."""
+    seconds, millis = divmod(ms, 1000)
+    if tz == UTC:
+        when = datetime(1970, 1, 1) + timedelta(seconds=seconds)
+        return f"{when:%Y-%m-%dT%H:%M:%S}.{millis:03d}Z"
+    from zoneinfo import ZoneInfo
+
+    local = datetime.fromtimestamp(seconds, ZoneInfo(tz))
+    offset = local.utcoffset()
+    assert offset is not None
+    return f"{local:%Y-%m-%dT%H:%M:%S}.{millis:03d}{_offset(offset // timedelta(milliseconds=1))}"
+
+
+def csv_table(table: pa.Table, tz: str = UTC) -> pa.Table:
+    """`table` with every value as the text CSV holds: times and floats as above.
+
+    Written with no quoting at all (pyarrow quotes every text column, the numbers' text
+    included, or none): every text value here is a market code, a timeframe, a time or a
+    number, none of which holds a comma, a quote or a line end.
+    """
+    table = text_times(table, tz)
+    for i, column in enumerate(table.schema):
+        if pa.types.is_floating(column.type):
+            table = table.set_column(i, column.name, float_texts(table.column(i)))
+    return table
 
 
 def text_times(table: pa.Table, tz: str = UTC) -> pa.Table:
@@ -87,7 +167,7 @@ def _json_values(values: Any, tz: str) -> Any:
         text = pc.binary_join_element_wise('"', _iso(values, tz), '"', "")  # nothing to escape
     elif pa.types.is_floating(kind):
         finite = pc.is_finite(values)
-        text = pc.if_else(finite, values.cast(pa.string()), pa.scalar(None, pa.string()))
+        text = pc.if_else(finite, float_texts(values), pa.scalar(None, pa.string()))
     elif pa.types.is_integer(kind):
         text = values.cast(pa.string())
     elif pa.types.is_boolean(kind):

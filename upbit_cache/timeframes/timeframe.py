@@ -40,21 +40,35 @@ class Timeframe:
     kind: Kind
     count: int  # seconds for kind "second", minutes for "minute", days for "day", else 1
 
+    @staticmethod
+    def check_type(value: object, where: str = "a timeframe") -> None:
+        """Refuse anything but a name (str) or a Timeframe where one timeframe goes."""
+        if not isinstance(value, str | Timeframe):
+            raise InvalidTimeframeError(
+                f"{where} takes a timeframe such as '1h' (a str) or a Timeframe, "
+                f"not {type(value).__name__} {value!r}"
+            )
+
     @classmethod
-    def parse(cls, text: str) -> Timeframe:
-        """Parse one of SUPPORTED (`1m` is a minute, `1M` a month); raise on anything else."""
+    def parse(cls, text: str | Timeframe) -> Timeframe:
+        """Parse one of SUPPORTED (`1m` is a minute, `1M` a month; a Timeframe is itself);
+        raise on anything else."""
+        cls.check_type(text)
+        if isinstance(text, Timeframe):
+            return text
         found = _BY_NAME.get(text.strip())
         if found is None:
-            raise InvalidTimeframeError(
-                f"unsupported timeframe {text!r}: use one of {' '.join(_BY_NAME)}"
-            )
+            meant = _meant(text.strip())
+            hint = f"did you mean {meant}?" if meant else f"use one of {' '.join(_BY_NAME)}"
+            raise InvalidTimeframeError(f"unsupported timeframe {text!r}: {hint}")
         return found
 
     @classmethod
     def parse_list(cls, text: str) -> list[Timeframe]:
         """Parse a comma-separated list such as `15m,1h,4h`, without repeats; an empty item
         (`1h,,4h`, `1h,`) is refused, as a slip that would otherwise go unnoticed."""
-        parts = text.split(",")
+        cls.check_type(text, "a list of timeframes")
+        parts = str(text).split(",")
         if not text.strip() or not any(part.strip() for part in parts):
             raise InvalidTimeframeError(
                 f"no timeframe given: use one or more of {' '.join(_BY_NAME)}"
@@ -218,6 +232,43 @@ SUPPORTED: tuple[Timeframe, ...] = tuple(
     _make(n) for n in "1s 1m 3m 5m 10m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M 1y".split()
 )
 _BY_NAME = {tf.name: tf for tf in SUPPORTED}
+
+
+# How people write units (`60m`, `1H`, `5min`, `1hour`, `1mo`): to the kinds and counts of
+# SUPPORTED. `M` stays a month (`1M`); a bare upper-case `H`, `D`, ... is the lower-case unit.
+_UNITS: dict[str, tuple[Kind, int]] = {
+    **dict.fromkeys(("s", "S", "sec", "second", "seconds"), ("second", 1)),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), ("minute", 1)),
+    **dict.fromkeys(("h", "H", "hr", "hour", "hours"), ("minute", 60)),
+    **dict.fromkeys(("d", "D", "day", "days"), ("day", 1)),
+    **dict.fromkeys(("w", "W", "week", "weeks"), ("week", 1)),
+    **dict.fromkeys(("M", "mo", "mon", "month", "months"), ("month", 1)),
+    **dict.fromkeys(("y", "Y", "year", "years"), ("year", 1)),
+}
+
+
+def _meant(text: str) -> str | None:
+    """The supported timeframe a name means the same period as (`60m` is 1h, `1H` 1h,
+    `24h` 1d, `7d` 1w, `60s` 1m), if one does: for a hint, never taken silently."""
+    number = text[: len(text) - len(text.lstrip("0123456789"))]
+    unit = text[len(number) :].strip()
+    found = (_UNITS.get(unit) or _UNITS.get(unit.lower())) if number else None
+    if found is None:
+        return None
+    kind, size = found
+    count = int(number) * size
+    # In the largest unit that holds it whole: 60s is 1m, 1440m 1d, 7d 1w, 12 months 1y.
+    if kind == "second" and count % 60 == 0:
+        kind, count = "minute", count // 60
+    if kind == "minute" and count % 1440 == 0:
+        kind, count = "day", count // 1440
+    if (kind, count) == ("day", 7):
+        kind, count = "week", 1
+    if (kind, count) == ("month", 12):
+        kind, count = "year", 1
+    if kind in ("week", "month", "year"):  # one period each: their count is 1
+        return next(tf.name for tf in SUPPORTED if tf.kind == kind) if count == 1 else None
+    return next((tf.name for tf in SUPPORTED if (tf.kind, tf.count) == (kind, count)), None)
 
 
 def _year_month(ms: int) -> tuple[int, int]:
