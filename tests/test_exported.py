@@ -28,6 +28,7 @@ PUBLIC = [
     "UpbitCacheError",
     "UsageError",
     "Window",
+    "aload",
     "load",
     "validate_market",
 ]
