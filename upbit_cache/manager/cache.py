@@ -17,14 +17,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from upbit_cache.collector.config import ClientConfig
-from upbit_cache.errors import UsageError
+from upbit_cache.errors import UnknownMarketError, UsageError
 from upbit_cache.manager.layers import LayerReport, Layers
 from upbit_cache.manager.memory import MemoryCache, MemoryStats
 from upbit_cache.manager.runner import Runner
 from upbit_cache.manager.scope import ScreenRequest, Shard, Window, parse_span
 from upbit_cache.manager.screen_keep import Kept, key, lookup, remember
 from upbit_cache.manager.session import new_client
-from upbit_cache.markets import validate_market, validate_markets
+from upbit_cache.markets import validate_market, validate_markets, validate_quote
 from upbit_cache.ranges import EARLIEST, LATEST, TimeRange
 from upbit_cache.store import screens
 from upbit_cache.store.files import DataDir
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from upbit_cache.manager.export import ExportReport
     from upbit_cache.manager.fetch import Progress, SyncReport
     from upbit_cache.manager.info import SeriesInfo
+    from upbit_cache.manager.listings import Held, Listing
     from upbit_cache.manager.live import LiveEvent
     from upbit_cache.manager.prune import Policy, PruneReport
     from upbit_cache.manager.screen import ScreenResult
@@ -604,6 +605,83 @@ class UpbitCache:
             return await verify(store, chosen, wanted, repair=repair)
         async with new_client(self.config) as client:
             return await verify(store, chosen, wanted, repair=repair, client=client, budget=spend)
+
+    def markets(self, quote: str | None = None) -> list[Listing]:
+        """The markets Upbit lists (of `quote`, else every quote), with their names and
+        warnings, and what the store holds of each, from its records; a stored market Upbit
+        no longer lists is included (`listed` False). One request; no data file is read."""
+        return self._run(self.amarkets(quote))
+
+    async def amarkets(self, quote: str | None = None) -> list[Listing]:
+        """`markets`, awaited: the records are read in a worker thread."""
+        from upbit_cache.manager.listings import listings
+
+        prefix = validate_quote(quote) if quote is not None else None
+        async with new_client(self.config) as client:
+            listed = await client.markets()
+        return listings(listed, await asyncio.to_thread(self._held), prefix)
+
+    def _held(self) -> dict[str, list[Held]]:
+        """What the records hold, per market; nothing where no data dir is (yet)."""
+        from upbit_cache.manager.listings import held_series
+
+        return held_series(self._new_store()) if self.files.exists() else {}
+
+    def tail(
+        self, market: str, timeframe: str | Timeframe, count: int = 20, *, refresh: bool = True
+    ) -> pd.DataFrame:
+        """The newest `count` closed candles stored of one market, oldest first.
+
+        `refresh` first fetches what the store lacks of the last `count` periods (by Upbit's
+        clock, as `fetch --since -Nh` does); without it only the store is read. Periods
+        without trades have no candle, so older stored candles fill up to `count`.
+        """
+        return self._run(self.atail(market, timeframe, count, refresh=refresh))
+
+    async def atail(
+        self, market: str, timeframe: str | Timeframe, count: int = 20, *, refresh: bool = True
+    ) -> pd.DataFrame:
+        """`tail`, awaited: the store is read in a worker thread."""
+        code, tf = validate_market(market), _timeframe(timeframe)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise UsageError(
+                f"the number of candles must be a whole number of 1 or more: {count!r}"
+            )
+        if refresh:
+            window = Window(start_ago=count * tf.approx_ms)
+            report = await self.afetch([code], timeframes=[tf], window=window)
+            if report.failed:
+                error = report.failed[0].error
+                assert error is not None
+                raise error
+        else:
+            self.files.require()
+        return await asyncio.to_thread(self._newest, code, tf, count, refresh)
+
+    def _newest(self, market: str, tf: Timeframe, count: int, refreshed: bool) -> pd.DataFrame:
+        """The newest `count` stored candles: the last `count` periods of what is recorded
+        first, then spans four times as long, back to the first recorded."""
+        from upbit_cache.candles import empty_candles
+        from upbit_cache.manager.derive import load_any
+
+        hulls = [self.store.fetched(b, market).hull for b in (tf, *tf.divisors())]
+        known = [h for h in hulls if h is not None]
+        if not known and not refreshed:
+            raise UnknownMarketError(
+                f"nothing stored for {market} ({tf.name}); run without --no-refresh"
+            )
+        if not known:
+            return empty_candles()  # listed, fetched, and no trade in the periods asked
+        first = min(h.start for h in known)
+        top = tf.floor_one(max(h.end for h in known))
+        periods = count
+        with self.layers.request():
+            while True:
+                lo = max(first, tf.shift_one(top, -periods))
+                frame = load_any(self.store, market, tf, TimeRange(lo, LATEST))
+                if len(frame) >= count or lo <= first:
+                    return frame.iloc[-count:].reset_index(drop=True)
+                periods *= 4
 
     def live(
         self,
