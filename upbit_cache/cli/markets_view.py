@@ -94,9 +94,15 @@ def table(
     line per fetched range), and a count line (unless not `counted`)."""
     from rich.table import Table
 
-    grid = Table("market", "korean", "english", "warnings", f"stored ({tz})")
+    grid = Table()
+    # Names and flags (in words: they wrap) give way; codes and times read whole.
+    grid.add_column("market", no_wrap=True)
+    grid.add_column("korean")
+    grid.add_column("english")
+    grid.add_column("warnings")
+    grid.add_column(f"stored ({tz})", no_wrap=True)
     for item in items:
-        warned = warnings_of(item)
+        warned = [w.replace("_", " ").lower() for w in warnings_of(item)]
         grid.add_row(
             item.market,
             item.korean_name,
