@@ -91,7 +91,7 @@ def test_placeholders_read_as_the_values_they_take() -> None:
 
 def test_quiet_and_verbose_together_are_refused(tmp_path: Path) -> None:
     for command in STORE_COMMANDS:
-        args = [command, "KRW-BTC"] if command == "live" else [command]
+        args = [command, "KRW-BTC"] if command in ("live", "show") else [command]
         code, _, err = invoke(*args, "-q", "-v", "--data-dir", str(tmp_path))
         assert code == 2 and plain(err) == "upbit-cache: error: give -q or -v, not both\n"
 

@@ -29,6 +29,7 @@ PUBLIC = [
     "UpbitCacheError",
     "UsageError",
     "Window",
+    "aload",
     "load",
     "validate_market",
 ]

@@ -4,6 +4,9 @@ import upbit_cache
 frame = upbit_cache.load("KRW-BTC", "1h", "2026-11-01", "2026-11-08")
 cache = upbit_cache.UpbitCache()
 frame = cache.get("KRW-BTC", "1h", "2026-11-01")   # fetches what is missing first
+frame = await cache.aget("KRW-BTC", "1h", "2026-11-01")   # the same, in async code
+
+Every call works in a Jupyter cell or an async app too (see `UpbitCache`).
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ __all__ = [
     "UpbitCacheError",
     "UsageError",
     "Window",
+    "aload",
     "load",
     "validate_market",
 ]
@@ -129,3 +133,18 @@ def load(
     from upbit_cache.manager.cache import UpbitCache
 
     return UpbitCache(data_dir).load(market, timeframe, start, end, fill=fill)
+
+
+async def aload(
+    market: str,
+    timeframe: str | Timeframe,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    fill: bool = False,
+) -> pd.DataFrame:
+    """`load`, awaited: the files are read in a worker thread, not on the event loop."""
+    from upbit_cache.manager.cache import UpbitCache
+
+    return await UpbitCache(data_dir).aload(market, timeframe, start, end, fill=fill)

@@ -30,6 +30,7 @@ from upbit_cache.cli.render import (
     damage_lines,
     derive_lines,
     derive_summary,
+    done_line,
     export_summary,
     horizon_warning,
     memory_summary,
@@ -678,6 +679,99 @@ def verify_command(
             print_report(verify_lines(report, cache.files.root, tz, verbose))
         if not report.ok:
             raise typer.Exit(1)
+
+
+def _send(text: str) -> None:
+    """Text on stdout, every byte of it (see `store.files.write_all`)."""
+    from upbit_cache.store.files import write_all
+
+    sys.stdout.flush()
+    write_all(sys.stdout.buffer, text.encode())
+    sys.stdout.buffer.flush()
+
+
+@app.command("markets", cls=_Command)
+def markets_command(
+    quote: opt.Quote = None,
+    as_json: opt.JsonLines = False,
+    tz: opt.Tz = "UTC",
+    quiet: opt.Quiet = False,
+    verbose: opt.Verbose = False,
+    data_dir: opt.DataDir = None,
+    api_url: opt.ApiUrl = None,
+) -> None:
+    """List the markets Upbit lists (default: every quote currency) with their Korean and
+    English names, warnings (Upbit's investment warning and caution flags) and what is
+    stored of each: timeframes and covered range, from the records (a stored market Upbit no
+    longer lists is shown as unlisted).
+
+    On a terminal a table; in a pipe one tab-separated line per market, no header: market,
+    Korean name, English name, warnings (- none, ? unknown, else comma-separated), stored
+    (TF=START/END, comma-separated, or -); --json: one JSON object per line. -q: the
+    table without its count line; -v: every fetched range of a series in the table.
+
+    Example: upbit-cache markets --quote KRW --json | jq -r 'select(.warning) | .market'
+    """
+    with _one_line_errors():
+        from upbit_cache.cli import markets_view as view
+
+        log = Log(quiet, verbose)
+        items = _cache(data_dir, log, api_url).markets(quote)
+        if as_json:
+            _send(view.json_lines(items, tz))
+        elif sys.stdout.isatty():
+            from rich.console import Console
+
+            view.table(items, Console(), tz, counted=not quiet, every_range=verbose)
+        else:
+            _send(view.tsv(items, tz))
+
+
+@app.command("show", cls=_Command)
+def show_command(
+    market: opt.OneMarket,
+    timeframe: opt.OneTimeframe = None,
+    tail: opt.Tail = 20,
+    refresh: opt.Refresh = True,
+    tz: opt.Tz = "UTC",
+    data_dir: opt.DataDir = None,
+    api_url: opt.ApiUrl = None,
+    rate: opt.Rate = 10.0,
+    lock_timeout: opt.LockTimeout = None,
+    quiet: opt.Quiet = False,
+    verbose: opt.Verbose = False,
+) -> None:
+    """Show the newest candles of one market: on a terminal a table, with a sparkline of
+    closes where the width allows; in a pipe CSV rows as export writes them (header first).
+
+    Fetches what the store lacks of the last N periods first (--no-refresh: the store only);
+    a period without trades has no candle, so older stored ones fill up to N. -v: what the
+    refresh fetched, on stderr.
+
+    Example: upbit-cache show KRW-BTC -t 1h --tail 24
+    """
+    with _one_line_errors():
+        from upbit_cache.markets import validate_market
+
+        log = Log(quiet, verbose)
+        code, tf = validate_market(market), opt.one_timeframe(timeframe, "1h", "show")
+        cache = _cache(data_dir, log, api_url, rate, lock_timeout=lock_timeout)
+        frame = cache.tail(code, tf, tail, refresh=refresh)
+        if refresh and cache.last_fetch is not None:
+            for outcome in cache.last_fetch.outcomes:
+                log.detail(done_line(outcome))
+        if sys.stdout.isatty():
+            from rich.console import Console
+
+            from upbit_cache.cli import show_view
+
+            show_view.table(frame, code, tf, Console(), tz)
+            return
+        from upbit_cache.candles import to_table
+        from upbit_cache.manager.export import labelled
+        from upbit_cache.store.output import write_output
+
+        write_output(labelled(to_table(frame), code, tf), "-", "csv", tz)
 
 
 @app.command(

@@ -432,3 +432,19 @@ Budget = Annotated[
 AsJson = Annotated[
     bool, typer.Option("--json", help="Print one JSON document (for scripts) instead.")
 ]
+
+# markets
+JsonLines = Annotated[
+    bool, typer.Option("--json", help="One JSON object per market and line (for scripts).")
+]
+
+# show
+OneMarket = Annotated[
+    str, typer.Argument(metavar="MARKET", help="A market such as KRW-BTC.", show_default=False)
+]
+Tail = Annotated[
+    int,
+    typer.Option(
+        "--tail", "-n", metavar="N", min=1, max=10_000, help="How many of the newest candles."
+    ),
+]

@@ -14,16 +14,24 @@ from upbit_cache.errors import ResponseFormatError
 
 @dataclass(frozen=True)
 class MarketInfo:
-    """One entry of /v1/market/all."""
+    """One entry of /v1/market/all.
+
+    `warning`: designated for investment warning (`market_event.warning`, or the older
+    `market_warning: CAUTION`); `cautions`: the caution flags set (`market_event.caution`,
+    such as PRICE_FLUCTUATIONS); `detailed`: whether the list said anything of either (an
+    Upbit that ignored `is_details` answers without, and then nothing reads as warned).
+    """
 
     market: str
     korean_name: str
     english_name: str
     warning: bool
+    cautions: tuple[str, ...] = ()
+    detailed: bool = True
 
 
 def parse_markets(body: Any) -> list[MarketInfo]:
-    """The market list; accepts both `market_event.warning` and the older `market_warning`."""
+    """The market list; accepts both `market_event` and the older `market_warning`."""
     if not isinstance(body, list) or not all(isinstance(i, dict) for i in body):
         raise ResponseFormatError(
             f"market list: expected a JSON array of objects, got {kind_of(body)}"
@@ -34,20 +42,30 @@ def parse_markets(body: Any) -> list[MarketInfo]:
         if not isinstance(code, str):
             raise ResponseFormatError("market list: an entry has no string 'market' field")
         event = item.get("market_event")
-        warning = (
-            bool(event.get("warning"))
-            if isinstance(event, dict)
-            else item.get("market_warning") == "CAUTION"
-        )
+        cautions: tuple[str, ...] = ()
+        if isinstance(event, dict):
+            warning = _flag(event.get("warning"))
+            flags = event.get("caution")
+            if isinstance(flags, dict):
+                cautions = tuple(str(k) for k, v in flags.items() if _flag(v))
+        else:
+            warning = item.get("market_warning") == "CAUTION"
         markets.append(
             MarketInfo(
                 market=code,
                 korean_name=str(item.get("korean_name", "")),
                 english_name=str(item.get("english_name", "")),
                 warning=warning,
+                cautions=cautions,
+                detailed=isinstance(event, dict) or "market_warning" in item,
             )
         )
     return markets
+
+
+def _flag(value: Any) -> bool:
+    """A flag sent as a JSON boolean, or as its text ("true"): never "false" read as set."""
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
 def parse_last_trades(body: Any) -> dict[str, int]:

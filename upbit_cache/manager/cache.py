@@ -11,19 +11,21 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from upbit_cache.collector.config import ClientConfig
-from upbit_cache.errors import UsageError
+from upbit_cache.errors import UnknownMarketError, UsageError
 from upbit_cache.manager.api import checked
 from upbit_cache.manager.layers import LayerReport, Layers
 from upbit_cache.manager.memory import MemoryCache, MemoryStats
+from upbit_cache.manager.runner import Runner
 from upbit_cache.manager.scope import ScreenRequest, Shard, Window, parse_span
 from upbit_cache.manager.screen_keep import Kept, key, lookup, remember
 from upbit_cache.manager.session import new_client
-from upbit_cache.markets import validate_market, validate_markets
+from upbit_cache.markets import validate_market, validate_markets, validate_quote
 from upbit_cache.ranges import EARLIEST, LATEST, TimeRange
 from upbit_cache.store import screens
 from upbit_cache.store.files import DataDir
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from upbit_cache.manager.export import ExportReport
     from upbit_cache.manager.fetch import Progress, SyncReport
     from upbit_cache.manager.info import SeriesInfo
+    from upbit_cache.manager.listings import Held, Listing
     from upbit_cache.manager.live import LiveEvent
     from upbit_cache.manager.prune import Policy, PruneReport
     from upbit_cache.manager.screen import ScreenResult
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
     from upbit_cache.store.candle_store import CandleStore
 
 Timeframes = str | Timeframe | Sequence[str | Timeframe]
+T = TypeVar("T")
 
 
 @dataclass
@@ -66,6 +70,12 @@ class UpbitCache:
     `get` answers from memory when it can, else from disk, and asks Upbit only for the
     ranges neither holds (storing them, so the next call is local). The other methods are
     the commands of `upbit-cache`, one each.
+
+    Every method that does I/O has an async twin, named with an `a` (`afetch`, `aget`,
+    `aexport`, ...), for code that runs an event loop; the sync ones work there too (a
+    Jupyter cell, an async app): they run the twin on a loop of this cache's own, in a
+    helper thread (manager/runner.py), and wait for it. `close()` (or `with UpbitCache()
+    as cache:`) stops that thread; dropping the cache does too.
     """
 
     @checked
@@ -91,6 +101,27 @@ class UpbitCache:
         self.lock_timeout, self.on_lock_wait = lock_timeout, on_lock_wait
         self.last_fetch: SyncReport | None = None
         self._store: CandleStore | None = None
+        self._runner = Runner()
+
+    def close(self) -> None:
+        """Stop the helper thread the sync methods use inside a running event loop, if any
+        (a later call starts another). Nothing else is held open between calls."""
+        self._runner.close()
+
+    def __enter__(self) -> UpbitCache:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """A sync method's body: its async twin, run to the end wherever we are."""
+        return self._runner.run(coro)
 
     @property
     def store(self) -> CandleStore:
@@ -130,7 +161,7 @@ class UpbitCache:
         end: TimeLike | None = None,
     ) -> pd.DataFrame:
         """Candles with start <= time < end (end: now), closed ones only, oldest first."""
-        return asyncio.run(self.aget(market, timeframe, start, end))
+        return self._run(self.aget(market, timeframe, start, end))
 
     @checked
     async def aget(
@@ -140,7 +171,7 @@ class UpbitCache:
         start: TimeLike,
         end: TimeLike | None = None,
     ) -> pd.DataFrame:
-        """`get` for code that already runs an event loop."""
+        """`get`, awaited."""
         from upbit_cache.manager.derive import load_any
         from upbit_cache.manager.fetch import fetch
 
@@ -212,6 +243,19 @@ class UpbitCache:
         last = tf.shift_one(int(frame["time"].iloc[-1].value // 1_000_000), 1) if hi is None else hi
         return fill_gaps(frame, tf, TimeRange(first, last))
 
+    @checked
+    async def aload(
+        self,
+        market: str,
+        timeframe: str | Timeframe,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        fill: bool = False,
+    ) -> pd.DataFrame:
+        """`load`, awaited: the files are read in a worker thread, not on the loop."""
+        return await asyncio.to_thread(self.load, market, timeframe, start, end, fill=fill)
+
     # Commands
 
     @checked
@@ -231,20 +275,42 @@ class UpbitCache:
         of the (market, fetched timeframe) jobs, so that four hosts split a backfill; each must
         be given the same markets (or quote), timeframes and window.
         """
+        return self._run(
+            self.afetch(
+                markets,
+                quote=quote,
+                timeframes=timeframes,
+                window=window,
+                progress=progress,
+                shard=shard,
+            )
+        )
+
+    @checked
+    async def afetch(
+        self,
+        markets: Sequence[str] = (),
+        *,
+        quote: str | None = None,
+        timeframes: Timeframes = "1h",
+        window: Window | None = None,
+        progress: Progress | None = None,
+        shard: Shard | str | None = None,
+    ) -> SyncReport:
+        """`fetch`, awaited."""
         from upbit_cache.manager.fetch import fetch
 
         part = Shard.parse(shard) if shard is not None else None
-        self.last_fetch = asyncio.run(
-            fetch(
-                self.store,
-                self.config,
-                markets,
-                _timeframes(timeframes),
-                window or Window(),
-                quote=quote,
-                progress=progress,
-                shard=part,
-            )
+        tfs = _timeframes(timeframes)
+        self.last_fetch = await fetch(
+            self.store,
+            self.config,
+            markets,
+            tfs,
+            window or Window(),
+            quote=quote,
+            progress=progress,
+            shard=part,
         )
         self._asked(self.last_fetch)
         return self.last_fetch
@@ -257,11 +323,22 @@ class UpbitCache:
         base: str | Timeframe | None = None,
     ) -> list[DeriveOutcome]:
         """Derive `timeframes` from stored finer candles and store them (incremental)."""
+        return self._run(self.aresample(markets, timeframes, base))
+
+    @checked
+    async def aresample(
+        self,
+        markets: Sequence[str] = (),
+        timeframes: Timeframes = "1h",
+        base: str | Timeframe | None = None,
+    ) -> list[DeriveOutcome]:
+        """`resample`, awaited."""
         from upbit_cache.manager.derive import resample_store
 
         source = _timeframe(base) if base is not None else None
+        tfs = _timeframes(timeframes)
         self.files.require()
-        return asyncio.run(resample_store(self.store, markets, _timeframes(timeframes), source))
+        return await resample_store(self.store, markets, tfs, source)
 
     @checked
     def screen_prep(
@@ -274,39 +351,63 @@ class UpbitCache:
         progress: Progress | None = None,
     ) -> Produced:
         """Bring the request's window up to date and write one long table to `out` (the
-        times of CSV and JSON lines as text in `tz`; Parquet keeps UTC timestamps). `fmt`
-        None: the one `out`'s name says (`.csv`, `.jsonl`, `.parquet`, maybe `.gz`/`.zst`
-        after it), CSV for stdout.
+        times of CSV and JSON lines as text in `tz`; Parquet keeps UTC timestamps).
 
         A run whose table was built before from exactly the same files copies the kept table
         (one request for Upbit's clock, no Parquet read).
         """
-        tz = check_timezone(tz)
+        job = self._screen_job(request, out, fmt, tz)
+        done = self._run(self._screen_run(job, progress))
+        # Written here, not on a loop: Ctrl-C stops a long write at once (an interrupted
+        # loop would wait for a worker thread to finish it).
+        return self._screen_write(job, done)
+
+    @checked
+    async def ascreen_prep(
+        self,
+        request: ScreenRequest,
+        *,
+        out: str = "-",
+        fmt: Format | None = None,
+        tz: str = "UTC",
+        progress: Progress | None = None,
+    ) -> Produced:
+        """`screen_prep`, awaited: the table is written in a worker thread, not on the loop."""
+        job = self._screen_job(request, out, fmt, tz)
+        done = await self._screen_run(job, progress)
+        return await asyncio.to_thread(self._screen_write, job, done)
+
+    def _screen_job(
+        self, request: ScreenRequest, out: str, fmt: Format | None, tz: str
+    ) -> _ScreenJob:
+        zone = check_timezone(tz)
         fmt = guess_format(out, fmt)
         check_output(out, fmt)  # before anything is fetched or copied out
         if not request.refresh:
             self.files.require()
         keepable = request.refresh and not request.include_open
-        name = key(request, fmt, tz)
+        return _ScreenJob(request, out, fmt, zone, key(request, fmt, zone), keepable)
 
-        async def run() -> tuple[str, Kept] | ScreenResult:
-            async with new_client(self.config) as client:  # one session for the whole run
-                if keepable:
-                    found = await lookup(self.files, client, request, name, fmt)
-                    if found is not None:
-                        return found
-                # Something changed (or cannot be kept): the full run, with Parquet and pandas.
-                from upbit_cache.manager.screen import screen_prep
+    async def _screen_run(
+        self, job: _ScreenJob, progress: Progress | None
+    ) -> tuple[str, Kept] | ScreenResult:
+        async with new_client(self.config) as client:  # one session for the whole run
+            if job.keepable:
+                found = await lookup(self.files, client, job.request, job.name, job.fmt)
+                if found is not None:
+                    return found
+            # Something changed (or cannot be kept): the full run, with Parquet and pandas.
+            from upbit_cache.manager.screen import screen_prep
 
-                return await screen_prep(self.store, client, request, progress, self.layers)
+            return await screen_prep(self.store, client, job.request, progress, self.layers)
 
-        done = asyncio.run(run())
+    def _screen_write(self, job: _ScreenJob, done: tuple[str, Kept] | ScreenResult) -> Produced:
         if isinstance(done, tuple):
-            screens.send(self.files, done[0], out)
+            screens.send(self.files, done[0], job.out)
             return Produced(kept=done[1])
         if done.sync is not None:
             self._asked(done.sync)
-        self._write_screen(done, out, fmt, tz, name if keepable else None)
+        self._write_screen(done, job.out, job.fmt, job.tz, job.name if job.keepable else None)
         return Produced(result=done, memory=self.memory.stats, layers=self.layers.report())
 
     def _write_screen(
@@ -348,36 +449,93 @@ class UpbitCache:
         `refresh` first fetches what the store lacks (as `fetch` does); without it only the
         store is read, and "now" is this host's clock. Text times are written in `tz`
         (Parquet keeps UTC). `fill` adds a candle for every period without trades between a
-        series' first and last candle: the previous close, zero volume. `fmt` None: the one
-        `out`'s name says, CSV for stdout; a name ending `.gz` or `.zst` is compressed so.
+        series' first and last candle: the previous close, zero volume.
         """
-        from upbit_cache.manager.export import export, stored_markets
-        from upbit_cache.manager.fetch import fetch
+        job = self._export_job(markets, quote, timeframes, window, out, fmt, tz, refresh, fill)
+        sync = self._run(self._export_refresh(job, progress)) if refresh else None
+        return self._export_write(job, sync)  # off any loop, as for screen_prep
 
+    @checked
+    async def aexport(
+        self,
+        markets: Sequence[str] = (),
+        *,
+        quote: str | None = None,
+        timeframes: Timeframes = "1h",
+        window: Window | None = None,
+        out: str = "-",
+        fmt: Format | None = None,
+        tz: str = "UTC",
+        refresh: bool = True,
+        fill: bool = False,
+        progress: Progress | None = None,
+    ) -> ExportReport:
+        """`export`, awaited: the rows are written in a worker thread, not on the loop."""
+        job = self._export_job(markets, quote, timeframes, window, out, fmt, tz, refresh, fill)
+        sync = await self._export_refresh(job, progress) if refresh else None
+        return await asyncio.to_thread(self._export_write, job, sync)
+
+    def _export_job(
+        self,
+        markets: Sequence[str],
+        quote: str | None,
+        timeframes: Timeframes,
+        window: Window | None,
+        out: str,
+        fmt: Format | None,
+        tz: str,
+        refresh: bool,
+        fill: bool,
+    ) -> _ExportJob:
         tfs = _timeframes(timeframes)
         zone = check_timezone(tz)
         fmt = guess_format(out, fmt)
         check_output(out, fmt)  # before anything is fetched
         if not refresh:
             self.files.require()
-        window = window or Window()
-        began = time.monotonic()
-        store = self._new_store()  # every file is read once: memory would only cost
-        sync = None
-        if refresh:
-            sync = asyncio.run(
-                fetch(store, self.config, markets, tfs, window, quote=quote, progress=progress)
-            )
-            self.last_fetch = sync
-            self._asked(sync)
+        return _ExportJob(
+            markets=markets,
+            quote=quote,
+            timeframes=tfs,
+            window=window or Window(),
+            out=out,
+            fmt=fmt,
+            tz=zone,
+            fill=fill,
+            store=self._new_store(),  # every file is read once: memory would only cost
+            began=time.monotonic(),
+        )
+
+    async def _export_refresh(self, job: _ExportJob, progress: Progress | None) -> SyncReport:
+        from upbit_cache.manager.fetch import fetch
+
+        sync = await fetch(
+            job.store,
+            self.config,
+            job.markets,
+            job.timeframes,
+            job.window,
+            quote=job.quote,
+            progress=progress,
+        )
+        self.last_fetch = sync
+        self._asked(sync)
+        return sync
+
+    def _export_write(self, job: _ExportJob, sync: SyncReport | None) -> ExportReport:
+        from upbit_cache.manager.export import export, stored_markets
+
+        if sync is not None:
             names = list(dict.fromkeys(o.market for o in sync.outcomes))
-            span = window.span_at(sync.now)
+            span = job.window.span_at(sync.now)
         else:
-            span = window.span_at(now_ms())
-            names = stored_markets(store, tfs, markets, quote)
-        report = export(store, names, tfs, span, out, fmt, zone, fill=fill)
+            span = job.window.span_at(now_ms())
+            names = stored_markets(job.store, job.timeframes, job.markets, job.quote)
+        report = export(
+            job.store, names, job.timeframes, span, job.out, job.fmt, job.tz, fill=job.fill
+        )
         report.sync = sync
-        report.seconds = time.monotonic() - began
+        report.seconds = time.monotonic() - job.began
         return report
 
     @checked
@@ -393,12 +551,24 @@ class UpbitCache:
 
         Retention that would delete every row of a series is refused (RefusedError, its
         `report` the dry run's, nothing changed) unless `yes`."""
+        return self._run(self.aprune(policy, now=now, dry_run=dry_run, yes=yes))
+
+    @checked
+    async def aprune(
+        self,
+        policy: Policy,
+        *,
+        now: TimeLike | None = None,
+        dry_run: bool = False,
+        yes: bool = False,
+    ) -> PruneReport:
+        """`prune`, awaited."""
         from upbit_cache.manager.prune import prune
 
         self.files.require()
         store = self._new_store()  # every file is read once: memory would only cost
         at = to_ms(now) if now is not None else None
-        return asyncio.run(prune(store, policy, now=at, dry_run=dry_run, yes=yes))
+        return await prune(store, policy, now=at, dry_run=dry_run, yes=yes)
 
     @checked
     def info(
@@ -419,6 +589,16 @@ class UpbitCache:
         return inventory(self._new_store(), chosen, wanted, unreadable)
 
     @checked
+    async def ainfo(
+        self,
+        markets: Sequence[str] = (),
+        timeframes: Timeframes | None = None,
+        unreadable: list[str] | None = None,
+    ) -> list[SeriesInfo]:
+        """`info`, awaited: the store is read in a worker thread, not on the loop."""
+        return await asyncio.to_thread(self.info, markets, timeframes, unreadable)
+
+    @checked
     def verify(
         self,
         markets: Sequence[str] = (),
@@ -435,6 +615,21 @@ class UpbitCache:
         recorded quiet stretches (longest first), at most `budget` candle requests (default
         300), and report (with `repair`, forget) what Upbit contradicts.
         """
+        return self._run(
+            self.averify(markets, timeframes, repair=repair, upbit=upbit, budget=budget)
+        )
+
+    @checked
+    async def averify(
+        self,
+        markets: Sequence[str] = (),
+        timeframes: Timeframes | None = None,
+        *,
+        repair: bool = False,
+        upbit: bool = False,
+        budget: int | None = None,
+    ) -> VerifyReport:
+        """`verify`, awaited."""
         from upbit_cache.manager.recheck import DEFAULT_BUDGET
         from upbit_cache.manager.verify import verify
 
@@ -445,16 +640,91 @@ class UpbitCache:
         if spend < 1:
             raise UsageError(f"the request budget must be at least 1, not {spend}")
         self.files.require()
+        if not upbit:
+            return await verify(store, chosen, wanted, repair=repair)
+        async with new_client(self.config) as client:
+            return await verify(store, chosen, wanted, repair=repair, client=client, budget=spend)
 
-        async def run() -> VerifyReport:
-            if not upbit:
-                return await verify(store, chosen, wanted, repair=repair)
-            async with new_client(self.config) as client:
-                return await verify(
-                    store, chosen, wanted, repair=repair, client=client, budget=spend
-                )
+    @checked
+    def markets(self, quote: str | None = None) -> list[Listing]:
+        """The markets Upbit lists (of `quote`, else every quote), with their names and
+        warnings, and what the store holds of each, from its records; a stored market Upbit
+        no longer lists is included (`listed` False). One request; no data file is read."""
+        return self._run(self.amarkets(quote))
 
-        return asyncio.run(run())
+    @checked
+    async def amarkets(self, quote: str | None = None) -> list[Listing]:
+        """`markets`, awaited: the records are read in a worker thread."""
+        from upbit_cache.manager.listings import listings
+
+        prefix = validate_quote(quote) if quote is not None else None
+        async with new_client(self.config) as client:
+            listed = await client.markets()
+        return listings(listed, await asyncio.to_thread(self._held), prefix)
+
+    def _held(self) -> dict[str, list[Held]]:
+        """What the records hold, per market; nothing where no data dir is (yet)."""
+        from upbit_cache.manager.listings import held_series
+
+        return held_series(self._new_store()) if self.files.exists() else {}
+
+    @checked
+    def tail(
+        self, market: str, timeframe: str | Timeframe, count: int = 20, *, refresh: bool = True
+    ) -> pd.DataFrame:
+        """The newest `count` closed candles stored of one market, oldest first.
+
+        `refresh` first fetches what the store lacks of the last `count` periods (by Upbit's
+        clock, as `fetch --since -Nh` does); without it only the store is read. Periods
+        without trades have no candle, so older stored candles fill up to `count`.
+        """
+        return self._run(self.atail(market, timeframe, count, refresh=refresh))
+
+    @checked
+    async def atail(
+        self, market: str, timeframe: str | Timeframe, count: int = 20, *, refresh: bool = True
+    ) -> pd.DataFrame:
+        """`tail`, awaited: the store is read in a worker thread."""
+        code, tf = validate_market(market), _timeframe(timeframe)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise UsageError(
+                f"the number of candles must be a whole number of 1 or more: {count!r}"
+            )
+        if refresh:
+            window = Window(start_ago=count * tf.approx_ms)
+            report = await self.afetch([code], timeframes=[tf], window=window)
+            if report.failed:
+                error = report.failed[0].error
+                assert error is not None
+                raise error
+        else:
+            self.files.require()
+        return await asyncio.to_thread(self._newest, code, tf, count, refresh)
+
+    def _newest(self, market: str, tf: Timeframe, count: int, refreshed: bool) -> pd.DataFrame:
+        """The newest `count` stored candles: the last `count` periods of what is recorded
+        first, then spans four times as long, back to the first recorded."""
+        from upbit_cache.candles import empty_candles
+        from upbit_cache.manager.derive import load_any
+
+        hulls = [self.store.fetched(b, market).hull for b in (tf, *tf.divisors())]
+        known = [h for h in hulls if h is not None]
+        if not known and not refreshed:
+            raise UnknownMarketError(
+                f"nothing stored for {market} ({tf.name}); run without --no-refresh"
+            )
+        if not known:
+            return empty_candles()  # listed, fetched, and no trade in the periods asked
+        first = min(h.start for h in known)
+        top = tf.floor_one(max(h.end for h in known))
+        periods = count
+        with self.layers.request():
+            while True:
+                lo = max(first, tf.shift_one(top, -periods))
+                frame = load_any(self.store, market, tf, TimeRange(lo, LATEST))
+                if len(frame) >= count or lo <= first:
+                    return frame.iloc[-count:].reset_index(drop=True)
+                periods *= 4
 
     @checked
     def live(
@@ -477,6 +747,35 @@ class UpbitCache:
         check_timeframes(tfs)
         target = self.store if store else None
         return live_candles(markets, tfs, config=self.config, store=target)
+
+
+@dataclass(frozen=True)
+class _ScreenJob:
+    """A screen-prep's arguments, checked: what its run and its write share."""
+
+    request: ScreenRequest
+    out: str
+    fmt: Format
+    tz: str
+    name: str  # the kept table's key
+    keepable: bool
+
+
+@dataclass(frozen=True)
+class _ExportJob:
+    """An export's arguments, checked, with the store it reads: what its refresh and its
+    write share."""
+
+    markets: Sequence[str]
+    quote: str | None
+    timeframes: list[Timeframe]
+    window: Window
+    out: str
+    fmt: Format
+    tz: str
+    fill: bool
+    store: CandleStore
+    began: float
 
 
 def _timeframe(value: str | Timeframe) -> Timeframe:

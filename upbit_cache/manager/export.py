@@ -146,7 +146,7 @@ def series(
         if filler is not None:
             rows = filler.fill(rows)
         if rows.num_rows:
-            yield _labelled(rows, market, tf)
+            yield labelled(rows, market, tf)
 
 
 class _Filler:
@@ -170,7 +170,8 @@ class _Filler:
         return to_table(fill_gaps(from_table(rows), self.tf, grid))
 
 
-def _labelled(rows: pa.Table, market: str, tf: Timeframe) -> pa.Table:
+def labelled(rows: pa.Table, market: str, tf: Timeframe) -> pa.Table:
+    """Candles of one series in EXPORT_SCHEMA: its market and timeframe on every row."""
     count = rows.num_rows
     columns: list[pa.Array[Any] | pa.ChunkedArray[Any]] = [
         pa.repeat(market, count),
