@@ -42,7 +42,7 @@ def newest(sim: SimulatorServer, market: str, tf: str, count: int, days: int = 3
 def test_in_a_pipe_the_newest_20_as_exports_csv(sim: SimulatorServer, tmp_path: Path) -> None:
     code, out, err = invoke("KRW-BTC", "-t", "1h", *sim_args(sim, tmp_path))
     assert code == 0, err
-    assert out.splitlines()[0] == ",".join(f'"{n}"' for n in EXPORT_SCHEMA.names)
+    assert out.splitlines()[0] == ",".join(EXPORT_SCHEMA.names)
     rows = pd.read_csv(io.StringIO(out))
     assert (
         len(rows) == 20 and set(rows["market"]) == {"KRW-BTC"} and set(rows["timeframe"]) == {"1h"}
