@@ -135,10 +135,12 @@ def test_processes_of_a_host_see_a_send_move_to_when_upbit_may_have_counted_it(
     schedule = SharedSchedule(HostCell(str(tmp_path / "pace")))
     for i in range(10):
         assert schedule.commit(100.0 + i / 10, 1.0, 10) == 0
+        schedule.amend(100.0 + i / 10, 100.0 + i / 10)  # written
     assert schedule.commit(101.05, 1.0, 10) == 0  # the first left the window at 101.0
     schedule = SharedSchedule(HostCell(str(tmp_path / "pace-2")))
     for i in range(10):
         schedule.commit(100.0 + i / 10, 1.0, 10)
+        schedule.amend(100.0 + i / 10, 100.0 + i / 10)
     schedule.amend(100.0, 100.2)  # answered late: it may have reached Upbit at 100.2
     assert schedule.commit(101.05, 1.0, 10) > 0  # ten of the last second, with it
 

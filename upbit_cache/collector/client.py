@@ -115,7 +115,8 @@ class UpbitClient:
         self, _: aiohttp.ClientSession, ctx: SimpleNamespace, __: Any
     ) -> None:
         if isinstance(ctx.trace_request_ctx, Send):
-            self.limiter.sent(ctx.trace_request_ctx)
+            # Just before the write: a send put off since its slot takes one anew.
+            await self.limiter.sending(ctx.trace_request_ctx)
 
     async def _on_answer(self, _: aiohttp.ClientSession, ctx: SimpleNamespace, __: Any) -> None:
         if isinstance(ctx.trace_request_ctx, Send):

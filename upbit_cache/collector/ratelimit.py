@@ -10,6 +10,12 @@ as we can tell: "now" until its headers are written, then their time; and an ans
 than the quickest round trip seen lately may have waited in Upbit's queue before it was
 counted, so the send counts that much later (less the margin, which covers that much;
 at most MAX_LATE).
+
+Across processes the same holds through the host's cell: a send is held there at "now"
+until it is written (for at most HOLD), then at its wire time, moved as its answer says; one
+that goes out more than RETAKE after the slot it took gives that slot back and takes one at
+the moment it really goes (`sending`, just before the write). So a process the OS put aside
+between its slot and its write never lands in a window the others filled meanwhile.
 """
 
 from __future__ import annotations
@@ -37,6 +43,13 @@ _ROUND_TRIPS = 64  # answers the quickest round trip is taken from
 # request of ten sends before was answered late) would otherwise shift every later slot:
 # measured on an overloaded 2-core machine, that cost 3-15% of the pace; with this, ~1%.
 CATCH_UP = 5
+# Seconds a send may go out after its slot was taken; later (the OS ran something else, a
+# new connection took long, the pool had no free one) it takes a slot anew before its write.
+RETAKE = 0.5
+# Seconds other processes see a send not yet written at "now", at most: it may be going out
+# any moment (its owner writes it within RETAKE of its slot, or takes another; HOLD - RETAKE
+# is what the OS may put it aside for between that check and the write).
+HOLD = 1.0
 
 
 @dataclass(eq=False)
@@ -49,6 +62,7 @@ class Send:
     wire: float | None = None
     answered: float | None = None
     shared: float | None = None
+    writing: bool = False  # past `RateLimiter.sending`: its write follows at once
 
 
 class Schedule(Protocol):
@@ -62,8 +76,18 @@ class Schedule(Protocol):
         return 0; else return how long to wait before trying again."""
         ...
 
+    def retake(self, old: float | None, now: float, window: float, capacity: int) -> float:
+        """Give back this process's send recorded at `old` (None: none) and commit one at
+        `now`, as `commit` does (when there is no room, `old` is given back all the same)."""
+        ...
+
     def amend(self, old: float, new: float) -> None:
-        """This process's send recorded at `old` counts from `new` (later) on."""
+        """This process's send recorded at `old` was written and counts from `new` (later)
+        on."""
+        ...
+
+    def release(self, old: float) -> None:
+        """This process's send recorded at `old` never went out."""
         ...
 
 
@@ -95,7 +119,13 @@ class LocalSchedule:
     def commit(self, now: float, window: float, capacity: int) -> float:
         return 0.0  # the limiter's own window holds this process's sends
 
+    def retake(self, old: float | None, now: float, window: float, capacity: int) -> float:
+        return 0.0
+
     def amend(self, old: float, new: float) -> None:
+        return None
+
+    def release(self, old: float) -> None:
         return None
 
 
@@ -105,13 +135,22 @@ class SharedCell(Protocol):
     def update(self, step: Callable[[list[float]], tuple[float, list[float]]]) -> float: ...
 
 
+def _seen(at: float, tag: float, now: float) -> float:
+    """When a send of the host's cell may count, as seen at `now`: a written one (its
+    owner's pid as tag) from `at`; one not yet written (its pid negated) maybe now, for up
+    to HOLD."""
+    return at if tag > 0 else max(at, min(now, at + HOLD))
+
+
 class SharedSchedule:
     """Send times shared through a `SharedCell` by every process on the host: the next due
-    time first, then the host's last sends (for the rolling window).
+    time first, then the host's recent sends (for the rolling window), each as its time and
+    its process's pid, negated until the send is written.
 
     Slots alone do not hold a rolling window across processes: a process whose loop woke
     late (a busy CPU) sends close to the next process's on-time slot. So each send is also
-    committed against the host's actual recent sends before it goes out.
+    committed against the host's recent sends before it goes out, seen where they may count
+    (`_seen`): its owner records when it really went out, and later if its answer says so.
     """
 
     def __init__(self, cell: SharedCell) -> None:
@@ -128,20 +167,27 @@ class SharedSchedule:
         return self.cell.update(step)
 
     def commit(self, now: float, window: float, capacity: int) -> float:
+        return self.retake(None, now, window, capacity)
+
+    def retake(self, old: float | None, now: float, window: float, capacity: int) -> float:
         me = float(os.getpid())
 
         def step(values: list[float]) -> tuple[float, list[float]]:
             due = values[0] if values else 0.0
-            pairs = list(zip(values[1::2], values[2::2], strict=False))
+            pairs = _pairs(values)
+            if old is not None:
+                pairs = [p for p in pairs if not _mine(p, me, old)]
             # Sends of several processes arrive with more jitter (each its own loop and
             # connection): then the window is kept SHARED_MARGIN wider.
-            crowded = any(pid != me for _, pid in pairs)
+            crowded = any(abs(tag) != me for _, tag in pairs)
             span = window * (1 + SHARED_MARGIN) if crowded else window
-            recent = [(t, pid) for t, pid in pairs if now - span < t <= now + 60]
+            recent = [
+                (t, tag) for t, tag in pairs if now - span < _seen(t, tag, now) and t <= now + 60
+            ]
             if len(recent) >= capacity:
-                return recent[0][0] + span - now, values
-            kept = [*recent[max(0, len(recent) - capacity + 1) :], (now, me)]
-            return 0.0, [due, *(x for pair in kept for x in pair)]
+                seen = sorted(_seen(t, tag, now) for t, tag in recent)
+                return seen[-capacity] + span - now, _values(due, recent)
+            return 0.0, _values(due, [*recent, (now, -me)])
 
         return self.cell.update(step)
 
@@ -149,17 +195,39 @@ class SharedSchedule:
         me = float(os.getpid())
 
         def step(values: list[float]) -> tuple[float, list[float]]:
-            pairs = list(zip(values[1::2], values[2::2], strict=False))
-            for i, (t, pid) in enumerate(pairs):
-                if pid == me and abs(t - old) < 2e-6:  # the cell keeps microseconds
+            pairs = _pairs(values)
+            for i, pair in enumerate(pairs):
+                if _mine(pair, me, old):
                     pairs[i] = (new, me)
-                    break
-            else:
-                return 0.0, values  # already left the window
-            pairs.sort()
-            return 0.0, [values[0], *(x for pair in pairs for x in pair)]
+                    return 0.0, _values(values[0], pairs)
+            return 0.0, values  # already left the window
 
         self.cell.update(step)
+
+    def release(self, old: float) -> None:
+        me = float(os.getpid())
+
+        def step(values: list[float]) -> tuple[float, list[float]]:
+            pairs = [p for p in _pairs(values) if not _mine(p, me, old)]
+            return 0.0, _values(values[0] if values else 0.0, pairs)
+
+        self.cell.update(step)
+
+
+_CELL_SENDS = 64  # sends a cell keeps at most (its file has room for about a hundred)
+
+
+def _pairs(values: list[float]) -> list[tuple[float, float]]:
+    return list(zip(values[1::2], values[2::2], strict=False))
+
+
+def _mine(pair: tuple[float, float], me: float, at: float) -> bool:
+    return abs(pair[1]) == me and abs(pair[0] - at) < 2e-6  # the cell keeps microseconds
+
+
+def _values(due: float, pairs: list[tuple[float, float]]) -> list[float]:
+    kept = sorted(pairs)[-_CELL_SENDS:]
+    return [due, *(x for pair in kept for x in pair)]
 
 
 class RateLimiter:
@@ -229,25 +297,66 @@ class RateLimiter:
                 now = self._clock()
                 wait = self.schedule.commit(now, self.window, self.capacity)
                 if wait > 0:
-                    await asyncio.sleep(wait)
+                    # Sends of other processes are written meanwhile: look again soon.
+                    await asyncio.sleep(min(wait, self.spacing))
                     continue
                 send = Send(released=now, shared=now)
                 self._sends.append(send)
                 return send
 
+    async def sending(self, send: Send) -> None:
+        """`send` is about to be written (the client's trace hook, just before the write).
+
+        Its slot was taken when it was let go; a connection's set-up, a wait for a free one
+        or the OS running other work may have put it off since. More than RETAKE late, it
+        gives that slot back and takes one now, waiting for room in the window if need be:
+        other processes saw it at its slot, and a send written long after it could join a
+        window they filled meanwhile. Its wire time is read once the write is done.
+        """
+        if send.writing:
+            return
+        if send.shared is not None and self._clock() - send.shared > RETAKE:
+            await self._retake(send)
+        send.writing = True
+        # Called back on the loop's next turn: after the write that follows this hook.
+        asyncio.get_running_loop().call_soon(self.sent, send)
+
+    async def _retake(self, send: Send) -> None:
+        while True:
+            self._raise_if_blocked()
+            now = self._clock()
+            if now < self._paused_until:
+                await asyncio.sleep(self._paused_until - now)
+                continue
+            wait = self._window_wait(now, without=send)
+            if wait <= 0:
+                wait = self.schedule.retake(send.shared, now, self.window, self.capacity)
+                # Given back either way; held again only if there was room.
+                send.shared = now if wait <= 0 else None
+                if wait <= 0:
+                    return
+            await asyncio.sleep(min(wait, self.spacing))
+
     def sent(self, send: Send) -> None:
-        """`send`'s headers were just written (the client's trace hook says so)."""
+        """`send`'s headers were just written."""
+        send.writing = True
         if send.wire is None:
             send.wire = self._clock()
-            self._share(send)
+            self._share(send, written=True)
 
     def answered(self, send: Send, *, failed: bool = False) -> None:
         """`send`'s answer just came (`failed`: its connection broke instead)."""
         now = self._clock()
-        if send.wire is None:  # it never went out: Upbit did not count it
+        if send.wire is None and not send.writing:  # it never went out: Upbit did not count it
             if send in self._sends:
                 self._sends.remove(send)
+            if send.shared is not None:
+                self.schedule.release(send.shared)
+                send.shared = None
             return
+        if send.wire is None:  # written, but `sent` had not run yet
+            send.wire = now
+            self._share(send, written=True)
         if send.answered is None:
             send.answered = now
             if not failed:
@@ -265,12 +374,14 @@ class RateLimiter:
         late = min(end - send.wire - quickest, MAX_LATE) - self.margin
         return send.wire + max(late, 0.0)
 
-    def _window_wait(self, now: float) -> float:
-        """How long until the window has room for one more send (0: now)."""
+    def _window_wait(self, now: float, without: Send | None = None) -> float:
+        """How long until the window has room for one more send (0: now), leaving out
+        `without` (a send taking its slot anew)."""
         self._sends = [s for s in self._sends if not self._gone(s, now)]
-        if len(self._sends) < self.capacity:
+        others = [s for s in self._sends if s is not without]
+        if len(others) < self.capacity:
             return 0.0
-        counted = sorted(self.counted(s, now) for s in self._sends)
+        counted = sorted(self.counted(s, now) for s in others)
         recent = [t for t in counted if t > now - self.window]
         if len(recent) < self.capacity:
             return 0.0
@@ -283,10 +394,13 @@ class RateLimiter:
         final = send.answered is not None or send.wire + MAX_LATE <= now
         return final and self.counted(send, now) <= now - self.window
 
-    def _share(self, send: Send) -> None:
-        # Other processes of the host pace on the cell: they see the send move too.
-        counted = self.counted(send, self._clock())
-        if send.shared is not None and counted - send.shared > 1e-4:
+    def _share(self, send: Send, *, written: bool = False) -> None:
+        # Other processes of the host pace on the cell: once it is `written` they see it no
+        # longer as maybe "now" but at its wire time, and see it move later if it does.
+        if send.shared is None:
+            return
+        counted = max(self.counted(send, self._clock()), send.shared)
+        if written or counted - send.shared > 1e-4:
             self.schedule.amend(send.shared, counted)
             send.shared = counted
 

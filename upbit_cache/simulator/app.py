@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import math
 import random
@@ -33,6 +34,7 @@ from .history import (
     period_floor,
     period_shift,
 )
+from .stamps import received_at
 from .ws import WS_PATH, WsHub, WsSettings
 
 __all__ = [
@@ -116,7 +118,10 @@ def ban_message(seconds: float) -> str:
 class RateLimiter:
     """Per-(IP, group) sliding 1-second windows plus Upbit's 418 ban for persistent abusers.
 
-    Uses real monotonic time, never the simulated clock.
+    A request counts from when it arrived (`check(at=...)`: the kernel's receive time, see
+    stamps.py), which may come before that of a request already admitted: it is admitted
+    only if every one-second window holding it, earlier and later ones too, stays within
+    `rate`. Uses real monotonic time, never the simulated clock.
     """
 
     def __init__(
@@ -126,24 +131,27 @@ class RateLimiter:
         self.ban_after_429s = ban_after_429s
         self.ban_seconds = ban_seconds
         self._lock = threading.Lock()
-        self._hits: dict[tuple[str, str], deque[float]] = {}
+        self._hits: dict[tuple[str, str], list[float]] = {}  # admitted arrivals, sorted
         self._rejections: dict[str, deque[float]] = {}
         self._banned_until: dict[str, float] = {}
         self._offences: Counter[str] = Counter()
 
-    def check(self, ip: str, group: str) -> Verdict:
-        """Admit or reject one request now; admitted requests use up the window."""
+    def check(self, ip: str, group: str, at: float | None = None) -> Verdict:
+        """Admit or reject one request that arrived `at` (monotonic seconds; None: now);
+        admitted requests use up the window."""
         now = time.monotonic()
+        at = now if at is None else min(at, now)
         with self._lock:
             until = self._banned_until.get(ip, 0.0)
             if until > now:
                 return Verdict(418, 0, until - now)
-            hits = self._hits.setdefault((ip, group), deque())
-            while hits and hits[0] <= now - _WINDOW_S:
-                hits.popleft()
-            if len(hits) < self.rate:
-                hits.append(now)
-                return Verdict(200, self.rate - len(hits))
+            hits = self._hits.setdefault((ip, group), [])
+            # Kept longer than a window: a request handled late may have arrived well before now.
+            del hits[: bisect.bisect_right(hits, now - 3 * _WINDOW_S)]
+            if self._fits(hits, at):
+                bisect.insort(hits, at)
+                held = len(hits) - bisect.bisect_right(hits, at - _WINDOW_S)
+                return Verdict(200, max(0, self.rate - held))
             rejections = self._rejections.setdefault(ip, deque())
             while rejections and rejections[0] <= now - _ABUSE_WINDOW_S:
                 rejections.popleft()
@@ -156,6 +164,16 @@ class RateLimiter:
             self._banned_until[ip] = now + ban
             rejections.clear()
             return Verdict(418, 0, ban)
+
+    def _fits(self, hits: list[float], at: float) -> bool:
+        """One more arrival at `at` leaves every window (end - 1 s, end] within the rate."""
+        # The fullest windows holding `at` end at `at` or at a later arrival within a second.
+        ends = [at, *hits[bisect.bisect_right(hits, at) : bisect.bisect_left(hits, at + _WINDOW_S)]]
+        for end in ends:
+            held = bisect.bisect_right(hits, end) - bisect.bisect_right(hits, end - _WINDOW_S)
+            if held + 1 > self.rate:
+                return False
+        return True
 
     def reset(self) -> None:
         """Forget all windows, bans and offences."""
@@ -604,7 +622,9 @@ def _api_middleware(state: SimState) -> Middleware:
             return await _guarded(request, handler)
         state.stats.request(request.path)
         group = _group(request.path)
-        verdict = state.limiter.check(request.remote or "", group)
+        # Counted from when it arrived, however long this process waited for a CPU since.
+        arrived = received_at(request.transport)
+        verdict = state.limiter.check(request.remote or "", group, arrived)
         # Rejected requests never reach the exchange, so they do not consume faults.
         fault = (
             state.faults.take(request.path, request.query.get("market"))

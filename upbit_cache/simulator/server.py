@@ -15,6 +15,7 @@ from .app import DETAILS_MODES, PAGE_MODES, RateLimiter, RestSettings, SimState,
 from .clock import SimClock, TimeLike
 from .control import FaultQueue, Stats
 from .history import History
+from .stamps import listening
 from .ws import LIMITS_PER, WS_PATH, WsSettings
 
 __all__ = ["SimulatorConfig", "SimulatorServer", "make_history", "make_state", "start_site"]
@@ -142,7 +143,8 @@ async def start_site(state: SimState, host: str, port: int) -> tuple[web.AppRunn
     # A short shutdown timeout: requests parked by "slow" faults must not hold up a stop.
     runner = web.AppRunner(build_app(state), access_log=None, shutdown_timeout=0.5)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    # A socket of our own: the rate limit counts each request from the kernel's receive time.
+    site = web.SockSite(runner, listening(host, port))
     await site.start()
     bound_host, bound_port = runner.addresses[0][:2]
     if ":" in bound_host:  # IPv6 literal
