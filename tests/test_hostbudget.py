@@ -57,6 +57,7 @@ def test_the_simulator_counts_each_request_from_when_it_arrived() -> None:
 def test_a_connection_knows_when_its_bytes_arrived_however_late_they_are_read() -> None:
     server = listening("127.0.0.1", 0)
     server.setblocking(True)
+    time.sleep(0.05)  # the kernel turns stamping on a moment after the first socket asks
     client = socket.create_connection(server.getsockname()[:2])
     conn, _ = server.accept()
     try:

@@ -58,7 +58,7 @@ TIME = re.compile(
 NUMBER = re.compile(
     r"(?<![\w.])-?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?(?![\w.])"
 )
-PLURAL = re.compile(r"(<n> [a-z]+?)s\b")
+PLURAL = re.compile(r"(<n> (?:[a-z]+ )?[a-z]+?)s\b")  # "<n> base partitions" too
 SUMMARY = re.compile(r"([0-9][0-9,]*) requests?\b.*?\b([0-9]+(?:\.[0-9]+)?) s\b")
 
 

@@ -11,6 +11,7 @@ counts from that. Where the option does not exist, the handler's clock is used.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import sys
@@ -68,9 +69,41 @@ class StampedSocket(socket.socket):
         for level, kind, data in ancillary:
             if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
                 seconds, nanos = _STAMP.unpack(data[: _STAMP.size])
-                # The stamp is wall-clock time; the limiter keeps monotonic seconds.
-                self.received = seconds + nanos / 1e9 - time.time() + time.monotonic()
+                # The stamp is the kernel's wall clock; the limiter keeps monotonic seconds.
+                wall = seconds + nanos / 1e9 + _wall_offset()
+                self.received = wall - time.time() + time.monotonic()
                 return
+
+
+_offset: float | None = None
+
+
+def _wall_offset() -> float:
+    """This process's wall clock less the kernel's: 0 but under a shifted clock (faketime
+    shifts what Python reads, never the kernel's stamps), measured once on a loopback
+    datagram."""
+    global _offset
+    if _offset is None:
+        _offset = 0.0
+        try:
+            with (
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as inbox,
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as outbox,
+            ):
+                inbox.bind(("127.0.0.1", 0))
+                inbox.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS or 0, 1)
+                outbox.sendto(b"t", inbox.getsockname())
+                _, ancillary, _, _ = inbox.recvmsg(1, _ANCILLARY)
+                after = time.time()
+                for level, kind, data in ancillary:
+                    if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
+                        seconds, nanos = _STAMP.unpack(data[: _STAMP.size])
+                        gap = after - (seconds + nanos / 1e9)
+                        # Microseconds of delivery are no shift: keep the stamps as they are.
+                        _offset = gap if abs(gap) > 0.5 else 0.0
+        except OSError:
+            pass
+    return _offset
 
 
 def listening(host: str, port: int) -> StampedSocket:
@@ -87,6 +120,11 @@ def listening(host: str, port: int) -> StampedSocket:
     except OSError:
         sock.close()
         raise
+    if _SO_TIMESTAMPNS is not None:
+        # Linux stamps arriving packets only while some socket asks for it, and turns that
+        # on a moment after the first asks: asked here, the first request is stamped too.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
     return sock
 
 
