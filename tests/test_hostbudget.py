@@ -53,11 +53,30 @@ def test_the_simulator_counts_each_request_from_when_it_arrived() -> None:
     assert limiter.check("ip", "candles", base + 1.55).status == 200
 
 
+def wait_for_stamping(deadline: float = 2.0) -> None:
+    """Until the kernel stamps arriving packets: it turns that on a moment after the first
+    socket asks (the listener did), so probe with datagrams to a socket that asks too."""
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as inbox,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as outbox,
+    ):
+        inbox.bind(("127.0.0.1", 0))
+        inbox.setsockopt(socket.SOL_SOCKET, 35, 1)  # SO_TIMESTAMPNS
+        inbox.settimeout(deadline)
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            outbox.sendto(b"p", inbox.getsockname())
+            _, ancillary, _, _ = inbox.recvmsg(1, socket.CMSG_SPACE(16))
+            if ancillary:
+                return
+        raise AssertionError("the kernel never stamped a packet")
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="kernel receive stamps: Linux")
 def test_a_connection_knows_when_its_bytes_arrived_however_late_they_are_read() -> None:
     server = listening("127.0.0.1", 0)
     server.setblocking(True)
-    time.sleep(0.05)  # the kernel turns stamping on a moment after the first socket asks
+    wait_for_stamping()
     client = socket.create_connection(server.getsockname()[:2])
     conn, _ = server.accept()
     try:

@@ -277,11 +277,9 @@ class RateLimiter:
         async with self._lock:
             claimed = False
             while True:
-                self._raise_if_blocked()
-                now = self._clock()
-                if now < self._paused_until:
-                    await asyncio.sleep(self._paused_until - now)
+                if await self._paused():
                     continue
+                now = self._clock()
                 wait = self._window_wait(now)
                 if wait > 0:
                     # Sends in flight may move later meanwhile: look again within a spacing.
@@ -321,13 +319,20 @@ class RateLimiter:
         # Called back on the loop's next turn: after the write that follows this hook.
         asyncio.get_running_loop().call_soon(self.sent, send)
 
+    async def _paused(self) -> bool:
+        """Raise if blocked; sit out a 429 pause and say so (the caller looks again)."""
+        self._raise_if_blocked()
+        now = self._clock()
+        if now < self._paused_until:
+            await asyncio.sleep(self._paused_until - now)
+            return True
+        return False
+
     async def _retake(self, send: Send) -> None:
         while True:
-            self._raise_if_blocked()
-            now = self._clock()
-            if now < self._paused_until:
-                await asyncio.sleep(self._paused_until - now)
+            if await self._paused():
                 continue
+            now = self._clock()
             wait = self._window_wait(now, without=send)
             if wait <= 0:
                 wait = self.schedule.retake(send.shared, now, self.window, self.capacity)

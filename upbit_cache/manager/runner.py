@@ -44,9 +44,8 @@ class Runner:
             return asyncio.run(coro)
         try:
             aside = self._start()
-            if (
-                running is aside.loop
-            ):  # a sync call from inside one of ours: it would wait on itself
+            # A sync call from inside one of ours would wait on itself.
+            if running is aside.loop:
                 raise UsageError(
                     "a sync UpbitCache method was called from code the same cache is running "
                     "(a callback): await its async twin (afetch, aget, ...) instead"
