@@ -27,7 +27,7 @@ from conftest import NOW, plain, reset, run_fetch, truth
 from typer.testing import CliRunner
 
 import upbit_cache
-from upbit_cache.cli.main import app
+from upbit_cache.cli import app
 from upbit_cache.errors import DamageError
 from upbit_cache.simulator import SimulatorServer
 from upbit_cache.store.candle_store import CandleStore

@@ -17,12 +17,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from upbit_cache.cli import app
 from upbit_cache.cli.live_view import event_json
-from upbit_cache.cli.main import app
 from upbit_cache.manager.export import EXPORT_SCHEMA
+from upbit_cache.output.text import _iso, float_texts, json_number, time_text
 from upbit_cache.simulator import SimulatorServer
 from upbit_cache.store.candle_store import CandleStore
-from upbit_cache.store.text import _iso, float_texts, json_number, time_text
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.timeframes.live import Candle, CandleEvent
 from upbit_cache.times import to_ms

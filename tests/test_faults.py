@@ -19,6 +19,7 @@ from conftest import DEADLINE, NOW, Procs, read_until, request, run_fetch, truth
 
 from upbit_cache.collector.client import UpbitClient
 from upbit_cache.collector.config import ClientConfig
+from upbit_cache.collector.hostcell import HostCell
 from upbit_cache.collector.listing import block_seconds, blocked_message
 from upbit_cache.collector.ratelimit import (
     MAX_LATE,
@@ -32,7 +33,6 @@ from upbit_cache.errors import IPBlockedError
 from upbit_cache.ranges import TimeRange
 from upbit_cache.simulator import SimulatorConfig, SimulatorServer
 from upbit_cache.store.candle_store import CandleStore
-from upbit_cache.store.locks import HostCell
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
 
@@ -190,13 +190,13 @@ def test_429s_escalate_whatever_their_headers_and_strikes_fade_after_quiet_secon
     limiter = RateLimiter(10, clock=clock)
     limiter.on_429(sent_at=clock.now - 0.05)
     assert limiter.strikes == 1
-    assert limiter.paused_until - clock.now == pytest.approx(limiter.window)
+    assert limiter._paused_until - clock.now == pytest.approx(limiter.window)
     # Answers in between carry `Remaining-Req` (429s do too): no reason to forget the strike.
     clock.now += 1.5
     limiter.observe(9, Send(clock.now - 0.03, wire=clock.now - 0.03, answered=clock.now))
     limiter.on_429(sent_at=clock.now - 0.02)
     assert limiter.strikes == 2
-    assert limiter.paused_until - clock.now == pytest.approx(2 * limiter.window)
+    assert limiter._paused_until - clock.now == pytest.approx(2 * limiter.window)
     # Requests in flight when the pause began come back 429 too: the same overrun.
     limiter.on_429(sent_at=clock.now - 0.01)
     assert limiter.strikes == 2
@@ -207,7 +207,7 @@ def test_429s_escalate_whatever_their_headers_and_strikes_fade_after_quiet_secon
     clock.now += 3 * STRIKE_MEMORY
     limiter.on_429(sent_at=clock.now - 0.02)
     assert limiter.strikes == 1
-    assert limiter.paused_until - clock.now == pytest.approx(limiter.window)
+    assert limiter._paused_until - clock.now == pytest.approx(limiter.window)
 
 
 @pytest.mark.slow

@@ -9,7 +9,8 @@ import pyarrow.fs as pafs
 import pytest
 
 from upbit_cache.errors import UsageError
-from upbit_cache.store.files import DataDir, write_out
+from upbit_cache.output.destination import write_out
+from upbit_cache.store.files import DataDir
 
 
 def both(tmp_path: Path) -> list[DataDir]:

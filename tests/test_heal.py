@@ -21,7 +21,7 @@ import pytest
 from conftest import FAST_RATE, NOW, S3Server, plain, reset, run_fetch, truth
 from typer.testing import CliRunner
 
-from upbit_cache.cli.main import app
+from upbit_cache.cli import app
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.simulator import SimulatorServer
 from upbit_cache.store.candle_store import CandleStore

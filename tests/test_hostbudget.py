@@ -19,12 +19,12 @@ import pandas as pd
 import pytest
 from conftest import DEADLINE, NOW, Procs, read_until, truth
 
+from upbit_cache.collector.hostcell import HostCell
 from upbit_cache.collector.ratelimit import HOLD, RETAKE, RateLimiter, SharedSchedule
 from upbit_cache.simulator import RateLimiter as SimLimiter
 from upbit_cache.simulator import SimulatorConfig, SimulatorServer
 from upbit_cache.simulator.stamps import StampedSocket, listening
 from upbit_cache.store.candle_store import CandleStore
-from upbit_cache.store.locks import HostCell
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
 

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from upbit_cache.cli.main import app
+from upbit_cache.cli import app
 from upbit_cache.manager.info import SeriesInfo, inventory, to_json
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store import layout

@@ -12,7 +12,7 @@ import pytest
 from conftest import FAST_RATE, run_fetch
 from typer.testing import CliRunner
 
-from upbit_cache.cli.main import app
+from upbit_cache.cli import app
 from upbit_cache.simulator import SimulatorServer
 
 runner = CliRunner()

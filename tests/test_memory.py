@@ -11,9 +11,10 @@ from test_store import make
 
 from upbit_cache import UpbitCache
 from upbit_cache.errors import UsageError
-from upbit_cache.manager.memory import ENV_MEMORY, Budget, MemoryCache, parse_size
+from upbit_cache.manager.memory import Budget, MemoryCache
 from upbit_cache.manager.prune import Policy
 from upbit_cache.ranges import Ranges, TimeRange
+from upbit_cache.settings import ENV_MEMORY, Settings, parse_size
 from upbit_cache.simulator.server import SimulatorServer
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
@@ -83,6 +84,11 @@ class Machine:
         return self.available, self.total
 
 
+def look(memory: MemoryCache) -> None:
+    """Make the cache look at its budget (and give back what it no longer allows): a put."""
+    memory.put("t/look", (1, 1), table(1))
+
+
 @pytest.mark.slow
 def test_the_budget_follows_the_machine_and_shrinks_under_pressure() -> None:
     machine = Machine(available=4 * 2**30, total=8 * 2**30)
@@ -92,25 +98,27 @@ def test_the_budget_follows_the_machine_and_shrinks_under_pressure() -> None:
         memory.put(f"t/{i}", (1, 1), table(1_000_000))  # 8 MB each: 240 MB held
     assert memory.stats.bytes == 240_000_000
     machine.available = 200 * 2**20  # another process took the rest
-    memory.trim()  # each look at the machine (here: every call) halves the budget
+    look(memory)  # each look at the machine (here: every call) halves the budget
     assert memory.stats.bytes <= memory.stats.budget == int(4 * 2**30 * 0.10) // 2
-    memory.trim()  # still short: halves again
+    look(memory)  # still short: halves again
     assert memory.stats.bytes <= memory.stats.budget == int(4 * 2**30 * 0.10) // 4
-    assert memory.budget.shrinks == 2
     machine.available = 4 * 2**30  # relief: back up step by step, not at once
-    memory.trim()
+    look(memory)
     assert memory.stats.budget == int(4 * 2**30 * 0.10) // 2
 
 
-def test_an_explicit_budget_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_explicit_budget_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     scarce = Machine(available=10 * 2**20, total=8 * 2**30)
     assert MemoryCache(budget=Budget(300 * 2**20, probe=scarce, every=0)).max_bytes == 300 * 2**20
     monkeypatch.setenv(ENV_MEMORY, "2G")
-    assert Budget(probe=scarce).now() == 2 * 2**30
-    assert Budget(64, probe=scarce).now() == 64  # the caller's setting over the environment
+    assert Budget(Settings.from_env().memory_bytes(), probe=scarce).now() == 2 * 2**30
     monkeypatch.setenv(ENV_MEMORY, "lots")
     with pytest.raises(UsageError, match="not a size such as 512M"):
-        Budget()
+        Settings.from_env().memory_bytes()
+    with pytest.raises(UsageError, match="not a size such as 512M"):
+        UpbitCache(tmp_path)
+    # The caller's setting over the environment, which is then not looked at.
+    assert UpbitCache(tmp_path, memory_bytes=64).memory.max_bytes == 64
     assert [parse_size(t) for t in ("512M", "1.5GiB", "0", "2048")] == [
         512 * 2**20,
         int(1.5 * 2**30),
@@ -131,7 +139,7 @@ def test_another_version_of_the_file_is_a_miss() -> None:
     memory.put("a", (10, 1), table(3))
     assert memory.get("a", (10, 2)) is None
     memory.put("a", (10, 2), table(4))
-    assert memory.stats.bytes == 32 and memory.stats.entries == 1
+    assert memory.stats.bytes == 32
 
 
 def test_store_reads_each_partition_from_disk_once(tmp_path: Path) -> None:

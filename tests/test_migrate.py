@@ -10,7 +10,7 @@ import pyarrow.dataset as ds
 from conftest import run_fetch
 from typer.testing import CliRunner
 
-from upbit_cache.cli.main import app
+from upbit_cache.cli import app
 from upbit_cache.simulator.server import SimulatorServer
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe

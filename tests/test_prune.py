@@ -16,7 +16,7 @@ import pytest
 from conftest import DEADLINE, NOW, Procs, candle_requests, run_fetch, seed, truth
 from typer.testing import CliRunner
 
-from upbit_cache.cli.main import app
+from upbit_cache.cli import app
 from upbit_cache.manager.prune import Policy, PruneReport, prune
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.simulator import SimulatorServer

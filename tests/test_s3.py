@@ -21,7 +21,7 @@ from conftest import DEADLINE, FAST_RATE, NOW, Procs, S3Server, read_until, trut
 from typer.testing import CliRunner
 
 from upbit_cache import UpbitCache
-from upbit_cache.cli.main import app
+from upbit_cache.cli import app
 from upbit_cache.simulator.server import SimulatorServer
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe

@@ -14,7 +14,7 @@ from conftest import NOW, candle_requests, plain, run_fetch, truth
 from typer.testing import CliRunner
 
 import upbit_cache
-from upbit_cache.cli.main import app
+from upbit_cache.cli import app
 from upbit_cache.errors import StorageError
 from upbit_cache.ranges import Ranges
 from upbit_cache.simulator import SimulatorServer

@@ -10,7 +10,7 @@ import pandas as pd
 from conftest import NOW, candle_requests, plain, run_fetch, truth
 from typer.testing import CliRunner
 
-from upbit_cache.cli.main import app
+from upbit_cache.cli import app
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.simulator import SimulatorServer
 from upbit_cache.store.candle_store import CandleStore

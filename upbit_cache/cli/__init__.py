@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from upbit_cache.cli import stop
 
 if TYPE_CHECKING:
-    from upbit_cache.cli.main import app
+    from upbit_cache.cli.group import app
 
 __all__ = ["app", "run"]
 
@@ -17,7 +17,7 @@ __all__ = ["app", "run"]
 def __getattr__(name: str) -> Any:
     """`app` loads on first use: the entry point installs its SIGTERM handler before."""
     if name == "app":
-        from upbit_cache.cli.main import app
+        from upbit_cache.cli.group import app
 
         return app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -45,7 +45,7 @@ def run() -> None:
         try:
             stream.flush()
         except BrokenPipeError:  # the reader left early: as anywhere else, status 141
-            from upbit_cache.cli.main import closed_pipe
+            from upbit_cache.cli.group import closed_pipe
 
             code = closed_pipe()
         except ValueError:  # already closed
@@ -57,8 +57,8 @@ def run() -> None:
 
 def _command() -> int:
     """Run the command line's command; its exit status."""
+    from upbit_cache.cli.group import app
     from upbit_cache.cli.log import say
-    from upbit_cache.cli.main import app
 
     try:
         app(prog_name="upbit-cache")

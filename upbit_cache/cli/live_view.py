@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from itertools import product
 from typing import TYPE_CHECKING, TextIO
 
-from upbit_cache.store.text import json_number, time_text
+from upbit_cache.output.text import json_number, time_text
 from upbit_cache.times import iso
 from upbit_cache.words import plural
 

@@ -7,14 +7,26 @@ options several commands have mean the same in each: -q/-v, --days, -t, --tz, --
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
 
+from upbit_cache.collector.config import DEFAULT_WS_URL
 from upbit_cache.errors import UsageError
 from upbit_cache.manager.scope import MAX_DAYS
-from upbit_cache.store.datadir import ENV_DATA_DIR
+from upbit_cache.settings import (
+    DEFAULT_API_URL,
+    DEFAULT_LIVE_TIMEFRAMES,
+    DEFAULT_TIMEFRAME,
+    ENV_API_URL,
+    ENV_DATA_DIR,
+    ENV_WS_URL,
+)
 from upbit_cache.timeframes import SUPPORTED, Timeframe
 from upbit_cache.times import check_timezone
 
@@ -90,13 +102,46 @@ DataDir = Annotated[
         show_default=False,
     ),
 ]
+_given_data_dir: ContextVar[str | None] = ContextVar("data_dir", default=None)
+
+
+def given_data_dir() -> str | None:
+    """The --data-dir of the command running (its own, else the one before it, else
+    UPBIT_CACHE_DIR); None: the library's default."""
+    return _given_data_dir.get()
+
+
+def with_data_dir(command: Callable[..., None]) -> Callable[..., None]:
+    """`command` with --data-dir after its own options: the one declaration above, for every
+    command that has a store, its value kept for `given_data_dir` rather than passed on."""
+    signature = inspect.signature(command, eval_str=True)
+    option = inspect.Parameter(
+        "data_dir", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=DataDir
+    )
+
+    @functools.wraps(command)
+    def run(*args: Any, data_dir: str | None = None, **kwargs: Any) -> None:
+        given = _given_data_dir.set(data_dir)
+        try:
+            command(*args, **kwargs)
+        finally:
+            _given_data_dir.reset(given)
+
+    # typer reads the parameters from here (and their types from the annotations).
+    run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), option]
+    )
+    run.__annotations__ = {**command.__annotations__, "data_dir": DataDir}
+    return run
+
+
 ApiUrl = Annotated[
     str | None,
     typer.Option(
         "--api-url",
         metavar="URL",
-        envvar="UPBIT_API_URL",
-        help="Upbit REST base URL (default https://api.upbit.com).",
+        envvar=ENV_API_URL,
+        help=f"Upbit REST base URL (default {DEFAULT_API_URL}).",
         show_default=False,
     ),
 ]
@@ -105,8 +150,8 @@ WsUrl = Annotated[
     typer.Option(
         "--ws-url",
         metavar="URL",
-        envvar="UPBIT_WS_URL",
-        help="Upbit WebSocket URL (default: beside --api-url, wss://api.upbit.com/websocket/v1).",
+        envvar=ENV_WS_URL,
+        help=f"Upbit WebSocket URL (default: beside --api-url, {DEFAULT_WS_URL}).",
         show_default=False,
     ),
 ]
@@ -195,10 +240,13 @@ def _timeframe_option(metavar: str, help: str) -> Any:
 Timeframes = Annotated[
     list[str] | None,
     _timeframe_option(
-        "TF[,TF...]", "Timeframes, comma-separated or repeated: 1h, 15m,1h,4h (default 1h)."
+        "TF[,TF...]",
+        f"Timeframes, comma-separated or repeated: 1h, 15m,1h,4h (default {DEFAULT_TIMEFRAME}).",
     ),
 ]
-OneTimeframe = Annotated[list[str] | None, _timeframe_option("TF", "One timeframe (default 1h).")]
+OneTimeframe = Annotated[
+    list[str] | None, _timeframe_option("TF", f"One timeframe (default {DEFAULT_TIMEFRAME}).")
+]
 SomeTimeframes = Annotated[
     list[str] | None,
     _timeframe_option(
@@ -207,7 +255,7 @@ SomeTimeframes = Annotated[
 ]
 LiveTimeframes = Annotated[
     list[str] | None,
-    _timeframe_option("TF[,TF...]", "Timeframes to build (default 1m,15m,1h)."),
+    _timeframe_option("TF[,TF...]", f"Timeframes to build (default {DEFAULT_LIVE_TIMEFRAMES})."),
 ]
 Since = Annotated[
     str | None,

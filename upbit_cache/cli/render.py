@@ -64,6 +64,22 @@ class PlainProgress:
             say(done_line(outcome), self.stream)
 
 
+class Finished:
+    """What a run finished, kept to be said afterwards (no bar, no lines meanwhile)."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[MarketOutcome] = []
+
+    def on_start(self, jobs: int) -> None:
+        pass
+
+    def on_page(self, candles: int) -> None:
+        pass
+
+    def on_done(self, outcome: MarketOutcome) -> None:
+        self.outcomes.append(outcome)
+
+
 def done_line(outcome: MarketOutcome) -> str:
     """`KRW-BTC 1h: 720 candles, 4 requests`, or what failed."""
     if outcome.error is not None:

@@ -1,5 +1,5 @@
-"""How a line on stderr is stamped (standard library only: the SIGTERM handler uses it before
-anything else loads; `cli.log` for every other line).
+"""How a line on stderr is stamped (the standard library and `settings` only: the SIGTERM
+handler uses it before anything else loads; `cli.log` for every other line).
 
 On a terminal a line is written as is; anywhere else it starts with the UTC time; except in
 systemd's journal, which stamps every line itself.
@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import time
 from typing import TextIO
+
+from upbit_cache.settings import Settings
 
 
 def lines(message: str, stamped: bool) -> str:
@@ -25,7 +27,7 @@ def unstamped(stream: TextIO) -> bool:
         return True
     # systemd names the journal's stream in JOURNAL_STREAM ("device:inode"); a child whose
     # stderr was redirected elsewhere inherits the variable, hence the comparison.
-    journal = os.environ.get("JOURNAL_STREAM")
+    journal = Settings.from_env().journal_stream
     found = identity(stream)
     return bool(journal) and found is not None and journal == f"{found[0]}:{found[1]}"
 

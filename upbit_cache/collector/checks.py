@@ -20,7 +20,7 @@ import pyarrow as pa
 from upbit_cache.candles import impossible_values, times_ms
 from upbit_cache.errors import ResponseFormatError
 from upbit_cache.ranges import TimeRange
-from upbit_cache.timeframes import SUPPORTED, Timeframe
+from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import iso
 
 # Upbit stores a candle's last trade a little after the period ends (seen: 1.9 s on a 3m
@@ -56,29 +56,3 @@ def check_page(table: pa.Table, tf: Timeframe, page: TimeRange, count: int) -> N
     if outside.any():
         at = int(times[np.argmax(outside)])
         raise BadAnswer(f"the candle at {iso(at)} has its last trade outside its period")
-
-
-def witness_for(tf: Timeframe, span: TimeRange) -> Timeframe | None:
-    """The coarsest timeframe Upbit serves with at least two periods inside `span`."""
-    coarser = [t for t in SUPPORTED if t.native and t.approx_ms > tf.approx_ms]
-    fitting = [t for t in coarser if 2 * t.approx_ms <= span.end - span.start]
-    return max(fitting, key=lambda t: t.approx_ms) if fitting else None
-
-
-def contradicts_quiet(witness: pa.Table, wtf: Timeframe, span: TimeRange) -> str | None:
-    """Why coarser candles show trades inside `span` (an empty page's span), if they do."""
-    if witness.num_rows == 0:
-        return None
-    starts = times_ms(witness).to_numpy()
-    ends = wtf.shift(starts, 1)
-    last = witness["timestamp"].cast(pa.int64()).to_numpy()
-    inside = (starts >= span.start) & (ends <= span.end)
-    traded = (last >= span.start) & (last < span.end)
-    hit = inside | traded
-    if not hit.any():
-        return None
-    at = int(starts[np.argmax(hit)])
-    return (
-        f"an empty answer for {iso(span.start)}..{iso(span.end)}, but the {wtf} candle at "
-        f"{iso(at)} shows trades in it"
-    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from upbit_cache import retry
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.collector.listing import (
     MarketInfo,
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 MAX_PAGE = 200  # Upbit's largest `count`
 MARKETS_MAX_AGE = 60.0  # seconds a market list is reused within one client
 TICKERS_MAX_AGE = 60.0  # seconds a ticker list (last trades) is reused within one client
-_RATE_LIMIT_RETRIES = 8
 _MINUTE_MS = 60_000
 _DAY_MS = 86_400_000
 # Pages this close to the 1s horizon are not asked for: our view of Upbit's clock may lag
@@ -53,18 +52,8 @@ _USER_AGENT = "upbit-cache/0.1"
 class ClientStats:
     """What the client sent and what came back."""
 
-    requests: int = 0
     candle_requests: int = 0
     rate_limited: int = 0
-    retries: int = 0
-
-
-class _Transient(Exception):
-    """A failure worth retrying (5xx, timeout, broken connection, undecodable body)."""
-
-
-class _RateLimited(Exception):
-    """HTTP 429: retry once the limiter has paused."""
 
 
 class UpbitClient:
@@ -225,37 +214,42 @@ class UpbitClient:
     async def _get(self, path: str, params: dict[str, str], *, limited: bool, what: str) -> Any:
         assert self._session is not None, "use UpbitClient as an async context manager"
         url = f"{self.config.api_url}/v1/{path}"
-        failures = rate_limited = 0
-        while True:
-            # Every request waits out a 429 pause; candle requests also take a paced slot.
-            send = await self.limiter.acquire() if limited else None
-            sent_at = send.released if send is not None else await self.limiter.unpaused()
-            self.stats.requests += 1
-            self.stats.candle_requests += limited
-            try:
-                status, headers, body = await self._send(url, params, send)
-                if send is not None and status != 429:
-                    # A 429's count says the window was full when it came, not that another
-                    # client sent: its pause answers it (on_429), not phantom sends.
-                    self.limiter.observe(_remaining(headers), send)
-                return self._interpret(status, headers, body, what, params)
-            except _Transient as exc:
-                failures += 1
-                if failures > self.config.retries:
-                    raise ServerError(
-                        f"{what}: Upbit kept failing ({exc}); gave up after {failures} tries"
-                    ) from None
-                self.stats.retries += 1
-                delay = self.config.backoff * 2 ** (failures - 1) * random.uniform(0.5, 1.5)
-                await asyncio.sleep(min(delay, 10.0))
-            except _RateLimited:
-                self.stats.rate_limited += 1
-                rate_limited += 1
-                if rate_limited > _RATE_LIMIT_RETRIES:
-                    raise RateLimitedError(
-                        f"{what}: Upbit still answers 429 after {rate_limited} slower tries"
-                    ) from None
-                self.limiter.on_429(sent_at)
+        policy = retry.http(self.config.retries, self.config.backoff, self._before_retry)
+        try:
+            async for attempt in policy:
+                with attempt:
+                    return await self._ask(url, params, limited=limited, what=what)
+        except retry.Transient as exc:
+            tries = self.config.retries + 1
+            raise ServerError(
+                f"{what}: Upbit kept failing ({exc}); gave up after {tries} tries"
+            ) from None
+        except retry.RateLimited:
+            tries = retry.RATE_LIMIT_RETRIES + 1
+            raise RateLimitedError(
+                f"{what}: Upbit still answers 429 after {tries} slower tries"
+            ) from None
+        raise AssertionError("unreachable")
+
+    async def _ask(self, url: str, params: dict[str, str], *, limited: bool, what: str) -> Any:
+        """One try of a request (see `_get`)."""
+        # Every request waits out a 429 pause; candle requests also take a paced slot.
+        send = await self.limiter.acquire() if limited else None
+        sent_at = send.released if send is not None else await self.limiter.unpaused()
+        self.stats.candle_requests += limited
+        status, headers, body = await self._send(url, params, send)
+        if status == 429:
+            self.stats.rate_limited += 1
+            raise retry.RateLimited(sent_at)
+        if send is not None:
+            # Not after a 429: its count says the window was full when it came, not that
+            # another client sent: its pause answers it (on_429), not phantom sends.
+            self.limiter.observe(_remaining(headers), send)
+        return self._interpret(status, headers, body, what, params)
+
+    def _before_retry(self, failure: BaseException) -> None:
+        if isinstance(failure, retry.RateLimited):
+            self.limiter.on_429(failure.sent_at)
 
     async def _send(
         self, url: str, params: dict[str, str], send: Send | None
@@ -267,7 +261,7 @@ class UpbitClient:
                 self._see_date(resp.headers.get("Date"))
                 return resp.status, resp.headers, body
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _Transient(type(exc).__name__ + (f": {exc}" if str(exc) else "")) from exc
+            raise retry.Transient(type(exc).__name__ + (f": {exc}" if str(exc) else "")) from exc
         finally:
             if send is not None:  # however it ended (cancelled too): no send stays "now"
                 self.limiter.answered(send, failed=True)
@@ -281,11 +275,9 @@ class UpbitClient:
             body = None
         if status == 200:
             if body is None and raw.strip() != b"null":
-                raise _Transient(f"undecodable answer ({len(raw)} bytes: {raw[:40]!r}...)")
+                raise retry.Transient(f"undecodable answer ({len(raw)} bytes: {raw[:40]!r}...)")
             return body
         message = parse_error(body) or raw[:120].decode("utf-8", "replace")
-        if status == 429:
-            raise _RateLimited()
         if status == 418:
             # Upbit's clock: the block ends by it, and it names the end in a Retry-After date.
             now = self.now_ms()
@@ -296,7 +288,7 @@ class UpbitClient:
         if status == 404 and "market" in params:
             raise UnknownMarketError(f"Upbit does not list market {params['market']} ({message})")
         if status >= 500:
-            raise _Transient(f"HTTP {status} {message}")
+            raise retry.Transient(f"HTTP {status} {message}")
         raise ExchangeError(f"{what}: Upbit refused the request (HTTP {status} {message})")
 
     def _see_date(self, header: str | None) -> None:

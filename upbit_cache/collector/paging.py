@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from upbit_cache import retry
 from upbit_cache.candles import CANDLE_SCHEMA, times_ms
 from upbit_cache.collector.checks import BadAnswer, check_page
 from upbit_cache.collector.client import MAX_PAGE, UpbitClient
@@ -36,8 +37,6 @@ from upbit_cache.times import iso
 from upbit_cache.words import plural
 
 DEFAULT_WINDOW = 4  # pages of one market in flight at once
-PAGE_ATTEMPTS = 3  # a page whose answers fail the checks this often fails its job
-_RETRY_DELAY = 0.25  # seconds before asking again, doubling
 
 
 @dataclass(frozen=True)
@@ -189,29 +188,29 @@ async def checked_page(
     """One page that passed the checks, an empty one corroborated over its `settled` part,
     and the candle requests it took.
 
-    A page that fails them is asked again; after PAGE_ATTEMPTS the error names the page.
+    A page that fails them is asked again (`retry.bad_page`); when the tries run out the
+    error names the page.
     """
     span, requests = TimeRange(page.start, page.to), 0
-    for attempt in range(PAGE_ATTEMPTS):
-        try:
-            requests += 1
-            table = await client.candles(market, tf, page.to, page.count)
-            check_page(table, tf, span, page.count)
-            if table.num_rows == 0 and not settled.empty:
-                try:
-                    requests += await prove_quiet(
-                        client, market, tf, settled, evidence, needed_from
-                    )
-                except BadAnswer as exc:
-                    what = f"an empty answer for {iso(settled.start)}..{iso(settled.end)}"
-                    raise BadAnswer(f"{what}: {exc}") from None
-            return table, requests
-        except ResponseFormatError as exc:
-            if attempt == PAGE_ATTEMPTS - 1:
-                raise ResponseFormatError(
-                    f"{market} {tf}: Upbit's answer for the {plural(page.count, 'period')} before "
-                    f"{iso(page.to)} failed the checks {PAGE_ATTEMPTS} times ({exc}); "
-                    "nothing of it was stored"
-                ) from None
-            await asyncio.sleep(_RETRY_DELAY * 2**attempt)
+    try:
+        async for attempt in retry.bad_page():
+            with attempt:
+                requests += 1
+                table = await client.candles(market, tf, page.to, page.count)
+                check_page(table, tf, span, page.count)
+                if table.num_rows == 0 and not settled.empty:
+                    try:
+                        requests += await prove_quiet(
+                            client, market, tf, settled, evidence, needed_from
+                        )
+                    except BadAnswer as exc:
+                        what = f"an empty answer for {iso(settled.start)}..{iso(settled.end)}"
+                        raise BadAnswer(f"{what}: {exc}") from None
+                return table, requests
+    except ResponseFormatError as exc:
+        raise ResponseFormatError(
+            f"{market} {tf}: Upbit's answer for the {plural(page.count, 'period')} before "
+            f"{iso(page.to)} failed the checks {retry.PAGE_ATTEMPTS} times ({exc}); "
+            "nothing of it was stored"
+        ) from None
     raise AssertionError("unreachable")

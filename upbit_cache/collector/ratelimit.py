@@ -130,7 +130,7 @@ class LocalSchedule:
 
 
 class SharedCell(Protocol):
-    """Numbers other processes share, updated atomically (the store's `HostCell`)."""
+    """Numbers other processes share, updated atomically (`hostcell.HostCell`)."""
 
     def update(self, step: Callable[[list[float]], tuple[float, list[float]]]) -> float: ...
 
@@ -446,11 +446,6 @@ class RateLimiter:
     def strikes(self) -> int:
         """429s that each paused everyone, less those forgiven (one per STRIKE_MEMORY s)."""
         return self._strikes
-
-    @property
-    def paused_until(self) -> float:
-        """The monotonic time sends resume at (in the past: not paused)."""
-        return self._paused_until
 
     def on_429(self, sent_at: float | None = None) -> None:
         """A 429 for a request sent at `sent_at` (None: just now): pause every send, twice as

@@ -2,9 +2,8 @@
 
 The stream says when it is (re)connected and when it dropped, so its user can repair the
 hole through REST; it never hides a gap. Pings keep the connection alive (Upbit closes idle
-ones after about 120 s). Upbit allows 5 new connections a second: the backoff starts at a
-quarter second and stays at most a second (and a half, with jitter), so a stream is back
-soon after the server is.
+ones after about 120 s). The waits between connections are `retry.reconnect`'s: from a
+quarter second to at most a second and a half, so a stream is back soon after the server is.
 
 An error frame that says our request is wrong (PERMANENT_ERRORS: the same subscription would
 get the same answer) ends the stream; any other (a rate limit, a name we do not know) is a
@@ -13,20 +12,18 @@ reconnect like a drop, until ERRORS_IN_A_ROW of them come with no trade in betwe
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
-import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import aiohttp
 
+from upbit_cache import retry
 from upbit_cache.errors import ExchangeError
 
-_FIRST_CONNECT_TRIES = 3
-_MAX_BACKOFF = 1.0  # seconds: back within about 1.5 s of the server's return
 # Upbit's names for a malformed or refused request (its docs list these six): resending it
 # cannot help.
 PERMANENT_ERRORS = frozenset(
@@ -72,54 +69,86 @@ async def trade_stream(
     *,
     heartbeat: float = 30.0,
 ) -> AsyncIterator[StreamEvent]:
-    """Trades of `markets` for as long as the caller iterates, reconnecting after drops."""
-    request = [{"ticket": str(uuid.uuid4())}, {"type": "trade", "codes": list(markets)}]
+    """Trades of `markets` for as long as the caller iterates, reconnecting after drops
+    (`retry.reconnect`)."""
+    request: list[dict[str, object]] = [
+        {"ticket": str(uuid.uuid4())},
+        {"type": "trade", "codes": list(markets)},
+    ]
     request.append({"format": "DEFAULT"})
-    connected_once, failures = False, 0
-    errors, last_error, detail = 0, 0.0, ""  # transient error frames since the last trade
-    while True:
-        reason = "connection closed"
-        try:
-            async with session.ws_connect(url, heartbeat=heartbeat) as ws:
-                await ws.send_str(json.dumps(request))
-                yield Connected(again=connected_once)
-                connected_once, failures = True, 0
-                async for message in ws:
-                    if message.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
-                        try:
-                            trade = _parse(message.data, time.monotonic())
-                        except _ErrorFrame as exc:
-                            if exc.name in PERMANENT_ERRORS:
-                                raise ExchangeError(
-                                    f"Upbit's WebSocket refused the subscription ({exc}); "
-                                    f"markets {', '.join(markets) or 'none'}"
-                                ) from None
-                            now = time.monotonic()
-                            errors = 1 if now - last_error > _ERROR_MEMORY else errors + 1
-                            last_error, detail = now, str(exc)
-                            reason = f"Upbit's WebSocket sent an error ({detail})"
-                            break  # closed on leaving the block; connected again below
-                        if trade is not None:
-                            errors = 0
-                            yield trade
-                    elif message.type == aiohttp.WSMsgType.ERROR:
-                        reason = f"connection error: {ws.exception()}"
-                        break
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-        if errors >= ERRORS_IN_A_ROW:
-            raise ExchangeError(
-                f"Upbit's WebSocket answered with an error {errors} times in a row with no "
-                f"trade in between (last: {detail}); stopped. Run again later."
-            )
-        failures += 1
-        if not connected_once and failures >= _FIRST_CONNECT_TRIES:
-            raise ExchangeError(f"cannot open Upbit's WebSocket at {url} ({reason})")
-        if connected_once:
-            yield Disconnected(reason)
-        # Upbit allows 5 new connections a second; one every second or so is well inside it.
-        backoff = min(_MAX_BACKOFF, 0.25 * 2 ** (max(failures, errors) - 1))
-        await asyncio.sleep(backoff * random.uniform(1.0, 1.5))
+    link = _Link()
+    try:
+        async for attempt in retry.reconnect(link):
+            with attempt:
+                connection = _connection(session, url, request, markets, heartbeat, link)
+                async with contextlib.aclosing(connection) as events:
+                    async for event in events:
+                        yield event
+    except retry.Dropped as exc:  # never connected, and the tries ran out
+        raise ExchangeError(f"cannot open Upbit's WebSocket at {url} ({exc})") from None
+
+
+@dataclass
+class _Link:
+    """What the stream knows between its connections (`retry.Link`, and the last error
+    frame's time and words)."""
+
+    connected_once: bool = False
+    failures: int = 0  # connections lost or refused since the last one that subscribed
+    errors: int = 0  # transient error frames with no trade in between
+    last_error: float = 0.0
+    detail: str = ""
+
+
+async def _connection(
+    session: aiohttp.ClientSession,
+    url: str,
+    request: list[dict[str, object]],
+    markets: Sequence[str],
+    heartbeat: float,
+    link: _Link,
+) -> AsyncGenerator[StreamEvent, None]:
+    """One connection's events; it ends with `retry.Dropped` (its reason) to be connected
+    again, or with ExchangeError where connecting again cannot help."""
+    reason = "connection closed"
+    try:
+        async with session.ws_connect(url, heartbeat=heartbeat) as ws:
+            await ws.send_str(json.dumps(request))
+            yield Connected(again=link.connected_once)
+            link.connected_once, link.failures = True, 0
+            async for message in ws:
+                if message.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                    try:
+                        trade = _parse(message.data, time.monotonic())
+                    except _ErrorFrame as exc:
+                        if exc.name in PERMANENT_ERRORS:
+                            raise ExchangeError(
+                                f"Upbit's WebSocket refused the subscription ({exc}); "
+                                f"markets {', '.join(markets) or 'none'}"
+                            ) from None
+                        now = time.monotonic()
+                        fresh = now - link.last_error > _ERROR_MEMORY
+                        link.errors = 1 if fresh else link.errors + 1
+                        link.last_error, link.detail = now, str(exc)
+                        reason = f"Upbit's WebSocket sent an error ({link.detail})"
+                        break  # closed on leaving the block; connected again after
+                    if trade is not None:
+                        link.errors = 0
+                        yield trade
+                elif message.type == aiohttp.WSMsgType.ERROR:
+                    reason = f"connection error: {ws.exception()}"
+                    break
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+    if link.errors >= ERRORS_IN_A_ROW:
+        raise ExchangeError(
+            f"Upbit's WebSocket answered with an error {link.errors} times in a row with no "
+            f"trade in between (last: {link.detail}); stopped. Run again later."
+        )
+    link.failures += 1
+    if link.connected_once:
+        yield Disconnected(reason)
+    raise retry.Dropped(reason)
 
 
 class _ErrorFrame(Exception):

@@ -26,10 +26,12 @@ from upbit_cache.manager.scope import ScreenRequest, Shard, Window, parse_span
 from upbit_cache.manager.screen_keep import Kept, key, lookup, remember
 from upbit_cache.manager.session import new_client
 from upbit_cache.markets import validate_market, validate_markets, validate_quote
+from upbit_cache.output.formats import Format, check_output, guess_format
+from upbit_cache.output.send import send
 from upbit_cache.ranges import EARLIEST, LATEST, TimeRange
+from upbit_cache.settings import DEFAULT_TAIL, Settings
 from upbit_cache.store import screens
 from upbit_cache.store.files import DataDir
-from upbit_cache.store.formats import Format, check_output, guess_format
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import TimeLike, check_timezone, now_ms, to_ms
 
@@ -94,12 +96,13 @@ class UpbitCache:
         follows the machine, see manager/memory.py; 0: no memory layer). `lock_timeout`:
         seconds a writer waits for another run's lock on a series (None: as long as it
         takes); `on_lock_wait(series)` is told once when a writer must wait."""
-        self.files = DataDir.open(data_dir)
-        self.config = ClientConfig.from_env(api_url, rate, ws_url)
+        settings = Settings.from_env()  # the environment, read once for this cache
+        self.files = DataDir.open(data_dir if data_dir is not None else settings.default_data_dir())
+        self.config = ClientConfig.from_env(api_url, rate, ws_url, settings)
         self.layers = Layers()
-        self.memory = MemoryCache(memory_bytes, layers=self.layers)
+        budget = memory_bytes if memory_bytes is not None else settings.memory_bytes()
+        self.memory = MemoryCache(budget, layers=self.layers)
         self.lock_timeout, self.on_lock_wait = lock_timeout, on_lock_wait
-        self.last_fetch: SyncReport | None = None
         self._store: CandleStore | None = None
         self._runner = Runner()
 
@@ -186,9 +189,8 @@ class UpbitCache:
         with self.layers.request():
             if not self._settled(code, tf, wanted):
                 window = Window(lo, hi)
-                self.last_fetch = await fetch(self.store, self.config, [code], [tf], window)
-                self._asked(self.last_fetch)
-                report = self.last_fetch
+                report = await fetch(self.store, self.config, [code], [tf], window)
+                self._asked(report)
                 errors = [o.error for o in report.failed] + [d.error for d in report.failed_derived]
                 if errors:
                     assert errors[0] is not None
@@ -302,7 +304,7 @@ class UpbitCache:
 
         part = Shard.parse(shard) if shard is not None else None
         tfs = _timeframes(timeframes)
-        self.last_fetch = await fetch(
+        report = await fetch(
             self.store,
             self.config,
             markets,
@@ -312,8 +314,8 @@ class UpbitCache:
             progress=progress,
             shard=part,
         )
-        self._asked(self.last_fetch)
-        return self.last_fetch
+        self._asked(report)
+        return report
 
     @checked
     def resample(
@@ -403,7 +405,7 @@ class UpbitCache:
 
     def _screen_write(self, job: _ScreenJob, done: tuple[str, Kept] | ScreenResult) -> Produced:
         if isinstance(done, tuple):
-            screens.send(self.files, done[0], job.out)
+            send(screens.kept_table(self.files, done[0]), job.out)
             return Produced(kept=done[1])
         if done.sync is not None:
             self._asked(done.sync)
@@ -415,14 +417,14 @@ class UpbitCache:
     ) -> None:
         import pyarrow.compute as pc
 
-        from upbit_cache.store.output import write_output, write_table
+        from upbit_cache.output.tables import write_output, write_table
 
         failed = bool(result.sync is not None and result.sync.failed) or bool(result.damaged)
         if name is None or result.fingerprint is None or failed:
             write_output(result.table, out, fmt, tz)
             return
         table = screens.keep(self.files, name, fmt, lambda s: write_table(result.table, s, fmt, tz))
-        screens.send(self.files, table, out)
+        send(screens.kept_table(self.files, table), out)
         shown = pc.count_distinct(result.table["market"]).as_py() if result.table.num_rows else 0
         facts = Kept(result.fingerprint, shown, result.table.num_rows, result.short)
         facts.filtered_out = len(result.filtered_out)
@@ -518,7 +520,6 @@ class UpbitCache:
             quote=job.quote,
             progress=progress,
         )
-        self.last_fetch = sync
         self._asked(sync)
         return sync
 
@@ -670,19 +671,32 @@ class UpbitCache:
 
     @checked
     def tail(
-        self, market: str, timeframe: str | Timeframe, count: int = 20, *, refresh: bool = True
+        self,
+        market: str,
+        timeframe: str | Timeframe,
+        count: int = DEFAULT_TAIL,
+        *,
+        refresh: bool = True,
+        progress: Progress | None = None,
     ) -> pd.DataFrame:
         """The newest `count` closed candles stored of one market, oldest first.
 
         `refresh` first fetches what the store lacks of the last `count` periods (by Upbit's
-        clock, as `fetch --since -Nh` does); without it only the store is read. Periods
-        without trades have no candle, so older stored candles fill up to `count`.
+        clock, as `fetch --since -Nh` does), telling `progress` as `fetch` does; without it
+        only the store is read. Periods without trades have no candle, so older stored
+        candles fill up to `count`.
         """
-        return self._run(self.atail(market, timeframe, count, refresh=refresh))
+        return self._run(self.atail(market, timeframe, count, refresh=refresh, progress=progress))
 
     @checked
     async def atail(
-        self, market: str, timeframe: str | Timeframe, count: int = 20, *, refresh: bool = True
+        self,
+        market: str,
+        timeframe: str | Timeframe,
+        count: int = DEFAULT_TAIL,
+        *,
+        refresh: bool = True,
+        progress: Progress | None = None,
     ) -> pd.DataFrame:
         """`tail`, awaited: the store is read in a worker thread."""
         code, tf = validate_market(market), _timeframe(timeframe)
@@ -692,7 +706,7 @@ class UpbitCache:
             )
         if refresh:
             window = Window(start_ago=count * tf.approx_ms)
-            report = await self.afetch([code], timeframes=[tf], window=window)
+            report = await self.afetch([code], timeframes=[tf], window=window, progress=progress)
             if report.failed:
                 error = report.failed[0].error
                 assert error is not None

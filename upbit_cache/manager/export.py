@@ -20,11 +20,11 @@ from upbit_cache.manager.derive import load_any
 from upbit_cache.manager.fetch import SyncReport
 from upbit_cache.manager.scope import DEFAULT_QUOTE, of_quote, selection
 from upbit_cache.markets import validate_quote
+from upbit_cache.output.formats import Format
+from upbit_cache.output.tables import write_stream
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.candle_store import CandleStore
-from upbit_cache.store.formats import Format
-from upbit_cache.store.output import write_stream
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.timeframes.convert import fill_gaps
 

@@ -18,7 +18,6 @@ available) the budget halves at each look, down to 16 MiB, and grows back once i
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -26,14 +25,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from upbit_cache.errors import UsageError
+from upbit_cache import host
 from upbit_cache.manager.layers import Layers
-from upbit_cache.store import host
 
 if TYPE_CHECKING:  # pyarrow is not loaded to make an empty cache (a kept screen-prep table)
     import pyarrow as pa
 
-ENV_MEMORY = "UPBIT_CACHE_MEMORY"
 MiB = 2**20
 SHARE, FLOOR, CEILING, SMALLEST = 0.10, 64 * MiB, 1024 * MiB, 16 * MiB
 PROBATION_SHARE = 0.25
@@ -42,22 +39,8 @@ _LOOK_SECONDS = 1.0
 Probe = Callable[[], tuple[int, int] | None]  # (available, total) bytes, None: unknown
 
 
-def parse_size(text: str, what: str = ENV_MEMORY) -> int:
-    """`512M`, `2G`, `1.5GiB`, `0` (no memory layer) as bytes; powers of 1024."""
-    units = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-    raw = text.strip().lower().removesuffix("ib").removesuffix("b")
-    number, unit = (raw[:-1], raw[-1]) if raw and raw[-1] in units else (raw, "")
-    try:
-        size = float(number) * units[unit]
-    except ValueError:
-        raise UsageError(f"{what}: {text!r} is not a size such as 512M or 2G") from None
-    if size < 0:
-        raise UsageError(f"{what}: {text!r} is negative")
-    return int(size)
-
-
 class Budget:
-    """How many bytes the memory layer may hold now."""
+    """How many bytes the memory layer may hold now: `fixed`, else it follows the machine."""
 
     def __init__(
         self,
@@ -65,12 +48,9 @@ class Budget:
         probe: Probe = host.memory,
         every: float = _LOOK_SECONDS,
     ) -> None:
-        if fixed is None and os.environ.get(ENV_MEMORY):
-            fixed = parse_size(os.environ[ENV_MEMORY])
         self.fixed, self.probe, self.every = fixed, probe, every
         self._bytes = fixed if fixed is not None else FLOOR
         self._looked: float | None = None
-        self.shrinks = 0
 
     @property
     def adaptive(self) -> bool:
@@ -93,7 +73,6 @@ class Budget:
         available, total = memory
         share = min(CEILING, max(FLOOR, int(available * SHARE)))
         if available < max(total * 0.05, 256 * MiB):
-            self.shrinks += 1
             return max(SMALLEST, (share if first else self._bytes) // 2)
         return share if first else min(share, self._bytes * 2)  # back up step by step
 
@@ -107,7 +86,6 @@ class MemoryStats:
     evictions: int = 0
     promotions: int = 0  # from probation to the protected part
     bytes: int = 0
-    entries: int = 0
     budget: int = 0
     protected_bytes: int = 0
 
@@ -216,11 +194,6 @@ class MemoryCache:
                     self._probation.add(path, entry)
             self._evict(budget)
 
-    def trim(self) -> None:
-        """Give back what the budget no longer allows (it may have shrunk)."""
-        with self._lock:
-            self._evict(self.budget.now())
-
     def _evict(self, budget: int) -> None:
         while self._probation.bytes + self._protected.bytes > budget:
             over = self._probation.bytes > budget * PROBATION_SHARE
@@ -239,4 +212,3 @@ class MemoryCache:
     def _account(self) -> None:
         self.stats.bytes = self._probation.bytes + self._protected.bytes
         self.stats.protected_bytes = self._protected.bytes
-        self.stats.entries = len(self._probation.entries) + len(self._protected.entries)

@@ -18,10 +18,10 @@ from upbit_cache.collector.client import UpbitClient
 from upbit_cache.errors import UpbitCacheError
 from upbit_cache.manager.scope import ScreenRequest, resolve_markets
 from upbit_cache.markets import validate_markets
+from upbit_cache.output.formats import Format
 from upbit_cache.ranges import TimeRange
 from upbit_cache.store import screens
 from upbit_cache.store.files import DataDir
-from upbit_cache.store.formats import Format
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.timeframes.timeframe import DAY_MS
 

@@ -95,10 +95,6 @@ class CandleStore:
     def root(self) -> str:
         return self.files.root
 
-    @property
-    def is_local(self) -> bool:
-        return self.files.is_local
-
     def ensure_writable(self) -> None:
         """Fail early, with the path in the message, if nothing can be written here."""
         self.files.ensure_writable()

@@ -1,21 +1,10 @@
-"""Where the data dir is, when nobody says, and which names can be one: a light module (the CLI
-imports it at start)."""
+"""Which names can be a data dir (or an output file): a light module."""
 
 from __future__ import annotations
 
-import os
 import unicodedata
 
-import platformdirs
-
 from upbit_cache.errors import UsageError
-
-ENV_DATA_DIR = "UPBIT_CACHE_DIR"
-
-
-def default_data_dir() -> str:
-    """UPBIT_CACHE_DIR if set, else the user data dir (e.g. ~/.local/share/upbit-cache)."""
-    return os.environ.get(ENV_DATA_DIR) or platformdirs.user_data_dir("upbit-cache")
 
 
 def check_location(text: str, what: str = "the data dir") -> str:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from upbit_cache.errors import StorageError, WriteConflict
-from upbit_cache.store.host import boot_id, process_start
+from upbit_cache.host import boot_id, process_start
 from upbit_cache.store.locks import WriterLock
 from upbit_cache.store.objects import ABSENT, ObjectClient
 

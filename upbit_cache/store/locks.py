@@ -1,7 +1,7 @@
-"""Locks: writer locks per (timeframe, market), and the host's shared send schedule.
+"""Writer locks per (timeframe, market).
 
 Writer locks keep overlapping runs from interleaving their writes; readers never lock, every
-file appears by an atomic rename. On a local disk both are advisory `flock`s, released by
+file appears by an atomic rename. On a local disk they are advisory `flock`s, released by
 the kernel when a process dies (a SIGKILLed run never leaves a stale lock behind); on S3 the
 writer lock is a lease object (store/lease.py).
 """
@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
-import hashlib
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -135,63 +133,3 @@ class FileLock(WriterLock):
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
-
-
-ENV_RUNTIME_DIR = "UPBIT_CACHE_RUNTIME_DIR"
-_CELL_BYTES = 4096
-
-
-class HostCell:
-    """A few numbers shared by every upbit-cache process of this host and user, updated in
-    place under an exclusive flock (held for microseconds): the rate limiter's schedule and
-    recent sends, so that processes on one IP share one budget (collector/ratelimit.py)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    @classmethod
-    def for_api(cls, api_url: str) -> HostCell:
-        """The cell of one API (a test simulator on another port has its own)."""
-        folder = os.environ.get(ENV_RUNTIME_DIR) or os.path.join(
-            tempfile.gettempdir(), f"upbit-cache-{os.getuid()}"
-        )
-        name = hashlib.sha1(api_url.encode(), usedforsecurity=False).hexdigest()[:16]
-        return cls(os.path.join(folder, f"pace-{name}"))
-
-    def update(self, step: Callable[[list[float]], tuple[float, list[float]]]) -> float:
-        """Replace the values v with step(v)[1] atomically; return step(v)[0]."""
-        fd = self._open()
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            try:
-                values = [float(x) for x in os.pread(fd, _CELL_BYTES, 0).decode().split()]
-            except ValueError:
-                values = []  # damaged: start afresh (it only paces requests)
-            answer, values = step(values)
-            text = " ".join(f"{v:.6f}" for v in values).encode()
-            os.pwrite(fd, text.ljust(_CELL_BYTES)[:_CELL_BYTES], 0)
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        return answer
-
-    def check(self) -> None:
-        """Open the cell now: a runtime dir that cannot hold it fails the run once, before
-        any work (StorageError, exit 2), not each market at its first request."""
-        self._open()
-
-    def _open(self) -> int:
-        if self._fd is None:
-            folder = os.path.dirname(self.path)
-            try:
-                os.makedirs(folder, mode=0o700, exist_ok=True)
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            except OSError as exc:
-                why = exc.strerror or str(exc)
-                if isinstance(exc, FileExistsError | NotADirectoryError):
-                    why = "it is not a folder"  # a file where the folder (or a parent) goes
-                raise StorageError(
-                    f"cannot use the runtime dir {folder} ({ENV_RUNTIME_DIR}), where this "
-                    f"host's runs share Upbit's request budget: {why}"
-                ) from exc
-        return self._fd

@@ -9,17 +9,13 @@ nothing new reads only these and the file versions of what the table was built f
 from __future__ import annotations
 
 import json
-import sys
-from typing import IO, TYPE_CHECKING, Any
+from typing import Any
 
 from upbit_cache.errors import StorageError
 from upbit_cache.ranges import TimeRange
-from upbit_cache.store import compression, layout
-from upbit_cache.store.files import STALE_TEMP_S, DataDir, Writer, write_all, write_out
+from upbit_cache.store import layout
+from upbit_cache.store.files import STALE_TEMP_S, DataDir, Writer
 from upbit_cache.timeframes import Timeframe
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 
 def series_versions(files: DataDir, tf: Timeframe, market: str, span: TimeRange) -> list[object]:
@@ -60,24 +56,9 @@ def remember(files: DataDir, name: str, record: dict[str, Any]) -> None:
     files.write_bytes(layout.screen_record(files.root, name), json.dumps(record).encode())
 
 
-def send(files: DataDir, table: str, out: str) -> None:
-    """Send a kept table to `out` ("-" is stdout); a file appears whole or not at all."""
+def kept_table(files: DataDir, table: str) -> bytes:
+    """The bytes of the kept table at `table` (as `read_kept` found it), to send out."""
     data = files.read_bytes(table)
     if data is None:
         raise StorageError(f"cannot read {table}: it was removed meanwhile; run again")
-    if out != "-":
-        _, codec = compression.split(out)
-
-        def write(sink: IO[bytes] | pa.NativeFile) -> None:
-            with compression.compressing(sink, codec) as inner:
-                write_all(inner, data)
-
-        write_out(out, write)
-        return
-    try:
-        write_all(sys.stdout.buffer, data)
-        sys.stdout.buffer.flush()
-    except BrokenPipeError:
-        raise  # the reader left: not a storage problem (the CLI ends quietly, status 141)
-    except OSError as exc:
-        raise StorageError(f"cannot write to stdout: {exc.strerror or exc}") from exc
+    return data

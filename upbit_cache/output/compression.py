@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 from upbit_cache.errors import UsageError
-from upbit_cache.store.files import write_all
+from upbit_cache.output.destination import write_all
 
 if TYPE_CHECKING:
     import pyarrow as pa

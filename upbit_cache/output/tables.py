@@ -16,10 +16,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from upbit_cache.store import compression
-from upbit_cache.store.files import write_all, write_out
-from upbit_cache.store.formats import Format
-from upbit_cache.store.text import UTC, csv_table, json_lines
+from upbit_cache.output import compression
+from upbit_cache.output.destination import write_all, write_out
+from upbit_cache.output.formats import Format
+from upbit_cache.output.text import UTC, csv_table, json_lines
 
 ROW_GROUP = 65_536  # rows gathered before a write: Parquet row groups of a useful size
 

@@ -8,8 +8,8 @@ import sys
 from typing import Literal
 
 from upbit_cache.errors import UsageError
-from upbit_cache.store import compression
-from upbit_cache.store.files import check_destination, is_terminal
+from upbit_cache.output import compression
+from upbit_cache.output.destination import check_destination, is_terminal
 
 Format = Literal["parquet", "csv", "jsonl"]
 FORMATS: tuple[Format, ...] = ("parquet", "csv", "jsonl")

@@ -1,0 +1,69 @@
+"""`upbit-cache fetch`: what the store lacks, from Upbit."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import typer
+
+from upbit_cache.cli import options as opt
+from upbit_cache.cli.commands.shared import cache_for, warn_damage, warn_horizon
+from upbit_cache.cli.log import Log, print_report
+from upbit_cache.cli.render import (
+    progress_for,
+    summary,
+)
+from upbit_cache.settings import (
+    DEFAULT_RATE,
+    DEFAULT_TIMEFRAME,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+def fetch(
+    markets: opt.Markets = None,
+    quote: opt.Quote = None,
+    timeframe: opt.Timeframes = None,
+    days: opt.Days = None,
+    since: opt.Since = None,
+    until: opt.Until = None,
+    timerange: opt.TimeRangeOption = None,
+    api_url: opt.ApiUrl = None,
+    rate: opt.Rate = DEFAULT_RATE,
+    quiet: opt.Quiet = False,
+    verbose: opt.Verbose = False,
+    lock_timeout: opt.LockTimeout = None,
+    shard: opt.Shard = None,
+) -> None:
+    """Fetch candles into the store, asking Upbit only for what is missing (by default the
+    last 30 days). The summary goes to stdout; progress, a line per market and errors to
+    stderr (-v: the lines on a terminal too).
+
+    Example: upbit-cache fetch KRW-BTC KRW-ETH -t 1h --days 30
+    """
+    from upbit_cache.manager.scope import Shard, Window
+
+    log = Log(quiet, verbose)
+    window = Window.of(since, until, days, timerange)
+    part = Shard.parse(shard) if shard is not None else None
+    timeframes = opt.timeframes(timeframe, DEFAULT_TIMEFRAME)
+    cache = cache_for(log, api_url, rate, lock_timeout=lock_timeout)
+    with progress_for(sys.stderr, quiet, verbose) as progress:
+        report = cache.fetch(
+            markets or [],
+            quote=quote,
+            timeframes=timeframes,
+            window=window,
+            progress=progress,
+            shard=part,
+        )
+    print_report(summary(report))
+    warn_horizon(report)
+    failed = warn_damage(report, cache.files.root)
+    if report.blocked:
+        log.error(report.blocked)
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,132 @@
+"""Settings: what the environment says, read once per run, and the library's defaults.
+
+`Settings.from_env()` reads every variable of ours in one go; an `UpbitCache` reads it when
+it is made, so a test's `monkeypatch.setenv` takes effect for the next cache. A value is
+kept as given and checked where it is used: an argument given in its place wins without the
+variable being looked at (a bad UPBIT_CACHE_MEMORY is no error for `memory_bytes=...`).
+
+The defaults are named here once: the library uses them, and the CLI's options show them.
+Light: the standard library only (the CLI's SIGTERM handler stamps lines with it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from upbit_cache.errors import UsageError
+
+ENV_DATA_DIR = "UPBIT_CACHE_DIR"
+ENV_API_URL = "UPBIT_API_URL"
+ENV_WS_URL = "UPBIT_WS_URL"
+ENV_MEMORY = "UPBIT_CACHE_MEMORY"
+ENV_SETTLE = "UPBIT_SETTLE_SECONDS"
+ENV_HORIZON = "UPBIT_SECONDS_HORIZON_DAYS"
+ENV_RUNTIME_DIR = "UPBIT_CACHE_RUNTIME_DIR"
+ENV_JOURNAL = "JOURNAL_STREAM"  # systemd's: which stream is its journal (cli/stamp.py)
+
+DEFAULT_API_URL = "https://api.upbit.com"
+DEFAULT_RATE = 10.0  # candle requests per second per IP (Upbit's limit)
+DEFAULT_TIMEFRAME = "1h"
+DEFAULT_LIVE_TIMEFRAMES = "1m,15m,1h"
+DEFAULT_DAYS = 30.0  # a window given no start: the last 30 days
+DEFAULT_TAIL = 20  # candles `show` (UpbitCache.tail) gives
+DEFAULT_BUDGET = 300  # candle requests of `verify --upbit`: half a minute at 10/s
+DEFAULT_COMPACT_AFTER = "7d"  # prune: hot partitions older than this go cold
+# Upbit serves 1s candles for "the last 3 months" only (its docs). Three calendar months are
+# never shorter than 89 days, so nothing older is asked for, whichever reading is meant.
+DEFAULT_SECONDS_HORIZON_DAYS = 89.0
+# Upbit stores a trade into its REST candles a little after it happens (seen: 1.9 s late on a
+# 3m candle; re-reads a minute later never differed). A period is taken as final only this
+# long after its end; younger candles are stored as provisional and asked for again.
+DEFAULT_SETTLE_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The environment's settings as read at one moment; None: not set (an empty value
+    counts as not set)."""
+
+    data_dir: str | None = None
+    api_url: str | None = None
+    ws_url: str | None = None
+    memory: str | None = None
+    settle: str | None = None
+    seconds_horizon_days: str | None = None
+    runtime_dir: str | None = None
+    journal_stream: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Every variable of ours, read now (from `environ`, default `os.environ`)."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            return env.get(name) or None
+
+        return cls(
+            data_dir=get(ENV_DATA_DIR),
+            api_url=get(ENV_API_URL),
+            ws_url=get(ENV_WS_URL),
+            memory=get(ENV_MEMORY),
+            settle=get(ENV_SETTLE),
+            seconds_horizon_days=get(ENV_HORIZON),
+            runtime_dir=get(ENV_RUNTIME_DIR),
+            journal_stream=get(ENV_JOURNAL),
+        )
+
+    def default_data_dir(self) -> str:
+        """UPBIT_CACHE_DIR if set, else the user data dir (e.g. ~/.local/share/upbit-cache)."""
+        if self.data_dir is not None:
+            return self.data_dir
+        import platformdirs
+
+        return platformdirs.user_data_dir("upbit-cache")
+
+    def memory_bytes(self) -> int | None:
+        """UPBIT_CACHE_MEMORY as bytes (None: not set, the budget follows the machine)."""
+        return parse_size(self.memory) if self.memory is not None else None
+
+    def settle_seconds(self) -> float:
+        """UPBIT_SETTLE_SECONDS: seconds after a period's end before its candle is final."""
+        if self.settle is None:
+            return DEFAULT_SETTLE_SECONDS
+        seconds = _number(self.settle, -1.0)
+        if not 0 <= seconds <= 3600:
+            raise UsageError(
+                f"{ENV_SETTLE} must be a number of seconds from 0 to 3600, not {self.settle!r}"
+            )
+        return seconds
+
+    def horizon_days(self) -> float:
+        """UPBIT_SECONDS_HORIZON_DAYS: how far back Upbit keeps 1s candles."""
+        if self.seconds_horizon_days is None:
+            return DEFAULT_SECONDS_HORIZON_DAYS
+        days = _number(self.seconds_horizon_days, 0.0)
+        if not 0 < days <= 36_500:
+            raise UsageError(
+                f"{ENV_HORIZON} must be a number of days above 0, not {self.seconds_horizon_days!r}"
+            )
+        return days
+
+
+def parse_size(text: str, what: str = ENV_MEMORY) -> int:
+    """`512M`, `2G`, `1.5GiB`, `0` (no memory layer) as bytes; powers of 1024."""
+    units = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    raw = text.strip().lower().removesuffix("ib").removesuffix("b")
+    number, unit = (raw[:-1], raw[-1]) if raw and raw[-1] in units else (raw, "")
+    try:
+        size = float(number) * units[unit]
+    except ValueError:
+        raise UsageError(f"{what}: {text!r} is not a size such as 512M or 2G") from None
+    if size < 0:
+        raise UsageError(f"{what}: {text!r} is negative")
+    return int(size)
+
+
+def _number(text: str, otherwise: float) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return otherwise
