@@ -209,7 +209,7 @@ _COMMANDS: list[tuple[str, Callable[..., None]]] = [
     ("show", show.show_command),
 ]
 for name, command in _COMMANDS:
-    app.command(name, cls=_Command)(opt.with_data_dir(command))
+    app.command(name, cls=_Command)(command)
 
 # Every argument goes to the simulator's own parser, `--help` too (cli/simulate.py).
 app.command(

@@ -22,6 +22,7 @@ from upbit_cache.manager.scope import MAX_DAYS
 from upbit_cache.settings import (
     DEFAULT_API_URL,
     DEFAULT_LIVE_TIMEFRAMES,
+    DEFAULT_RATE,
     DEFAULT_TIMEFRAME,
     ENV_API_URL,
     ENV_DATA_DIR,
@@ -102,39 +103,6 @@ DataDir = Annotated[
         show_default=False,
     ),
 ]
-_given_data_dir: ContextVar[str | None] = ContextVar("data_dir", default=None)
-
-
-def given_data_dir() -> str | None:
-    """The --data-dir of the command running (its own, else the one before it, else
-    UPBIT_CACHE_DIR); None: the library's default."""
-    return _given_data_dir.get()
-
-
-def with_data_dir(command: Callable[..., None]) -> Callable[..., None]:
-    """`command` with --data-dir after its own options: the one declaration above, for every
-    command that has a store, its value kept for `given_data_dir` rather than passed on."""
-    signature = inspect.signature(command, eval_str=True)
-    option = inspect.Parameter(
-        "data_dir", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=DataDir
-    )
-
-    @functools.wraps(command)
-    def run(*args: Any, data_dir: str | None = None, **kwargs: Any) -> None:
-        given = _given_data_dir.set(data_dir)
-        try:
-            command(*args, **kwargs)
-        finally:
-            _given_data_dir.reset(given)
-
-    # typer reads the parameters from here (and their types from the annotations).
-    run.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[*signature.parameters.values(), option]
-    )
-    run.__annotations__ = {**command.__annotations__, "data_dir": DataDir}
-    return run
-
-
 ApiUrl = Annotated[
     str | None,
     typer.Option(
@@ -172,6 +140,55 @@ LockTimeout = Annotated[
         show_default=False,
     ),
 ]
+# The options that say where the store is and how to reach Upbit: they go to the run's
+# `UpbitCache` and nowhere else, so they are declared once here and added to each command
+# that has them by `shared` (in this order, after the command's own), not in its signature.
+_SHARED: dict[str, tuple[Any, object]] = {
+    "api_url": (ApiUrl, None),
+    "ws_url": (WsUrl, None),
+    "rate": (Rate, DEFAULT_RATE),
+    "lock_timeout": (LockTimeout, None),
+    "data_dir": (DataDir, None),
+}
+_given: ContextVar[dict[str, Any] | None] = ContextVar("upbit_cache_cli_shared", default=None)
+
+
+def given(name: str) -> Any:
+    """The value of the shared option `name` for the command running (None: not one of its
+    options); --data-dir: its own, else the one before the command, else UPBIT_CACHE_DIR."""
+    return (_given.get() or {}).get(name)
+
+
+def shared(*names: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The command with the shared options `names` (--data-dir always) after its own; their
+    values are kept for `given` while it runs, not passed to it."""
+    chosen = [n for n in _SHARED if n in names or n == "data_dir"]
+
+    def add(command: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(command, eval_str=True)
+        extra = [
+            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
+            for n, (a, d) in ((n, _SHARED[n]) for n in chosen)
+        ]
+
+        @functools.wraps(command)
+        def run(*args: Any, **kwargs: Any) -> None:
+            mine = _given.set({n: kwargs.pop(n) for n in chosen})
+            try:
+                command(*args, **kwargs)
+            finally:
+                _given.reset(mine)
+
+        # typer reads the parameters from here (and their types from the annotations).
+        run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*signature.parameters.values(), *extra]
+        )
+        run.__annotations__ = {**command.__annotations__, **{p.name: p.annotation for p in extra}}
+        return run
+
+    return add
+
+
 Quiet = Annotated[
     bool,
     typer.Option(

@@ -29,7 +29,7 @@ from upbit_cache.markets import validate_market, validate_markets, validate_quot
 from upbit_cache.output.formats import Format, check_output, guess_format
 from upbit_cache.output.send import send
 from upbit_cache.ranges import EARLIEST, LATEST, TimeRange
-from upbit_cache.settings import DEFAULT_TAIL, Settings
+from upbit_cache.settings import DEFAULT_BUDGET, DEFAULT_TAIL, DEFAULT_TIMEFRAME, Settings
 from upbit_cache.store import screens
 from upbit_cache.store.files import DataDir
 from upbit_cache.timeframes import Timeframe
@@ -266,7 +266,7 @@ class UpbitCache:
         markets: Sequence[str] = (),
         *,
         quote: str | None = None,
-        timeframes: Timeframes = "1h",
+        timeframes: Timeframes = DEFAULT_TIMEFRAME,
         window: Window | None = None,
         progress: Progress | None = None,
         shard: Shard | str | None = None,
@@ -294,7 +294,7 @@ class UpbitCache:
         markets: Sequence[str] = (),
         *,
         quote: str | None = None,
-        timeframes: Timeframes = "1h",
+        timeframes: Timeframes = DEFAULT_TIMEFRAME,
         window: Window | None = None,
         progress: Progress | None = None,
         shard: Shard | str | None = None,
@@ -321,7 +321,7 @@ class UpbitCache:
     def resample(
         self,
         markets: Sequence[str] = (),
-        timeframes: Timeframes = "1h",
+        timeframes: Timeframes = DEFAULT_TIMEFRAME,
         base: str | Timeframe | None = None,
     ) -> list[DeriveOutcome]:
         """Derive `timeframes` from stored finer candles and store them (incremental)."""
@@ -331,7 +331,7 @@ class UpbitCache:
     async def aresample(
         self,
         markets: Sequence[str] = (),
-        timeframes: Timeframes = "1h",
+        timeframes: Timeframes = DEFAULT_TIMEFRAME,
         base: str | Timeframe | None = None,
     ) -> list[DeriveOutcome]:
         """`resample`, awaited."""
@@ -436,7 +436,7 @@ class UpbitCache:
         markets: Sequence[str] = (),
         *,
         quote: str | None = None,
-        timeframes: Timeframes = "1h",
+        timeframes: Timeframes = DEFAULT_TIMEFRAME,
         window: Window | None = None,
         out: str = "-",
         fmt: Format | None = None,
@@ -463,7 +463,7 @@ class UpbitCache:
         markets: Sequence[str] = (),
         *,
         quote: str | None = None,
-        timeframes: Timeframes = "1h",
+        timeframes: Timeframes = DEFAULT_TIMEFRAME,
         window: Window | None = None,
         out: str = "-",
         fmt: Format | None = None,
@@ -631,7 +631,6 @@ class UpbitCache:
         budget: int | None = None,
     ) -> VerifyReport:
         """`verify`, awaited."""
-        from upbit_cache.manager.recheck import DEFAULT_BUDGET
         from upbit_cache.manager.verify import verify
 
         store = self._new_store()  # from disk: memory could hide a damaged file

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from upbit_cache.errors import RefusedError, StorageError
+from upbit_cache.settings import DEFAULT_COMPACT_AFTER
 from upbit_cache.store import layout
 from upbit_cache.store.candle_store import CandleStore, TierUsage
 from upbit_cache.store.upkeep import (
@@ -23,7 +24,7 @@ from upbit_cache.store.upkeep import (
     unlocked_leftovers,
 )
 from upbit_cache.timeframes import Timeframe
-from upbit_cache.times import now_ms
+from upbit_cache.times import now_ms, parse_duration
 
 SCREEN_MAX_AGE_MS = 7 * 86_400_000  # kept screen tables not rebuilt for a week are dropped
 TEMP_MAX_AGE_MS = 3_600_000  # unlocked temp files (screens, probes) older than this are orphans
@@ -35,7 +36,7 @@ __all__ = ["Change", "FileFacts", "Policy", "PruneReport", "prune"]
 class Policy:
     """What prune keeps: hot data younger than `compact_after`, rows younger than the keep."""
 
-    compact_after_ms: int = 7 * 86_400_000
+    compact_after_ms: int = parse_duration(DEFAULT_COMPACT_AFTER, "--compact-after")
     keep_ms: int | None = None  # every timeframe; None keeps everything
     keep_by_tf: dict[str, int] = field(default_factory=dict)  # e.g. {"1m": 90 days}
     timeframes: tuple[Timeframe, ...] = ()  # empty: every stored timeframe

@@ -27,11 +27,11 @@ from upbit_cache.collector.quiet import Evidence, Refuted, prove_quiet
 from upbit_cache.errors import DamageError, ResponseFormatError
 from upbit_cache.manager.info import quiet_runs
 from upbit_cache.ranges import Ranges, TimeRange
+from upbit_cache.settings import DEFAULT_BUDGET
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import iso
 
-DEFAULT_BUDGET = 300  # candle requests, paced like any others: half a minute at 10/s
 _MAX_WITNESSES = 8  # a recorded stretch can be years long: a few more rungs than a page's
 
 Kind = Literal["newest", "quiet"]

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from upbit_cache.collector.client import UpbitClient
-from upbit_cache.manager.recheck import DEFAULT_BUDGET, RecheckReport, recheck
+from upbit_cache.manager.recheck import RecheckReport, recheck
+from upbit_cache.settings import DEFAULT_BUDGET
 from upbit_cache.store.audit import (
     Problem,
     SeriesAudit,

@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 import typer
 
 from upbit_cache.cli import options as opt
 from upbit_cache.cli.commands.shared import cache_for, warn_damage, warn_horizon
 from upbit_cache.cli.log import Log
-from upbit_cache.cli.render import (
-    export_summary,
-    progress_for,
-    series_error,
-)
+from upbit_cache.cli.render import export_summary, progress_for, series_error
 from upbit_cache.errors import UsageError
-from upbit_cache.settings import (
-    DEFAULT_RATE,
-    DEFAULT_TIMEFRAME,
-)
-
-if TYPE_CHECKING:
-    pass
+from upbit_cache.settings import DEFAULT_TIMEFRAME
 
 
+@opt.shared("api_url", "rate", "lock_timeout")
 def export_command(
     markets: opt.Markets = None,
     quote: opt.Quote = None,
@@ -41,9 +31,6 @@ def export_command(
     fill: opt.Fill = False,
     quiet: opt.Quiet = False,
     verbose: opt.Verbose = False,
-    api_url: opt.ApiUrl = None,
-    rate: opt.Rate = DEFAULT_RATE,
-    lock_timeout: opt.LockTimeout = None,
 ) -> None:
     """Write any range of candles to a file or stdout (CSV, JSON lines or Parquet), market
     after market, each ascending by time, with memory bounded whatever the range.
@@ -69,7 +56,7 @@ def export_command(
         source = "stdin" if source in ("-", "<stdin>") else source
         names = read_market_list(markets_file.read(), f"the markets file {source}")
     output = guess_format(out, fmt)
-    cache = cache_for(log, api_url, rate, lock_timeout=lock_timeout)
+    cache = cache_for(log)
     with progress_for(sys.stderr, quiet, verbose) as progress:
         report = cache.export(
             names,

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 import typer
 
 from upbit_cache.cli import options as opt
 from upbit_cache.cli.commands.shared import cache_for, warn_damage, warn_horizon
 from upbit_cache.cli.log import Log, print_report
-from upbit_cache.cli.render import (
-    progress_for,
-    summary,
-)
-from upbit_cache.settings import (
-    DEFAULT_RATE,
-    DEFAULT_TIMEFRAME,
-)
-
-if TYPE_CHECKING:
-    pass
+from upbit_cache.cli.render import progress_for, summary
+from upbit_cache.settings import DEFAULT_TIMEFRAME
 
 
+@opt.shared("api_url", "rate", "lock_timeout")
 def fetch(
     markets: opt.Markets = None,
     quote: opt.Quote = None,
@@ -31,11 +22,8 @@ def fetch(
     since: opt.Since = None,
     until: opt.Until = None,
     timerange: opt.TimeRangeOption = None,
-    api_url: opt.ApiUrl = None,
-    rate: opt.Rate = DEFAULT_RATE,
     quiet: opt.Quiet = False,
     verbose: opt.Verbose = False,
-    lock_timeout: opt.LockTimeout = None,
     shard: opt.Shard = None,
 ) -> None:
     """Fetch candles into the store, asking Upbit only for what is missing (by default the
@@ -50,7 +38,7 @@ def fetch(
     window = Window.of(since, until, days, timerange)
     part = Shard.parse(shard) if shard is not None else None
     timeframes = opt.timeframes(timeframe, DEFAULT_TIMEFRAME)
-    cache = cache_for(log, api_url, rate, lock_timeout=lock_timeout)
+    cache = cache_for(log)
     with progress_for(sys.stderr, quiet, verbose) as progress:
         report = cache.fetch(
             markets or [],

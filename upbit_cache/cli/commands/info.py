@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 import typer
 
@@ -11,10 +10,8 @@ from upbit_cache.cli import options as opt
 from upbit_cache.cli.commands.shared import cache_for
 from upbit_cache.cli.log import Log, print_report
 
-if TYPE_CHECKING:
-    pass
 
-
+@opt.shared()
 def info_command(
     markets: opt.StoredMarkets = None,
     timeframe: opt.SomeTimeframes = None,

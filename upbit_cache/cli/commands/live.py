@@ -16,23 +16,20 @@ from upbit_cache.cli import options as opt
 from upbit_cache.cli import stop
 from upbit_cache.cli.commands.shared import cache_for
 from upbit_cache.cli.log import Log, say
-from upbit_cache.settings import (
-    DEFAULT_LIVE_TIMEFRAMES,
-)
+from upbit_cache.settings import DEFAULT_LIVE_TIMEFRAMES
 from upbit_cache.words import plural
 
 if TYPE_CHECKING:
     from upbit_cache.manager.live import LiveEvent
 
 
+@opt.shared("api_url", "ws_url")
 def live_command(
     markets: opt.LiveMarkets,
     timeframe: opt.LiveTimeframes = None,
     jsonl: opt.Jsonl = False,
     no_store: opt.NoStore = False,
     tz: opt.Tz = "UTC",
-    api_url: opt.ApiUrl = None,
-    ws_url: opt.WsUrl = None,
     quiet: opt.Quiet = False,
     verbose: opt.Verbose = False,
 ) -> None:
@@ -47,7 +44,7 @@ def live_command(
     timeframes = opt.timeframes(timeframe, DEFAULT_LIVE_TIMEFRAMES)
     from upbit_cache.cli.live_view import JsonLines, LiveTable
 
-    events = cache_for(log, api_url, ws_url=ws_url).live(markets, timeframes, store=not no_store)
+    events = cache_for(log).live(markets, timeframes, store=not no_store)
     from upbit_cache.markets import validate_markets
 
     if jsonl or not sys.stdout.isatty():

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 from upbit_cache.cli import options as opt
 from upbit_cache.cli.commands.shared import cache_for
 from upbit_cache.cli.log import Log
-
-if TYPE_CHECKING:
-    pass
 
 
 def _send(text: str) -> None:
@@ -22,13 +18,13 @@ def _send(text: str) -> None:
     sys.stdout.buffer.flush()
 
 
+@opt.shared("api_url")
 def markets_command(
     quote: opt.Quote = None,
     as_json: opt.JsonLines = False,
     tz: opt.Tz = "UTC",
     quiet: opt.Quiet = False,
     verbose: opt.Verbose = False,
-    api_url: opt.ApiUrl = None,
 ) -> None:
     """List the markets Upbit lists (default: every quote currency) with their Korean and
     English names, warnings (Upbit's investment warning and caution flags) and what is
@@ -45,7 +41,7 @@ def markets_command(
     from upbit_cache.cli import markets_view as view
 
     log = Log(quiet, verbose)
-    items = cache_for(log, api_url).markets(quote)
+    items = cache_for(log).markets(quote)
     if as_json:
         _send(view.json_lines(items, tz))
     elif sys.stdout.isatty():

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import typer
 
 from upbit_cache.cli import options as opt
 from upbit_cache.cli.commands.shared import cache_for
 from upbit_cache.cli.log import Log, print_report
-from upbit_cache.cli.render import (
-    prune_summary,
-)
+from upbit_cache.cli.render import prune_summary
 from upbit_cache.errors import RefusedError
-from upbit_cache.settings import (
-    DEFAULT_COMPACT_AFTER,
-)
-
-if TYPE_CHECKING:
-    pass
+from upbit_cache.settings import DEFAULT_COMPACT_AFTER
 
 
+@opt.shared("lock_timeout")
 def prune_command(
     keep: opt.Keep = None,
     keep_1m: opt.Keep1m = None,
@@ -31,7 +23,6 @@ def prune_command(
     as_of: opt.AsOf = None,
     quiet: opt.Quiet = False,
     verbose: opt.Verbose = False,
-    lock_timeout: opt.LockTimeout = None,
 ) -> None:
     """Compact old hot partitions into the cold tier, apply retention, clear leftovers.
 
@@ -53,7 +44,7 @@ def prune_command(
         timeframes=tuple(opt.timeframes(timeframe, "")) if timeframe else (),
     )
     now = to_ms(as_of) if as_of is not None else None
-    cache = cache_for(log, lock_timeout=lock_timeout)
+    cache = cache_for(log)
     try:
         report = cache.prune(policy, now=now, dry_run=dry_run, yes=yes)
     except RefusedError as refused:

@@ -3,32 +3,22 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 import typer
 
 from upbit_cache.cli import options as opt
 from upbit_cache.cli.commands.shared import cache_for
 from upbit_cache.cli.log import Log, print_report
-from upbit_cache.cli.render import (
-    derive_lines,
-    derive_summary,
-    series_error,
-)
-from upbit_cache.settings import (
-    DEFAULT_TIMEFRAME,
-)
+from upbit_cache.cli.render import derive_lines, derive_summary, series_error
+from upbit_cache.settings import DEFAULT_TIMEFRAME
 from upbit_cache.timeframes import Timeframe
 
-if TYPE_CHECKING:
-    pass
 
-
+@opt.shared("lock_timeout")
 def resample_command(
     markets: opt.StoredMarkets = None,
     timeframe: opt.Timeframes = None,
     source: opt.BaseTimeframe = None,
-    lock_timeout: opt.LockTimeout = None,
     quiet: opt.Quiet = False,
     verbose: opt.Verbose = False,
 ) -> None:
@@ -41,7 +31,7 @@ def resample_command(
     targets = opt.timeframes(timeframe, DEFAULT_TIMEFRAME)
     base = Timeframe.parse(source) if source is not None else None
     began = time.monotonic()
-    cache = cache_for(log, lock_timeout=lock_timeout)
+    cache = cache_for(log)
     outcomes = cache.resample(markets or [], targets, base)
     done = [o for o in outcomes if o.error is None]
     if verbose and done:

@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING
 
 import typer
 
 from upbit_cache.cli import options as opt
 from upbit_cache.cli.commands.shared import cache_for, warn_damage, warn_horizon
 from upbit_cache.cli.log import Log
-from upbit_cache.cli.render import (
-    memory_summary,
-    progress_for,
-    screen_summary,
-    series_error,
-)
-from upbit_cache.settings import (
-    DEFAULT_DAYS,
-    DEFAULT_RATE,
-    DEFAULT_TIMEFRAME,
-)
-
-if TYPE_CHECKING:
-    pass
+from upbit_cache.cli.render import memory_summary, progress_for, screen_summary, series_error
+from upbit_cache.settings import DEFAULT_DAYS, DEFAULT_TIMEFRAME
 
 
+@opt.shared("api_url", "rate", "lock_timeout")
 def screen_prep_command(
     markets: opt.Markets = None,
     quote: opt.Quote = None,
@@ -39,11 +27,8 @@ def screen_prep_command(
     include_open: opt.IncludeOpen = False,
     min_value: opt.MinValue = None,
     top: opt.Top = None,
-    api_url: opt.ApiUrl = None,
-    rate: opt.Rate = DEFAULT_RATE,
     quiet: opt.Quiet = False,
     verbose: opt.Verbose = False,
-    lock_timeout: opt.LockTimeout = None,
 ) -> None:
     """Bring N days of candles up to date and write them as one long table for a screener.
 
@@ -52,7 +37,7 @@ def screen_prep_command(
 
     Example: upbit-cache screen-prep --quote KRW -t 1h --days 30 -f csv --out - | python s.py
     """
-    from upbit_cache.manager.scope import DEFAULT_DAYS, ScreenRequest
+    from upbit_cache.manager.scope import ScreenRequest
     from upbit_cache.output.formats import guess_format
 
     log = Log(quiet, verbose)
@@ -68,7 +53,7 @@ def screen_prep_command(
         top=top,
     )
     output = guess_format(out, fmt)
-    cache = cache_for(log, api_url, rate, lock_timeout=lock_timeout)
+    cache = cache_for(log)
     # Progress and logs go to stderr: stdout may be the table itself.
     with progress_for(sys.stderr, quiet=not verbose, verbose=verbose) as progress:
         done = cache.screen_prep(request, out=out, fmt=output, tz=tz, progress=progress)

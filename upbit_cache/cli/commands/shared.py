@@ -13,15 +13,10 @@ if TYPE_CHECKING:
     from upbit_cache.manager.fetch import SyncReport
 
 
-def cache_for(
-    log: Log,
-    api_url: str | None = None,
-    rate: float | None = None,
-    ws_url: str | None = None,
-    lock_timeout: float | None = None,
-) -> UpbitCache:
-    """The run's `UpbitCache`, on the data dir the command was given (`--data-dir`, before
-    the command or after it); a wait for another run's lock is said once (-q: not)."""
+def cache_for(log: Log) -> UpbitCache:
+    """The run's `UpbitCache`, as the command's shared options say (`options.shared`: the
+    data dir, Upbit's URLs, the rate, the lock timeout); a wait for another run's lock is
+    said once (-q: not)."""
     from upbit_cache.manager.cache import UpbitCache
 
     def waiting(series: str) -> None:
@@ -31,11 +26,11 @@ def cache_for(
         )
 
     return UpbitCache(
-        opt.given_data_dir(),
-        api_url=api_url,
-        ws_url=ws_url,
-        rate=rate,
-        lock_timeout=lock_timeout,
+        opt.given("data_dir"),
+        api_url=opt.given("api_url"),
+        ws_url=opt.given("ws_url"),
+        rate=opt.given("rate"),
+        lock_timeout=opt.given("lock_timeout"),
         on_lock_wait=waiting,
     )
 

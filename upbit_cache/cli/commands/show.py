@@ -3,34 +3,21 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 from upbit_cache.cli import options as opt
 from upbit_cache.cli.commands.shared import cache_for
 from upbit_cache.cli.log import Log
-from upbit_cache.cli.render import (
-    Finished,
-    done_line,
-)
-from upbit_cache.settings import (
-    DEFAULT_RATE,
-    DEFAULT_TAIL,
-    DEFAULT_TIMEFRAME,
-)
-
-if TYPE_CHECKING:
-    pass
+from upbit_cache.cli.render import Finished, done_line
+from upbit_cache.settings import DEFAULT_TAIL, DEFAULT_TIMEFRAME
 
 
+@opt.shared("api_url", "rate", "lock_timeout")
 def show_command(
     market: opt.OneMarket,
     timeframe: opt.OneTimeframe = None,
     tail: opt.Tail = DEFAULT_TAIL,
     refresh: opt.Refresh = True,
     tz: opt.Tz = "UTC",
-    api_url: opt.ApiUrl = None,
-    rate: opt.Rate = DEFAULT_RATE,
-    lock_timeout: opt.LockTimeout = None,
     quiet: opt.Quiet = False,
     verbose: opt.Verbose = False,
 ) -> None:
@@ -47,7 +34,7 @@ def show_command(
 
     log = Log(quiet, verbose)
     code, tf = validate_market(market), opt.one_timeframe(timeframe, DEFAULT_TIMEFRAME, "show")
-    cache = cache_for(log, api_url, rate, lock_timeout=lock_timeout)
+    cache = cache_for(log)
     finished = Finished()
     frame = cache.tail(code, tf, tail, refresh=refresh, progress=finished)
     for outcome in finished.outcomes:  # said once the candles are there, as fetch -v does

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import typer
 
 from upbit_cache.cli import simulate
-
-if TYPE_CHECKING:
-    pass
 
 
 def simulator_command(ctx: typer.Context) -> None:

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 import typer
 
 from upbit_cache.cli import options as opt
 from upbit_cache.cli.commands.shared import cache_for
 from upbit_cache.cli.log import Log, print_report
-from upbit_cache.settings import (
-    DEFAULT_BUDGET,
-    DEFAULT_RATE,
-)
-
-if TYPE_CHECKING:
-    pass
+from upbit_cache.settings import DEFAULT_BUDGET
 
 
+@opt.shared("api_url", "rate", "lock_timeout")
 def verify_command(
     markets: opt.StoredMarkets = None,
     timeframe: opt.SomeTimeframes = None,
@@ -29,9 +23,6 @@ def verify_command(
     tz: opt.Tz = "UTC",
     quiet: opt.Quiet = False,
     verbose: opt.Verbose = False,
-    api_url: opt.ApiUrl = None,
-    rate: opt.Rate = DEFAULT_RATE,
-    lock_timeout: opt.LockTimeout = None,
 ) -> None:
     """Check the store against its records: missing, unreadable or truncated files, rows
     outside recorded ranges, duplicate times, impossible values, files in the wrong partition
@@ -43,7 +34,7 @@ def verify_command(
     """
     log = Log(quiet, verbose)
     timeframes = opt.timeframes(timeframe, "") if timeframe else None
-    cache = cache_for(log, api_url, rate, lock_timeout=lock_timeout)
+    cache = cache_for(log)
     report = cache.verify(markets or [], timeframes, repair=repair, upbit=upbit, budget=budget)
     from upbit_cache.cli.render import verify_json, verify_lines
 
