@@ -19,7 +19,7 @@ BASE = {"errors", "markets", "times", "ranges", "candles", "words", "settings"}
 ALLOWED = {
     # `upbit-cache simulator` runs the stand-in; nothing else of the CLI touches it.
     "cli": {"manager", "output", "store", "timeframes", "collector", "simulator"} | BASE,
-    "manager": {"collector", "timeframes", "output", "store", "host", "retry"} | BASE,
+    "manager": {"collector", "timeframes", "output", "store", "host"} | BASE,
     # What the user gets (`--out`, stdout): above the store, whose atomic write it reuses.
     "output": {"store"} | BASE,
     "store": {"timeframes", "host", "retry"} | BASE,

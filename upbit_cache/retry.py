@@ -33,7 +33,7 @@ from tenacity import (
 from upbit_cache.errors import ResponseFormatError, WriteConflict
 
 HTTP_BACKOFF_CAP = 10.0  # seconds: the longest wait before asking again
-RATE_LIMIT_RETRIES = 8  # 429s in a row for one request before it fails
+RATE_LIMIT_RETRIES = 8  # 429s to one request that are asked again; the next fails it
 PAGE_ATTEMPTS = 3  # a page whose answers fail the checks this often fails its job
 PAGE_DELAY = 0.25  # seconds before asking a page again, doubling
 FIRST_CONNECT_TRIES = 3  # a stream that never connected gives up after this many

@@ -6,7 +6,8 @@ kept as given and checked where it is used: an argument given in its place wins 
 variable being looked at (a bad UPBIT_CACHE_MEMORY is no error for `memory_bytes=...`).
 
 The defaults are named here once: the library uses them, and the CLI's options show them.
-Light: the standard library only (the CLI's SIGTERM handler stamps lines with it).
+Light: the standard library and errors.py only (the CLI's SIGTERM handler stamps lines with
+it); platformdirs is imported only to name the default data dir.
 """
 
 from __future__ import annotations

@@ -197,7 +197,7 @@ def main(
 
 
 _COMMANDS: list[tuple[str, Callable[..., None]]] = [
-    ("fetch", fetch.fetch),
+    ("fetch", fetch.fetch_command),
     ("resample", resample.resample_command),
     ("live", live.live_command),
     ("prune", prune.prune_command),

@@ -28,7 +28,7 @@ _REFRESH_SECONDS = 0.25
 def event_json(event: CandleEvent, tz: str = "UTC") -> str:
     """One JSON line in export's style: its keys in its order (`market, timeframe, time,
     open, ..., value`), then `event` and `last_trade`; compact, floats as floats, times as
-    export writes them in `tz` (store/text.py)."""
+    export writes them in `tz` (output/text.py)."""
     c = event.candle
     prices = (c.open, c.high, c.low, c.close, c.volume, c.value)
     last = f'"{time_text(c.last_trade, tz)}"' if c.last_trade > 0 else "null"

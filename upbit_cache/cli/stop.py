@@ -4,7 +4,7 @@ The entry point (`cli.run`) installs `on_sigterm` first thing, and the run goes 
 phases:
 - starting (imports, building the commands, parsing the arguments): nothing is written yet,
   so the handler says so and exits 143 at once (Ctrl-C: 130);
-- working (a command's body, inside `main._one_line_errors`): the first SIGTERM raises
+- working (a command's body, inside `group._Bounded`'s boundary): the first SIGTERM raises
   KeyboardInterrupt, as Ctrl-C does, so asyncio cancels the run's tasks at their awaits and
   every page that arrived is written; the command says so and exits 143. Later ones only
   note it (a second interrupt would cut that cleanup short). A command with an orderly stop

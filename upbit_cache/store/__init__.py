@@ -1,4 +1,6 @@
-"""The store: the only code that touches files (data, records, locks, kept screens, temp files).
+"""The store: the only code that touches the data dir's files (data, records, locks, kept
+screens, temp files). What the user gets (`--out`, stdout) is the output room's
+(upbit_cache/output/), which builds on this package, never the reverse.
 
     files.py         DataDir: one pyarrow filesystem and a root; atomic writes
     layout.py        every path, built and parsed back
@@ -7,8 +9,8 @@
     locks.py         writer locks
     upkeep.py        the file edits behind prune: retention, compaction, leftovers
     screens.py       kept screen-prep tables
-    output.py        a table to a file or stdout (Parquet, CSV, JSON lines)
 
-Imports nothing of the collection engine or the cache manager. Modules are imported by
-name: this package's `__init__` loads nothing, so a light command pays only for what it uses.
+Imports nothing of the collection engine, the cache manager or the output room. Modules are
+imported by name: this package's `__init__` loads nothing, so a light command pays only for
+what it uses.
 """

@@ -14,7 +14,7 @@ from upbit_cache.settings import DEFAULT_TIMEFRAME
 
 
 @opt.shared("api_url", "rate", "lock_timeout")
-def fetch(
+def fetch_command(
     markets: opt.Markets = None,
     quote: opt.Quote = None,
     timeframe: opt.Timeframes = None,
