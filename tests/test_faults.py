@@ -189,24 +189,24 @@ def test_429s_escalate_whatever_their_headers_and_strikes_fade_after_quiet_secon
     clock = FakeClock()
     limiter = RateLimiter(10, clock=clock)
     limiter.on_429(sent_at=clock.now - 0.05)
-    assert limiter.strikes == 1
+    assert limiter._strikes == 1
     assert limiter._paused_until - clock.now == pytest.approx(limiter.window)
     # Answers in between carry `Remaining-Req` (429s do too): no reason to forget the strike.
     clock.now += 1.5
     limiter.observe(9, Send(clock.now - 0.03, wire=clock.now - 0.03, answered=clock.now))
     limiter.on_429(sent_at=clock.now - 0.02)
-    assert limiter.strikes == 2
+    assert limiter._strikes == 2
     assert limiter._paused_until - clock.now == pytest.approx(2 * limiter.window)
     # Requests in flight when the pause began come back 429 too: the same overrun.
     limiter.on_429(sent_at=clock.now - 0.01)
-    assert limiter.strikes == 2
+    assert limiter._strikes == 2
     # One strike is forgiven per STRIKE_MEMORY seconds without a 429.
     clock.now += STRIKE_MEMORY + 0.5
     limiter.on_429(sent_at=clock.now - 0.02)
-    assert limiter.strikes == 2
+    assert limiter._strikes == 2
     clock.now += 3 * STRIKE_MEMORY
     limiter.on_429(sent_at=clock.now - 0.02)
-    assert limiter.strikes == 1
+    assert limiter._strikes == 1
     assert limiter._paused_until - clock.now == pytest.approx(limiter.window)
 
 
@@ -221,7 +221,7 @@ def test_429s_with_remaining_req_from_the_simulator_escalate_the_pause() -> None
         async with UpbitClient(ClientConfig(api_url=url, rate=10)) as client:
             pages = [client.candles("KRW-BTC", H1, None, 1) for _ in range(3)]
             await asyncio.gather(*pages)
-            return client.limiter.strikes, client.stats.rate_limited
+            return client.limiter._strikes, client.stats.rate_limited
 
     with SimulatorServer(config) as server:
         strikes, rate_limited = asyncio.run(three_pages(server.url))

@@ -39,7 +39,7 @@ def test_bounded_by_bytes_a_table_read_again_outlives_those_read_once() -> None:
     assert memory.get("a", (1, 1)) is not None
     assert memory.get("c", (1, 1)) is not None
     assert memory.stats.evictions == 1 and memory.stats.promotions == 1
-    assert memory.stats.bytes == 1600 <= memory.max_bytes
+    assert memory.stats.bytes == 1600 <= memory.budget.now()
     assert (memory.stats.hits, memory.stats.misses) == (4, 1)
 
 
@@ -59,7 +59,7 @@ def test_a_long_scan_leaves_the_hot_set_in_memory() -> None:
     before = memory.stats.misses
     assert all(memory.get(path, (1, 1)) is not None for path in hot)
     assert memory.stats.misses == before
-    assert memory.stats.bytes <= memory.max_bytes
+    assert memory.stats.bytes <= memory.budget.now()
 
 
 def test_a_table_asked_for_again_after_probation_dropped_it_is_kept() -> None:
@@ -93,7 +93,7 @@ def look(memory: MemoryCache) -> None:
 def test_the_budget_follows_the_machine_and_shrinks_under_pressure() -> None:
     machine = Machine(available=4 * 2**30, total=8 * 2**30)
     memory = MemoryCache(budget=Budget(probe=machine, every=0))
-    assert memory.max_bytes == int(4 * 2**30 * 0.10)  # a tenth of what is available
+    assert memory.budget.now() == int(4 * 2**30 * 0.10)  # a tenth of what is available
     for i in range(30):
         memory.put(f"t/{i}", (1, 1), table(1_000_000))  # 8 MB each: 240 MB held
     assert memory.stats.bytes == 240_000_000
@@ -109,7 +109,9 @@ def test_the_budget_follows_the_machine_and_shrinks_under_pressure() -> None:
 
 def test_an_explicit_budget_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     scarce = Machine(available=10 * 2**20, total=8 * 2**30)
-    assert MemoryCache(budget=Budget(300 * 2**20, probe=scarce, every=0)).max_bytes == 300 * 2**20
+    assert (
+        MemoryCache(budget=Budget(300 * 2**20, probe=scarce, every=0)).budget.now() == 300 * 2**20
+    )
     monkeypatch.setenv(ENV_MEMORY, "2G")
     assert Budget(Settings.from_env().memory_bytes(), probe=scarce).now() == 2 * 2**30
     monkeypatch.setenv(ENV_MEMORY, "lots")
@@ -118,7 +120,7 @@ def test_an_explicit_budget_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     with pytest.raises(UsageError, match="not a size such as 512M"):
         UpbitCache(tmp_path)
     # The caller's setting over the environment, which is then not looked at.
-    assert UpbitCache(tmp_path, memory_bytes=64).memory.max_bytes == 64
+    assert UpbitCache(tmp_path, memory_bytes=64).memory.budget.now() == 64
     assert [parse_size(t) for t in ("512M", "1.5GiB", "0", "2048")] == [
         512 * 2**20,
         int(1.5 * 2**30),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from upbit_cache.errors import UsageError
 
@@ -44,10 +44,10 @@ DEFAULT_SECONDS_HORIZON_DAYS = 89.0
 DEFAULT_SETTLE_SECONDS = 10.0
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """The environment's settings as read at one moment; None: not set (an empty value
-    counts as not set)."""
+    counts as not set). A named tuple, not a dataclass: `dataclasses` (and the `inspect` it
+    loads) would cost ~10 ms before the CLI's SIGTERM handler is in place (cli/stamp.py)."""
 
     data_dir: str | None = None
     api_url: str | None = None

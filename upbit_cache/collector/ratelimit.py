@@ -268,7 +268,7 @@ class RateLimiter:
         self._lock = asyncio.Lock()
         self._clock = clock
         self._paused_until = 0.0
-        self._strikes = 0
+        self._strikes = 0  # 429s that each paused everyone, less those forgiven (STRIKE_MEMORY)
         self._struck_at = -1e9  # when the last strike paused everyone
         self._blocked: IPBlockedError | None = None
 
@@ -441,11 +441,6 @@ class RateLimiter:
     @property
     def spacing(self) -> float:
         return self.window / self.capacity
-
-    @property
-    def strikes(self) -> int:
-        """429s that each paused everyone, less those forgiven (one per STRIKE_MEMORY s)."""
-        return self._strikes
 
     def on_429(self, sent_at: float | None = None) -> None:
         """A 429 for a request sent at `sent_at` (None: just now): pause every send, twice as

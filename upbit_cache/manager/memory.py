@@ -144,10 +144,6 @@ class MemoryCache:
         self._lock = threading.Lock()
         self.stats = MemoryStats()
 
-    @property
-    def max_bytes(self) -> int:
-        return self.budget.now()
-
     def get(self, path: str, version: tuple[int, int]) -> pa.Table | None:
         """The table cached for `path` at this (size, mtime) version, if any."""
         with self._lock:
