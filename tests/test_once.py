@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -19,12 +20,13 @@ import pytest
 from conftest import S3Server
 
 from upbit_cache.candles import CANDLE_SCHEMA
+from upbit_cache.errors import WriteConflict
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.audit import audit_series, quarantine_stamp, repair_series
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.store.files import DataDir
-from upbit_cache.store.parts import ROLL_UP, Part, level
+from upbit_cache.store.parts import ROLL_UP, Part, level, name_for
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
 
@@ -175,8 +177,8 @@ def test_a_settled_partition_is_one_file(tmp_path: Path) -> None:
     for at in range(0, 1440, 200):  # a day of backfill, page by page
         n = min(200, 1440 - at)
         store.write(MARKET, M1, candles(DAY0 + at * MINUTE, n), span(DAY0 + at * MINUTE, n))
-        if at + n < 1440:
-            assert len(names(store)) == at // 200 + 1
+        if at + n < 1440:  # a file a page, rolled up by level
+            assert 1 <= len(names(store)) <= 2 * (ROLL_UP - 1)
     [day] = names(store)  # the page that settled the day made it one file
     assert layout.file_span(M1, day) == TimeRange(DAY0, DAY0 + DAY)
     assert CandleStore(tmp_path).load_table(MARKET, M1).num_rows == 1440
@@ -398,7 +400,8 @@ def test_live_closes_write_bytes_of_new_candles_not_a_day_file(tmp_path: Path) -
     rewrite = day_so_far.stat().st_size  # what a close cost when it rewrote the day file
     per_close = data_bytes / minutes
     assert per_close < rewrite / 2, (per_close, rewrite)
-    assert most_files <= 3 * (ROLL_UP - 1)  # levels 0-2 of six hours
+    levels = level(M1, TimeRange(DAY0, DAY0 + minutes * MINUTE)) + 1
+    assert most_files <= levels * (ROLL_UP - 1)  # at most K - 1 files of each level
     assert record.stat().st_size < 2_000  # the record lists those few files
     assert CandleStore(tmp_path).load_table(MARKET, M1).num_rows == minutes
     no_duplicates(tmp_path)
@@ -409,3 +412,25 @@ def test_part_of_a_legacy_name_spans_its_partition() -> None:
     assert part.span == TimeRange(DAY0, DAY0 + DAY) and part.tier == "hot" and part.legacy
     cold = Part.of(M1, "date=2026-11-01/cold-0.parquet")
     assert cold.span == TimeRange(to_ms("2026-11-01"), to_ms("2026-12-01")) and cold.tier == "cold"
+
+
+@pytest.mark.slow
+def test_on_s3_a_writer_that_lost_its_lease_cannot_list_a_file_swept_meanwhile(
+    s3: S3Server,
+) -> None:
+    location = s3.new_dir()
+    CandleStore(location).write(MARKET, M1, candles(DAY0, 100), span(DAY0, 100))
+    # A writer reads the record and creates its file, then stalls past its lease...
+    stalled = CandleStore(location)
+    old = stalled.record(M1, MARKET, for_update=True)
+    rows = candles(DAY0 + 100 * MINUTE, 100)
+    part = name_for(M1, rows, "hot")
+    stalled.create_file(layout.series_path(stalled.root, M1, MARKET, part.name), rows)
+    # ...and the writer that took the lease over deletes that unlisted file, so it writes
+    # the record again (a new version) though it has nothing else to write.
+    other = CandleStore(location)
+    other.write(MARKET, M1, CANDLE_SCHEMA.empty_table(), Ranges())
+    assert part.name not in names(other)
+    with pytest.raises(WriteConflict):  # the stalled writer's record write loses
+        stalled.set_record(M1, MARKET, replace(old, files=old.files | {part.name}))
+    assert other.load_table(MARKET, M1).num_rows == 100

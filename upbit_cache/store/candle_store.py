@@ -6,6 +6,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import IO, TYPE_CHECKING, Protocol
 
@@ -41,6 +42,7 @@ COLD_ZSTD_LEVEL = 12
 _READ_ATTEMPTS = 20
 _GONE_ATTEMPTS = 3  # a listed file missing this many reads in a row is gone, not moving
 _CONFLICT_ATTEMPTS = 20  # record writes lost to other hosts' writers (S3), planned again
+READ_AHEAD = 8  # data files read at once on object storage
 WRITTEN_ONCE = (0, 0)  # the memory layer's version of a file written once: its name says all
 
 if TYPE_CHECKING:  # pandas is imported only where a frame is made, to keep CLI start fast
@@ -95,6 +97,7 @@ class CandleStore:
         self._on_lock_wait = on_lock_wait
         self._told = False
         self._swept: set[tuple[str, str]] = set()  # series whose leftovers this store removed
+        self._temps: dict[str, list[StoredFile]] = {}  # timeframe -> temp files of its records
 
     @property
     def root(self) -> str:
@@ -173,15 +176,25 @@ class CandleStore:
     def _read_parts(
         self, tf: Timeframe, market: str, parts: dict[str, Part]
     ) -> tuple[list[pa.Table], str | None]:
-        """The tables of `parts` (in their order), or the path of the first one that is gone."""
-        tables = []
-        for name in parts:
-            path = layout.series_path(self.root, tf, market, name)
+        """The tables of `parts` (in their order), or the path of one that is gone. On object
+        storage, where each file is a round trip, up to READ_AHEAD at a time."""
+        paths = [layout.series_path(self.root, tf, market, name) for name in parts]
+
+        def read(path: str) -> pa.Table | str:
             try:
-                tables.append(self._read(path))
+                return self._read(path)
             except FileNotFoundError:
-                return [], path
-        return tables, None
+                return path
+
+        if len(paths) > 1 and not self.files.is_local:
+            with ThreadPoolExecutor(min(READ_AHEAD, len(paths))) as pool:
+                found = list(pool.map(read, paths))
+        else:
+            found = [read(p) for p in paths]
+        gone = next((f for f in found if isinstance(f, str)), None)
+        if gone is not None:
+            return [], gone
+        return [f for f in found if not isinstance(f, str)], None
 
     def current(
         self, tf: Timeframe, market: str, record: Record, span: TimeRange | None = None
@@ -341,15 +354,20 @@ class CandleStore:
             and layout.is_data_file(f.name)
             and layout.in_series(root, tf, market, f.path) not in names
         ]
-        record = layout.fetched_file(root, tf, market)
-        records, _, name = record.rpartition("/")
+        name = layout.fetched_file(root, tf, market).rpartition("/")[2]
         temps = [f for f in found if f.is_temp]
-        temps += [
-            f
-            for f in self.files.list_files(records)
-            if f.is_temp and f.name.startswith(f".{name}.")
-        ]
+        temps += [f for f in self._record_temps(tf) if f.name.startswith(f".{name}.")]
         return temps + orphans
+
+    def _record_temps(self, tf: Timeframe) -> list[StoredFile]:
+        """Temp files among the records of `tf`, listed once per store: a series' own are
+        deleted only under its lock, when no writer of it can be making one (one listed
+        earlier is a finished write's, gone, or a killed one's)."""
+        found = self._temps.get(tf.name)
+        if found is None:
+            folder = layout.records_root(self.root, tf)
+            found = self._temps[tf.name] = [f for f in self.files.list_files(folder) if f.is_temp]
+        return found
 
     def create_file(self, path: str, table: pa.Table) -> StoredFile | None:
         """Create one data file named by its content (see `DataDir.create`), encoded for its

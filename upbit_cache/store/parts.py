@@ -26,7 +26,7 @@ from upbit_cache.ranges import TimeRange
 from upbit_cache.store import layout
 from upbit_cache.timeframes import Timeframe
 
-ROLL_UP = 10  # K: files of one level in a hot partition that become one file
+ROLL_UP = 4  # K: files of one level in a hot partition that become one (bench_live --day)
 DIGEST_BYTES = 6  # 12 hex digits in a name: a collision needs ~16 M files of one span
 
 

@@ -37,7 +37,7 @@ from upbit_cache.store.candle_store import CandleStore, write_parquet
 from upbit_cache.store.checks import missing_file
 from upbit_cache.store.edits import SeriesEdit
 from upbit_cache.store.files import StoredFile
-from upbit_cache.store.parts import Part, closure, hull
+from upbit_cache.store.parts import Part, hull
 from upbit_cache.store.records import Record
 from upbit_cache.timeframes import Timeframe
 
@@ -138,7 +138,7 @@ class SeriesEditor:
         """Merge hot partitions that ended before `cutoff` into their cold files."""
         edit, changes = self.edit, []
         for names in _groups(self.tf, list(edit.parts.values()), cutoff).values():
-            names = closure(edit.parts, hull(edit.parts[n].span for n in names), names)
+            names = edit.closure(hull(edit.parts[n].span for n in names), names)
             removed = [edit.parts[n] for n in sorted(names)]
             change = Change("compact", self.tf, self.market)
             change.removed = [self._facts(p, self._read(p.name).num_rows) for p in removed]
