@@ -9,6 +9,15 @@ the start-up backfill are left out), this process's CPU share, and its memory af
 run, with how many trades and closes it saw.
 
     python scripts/bench_live.py [--seconds 60] [--speed 3600] [--store]
+
+`--day` instead writes a simulated day of closes for the same 5 markets x 3 timeframes into
+a temporary store exactly as `live` writes them at real-time pace (each close its own write,
+provisional, then the same period settled through REST a few seconds later; no network),
+and prints the bytes written per close (data files, records), the time per write, and the
+data files per partition during and after the day. It runs against whatever
+`upbit_cache` is importable (PYTHONPATH=<another checkout> measures that one).
+
+    python scripts/bench_live.py --day [--minutes 1440]
 """
 
 from __future__ import annotations
@@ -19,17 +28,23 @@ import contextlib
 import resource
 import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from simproc import SimProcess
 
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.manager.live import live_candles
+from upbit_cache.ranges import Ranges
 from upbit_cache.store.candle_store import CandleStore
+from upbit_cache.store.files import DataDir
 from upbit_cache.timeframes import Timeframe
+from upbit_cache.times import to_ms
 
 MARKETS = ["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL", "KRW-DOGE"]
 CLOCK = "2026-11-20T00:00:00Z"
+DAY = 86_400_000
 
 
 def rss_mib() -> float:
@@ -67,12 +82,112 @@ async def run(
     }
 
 
+class Written:
+    """Bytes the store writes, counted where every write of a file goes (DataDir)."""
+
+    def __init__(self) -> None:
+        self.data = self.records = self.files = 0
+        real_write = DataDir.write
+        real_create = getattr(DataDir, "create", None)  # absent before files were written once
+
+        def write(files: DataDir, path: str, writer: Any) -> Any:
+            return self.count(path, real_write(files, path, writer))
+
+        setattr(DataDir, "write", write)  # noqa: B010 (a counter around the real write)
+        if real_create is not None:
+
+            def create(files: DataDir, path: str, writer: Any) -> Any:
+                return self.count(path, real_create(files, path, writer))
+
+            setattr(DataDir, "create", create)  # noqa: B010
+
+    def count(self, path: str, found: Any) -> Any:
+        size = found.bytes if found is not None else 0
+        if path.endswith(".parquet"):
+            self.data += size
+            self.files += found is not None
+        elif "/fetched/" in path:
+            self.records += size
+        return found
+
+
+def day_of_closes(root: str, minutes: int) -> None:
+    """A simulated day of live's writes (see the module's docstring), and its figures."""
+    from upbit_cache.simulator.history import History
+
+    history, start = History(), to_ms(CLOCK)
+    timeframes = Timeframe.parse_list("1m,15m,1h")
+    frames = {
+        (m, tf): history.candles(m, tf.approx_ms // 60_000, start, start + DAY, start + DAY)
+        for m in MARKETS
+        for tf in timeframes
+    }
+    store, written = CandleStore(root), Written()
+    closes, seconds, most = 0, 0.0, 0
+    for minute in range(1, minutes + 1):
+        now = start + minute * 60_000
+        for tf in timeframes:
+            if (now - start) % tf.approx_ms:
+                continue
+            period = now - tf.approx_ms
+            for market in MARKETS:
+                frame = frames[market, tf]
+                row = frame[frame["start"] == period]
+                table = _as_table(row)
+                done = Ranges.of([(period, now)])
+                began = time.perf_counter()
+                store.write(market, tf, table, Ranges(), provisional=done)  # live's close
+                store.write(market, tf, table, done)  # settled through REST
+                seconds += time.perf_counter() - began
+                closes += 1
+        if minute % 60 == 0:
+            most = max(most, _most_files(root))
+    per = closes or 1
+    print(f"{len(MARKETS)} markets x 1m,15m,1h, {minutes} simulated minutes: {closes:,} closes")
+    print(
+        f"  bytes written per close: {written.data / per:,.0f} data ({written.files / per:.2f}"
+        f" files), {written.records / per:,.0f} record; {seconds / (2 * per) * 1000:.2f} ms"
+        " a write"
+    )
+    print(
+        f"  data bytes in all: {written.data / 1e6:.1f} MB, records {written.records / 1e6:.1f} MB"
+    )
+    print(f"  data files per partition: at most {most} (hourly looks), at the end:")
+    for tf in timeframes:
+        folder = Path(root) / "candles" / f"timeframe={tf.name}"
+        counts = sorted(len(list(p.glob("*.parquet"))) for p in folder.glob("market=*/date=*"))
+        print(f"    {tf.name}: {counts}")
+
+
+def _most_files(root: str) -> int:
+    folders = Path(root).glob("candles/timeframe=*/market=*/date=*")
+    return max((len(list(p.glob("*.parquet"))) for p in folders), default=0)
+
+
+def _as_table(rows: Any) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "time": pd.to_datetime(rows["start"].to_numpy(np.int64), unit="ms", utc=True),
+            **{c: rows[c].to_numpy() for c in ("open", "high", "low", "close", "volume", "value")},
+            "timestamp": pd.to_datetime(rows["timestamp"].to_numpy(np.int64), unit="ms", utc=True),
+        }
+    ).astype({"time": "datetime64[ms, UTC]", "timestamp": "datetime64[ms, UTC]"})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--speed", type=float, default=3600)
     parser.add_argument("--store", action="store_true", help="append closes to a temp store")
+    parser.add_argument("--day", action="store_true", help="a simulated day of writes only")
+    parser.add_argument("--minutes", type=int, default=1440)
     args = parser.parse_args()
+    if args.day:
+        with tempfile.TemporaryDirectory() as root:
+            day_of_closes(root, args.minutes)
+        return
     with (
         SimProcess("--clock", CLOCK, "--speed", str(args.speed), "--rate", "10") as sim,
         tempfile.TemporaryDirectory() as root,

@@ -1,6 +1,6 @@
 """Prove that a candle data dir is one dataset that every engine reads the same.
 
-Reads `<data dir>/candles/` (Hive keys `timeframe`, `market`, `date`; `part-0` and `cold-0`
+Reads `<data dir>/candles/` (Hive keys `timeframe`, `market`, `date`; `part-…` and `cold-…`
 files alike, as a plain engine sees them) with pyarrow.dataset, DuckDB (httpfs), Polars,
 Dask (LocalCluster, 2 worker processes, s3fs) and Spark (local[2], on a local copy: its
 s3a needs jars this machine cannot fetch). Prints rows per timeframe, the total, and
@@ -238,8 +238,10 @@ def survey(where: Location) -> str:
     fs, path = where.arrow_fs()
     infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
     names = [i.base_name for i in infos if i.type == pafs.FileType.File]
-    hot, cold = names.count("part-0.parquet"), names.count("cold-0.parquet")
-    line = f"{hot} part-0.parquet, {cold} cold-0.parquet, {len(names) - hot - cold} other files"
+    data = [n for n in names if n.endswith(".parquet") and not n.startswith(".")]
+    hot = sum(n.startswith("part-") for n in data)
+    cold = sum(n.startswith("cold-") for n in data)
+    line = f"{hot} part-*.parquet, {cold} cold-*.parquet, {len(names) - hot - cold} other files"
     if where.is_s3:
         import boto3
 

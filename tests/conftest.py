@@ -243,6 +243,15 @@ def bars_frame(bars: CandleBars) -> pd.DataFrame:
     ).astype({"time": "datetime64[ms, UTC]", "timestamp": "datetime64[ms, UTC]"})
 
 
+def data_file(root: Path, day: str, market: str, tf: str = "1m", tier: str = "part") -> Path:
+    """The data file of one partition folder (`date=<day>`) of a tier (`part`: hot, `cold`):
+    a settled partition is one file (the last by name if there are more; a path that does
+    not exist if there is none)."""
+    folder = root / "candles" / f"timeframe={tf}" / f"market={market}" / f"date={day}"
+    found = sorted(folder.glob(f"{tier}-*.parquet"))
+    return found[-1] if found else folder / f"{tier}-none.parquet"
+
+
 def candle_requests(sim: SimulatorServer) -> int:
     return int(sim.stats()["candle_requests"])
 

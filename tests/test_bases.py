@@ -204,7 +204,7 @@ def test_records_of_the_old_format_still_read_and_resample_incrementally(
     assert record.bases() == {"15m": Ranges.of([(to_ms("2026-10-11"), to_ms("2026-11-20T02:00"))])}
     assert sorted(record.sources["15m"]) == [str(to_ms("2026-10-01")), str(to_ms("2026-11-01"))]
     on_disk = json.loads(Path(layout.fetched_file(str(tmp_path), H1, "KRW-BTC")).read_text())
-    assert on_disk["version"] == 2 and "derived_from" not in on_disk
+    assert on_disk["version"] == 3 and "derived_from" not in on_disk
     assert on_disk["derived"] == {"15m": record.fetched.to_json()}
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import NOW, plain, reset, run_fetch, truth
+from conftest import NOW, data_file, plain, reset, run_fetch, truth
 from typer.testing import CliRunner
 
 import upbit_cache
@@ -41,12 +41,12 @@ START = to_ms(NOW) - DAYS * 86_400_000
 BAD = "KRW-BTC"
 RECORD = f"fetched/1m/{BAD}.json"
 DAY = "2026-11-19"  # the damaged day: the last, so that a fetch of its last hour merges into it
-NAMED = f"date={DAY}/part-0.parquet"
+NAMED = f"date={DAY}/part-{DAY.replace('-', '')}T"  # the day's one file, whatever its hash
 runner = CliRunner()
 
 
 def day_file(root: Path, day: str, market: str = BAD) -> Path:
-    return root / "candles" / "timeframe=1m" / f"market={market}" / f"date={day}" / "part-0.parquet"
+    return data_file(root, day, market)
 
 
 def rewrite(path: Path, change: Callable[[pa.Table], pa.Table]) -> None:

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import FAST_RATE, NOW, S3Server, plain, reset, run_fetch, truth
+from conftest import FAST_RATE, NOW, S3Server, data_file, plain, reset, run_fetch, truth
 from typer.testing import CliRunner
 
 from upbit_cache.cli import app
@@ -43,9 +43,7 @@ runner = CliRunner()
 
 
 def day_file(root: Path, day: str, market: str = BAD, tf: str = "1m") -> Path:
-    return (
-        root / "candles" / f"timeframe={tf}" / f"market={market}" / f"date={day}" / "part-0.parquet"
-    )
+    return data_file(root, day, market, tf)
 
 
 def record_file(root: Path, market: str = BAD, tf: str = "1m") -> Path:
@@ -150,16 +148,17 @@ def test_a_fetch_heals_each_kind_of_damaged_file_in_its_window(
 ) -> None:
     root = copy(healthy, tmp_path)
     damage, verify_kind = FILE_DAMAGE[kind]
-    damage(day_file(root, INSIDE), day_file(root, BEFORE))
+    inside = day_file(root, INSIDE)
+    named = str(inside.relative_to(root))
+    damage(inside, day_file(root, BEFORE))
     forget_last_hour(root, "KRW-ETH")
     code, out, err = fetch(sim, root, *WINDOW)
     assert code == 0, (out, err)
     [line] = warnings(err)  # one line per healed file, even with -q
-    named = f"candles/timeframe=1m/market={BAD}/date={INSIDE}/part-0.parquet"
     assert line.startswith(f"upbit-cache: warning: 1m {BAD}: {named} was damaged ({verify_kind}: ")
     assert line.endswith(f"{INSIDE}T00:00:00Z→2026-11-20T00:00:00Z asked of Upbit again"), line
     assert "1 damaged file healed" in out and "1,500 candles written" in out  # a day + an hour
-    quarantined = list((root / "quarantine").rglob(f"market={BAD}/date={INSIDE}/part-0.parquet"))
+    quarantined = list((root / "quarantine").rglob(f"market={BAD}/date={INSIDE}/{inside.name}"))
     assert len(quarantined) == (0 if verify_kind == "missing" else 1)  # kept for a look
     exact(sim, root)
     assert cli(root, "verify")[0] == 0
@@ -210,7 +209,7 @@ def test_a_damaged_file_outside_the_window_is_left_and_reported_where_a_listing_
     assert code == 0 and "2 markets, 120 candles written" in out, (out, err)  # the rest fetched
     assert (outside.read_bytes() if outside.exists() else None) == before  # not touched
     assert not (root / "quarantine").exists()
-    named = f"candles/timeframe=1m/market={BAD}/date={OUTSIDE}/part-0.parquet"
+    named = str(outside.relative_to(root))
     if kind in ("deleted listed file", "zero-byte file"):  # what a listing shows; nothing is read
         [line] = warnings(err)
         assert line.startswith(f"upbit-cache: warning: 1m {BAD}: {named} is damaged ({verify_kind}")
@@ -266,13 +265,14 @@ def test_a_fetch_heals_a_derived_series_in_its_window(
     root = copy(healthy, tmp_path)
     assert fetch(sim, root, "-t", "5m", *WINDOW)[0] == 0
     path = day_file(root, "2026-11-01", tf="5m")
+    month = str(path.relative_to(root))
     path.write_bytes(path.read_bytes()[:300])
     code, out, err = fetch(sim, root, "-t", "5m", *WINDOW)
     assert code == 0 and "1 damaged file healed" in out, (out, err)
     [line] = warnings(err)  # a month file (5m): derived again from the 1m base
-    month = f"candles/timeframe=5m/market={BAD}/date=2026-11-01/part-0.parquet"
     assert line.startswith(f"upbit-cache: warning: 5m {BAD}: {month} was damaged (unreadable: ")
-    assert line.endswith("2026-11-01T00:00:00Z→2026-12-01T00:00:00Z derived again from 1m"), line
+    # The span its name says: the rows it held, derived again from the 1m base.
+    assert line.endswith("2026-11-16T00:00:00Z→2026-11-20T00:00:00Z derived again from 1m"), line
     store = CandleStore(root)
     for market in MARKETS:
         got = store.load(market, M5)
@@ -313,11 +313,9 @@ def test_a_fetch_reads_again_only_the_files_that_changed_since_they_passed(
     read: list[str] = []
     real = CandleStore.read_file
 
-    def counted(
-        self: CandleStore, found: StoredFile | str, *, for_update: bool = False
-    ) -> pa.Table:
+    def counted(self: CandleStore, found: StoredFile | str) -> pa.Table:
         read.append(found if isinstance(found, str) else found.path)
-        return real(self, found, for_update=for_update)
+        return real(self, found)
 
     monkeypatch.setattr(CandleStore, "read_file", counted)
     assert fetch(sim, root, *WINDOW)[0] == 0 and read == []  # nothing changed: nothing read
@@ -394,7 +392,8 @@ def test_a_fetch_heals_on_s3(sim: SimulatorServer, s3: S3Server) -> None:
     assert run_fetch(sim.url, uri, MARKETS, "1m", days=4).failed == []
     bucket, prefix = s3.BUCKET, uri.removeprefix(f"s3://{s3.BUCKET}/")
     client = s3.client()
-    key = f"{prefix}/candles/timeframe=1m/market={BAD}/date={INSIDE}/part-0.parquet"
+    day = f"{prefix}/candles/timeframe=1m/market={BAD}/date={INSIDE}/"
+    [key] = [k for k in s3.keys(uri) if k.startswith(day) and "/part-" in k]
     body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
     client.put_object(Bucket=bucket, Key=key, Body=body[:500])  # truncated
     client.put_object(Bucket=bucket, Key=f"{prefix}/fetched/1m/KRW-ETH.json", Body=b"{not json")
@@ -402,7 +401,7 @@ def test_a_fetch_heals_on_s3(sim: SimulatorServer, s3: S3Server) -> None:
     assert code == 0 and "2 damaged files healed" in out, (out, err)
     assert len(warnings(err)) == 2
     moved = [k for k in s3.keys(uri) if "/quarantine/" in k]
-    assert len(moved) == 2 and any(k.endswith(f"date={INSIDE}/part-0.parquet") for k in moved)
+    assert len(moved) == 2 and any(k.endswith(key.rpartition("/")[2]) for k in moved)
     assert any(k.endswith("fetched/1m/KRW-ETH.json") for k in moved)
     exact(sim, uri)
     assert cli(uri, "verify")[0] == 0

@@ -19,6 +19,8 @@ from upbit_cache.manager.info import SeriesInfo, inventory, to_json
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.candle_store import CandleStore, TierUsage
+from upbit_cache.store.edits import SeriesEdit
+from upbit_cache.store.parts import name_for
 from upbit_cache.store.records import Record
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
@@ -117,25 +119,23 @@ def test_tier_files_and_bytes_match_the_disk(tmp_path: Path) -> None:
     store = CandleStore(tmp_path)
     old = hours("2025-12-30", 48)
     store.write("KRW-BTC", H1, candles(old), span("2025-12-30", "2026-01-01"))
-    # Compact 2025 by hand, as prune does: the cold file first, then the hot one goes.
-    start = to_ms("2025-01-01")
-    hot = layout.data_file(store.root, H1, "KRW-BTC", start)
-    cold = layout.data_file(store.root, H1, "KRW-BTC", start, "cold")
-    store.put_file(cold, store.load_table("KRW-BTC", H1))
-    record = store.record(H1, "KRW-BTC")  # the record lists the cold file, not the hot one
-    names = {layout.in_series(store.root, H1, "KRW-BTC", p) for p in (hot, cold)}
-    store.set_record(H1, "KRW-BTC", replace(record, files=record.files ^ names))
-    store.remove_file(hot)
-    # 2026 stays hot; its first hours are also in a cold file (a compaction under way).
+    # Compact 2025 by hand, as prune does: the cold file, the record, then the hot one goes.
+    record = store.record(H1, "KRW-BTC")
+    edit = SeriesEdit(store, H1, "KRW-BTC", record)
+    edit.merge(set(edit.parts), tier="cold")
+    edit.commit(replace(record, files=edit.files))
+    # 2026 stays hot; its first hours are also in a cold file (a compaction under way: the
+    # new file is there, the record does not list it yet).
     new = hours("2026-01-01", 24)
     store.write("KRW-BTC", H1, candles(new), span("2026-01-01", "2026-01-02"))
-    store.put_file(
-        layout.data_file(store.root, H1, "KRW-BTC", to_ms("2026-01-01"), "cold"),
-        store.load_table("KRW-BTC", H1, TimeRange(to_ms("2026-01-01"), to_ms("2026-01-01T06:00"))),
+    first = store.load_table(
+        "KRW-BTC", H1, TimeRange(to_ms("2026-01-01"), to_ms("2026-01-01T06:00"))
     )
+    part = name_for(H1, first, "cold")
+    store.create_file(layout.series_path(store.root, H1, "KRW-BTC", part.name), first)
     info = only(inventory(store))
-    assert info.tiers["hot"] == TierUsage(*disk_bytes(tmp_path, layout.DATA_FILE))
-    assert info.tiers["cold"] == TierUsage(*disk_bytes(tmp_path, layout.COLD_FILE))
+    assert info.tiers["hot"] == TierUsage(*disk_bytes(tmp_path, "part-*.parquet"))
+    assert info.tiers["cold"] == TierUsage(*disk_bytes(tmp_path, "cold-*.parquet"))
     assert info.tiers["hot"].files == 1 and info.tiers["cold"].files == 2
     assert info.files == 3 and info.bytes == info.tiers["hot"].bytes + info.tiers["cold"].bytes
     assert info.candles == 72  # the rows in both tiers are counted once
@@ -374,11 +374,11 @@ def test_cli_text(gappy: CandleStore, tmp_path: Path) -> None:
     assert " 66  6 (longest 3)" in btc
     assert btc.split("(longest 3)")[1].split()[0] == "1"  # one hole
     hot_bytes = only(inventory(store, [H1])).tiers["hot"].bytes
-    # 2026's hours share one yearly partition file.
-    assert f"1 file, {hot_bytes / 1000:.1f} kB" in btc and btc.endswith("0 files, 0 B  native")
+    # 2026's hours are in one yearly partition, a file for each of the two writes.
+    assert f"2 files, {hot_bytes / 1000:.1f} kB" in btc and btc.endswith("0 files, 0 B  native")
     assert lines[2].startswith("1d  KRW-ETH  2026-01-01T00:00:00Z→2026-01-02T00:00:00Z ")
     assert lines[3] == "2 series, 67 candles"
-    assert lines[4].startswith("hot tier: 2 files, ")
+    assert lines[4].startswith("hot tier: 3 files, ")
     assert lines[5] == "cold tier: 0 files, 0 B"
     assert len(lines) == 6
 

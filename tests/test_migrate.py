@@ -57,10 +57,12 @@ def test_a_killed_migration_is_finished_by_the_next_store(
     # Killed half-way: one partition moved, one put in place but not yet removed from the
     # old place, a temp file a killed writer left, the rest not touched.
     (new / days[0]).mkdir(parents=True)
-    (old / days[0] / "part-0.parquet").rename(new / days[0] / "part-0.parquet")
+    [first] = os.listdir(old / days[0])  # a settled day is one file
+    (old / days[0] / first).rename(new / days[0] / first)
     (new / days[1]).mkdir(parents=True)
-    shutil.copy(old / days[1] / "part-0.parquet", new / days[1] / "part-0.parquet")
-    (old / days[1] / ".part-0.parquet.dead.tmp").write_bytes(b"half")
+    [second] = os.listdir(old / days[1])
+    shutil.copy(old / days[1] / second, new / days[1] / second)
+    (old / days[1] / f".{second}.dead.tmp").write_bytes(b"half")
 
     store = CandleStore(tmp_path)
     assert not (tmp_path / "candles" / "1m").exists()

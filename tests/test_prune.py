@@ -21,7 +21,6 @@ from upbit_cache.manager.prune import Policy, PruneReport, prune
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.simulator import SimulatorServer
 from upbit_cache.simulator.history import History
-from upbit_cache.store import layout
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
@@ -101,14 +100,14 @@ def test_cold_files_are_zstd_sorted_and_carry_time_statistics(store_dir: Path) -
     run_prune(store_dir)
     import pyarrow.parquet as pq
 
-    cold = next((store_dir / "candles" / "timeframe=1m").rglob(layout.COLD_FILE))
+    cold = next((store_dir / "candles" / "timeframe=1m").rglob("cold-*.parquet"))
     meta = pq.ParquetFile(cold).metadata
     assert meta.row_group(0).column(0).compression == "ZSTD"
     assert meta.row_group(0).column(0).statistics.has_min_max
     assert meta.row_group(0).sorting_columns[0].column_index == 0
     assert "DELTA_BINARY_PACKED" in meta.row_group(0).column(0).encodings  # time
     assert "BYTE_STREAM_SPLIT" in meta.row_group(0).column(4).encodings  # close
-    hot = next((store_dir / "candles" / "timeframe=1m").rglob(layout.DATA_FILE))
+    hot = next((store_dir / "candles" / "timeframe=1m").rglob("part-*.parquet"))
     assert pq.ParquetFile(hot).metadata.row_group(0).column(0).compression == "SNAPPY"
 
 

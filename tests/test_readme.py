@@ -58,6 +58,8 @@ TIME = re.compile(
 NUMBER = re.compile(
     r"(?<![\w.])-?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?(?![\w.])"
 )
+# A data file's name (written once: its span and a hash of its content): the same shape.
+DATA_FILE = re.compile(r"\b(part|cold)-[0-9]{8}T[0-9]{6}-[0-9]{8}T[0-9]{6}-[0-9a-f]{6,16}\.parquet")
 PLURAL = re.compile(r"(<n> (?:[a-z]+ )?[a-z]+?)s\b")  # "<n> base partitions" too
 SUMMARY = re.compile(r"([0-9][0-9,]*) requests?\b.*?\b([0-9]+(?:\.[0-9]+)?) s\b")
 
@@ -127,6 +129,7 @@ def _kind(fence: str, marker: str) -> str:
 
 def shape(line: str) -> str:
     """A line with its numbers and times as placeholders, spaces collapsed."""
+    line = DATA_FILE.sub(r"\1-<span>.parquet", line)
     line = TIME.sub("<time>", line)
     line = NUMBER.sub(lambda m: "0" if m[0] == "0" else "<n>", line)
     line = PLURAL.sub(r"\1", line)  # "1 file" or "2 files": the count is not the shape

@@ -19,8 +19,8 @@ from upbit_cache.manager.prune import Policy, prune
 from upbit_cache.manager.scope import Window
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.simulator import SimulatorConfig, SimulatorServer
+from upbit_cache.store import layout
 from upbit_cache.store.candle_store import CandleStore
-from upbit_cache.store.layout import data_file
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.timeframes.live import Candle
 from upbit_cache.times import to_ms
@@ -212,13 +212,19 @@ def test_quiet_seconds_share_one_witness_per_200_minutes(
     assert CandleStore(tmp_path).fetched(SEC, "KRW-PUVEF") == Ranges.of([(start, end)])
 
 
-def test_a_day_of_seconds_is_one_hot_file(sim: SimulatorServer, tmp_path: Path) -> None:
+def folders(store: CandleStore, tier: str) -> list[str]:
+    """The partition folder of each data file of the 1s KRW-BTC series, for files of `tier`."""
+    found = store.data_files(SEC, "KRW-BTC")
+    assert all(layout.tier_of(f.path) == tier for f in found)
+    return [f.path.rpartition("/")[0] for f in found]
+
+
+def test_a_day_of_seconds_is_hot_files_of_that_day(sim: SimulatorServer, tmp_path: Path) -> None:
     midnight = to_ms("2026-11-19")
     run_fetch(sim.url, tmp_path, ["KRW-BTC"], "1s", start=midnight - HOUR, end=midnight + HOUR)
     store = CandleStore(tmp_path)
-    assert [f.path for f in store.data_files(SEC, "KRW-BTC")] == [
-        data_file(store.root, SEC, "KRW-BTC", day) for day in (midnight - DAY, midnight)
-    ]
+    days = [layout.partition_dir(store.root, SEC, "KRW-BTC", d) for d in (midnight - DAY, midnight)]
+    assert sorted(set(folders(store, "hot"))) == days
 
 
 def test_prune_compacts_a_day_of_seconds_into_one_cold_file(
@@ -229,9 +235,8 @@ def test_prune_compacts_a_day_of_seconds_into_one_cold_file(
     before = stored(tmp_path, "KRW-BTC", "1s", midnight - HOUR, midnight + HOUR)
     store = CandleStore(tmp_path)
     asyncio.run(prune(store, Policy(compact_after_ms=7 * DAY), now=to_ms(NOW)))
-    assert [f.path for f in store.data_files(SEC, "KRW-BTC")] == [
-        data_file(store.root, SEC, "KRW-BTC", day, "cold") for day in (midnight - DAY, midnight)
-    ]
+    days = [layout.partition_dir(store.root, SEC, "KRW-BTC", d) for d in (midnight - DAY, midnight)]
+    assert folders(store, "cold") == days  # one cold file a day
     pd.testing.assert_frame_equal(
         stored(tmp_path, "KRW-BTC", "1s", midnight - HOUR, midnight + HOUR), before
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +53,12 @@ def test_layout_is_hive_partitioned_by_market_and_span(tmp_path: Path) -> None:
         "KRW-BTC", H1, frame, Ranges.of([(to_ms("2025-12-31T20:00"), to_ms("2026-01-01T06:00"))])
     )
     files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.parquet"))
-    assert files == [
-        "candles/timeframe=1h/market=KRW-BTC/date=2025-01-01/part-0.parquet",
-        "candles/timeframe=1h/market=KRW-BTC/date=2026-01-01/part-0.parquet",
+    # Each file named by the span of its rows (and a hash of them), in its partition.
+    assert [re.sub(r"-[0-9a-f]{12}\.", "-<hash>.", f) for f in files] == [
+        "candles/timeframe=1h/market=KRW-BTC/date=2025-01-01/"
+        "part-20251231T200000-20260101T000000-<hash>.parquet",
+        "candles/timeframe=1h/market=KRW-BTC/date=2026-01-01/"
+        "part-20260101T000000-20260101T060000-<hash>.parquet",
     ]
     # Plain pyarrow sees one dataset with the market as a column.
     table = ds.dataset(

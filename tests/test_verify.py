@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import NOW, candle_requests, plain, run_fetch, truth
+from conftest import NOW, candle_requests, data_file, plain, run_fetch, truth
 from typer.testing import CliRunner
 
 import upbit_cache
@@ -42,7 +42,7 @@ def store_dir(sim: SimulatorServer, tmp_path: Path) -> Path:
 
 
 def day_file(root: Path, market: str, day: str) -> Path:
-    return root / "candles" / "timeframe=1m" / f"market={market}" / f"date={day}" / "part-0.parquet"
+    return data_file(root, day, market)
 
 
 def exact(sim: SimulatorServer, root: Path) -> None:
@@ -87,7 +87,7 @@ def test_damage_is_found_named_and_repaired_then_a_fetch_restores_parity(
     assert code == 0, out  # `verify --repair && upbit-cache fetch ...` fetches
     assert "repaired all 3 problems: 2 files moved to " in out
     assert "the spans of 1 missing file forgotten" in out
-    assert len(list((store_dir / "quarantine").rglob("part-0.parquet"))) == 2
+    assert len(list((store_dir / "quarantine").rglob("part-*.parquet"))) == 2
     code, out, _ = cli("verify", "--data-dir", str(store_dir))
     assert code == 0 and out.startswith("healthy"), out
 

@@ -2,9 +2,10 @@
 
 A derived candle is final only when its whole period lies inside a range the base has
 settled (fetched, with or without trades); the open period is left for a later run.
-Materialising is incremental: each base partition is fingerprinted (file size and mtime,
-plus the base's settled ranges inside it), and only spans whose fingerprint changed since
-the last run are recomputed. Candles fetched from Upbit are kept: a derivation writes only
+Materialising is incremental: each base partition is fingerprinted (the names of the base's
+files holding it, which are written once and named by their content, plus the base's
+settled ranges inside it), and only spans whose fingerprint changed since the last run are
+recomputed. Candles fetched from Upbit are kept: a derivation writes only
 the periods the target has not fetched natively, and the record labels what it wrote with
 its base, range by range.
 """
@@ -25,7 +26,6 @@ from upbit_cache.markets import validate_markets
 from upbit_cache.ranges import EARLIEST, LATEST, Ranges, TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.candle_store import CandleStore
-from upbit_cache.store.files import StoredFile
 from upbit_cache.store.heal import Heal, heal_window
 from upbit_cache.timeframes import SUPPORTED, Timeframe
 from upbit_cache.timeframes.convert import resample
@@ -84,8 +84,12 @@ def materialise(
     record = store.record(target, market)
     known = record.sources.get(base.name, {})
     native = record.native
-    base_settled = store.fetched(base, market)
-    files = store.partition_files(base, market)
+    base_record = store.record(base, market)
+    base_settled = base_record.fetched
+    files: dict[int, list[str]] = {}
+    for part in store.current(base, market, base_record).values():
+        for start in layout.partitions_between(base, part.span):
+            files.setdefault(start, []).append(part.name)
     starts = set(files)
     for lo, hi in base_settled:
         starts.update(layout.partitions_between(base, TimeRange(lo, hi)))
@@ -161,10 +165,10 @@ def load_any(
     return rows[keep].reset_index(drop=True)
 
 
-def _fingerprint(found: StoredFile | None, settled: Ranges) -> str:
-    data = f"{found.bytes}:{found.mtime_ns}" if found is not None else "-"
-    ranges = hashlib.sha1(repr(settled.intervals).encode(), usedforsecurity=False)
-    return f"{data}:{ranges.hexdigest()[:16]}"
+def _fingerprint(names: list[str] | None, settled: Ranges) -> str:
+    data = repr(sorted(names)) if names else "-"
+    mark = hashlib.sha1(f"{data}:{settled.intervals!r}".encode(), usedforsecurity=False)
+    return mark.hexdigest()[:24]
 
 
 async def materialise_many(

@@ -36,10 +36,10 @@ from upbit_cache.timeframes.live import Candle, CandleBook, CandleEvent
 
 TICK_SECONDS = 0.5  # how often quiet periods are closed and closed candles written
 GRACE_MS = 2_000  # a period is closed by the clock this long after its end, if no trade did
-# A day of 1s is one file of up to 86,400 rows, which takes tens of ms to rewrite: every
-# tick that would keep a core busy for a few markets, so 1s closes are written (and 1s
-# periods settled through REST) this often, and at the end. What a kill loses of them,
-# `fetch -t 1s` gets back from REST.
+# Each write of closes is a file of its own (files are written once: store/parts.py), and
+# settling a period through REST is a request per series: 1s closes are written (and 1s
+# periods settled) this often, and at the end, so a day of 1s is thousands of small writes,
+# not 86,400. What a kill loses of them, `fetch -t 1s` gets back from REST.
 SECONDS_FLUSH = 15.0
 
 

@@ -5,7 +5,9 @@ screens, temp files). What the user gets (`--out`, stdout) is the output room's
     files.py         DataDir: one pyarrow filesystem and a root; atomic writes
     layout.py        every path, built and parsed back
     candle_store.py  CandleStore: load, write and record candles (Hive-partitioned Parquet)
-    records.py       fetched-range records
+    parts.py         data files written once: names, spans, supersedes, roll-ups
+    edits.py         one writer's edit of a series' files (create, record, delete)
+    records.py       fetched-range records, the manifest of each series' files
     locks.py         writer locks
     upkeep.py        the file edits behind prune: retention, compaction, leftovers
     screens.py       kept screen-prep tables

@@ -6,6 +6,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import IO, TYPE_CHECKING, Protocol
 
@@ -26,9 +27,11 @@ from upbit_cache.errors import DamageError, StorageError, UpbitCacheError, Write
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.checks import check_record, decode, missing_file
+from upbit_cache.store.edits import SeriesEdit
 from upbit_cache.store.files import DataDir, StoredFile
 from upbit_cache.store.locks import WriterLock
 from upbit_cache.store.migrate import migrate
+from upbit_cache.store.parts import Part, disjoint, merge_order, overlaps
 from upbit_cache.store.records import Record, read_record, write_record
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import now_ms
@@ -38,7 +41,9 @@ COLD_ROW_GROUP = 10_080  # a week of 1m candles
 COLD_ZSTD_LEVEL = 12
 _READ_ATTEMPTS = 20
 _GONE_ATTEMPTS = 3  # a listed file missing this many reads in a row is gone, not moving
-_CONFLICT_ATTEMPTS = 20  # rounds of read-merge-write lost to other hosts' writers
+_CONFLICT_ATTEMPTS = 20  # record writes lost to other hosts' writers (S3), planned again
+READ_AHEAD = 8  # data files read at once on object storage
+WRITTEN_ONCE = (0, 0)  # the memory layer's version of a file written once: its name says all
 
 if TYPE_CHECKING:  # pandas is imported only where a frame is made, to keep CLI start fast
     import pandas as pd
@@ -47,7 +52,8 @@ Location = DataDir | str | os.PathLike[str] | None
 
 
 class TableCache(Protocol):
-    """A memory layer in front of file reads (the cache manager's), keyed by file version."""
+    """A memory layer in front of file reads (the cache manager's), keyed by path and version
+    (WRITTEN_ONCE for a file written once: its path names its content)."""
 
     def get(self, path: str, version: tuple[int, int]) -> pa.Table | None: ...
     def put(
@@ -70,7 +76,8 @@ class CandleStore:
     """Hive-partitioned Parquet candles plus fetched-range records under one root.
 
     Writers of a (timeframe, market) hold `lock(tf, market)` around `write`; readers never
-    need a lock, because every file is replaced by an atomic rename.
+    need a lock: data files are written once, and the record listing them is replaced by an
+    atomic rename.
     """
 
     def __init__(
@@ -89,7 +96,8 @@ class CandleStore:
         self.lock_timeout = lock_timeout
         self._on_lock_wait = on_lock_wait
         self._told = False
-        self._cleared: set[str] = set()  # files whose leftover temps this store removed
+        self._swept: set[tuple[str, str]] = set()  # series whose leftovers this store removed
+        self._temps: dict[str, list[StoredFile]] = {}  # timeframe -> temp files of its records
 
     @property
     def root(self) -> str:
@@ -143,49 +151,80 @@ class CandleStore:
     def load_table(self, market: str, tf: Timeframe, span: TimeRange | None = None) -> pa.Table:
         """`load` as an Arrow table (CANDLE_SCHEMA), read through the memory layer if any.
 
-        Hot and cold files are read as one: where both hold a time (a compaction under way,
-        or a backfill into a compacted span), the hot row wins.
+        The files the record lists whose span (their name says it) meets `span` are read and
+        combined; they never share a time, save legacy files a killed compaction left (then
+        the hot row wins). A listed file that is gone makes the record be read again (a
+        compaction may have just replaced it); gone read after read, it is a hole.
         """
         missing: dict[str, int] = {}  # listed file -> reads in a row that did not find it
         for attempt in range(_READ_ATTEMPTS):
-            found = self._files(market, tf, span)
-            try:
-                table = self._combine([self._read(f) for f in found], found)
-                gone = self._listed_but_gone(market, tf, span, found)
-                # A compaction moves files one month at a time: each read may meet another
-                # file in flight; one missing read after read is gone.
-                missing = {path: missing.get(path, 0) + 1 for path in gone}
-                hole = next((path for path, n in missing.items() if n > _GONE_ATTEMPTS), None)
-                if hole is not None:
-                    raise _hole(tf, market, hole)
-                if not gone:
-                    break
-            except FileNotFoundError:
-                # A concurrent prune compacted files between our listing and our read: list
-                # again (the files already read come from memory, so each try gets further).
-                if attempt == _READ_ATTEMPTS - 1:
-                    raise StorageError(
-                        f"{market} {tf}: files keep changing under this read; try again"
-                    ) from None
+            parts = self.current(tf, market, self.record(tf, market), span)
+            tables, gone = self._read_parts(tf, market, parts)
+            if gone is None:
+                table = _combine(list(parts.values()), tables)
+                return in_span(table, span) if span is not None else table
+            missing[gone] = missing.get(gone, 0) + 1
+            if missing[gone] > _GONE_ATTEMPTS:
+                raise _hole(tf, market, gone)
             time.sleep(0.01 * attempt)
-        return in_span(table, span) if span is not None else table
+        raise StorageError(f"{market} {tf}: files keep changing under this read; try again")
 
-    def _listed_but_gone(
-        self, market: str, tf: Timeframe, span: TimeRange | None, found: list[StoredFile]
-    ) -> list[str]:
-        """Files the record lists for `span` that are not on disk: a hole a reader must not
-        hide (a compaction under way looks the same for an instant, hence the retries)."""
-        listed = self.record(tf, market).files
-        if not listed:
-            return []
-        have = {layout.in_series(self.root, tf, market, f.path) for f in found}
-        gone = []
-        for name in sorted(listed - have):
-            path = layout.series_path(self.root, tf, market, name)
-            held = layout.file_span(tf, path)
-            if span is None or not held.clip(span).empty:
-                gone.append(path)
-        return gone
+    def _read_parts(
+        self, tf: Timeframe, market: str, parts: dict[str, Part]
+    ) -> tuple[list[pa.Table], str | None]:
+        """The tables of `parts` (in their order), or the path of one that is gone. On object
+        storage, where each file is a round trip, up to READ_AHEAD at a time."""
+        paths = [layout.series_path(self.root, tf, market, name) for name in parts]
+
+        def read(path: str) -> pa.Table | str:
+            try:
+                return self._read(path)
+            except FileNotFoundError:
+                return path
+
+        if len(paths) > 1 and not self.files.is_local:
+            with ThreadPoolExecutor(min(READ_AHEAD, len(paths))) as pool:
+                found = list(pool.map(read, paths))
+        else:
+            found = [read(p) for p in paths]
+        gone = next((f for f in found if isinstance(f, str)), None)
+        if gone is not None:
+            return [], gone
+        return [f for f in found if not isinstance(f, str)], None
+
+    def current(
+        self, tf: Timeframe, market: str, record: Record, span: TimeRange | None = None
+    ) -> dict[str, Part]:
+        """The series' current data files (touching `span`, None: all), by name in its folder.
+
+        The record's list, and where the record is no manifest (written before version 3,
+        or none) the legacy files on disk too.
+        """
+        names = set(record.files)
+        if not record.manifest:
+            names.update(self._legacy_on_disk(tf, market, span))
+        parts = (Part.of(tf, name) for name in sorted(names))
+        return {p.name: p for p in parts if span is None or overlaps(p.span, span)}
+
+    def _legacy_on_disk(self, tf: Timeframe, market: str, span: TimeRange | None) -> list[str]:
+        if span is not None and span.bounded:
+            paths = layout.legacy_files_between(self.root, tf, market, span)
+            found = [f for f in self.files.stat_many(paths) if f is not None]
+        else:
+            found = self.data_files(tf, market)
+        return [
+            layout.in_series(self.root, tf, market, f.path)
+            for f in found
+            if layout.is_legacy(f.path)
+        ]
+
+    def read_listed(self, tf: Timeframe, market: str, path: str) -> pa.Table:
+        """A file the record lists, for a writer (which holds the series' lock): checked,
+        through memory; gone, it is a hole (DamageError)."""
+        try:
+            return self._read(path)
+        except FileNotFoundError:
+            raise _hole(tf, market, path) from None
 
     def write(
         self,
@@ -198,18 +237,20 @@ class CandleStore:
         sources: dict[str, str] | None = None,
         provisional: Ranges | None = None,
     ) -> int:
-        """Merge candles into their partitions, then record `covered` as settled.
+        """Add candles to the series as new files, then record `covered` as settled.
 
-        Rows replace stored rows with the same `time`. `covered` is recorded as made by this
+        Rows replace stored rows with the same `time` (the files holding those are merged
+        with them into one new file: store/edits.py). `covered` is recorded as made by this
         write: native, or for a derived timeframe derived from `derived_from`, whose base
         partitions' fingerprints (`sources`) are recorded too; the rest of the record keeps
         its labels. Rows of `provisional` (periods Upbit may not have settled when asked)
         are written and recorded as such, not as fetched. Returns the number of rows
         written. The caller holds `lock(tf, market)`.
 
-        On S3 each file is replaced only over the version merged into it: a writer on another
-        host that got there first makes this one read and merge again, so neither's rows are
-        lost (the lock is per host there; this is what holds across hosts).
+        On S3 the record is replaced only over the version read: a writer on another host
+        that got there first (after taking over a stalled lease) makes this one read and
+        plan again, so neither's rows are lost. Data files need no such care: each is
+        created once, under a name its content decides.
         """
         table = to_table(candles)
         for attempt in range(_CONFLICT_ATTEMPTS):
@@ -233,82 +274,124 @@ class CandleStore:
         sources: dict[str, str] | None,
         provisional: Ranges,
     ) -> int:
-        written: set[str] = set()
-        path = layout.fetched_file(self.root, tf, market)
-        old = read_record(self.files, path, for_update=True)
+        old = read_record(self.files, layout.fetched_file(self.root, tf, market), for_update=True)
+        edit = SeriesEdit(self, tf, market, old)
+        self.sweep(tf, market, edit.listed)
         if provisional and table.num_rows:
             # A provisional candle never replaces a settled one (live's closes racing the
             # REST fetch that settled their periods).
             settled = in_ranges(times_ms(table).to_numpy(), old.fetched.subtract(covered))
             table = table.filter(pa.array(~settled)) if settled.any() else table
+        touched = covered.union(provisional)
         if table.num_rows:
+            table = dedupe_by_time(table)
             starts = layout.partition_starts(tf, times_ms(table).to_numpy())
-            order = np.argsort(starts, kind="stable")
-            bounds = np.flatnonzero(np.diff(starts[order])) + 1
-            for rows in np.split(order, bounds):
-                start = int(starts[rows[0]])
-                merged = self._merge_partition(market, tf, start, table.take(rows), old.files)
-                written.add(merged)
-        if covered or sources or written or provisional:
-            self._clear_leftovers(path)
+            bounds = np.flatnonzero(np.diff(starts)) + 1
+            for rows in np.split(np.arange(table.num_rows), bounds):
+                span = edit.place(table.take(rows)).span
+                touched = touched.union([(span.start, span.end)])
+        edit.seal(old.fetched.union(covered), touched)
+        new = old
+        if covered or sources or provisional or edit.changed:
             base = derived_from.name if derived_from is not None else None
-            names = [layout.in_series(self.root, tf, market, p) for p in written]
-            new = old.covering(covered, base, sources, names, provisional)
-            write_record(self.files, path, new)
+            new = old.covering(covered, base, sources, edit.files, provisional)
+        edit.commit(new)
         return table.num_rows
 
-    def _merge_partition(
-        self, market: str, tf: Timeframe, start: int, new: pa.Table, listed: frozenset[str]
-    ) -> str:
-        final = layout.data_file(self.root, tf, market, start)
-        self._clear_leftovers(final)
-        old = self._read_for_update(final)
-        if old is None and layout.in_series(self.root, tf, market, final) in listed:
-            # Writing the new rows alone would make the hole permanent: the record says the
-            # old ones are here.
-            raise _hole(tf, market, final)
-        # Old rows first, so that for a repeated time the new row wins.
-        merged = dedupe_by_time(new if old is None else pa.concat_tables([old, new]))
-        self.put_file(final, merged)
-        return final
+    def sweep(
+        self,
+        tf: Timeframe,
+        market: str,
+        listed: Iterable[str],
+        on_disk: list[StoredFile] | None = None,
+    ) -> list[StoredFile]:
+        """Delete what killed writers left of one series, once per store: temp files, and
+        data files the record does not list (`listed`: the current names); what went. The
+        caller holds the series' writer lock."""
+        key = (tf.name, market)
+        if key in self._swept:
+            return []
+        self._swept.add(key)
+        found = self.leftovers(tf, market, listed, on_disk)
+        for f in found:
+            self.files.delete(f.path)  # gone already: another writer was first
+        if any(not f.is_temp for f in found):
+            self.bump_record(tf, market)
+        return found
 
-    def _read_for_update(self, path: str) -> pa.Table | None:
-        """A data file a writer will replace, or None; on S3 its version is remembered."""
-        if not self.files.conditional:
-            found = self.files.stat(path)
-            return self._read(found) if found is not None else None
-        raw = self.files.read_for_update(path)
-        return decode(path, lambda: pa.BufferReader(raw)) if raw is not None else None
+    def bump_record(self, tf: Timeframe, market: str) -> None:
+        """After unlisted data files were deleted, on S3: write the record again (as it is,
+        a new version), so that a writer whose lease was taken over while it stalled, and
+        which created one of them, fails its conditional record write and plans again
+        rather than list a file that is gone. Nothing to do elsewhere (locks hold there)."""
+        path = layout.fetched_file(self.root, tf, market)
+        if self.files.conditional and self.files.stat(path) is not None:
+            write_record(self.files, path, read_record(self.files, path), fresh=True)
 
-    def _clear_leftovers(self, final: str) -> None:
-        """Remove temp files a killed writer left beside `final`, once per file and process.
+    def leftovers(
+        self,
+        tf: Timeframe,
+        market: str,
+        listed: Iterable[str] | None,
+        on_disk: list[StoredFile] | None = None,
+    ) -> list[StoredFile]:
+        """Temp files of the series' writers and its data files that `listed` lacks (orphans
+        of a killed write, or files it superseded; None: no data file, the record is not to
+        be trusted): safe to delete under the series' lock (then `bump_record`)."""
+        root = self.root
+        folder = layout.market_dir(root, tf, market)
+        found = on_disk if on_disk is not None else self._on_disk(folder)
+        names = set(listed) if listed is not None else None
+        orphans = [
+            f
+            for f in found
+            if names is not None
+            and not f.is_temp
+            and layout.is_data_file(f.name)
+            and layout.in_series(root, tf, market, f.path) not in names
+        ]
+        name = layout.fetched_file(root, tf, market).rpartition("/")[2]
+        temps = [f for f in found if f.is_temp]
+        temps += [f for f in self._record_temps(tf) if f.name.startswith(f".{name}.")]
+        return temps + orphans
 
-        The caller holds the series' writer lock, so no other writer's temp is there now.
-        """
-        if final in self._cleared:
-            return
-        self._cleared.add(final)
-        folder, _, name = final.rpartition("/")
-        for found in self.files.list_files(folder):
-            if found.is_temp and found.name.startswith(f".{name}."):
-                self.files.delete(found.path)
+    def _record_temps(self, tf: Timeframe) -> list[StoredFile]:
+        """Temp files among the records of `tf`, listed once per store: a series' own are
+        deleted only under its lock, when no writer of it can be making one (one listed
+        earlier is a finished write's, gone, or a killed one's)."""
+        found = self._temps.get(tf.name)
+        if found is None:
+            folder = layout.records_root(self.root, tf)
+            found = self._temps[tf.name] = [f for f in self.files.list_files(folder) if f.is_temp]
+        return found
+
+    def create_file(self, path: str, table: pa.Table) -> StoredFile | None:
+        """Create one data file named by its content (see `DataDir.create`), encoded for its
+        tier; None if it was there already (the same rows: adopted as it is). The caller
+        holds the series' writer lock."""
+        tier = layout.tier_of(path)
+        made = self.files.create(path, lambda sink: write_parquet(table, sink, tier))
+        # Just written (or there with these rows): keep it, so a read that follows is free.
+        self.cache.put(path, WRITTEN_ONCE, table)
+        return made
 
     def put_file(self, path: str, table: pa.Table) -> StoredFile | None:
-        """Write one data file atomically, encoded for its tier (named by its file name).
-
-        The caller holds the series' writer lock; None if the file vanished all the same.
-        """
+        """Write one data file: a legacy name is replaced atomically, any other created
+        (`create_file`). The caller holds the series' writer lock."""
+        if not layout.is_legacy(path):
+            return self.create_file(path, table)
         tier = layout.tier_of(path)
         written = self.files.write(path, lambda sink: write_parquet(table, sink, tier))
         if written is not None:
-            # Just written: keep it in memory, so a read that follows costs no disk read.
             self.cache.put(path, written.version, table)
         return written
 
-    def remove_file(self, path: str) -> None:
-        """Delete one data file and its partition directory if that is left empty."""
+    def remove_file(self, path: str, *, keep_folder: bool = False) -> None:
+        """Delete one data file and, unless `keep_folder` (other files are there), its
+        partition folder if that is left empty."""
         self.files.delete(path)  # already gone is what was asked for
-        self.files.delete_dir_if_empty(path.rpartition("/")[0])
+        if not keep_folder:
+            self.files.delete_dir_if_empty(path.rpartition("/")[0])
 
     def forget(self, tf: Timeframe, market: str, spans: Ranges) -> None:
         """Take `spans` out of what the record says was fetched, so the next fetch asks for
@@ -323,8 +406,17 @@ class CandleStore:
         write_record(self.files, layout.fetched_file(self.root, tf, market), record)
 
     def data_files(self, tf: Timeframe, market: str) -> list[StoredFile]:
-        """Every data file (both tiers) of one (timeframe, market), in path order."""
-        return self._files(market, tf, None)
+        """Every data file on disk (both tiers, listed or not) of one (timeframe, market), in
+        path order."""
+        found = self._on_disk(layout.market_dir(self.root, tf, market))
+        return [f for f in found if not f.is_temp and layout.is_data_file(f.name)]
+
+    def series_listing(self, tf: Timeframe, market: str) -> list[StoredFile]:
+        """Every file under the series' folder (temp files too), in path order."""
+        return self._on_disk(layout.market_dir(self.root, tf, market))
+
+    def _on_disk(self, folder: str) -> list[StoredFile]:
+        return self.files.list_files(folder, recursive=True)
 
     def timeframes(self) -> list[Timeframe]:
         """Timeframes with any data or record in the store."""
@@ -346,38 +438,29 @@ class CandleStore:
         return sorted(held.union(self.markets(tf)))
 
     def partition_files(
-        self, tf: Timeframe, market: str, tier: layout.Tier = "hot"
-    ) -> dict[int, StoredFile]:
-        """The data files of one (timeframe, market) in one tier, by partition start."""
-        found = self._files(market, tf, None)
-        return {
-            layout.parse_partition(f.path)[2]: f for f in found if layout.tier_of(f.path) == tier
-        }
+        self, tf: Timeframe, market: str, tier: layout.Tier | None = "hot"
+    ) -> dict[int, list[Part]]:
+        """The current data files of one (timeframe, market) in one tier (None: both), by
+        the start of the partition (of their tier) holding them."""
+        found: dict[int, list[Part]] = {}
+        for part in self.current(tf, market, self.record(tf, market)).values():
+            if tier is None or part.tier == tier:
+                start = layout.partition_start(tf, part.span.start, part.tier)
+                found.setdefault(start, []).append(part)
+        return found
 
     def usage(self) -> dict[layout.Tier, TierUsage]:
         """Files and bytes of each tier of the whole dataset."""
         return usage_by_tier(self.files.list_files(layout.candles_dir(self.root), recursive=True))
 
-    def read_file(self, found: StoredFile | str, *, for_update: bool = False) -> pa.Table:
-        """One data file, from memory when this version of it was read or written before.
-
-        `for_update`: read by a writer that will replace or delete it (prune, verify).
-        """
-        if for_update and self.files.conditional:
-            path = found if isinstance(found, str) else found.path
-            table = self._read_for_update(path)
-            if table is None:
-                raise StorageError(f"cannot read {path}: there is no such file")
-            return table
-        if isinstance(found, str):
-            stat = self.files.stat(found)
-            if stat is None:
-                raise StorageError(f"cannot read {found}: there is no such file")
-            found = stat
+    def read_file(self, found: StoredFile | str) -> pa.Table:
+        """One data file, from memory when it was read or written before (a legacy file:
+        this version of it); StorageError if there is none."""
+        path = found if isinstance(found, str) else found.path
         try:
-            return self._read(found)
-        except FileNotFoundError as exc:
-            raise StorageError(f"cannot read {found.path}: it was removed meanwhile") from exc
+            return self._read(path, found if isinstance(found, StoredFile) else None)
+        except FileNotFoundError:
+            raise StorageError(f"cannot read {path}: there is no such file") from None
 
     def check_file(self, found: StoredFile) -> pa.Table:
         """One data file read from disk, never from memory, and checked (checks.py): what
@@ -395,32 +478,33 @@ class CandleStore:
         paths = [layout.series_path(self.root, tf, market, n) for n in sorted(record.files - have)]
         return [p for p in paths if record.fetched.clip(layout.file_span(tf, p))]
 
-    def _read(self, found: StoredFile) -> pa.Table:
-        # From memory a table is served as it was checked when read (or made by a write).
-        table = self.cache.get(found.path, found.version)
+    def _read(self, path: str, found: StoredFile | None = None) -> pa.Table:
+        """A data file, checked; FileNotFoundError if it is gone. From memory a table is
+        served as it was checked when read (or made by a write): a file written once is
+        known by its path, a legacy file by its version too."""
+        version = WRITTEN_ONCE
+        if layout.is_legacy(path):
+            found = found if found is not None else self.files.stat(path)
+            if found is None:
+                raise FileNotFoundError(path)
+            version = found.version
+        table = self.cache.get(path, version)
         if table is None:
-            table = decode(found.path, lambda: self.files.open_input(found.path))
-            self.cache.put(found.path, found.version, table, read=True)
+            table = decode(path, lambda: self.files.open_input(path))
+            self.cache.put(path, version, table, read=True)
         return table
 
-    @staticmethod
-    def _combine(parts: list[pa.Table], found: list[StoredFile]) -> pa.Table:
-        if not parts:
-            return CANDLE_SCHEMA.empty_table()
-        table = pa.concat_tables(parts)
-        if any(layout.tier_of(f.path) == "cold" for f in found):
-            # Path order puts a span's cold file before its hot files: the hot row wins.
-            table = dedupe_by_time(table)
-        return table
 
-    def _files(self, market: str, tf: Timeframe, span: TimeRange | None) -> list[StoredFile]:
-        """The data files (both tiers) that may hold `span` (None: all), in path order."""
-        if span is not None and span.bounded:
-            names = layout.data_files_between(self.root, tf, market, span)
-            found = [f for f in self.files.stat_many(names) if f is not None]
-        else:
-            found = self.files.list_files(layout.market_dir(self.root, tf, market), recursive=True)
-        return sorted((f for f in found if layout.is_data_file(f.name)), key=_path)
+def _combine(parts: list[Part], tables: list[pa.Table]) -> pa.Table:
+    """The rows of a series' files as one sorted table, each time once."""
+    if not tables:
+        return CANDLE_SCHEMA.empty_table()
+    if disjoint(parts):  # files written once never share a time: their order is the rows'
+        order = sorted(range(len(parts)), key=lambda i: parts[i].span.start)
+        return pa.concat_tables([tables[i] for i in order])
+    # Legacy files a killed compaction left in both tiers: the hot row wins.
+    order = [parts.index(p) for p in merge_order(parts)]
+    return dedupe_by_time(pa.concat_tables([tables[i] for i in order]))
 
 
 @dataclass(frozen=True)
@@ -479,7 +563,3 @@ def write_parquet(table: pa.Table, sink: IO[bytes] | pa.NativeFile, tier: layout
 def _hole(tf: Timeframe, market: str, path: str) -> DamageError:
     named = missing_file(path)
     return DamageError(f"{tf} {market}: {named}", path, named.kind, named.detail)
-
-
-def _path(found: StoredFile) -> str:
-    return found.path

@@ -3,7 +3,8 @@
 Every read of a data file from disk goes through `decode` (CandleStore's reads, a writer's
 merge, prune, verify), so a reader never serves, merges, compacts or derives from a file that
 is not what its place says: Parquet that opens, the candle schema, no empty value, every row
-inside the span its partition folder names, times sorted and each once, no impossible value.
+inside the span its name says (a legacy file: its partition), times sorted and each once, no
+impossible value.
 A table from the memory layer was checked when it was read (or made by a write) and is not
 checked again. A record that claims ranges after now (beyond a margin for clocks) is damaged
 too: it would hide everything after the real last fetch as fetched and quiet. Damage is a
@@ -21,7 +22,6 @@ import pyarrow.parquet as pq
 
 from upbit_cache.candles import CANDLE_SCHEMA, impossible_values
 from upbit_cache.errors import DamageError
-from upbit_cache.ranges import TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.records import REPAIR, Record, damaged_record
 from upbit_cache.times import iso
@@ -80,8 +80,13 @@ def check_candles(path: str, table: pa.Table) -> pa.Table:
     times = table["time"].to_numpy().view(np.int64)  # ms since the epoch, as stored
     ordered = bool((times[1:] > times[:-1]).all())  # sorted, each time once
     first, last = (times[0], times[-1]) if ordered else (times.min(), times.max())
-    tf, _, start = layout.parse_partition(path)
-    span = TimeRange(start, layout.partition_end(tf, start, layout.tier_of(path)))
+    tf = layout.parse_partition(path)[0]
+    partition = layout.partition_of(tf, path)
+    span = layout.file_span(tf, path)  # ends with its last period: past the partition, maybe
+    if not partition.start <= span.start < partition.end:
+        detail = f"its name's span {_when(span.start)}→{_when(span.end)} is not in its partition"
+        raise damaged_file(path, "wrong partition", detail)
+    span = span.clip(partition)  # where its candles may start
     if first < span.start or last >= span.end:
         outside = int(((times < span.start) | (times >= span.end)).sum())
         detail = f"{outside} of {len(times)} rows outside {_when(span.start)}→{_when(span.end)}"

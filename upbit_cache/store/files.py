@@ -247,6 +247,30 @@ class DataDir:
     def write_bytes(self, path: str, data: bytes) -> StoredFile | None:
         return self.write(path, lambda sink: sink.write(data))
 
+    def create(self, path: str, write: Writer) -> StoredFile | None:
+        """Create `path` with what `write` puts into the stream, only if there is no file
+        there: the file as created, or None if one was there already (nothing written).
+
+        Atomic like `write`: on a local disk a hidden temp file hard-linked to `path` (link(2)
+        fails where a file is), on S3 one PUT with `If-None-Match: *`.
+        """
+        if self.conditional:
+            import pyarrow as pa
+
+            sink = pa.BufferOutputStream()
+            write(sink)
+            try:
+                self.objects.put(path, sink.getvalue().to_pybytes(), ABSENT)
+            except WriteConflict:
+                return None
+            return self.stat(path)
+        if not self.is_local:  # no create-if-absent: one writer at a time there (see `lock`)
+            if self.stat(path) is not None:
+                return None
+            atomic_write(self.fs, path, write)
+            return self.stat(path)
+        return _create_local(path, write)
+
     def delete(self, path: str) -> bool:
         """Remove a file; False if it was already gone. On S3, conditional as `write` is."""
         if self.conditional and path in self._seen:
@@ -458,6 +482,26 @@ def atomic_write(fs: pafs.FileSystem | None, final: str, write: Writer) -> None:
     except BaseException:
         _discard(fs, tmp)
         raise
+
+
+def _create_local(final: str, write: Writer) -> StoredFile | None:
+    """`DataDir.create` on a local disk: a temp file, linked to `final` only if it is absent."""
+    tmp = temp_path(final)
+    try:
+        os.makedirs(final.rpartition("/")[0] or "/", exist_ok=True)
+        with open(tmp, "wb") as local:
+            write(local)
+            local.flush()
+            made = os.fstat(local.fileno())
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            return None
+        return StoredFile(final, made.st_size, made.st_mtime_ns)
+    except OSError as exc:
+        raise StorageError(f"cannot write {final}: {exc.strerror or exc}") from exc
+    finally:
+        _discard(None, tmp)
 
 
 def _discard(fs: pafs.FileSystem | None, path: str) -> None:

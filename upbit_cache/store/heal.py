@@ -12,9 +12,11 @@ the window nothing is read or touched: what a listing shows (a listed file gone,
 file) is reported, for `verify --repair`.
 
 The versions (size, modification time) of the files that passed are kept in
-`checked/<tf>/<MARKET>.json` (a cache: what it does not say is read), and a file is read
-again only once it changed: a cron fetch over a year reads what its last run wrote, not the
-year. Damage that keeps a file's size and time (bit rot) is for the readers and `verify`.
+`checked/<tf>/<MARKET>.json` (a cache: what it does not say is read), by name: files are
+written once, so a cron fetch over a year reads what its last run wrote, not the year; a
+file changed by hand (its size or time) is read again. Damage that keeps a file's size and
+time (bit rot) is for the readers and `verify`. What killed writers left (unlisted files,
+temp files) is deleted first, under the lock (CandleStore.sweep).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from upbit_cache.store import layout
 from upbit_cache.store.audit import Problem, SeriesAudit, file_problem, repair_series
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.store.files import StoredFile
+from upbit_cache.store.parts import overlaps
 from upbit_cache.store.records import Record
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import now_ms
@@ -73,7 +76,18 @@ def heal_window(
     except DamageError as exc:
         heal.healed.append(_heal_record(store, tf, market, exc, stamp))
         record = store.record(tf, market, for_update=True)
-    on_disk = store.data_files(tf, market)
+    # What killed writers left goes first (under the lock, once per run): a file no record
+    # lists is no reader's, and a plain Hive reader would meet its rows twice.
+    current = store.current(tf, market, record)
+    everything = store.series_listing(tf, market)
+    swept = {f.path for f in store.sweep(tf, market, current, everything)}
+    on_disk = [
+        f
+        for f in everything
+        if f.path not in swept
+        and not f.is_temp
+        and layout.in_series(store.root, tf, market, f.path) in current
+    ]
     problems = _check_window(store, tf, market, on_disk, window)
     for path in store.missing_files(tf, market, record, on_disk):
         gone = Problem(tf, market, "missing", path, "listed in the record, not on disk")
@@ -99,12 +113,28 @@ def _heal_record(
     store.files.move(path, target)
     store.files.read_for_update(path)  # on S3: the next write creates it, over nothing
     closed = TimeRange.before(tf.floor_one(now_ms()))  # never a claim after now
-    on_disk = store.data_files(tf, market)
+    on_disk = _survivors(tf, store.data_files(tf, market))
     spans = [layout.file_span(tf, f.path).clip(closed) for f in on_disk]
     names = frozenset(layout.in_series(store.root, tf, market, f.path) for f in on_disk)
     held = Ranges.of((s.start, s.end) for s in spans if not s.empty)
     store.set_record(tf, market, Record(files=names, provisional=held))
     return Healed(Problem(tf, market, "damaged record", path, damage.detail), target)
+
+
+def _survivors(tf: Timeframe, on_disk: list[StoredFile]) -> list[StoredFile]:
+    """The data files a record lost to damage most likely listed: where files written once
+    share a span, the newest (a superseding file is written after what it merges, and
+    holds its rows). Legacy files are all kept (readers let the hot row win)."""
+    kept: list[StoredFile] = []
+    newest_first = sorted(on_disk, key=lambda f: (f.mtime_ns, f.bytes), reverse=True)
+    for found in newest_first:
+        span = layout.file_span(tf, found.path)
+        if layout.is_legacy(found.path) or not any(
+            not layout.is_legacy(k.path) and overlaps(span, layout.file_span(tf, k.path))
+            for k in kept
+        ):
+            kept.append(found)
+    return sorted(kept, key=lambda f: f.path)
 
 
 def _check(store: CandleStore, tf: Timeframe, market: str, found: StoredFile) -> Problem | None:

@@ -1,7 +1,9 @@
 """Where everything lives in a data dir: built here, and parsed back here, nowhere else.
 
-    <root>/candles/timeframe=<tf>/market=<MARKET>/date=<YYYY-MM-DD>/part-0.parquet  hot tier
-    <root>/candles/timeframe=<tf>/market=<MARKET>/date=<YYYY-MM-DD>/cold-0.parquet  cold tier
+    <root>/candles/timeframe=<tf>/market=<MARKET>/date=<YYYY-MM-DD>/<data file>     the dataset
+      part-<from>-<to>-<hash>.parquet   hot tier: rows of [from, to), written once
+      cold-<from>-<to>-<hash>.parquet   cold tier (prune's compaction)
+      part-0.parquet, cold-0.parquet    before files were written once: the whole partition
     <root>/fetched/<tf>/<MARKET>.json                                      fetched ranges
     <root>/locks/<tf>/<MARKET>.lock                                        writer locks
     <root>/screens/<key>.<format>, <key>.json                              kept screen tables
@@ -16,11 +18,17 @@ dirs made before the `timeframe=` key (`candles/<tf>/...`) are moved on first us
 span of time, chosen per timeframe so that files hold hundreds to tens of thousands of rows:
 a day for 1s and 1m, a month for 3m-30m, a year for 1h and coarser. `prune` compacts old hot
 partitions into cold files spanning a day for 1s, a month for 1m and a year otherwise.
-`date=` is the first day of a file's span, so filter on `time`, not on `date`.
+`date=` is the first day of a file's partition, so filter on `time`, not on `date`.
+
+A data file is never rewritten: its name says the span of its rows (`<from>`, `<to>` as UTC
+stamps `20260101T000000`: the first row's time, the end of the last row's period) and a hash
+of their content (identical rows, identical name), so a partition holds any number of files
+and the series' record lists which are current (store/parts.py).
 """
 
 from __future__ import annotations
 
+import calendar
 import re
 import uuid
 from datetime import UTC, datetime
@@ -34,9 +42,13 @@ if TYPE_CHECKING:
 
 Span = Literal["day", "month", "year"]
 Tier = Literal["hot", "cold"]
-DATA_FILE = "part-0.parquet"
+DATA_FILE = "part-0.parquet"  # a hot partition's one file before files were written once
 COLD_FILE = "cold-0.parquet"
-FILE_NAMES: dict[Tier, str] = {"hot": DATA_FILE, "cold": COLD_FILE}
+LEGACY_NAMES: dict[Tier, str] = {"hot": DATA_FILE, "cold": COLD_FILE}
+PREFIXES: dict[Tier, str] = {"hot": "part", "cold": "cold"}
+PARQUET = ".parquet"
+_FOLDER_RE = re.compile(r"(?:^|/)date=(\d{4})-(\d\d)-(\d\d)/[^/]+$")
+_NAMED_RE = re.compile(r"(part|cold)-(\d{8}T\d{6})-(\d{8}T\d{6})-([0-9a-f]{6,16})\.parquet")
 CANDLES = "candles"
 RECORDS = "fetched"
 SCREENS = "screens"
@@ -66,7 +78,7 @@ def partition_span(tf: Timeframe, tier: Tier = "hot") -> Span:
 
 def tier_of(path: str) -> Tier:
     """The tier of a data file, from its name."""
-    return "cold" if path.endswith("/" + COLD_FILE) else "hot"
+    return "cold" if path.rpartition("/")[2].startswith("cold-") else "hot"
 
 
 def partition_starts(tf: Timeframe, ms: np.ndarray) -> np.ndarray:
@@ -175,14 +187,45 @@ def partition_dir(root: str, tf: Timeframe, market: str, start_ms: int) -> str:
     return f"{market_dir(root, tf, market)}/date={day}"
 
 
-def data_file(root: str, tf: Timeframe, market: str, start_ms: int, tier: Tier = "hot") -> str:
-    return f"{partition_dir(root, tf, market, start_ms)}/{FILE_NAMES[tier]}"
+def data_name(tf: Timeframe, tier: Tier, span: TimeRange, digest: str) -> str:
+    """A data file's name inside its series' folder: `date=.../part-<from>-<to>-<hash>.parquet`
+    (the folder is the partition, of `tier`, holding `span`)."""
+    folder = partition_folder(partition_start(tf, span.start, tier))
+    return f"{folder}/{PREFIXES[tier]}-{stamp(span.start)}-{stamp(span.end)}-{digest}{PARQUET}"
 
 
-def data_files_between(root: str, tf: Timeframe, market: str, span: TimeRange) -> list[str]:
-    """Every data file, cold tier then hot, that may hold candles of `span` (bounded)."""
+def partition_folder(start_ms: int) -> str:
+    """A partition's folder inside its series' folder: `date=2026-01-01`."""
+    return f"date={datetime.fromtimestamp(start_ms / 1000, UTC).date().isoformat()}"
+
+
+def stamp(ms: int) -> str:
+    """A time in a data file's name: `20260101T000000` (UTC, whole seconds)."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y%m%dT%H%M%S")
+
+
+def _unstamp(text: str) -> int:
+    parts = (text[0:4], text[4:6], text[6:8], text[9:11], text[11:13], text[13:15])
+    return calendar.timegm(tuple(int(p) for p in parts)) * 1000
+
+
+def named_span(name: str) -> TimeRange | None:
+    """The span a written-once data file's name says it holds; None for any other name."""
+    found = _NAMED_RE.fullmatch(name.rpartition("/")[2])
+    if found is None:
+        return None
+    return TimeRange(_unstamp(found[2]), _unstamp(found[3]))
+
+
+def legacy_file(root: str, tf: Timeframe, market: str, start_ms: int, tier: Tier = "hot") -> str:
+    """A partition's one file before files were written once (`part-0.parquet`)."""
+    return f"{partition_dir(root, tf, market, start_ms)}/{LEGACY_NAMES[tier]}"
+
+
+def legacy_files_between(root: str, tf: Timeframe, market: str, span: TimeRange) -> list[str]:
+    """Every legacy data file, cold tier then hot, that may hold candles of `span` (bounded)."""
     return [
-        data_file(root, tf, market, p, tier)
+        legacy_file(root, tf, market, p, tier)
         for tier in ("cold", "hot")
         for p in partitions_between(tf, span, tier)
     ]
@@ -199,7 +242,13 @@ def parse_partition(path: str) -> tuple[Timeframe, str, int]:
 
 
 def is_data_file(name: str) -> bool:
-    return name in FILE_NAMES.values()
+    """Whether a file name is a data file's (written once, or legacy)."""
+    return name in LEGACY_NAMES.values() or _NAMED_RE.fullmatch(name) is not None
+
+
+def is_legacy(path: str) -> bool:
+    """Whether a data file is of the kind written before files were written once."""
+    return path.rpartition("/")[2] in LEGACY_NAMES.values()
 
 
 def records_dir(root: str) -> str:
@@ -211,8 +260,20 @@ def records_root(root: str, tf: Timeframe) -> str:
 
 
 def file_span(tf: Timeframe, path: str) -> TimeRange:
-    """The time a data file's folder and name say it holds."""
-    start = parse_partition(path)[2]
+    """The time a data file's name says it holds (a legacy file: its whole partition)."""
+    named = named_span(path)
+    if named is not None:
+        return named
+    return partition_of(tf, path)
+
+
+def partition_of(tf: Timeframe, path: str) -> TimeRange:
+    """The span of the partition a data file's folder and tier name (`path` in its series'
+    folder or whole)."""
+    found = _FOLDER_RE.search(path)
+    if found is None:
+        raise ValueError(f"not a data file's path: {path}")
+    start = calendar.timegm((int(found[1]), int(found[2]), int(found[3]), 0, 0, 0)) * 1000
     return TimeRange(start, partition_end(tf, start, tier_of(path)))
 
 

@@ -9,22 +9,28 @@ what changed. Candles of periods Upbit may not have settled yet (the last second
 run: it stores trades a little after they happen) are written but listed as `provisional`,
 not `fetched`: the next run asks for them again.
 
+It is also the manifest of the series' data files (`files`): they are written once
+(store/parts.py), and readers read the files listed here, never a listing of the folder.
+
 On disk (JSON)::
 
-    {"version": 2, "fetched": [[start_ms, end_ms], ...],
+    {"version": 3, "fetched": [[start_ms, end_ms], ...],
      "derived": {"15m": [[start_ms, end_ms], ...]},          # base -> ranges derived from it
      "sources": {"15m": {"<partition start ms>": "<fingerprint>"}},
      "pruned": [...], "provisional": [[start_ms, end_ms]],
-     "files": ["date=.../part-0.parquet", ...]}
+     "files": ["date=.../part-<from>-<to>-<hash>.parquet", ...]}
 
 The parts of `fetched` in no `derived` list are native. Version 1 records (before ranges
 had their own base) name one `derived_from` for the whole series and a flat `sources`; they
-read as that base over everything fetched.
+read as that base over everything fetched. Records before version 3 (and a series with no
+record) are no manifest: their series' files are the legacy ones on disk (`part-0.parquet`,
+`cold-0.parquet`), adopted into the record by the first write.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +39,7 @@ from upbit_cache.errors import DamageError
 from upbit_cache.ranges import Ranges
 from upbit_cache.store.files import DataDir
 
-_VERSION = 2
+_VERSION = 3  # 3: `files` is the manifest of the series' data files
 NATIVE = "native"  # the base of candles fetched from Upbit (no timeframe has this name)
 REPAIR = "run `upbit-cache verify --repair`"
 
@@ -48,11 +54,13 @@ class Record:
     # Base timeframe name -> base partition start -> fingerprint, for incremental resampling.
     sources: dict[str, dict[str, str]] = field(default_factory=dict)
     pruned: Ranges = field(default_factory=Ranges)  # deleted by `prune`, not fetched again
-    # The data files that hold rows, relative to the series' folder (`date=.../part-0.parquet`):
-    # what `verify` expects to find. Empty for records written before it existed.
+    # The current data files, relative to the series' folder: what readers read and
+    # `verify` expects to find.
     files: frozenset[str] = frozenset()
     # Written, but not settled at Upbit when asked: not fetched, asked for again.
     provisional: Ranges = field(default_factory=Ranges)
+    # Whether `files` is the whole truth (version 3); else the legacy files on disk count too.
+    manifest: bool = True
 
     def bases(self) -> dict[str, Ranges]:
         """Who made each fetched range: NATIVE or a base timeframe's name -> its ranges.
@@ -76,14 +84,15 @@ class Record:
         covered: Ranges,
         base: str | None = None,
         sources: Mapping[str, str] | None = None,
-        files: Iterable[str] = (),
+        files: Iterable[str] | None = None,
         provisional: Ranges | None = None,
     ) -> Record:
         """This record after a write settled `covered`, made by Upbit (`base` None) or
         derived from `base` (with the fingerprints of the base partitions it used).
 
-        The write's label replaces the old ones over `covered` only; `files` are the data
-        files it wrote; `provisional`, what it wrote of periods not settled yet.
+        The write's label replaces the old ones over `covered` only; `files` are the current
+        data files after it (None: as they were); `provisional`, what it wrote of periods not
+        settled yet.
         """
         fetched = self.fetched.union(covered)
         derived = {b: spans.subtract(covered) for b, spans in self.derived.items()}
@@ -96,8 +105,9 @@ class Record:
             derived={b: spans.intersect(fetched) for b, spans in derived.items() if spans},
             sources=kept,
             pruned=self.pruned.subtract(covered),  # fetched again: no longer a pruned gap
-            files=self.files | frozenset(files),
+            files=self.files if files is None else frozenset(files),
             provisional=self.provisional.union(provisional or ()).subtract(fetched),
+            manifest=self.manifest or files is not None,
         )
 
 
@@ -108,7 +118,7 @@ def read_record(files: DataDir, path: str, *, for_update: bool = False) -> Recor
     """
     raw = files.read_for_update(path) if for_update else files.read_bytes(path)
     if raw is None:
-        return Record()
+        return Record(manifest=False)  # legacy files on disk may be there all the same
     try:
         return _parse(json.loads(raw))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -141,12 +151,17 @@ def _parse(data: dict[str, Any]) -> Record:
         pruned=Ranges.from_json(data.get("pruned", [])),
         files=frozenset(str(name) for name in data.get("files", [])),
         provisional=Ranges.from_json(data.get("provisional", [])),
+        manifest=data.get("version", 1) >= _VERSION,
     )
 
 
-def write_record(files: DataDir, path: str, record: Record) -> None:
-    """Replace the record atomically."""
-    data: dict[str, object] = {"version": _VERSION, "fetched": record.fetched.to_json()}
+def write_record(files: DataDir, path: str, record: Record, *, fresh: bool = False) -> None:
+    """Replace the record atomically (a record that is no manifest stays one of version 2:
+    its legacy files are adopted by a write, which reads them on disk). `fresh`: with a
+    token of this write, so that even the same record is a new version (S3's version is a
+    hash of the content)."""
+    version = _VERSION if record.manifest else 2
+    data: dict[str, object] = {"version": version, "fetched": record.fetched.to_json()}
     if record.derived:
         data["derived"] = {b: spans.to_json() for b, spans in sorted(record.derived.items())}
     if record.sources:
@@ -157,4 +172,6 @@ def write_record(files: DataDir, path: str, record: Record) -> None:
         data["provisional"] = record.provisional.to_json()
     if record.files:
         data["files"] = sorted(record.files)
+    if fresh:
+        data["written"] = uuid.uuid4().hex[:12]
     files.write_bytes(path, json.dumps(data).encode())

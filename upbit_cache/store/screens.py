@@ -20,9 +20,10 @@ from upbit_cache.timeframes import Timeframe
 
 def series_versions(files: DataDir, tf: Timeframe, market: str, span: TimeRange) -> list[object]:
     """What a table of `span` read from one series depends on: the version of its record
-    and of every data file that may hold it (None where there is none)."""
+    (which lists the data files, written once: a new file is a new record) and of every
+    legacy data file that may hold it (None where there is none)."""
     names = [layout.fetched_file(files.root, tf, market)]
-    names += layout.data_files_between(files.root, tf, market, span)
+    names += layout.legacy_files_between(files.root, tf, market, span)
     return [list(f.version) if f is not None else None for f in files.stat_many(names)]
 
 

@@ -1,38 +1,44 @@
 """The file edits behind `prune`: retention and compaction of one series, and leftovers.
 
-Every step is ordered so that a prune killed at any point leaves a store that readers see
-whole, and the next prune finishes the job:
-- compaction writes the cold file (old cold rows plus the hot rows) first, then deletes the
-  hot files; in between, readers see both and prefer the hot rows, which are the same;
-- retention updates the fetched-range record first, then deletes rows, so the record never
-  claims data that is gone (the deleted range is recorded as pruned: a later fetch asks for
-  it again only if its range includes it).
-A dry run does the same work in memory: what it would write is encoded (so sizes are
-exact) and kept, so that compaction after retention sees the files as retention left them.
+Data files are written once (store/parts.py), so both edits are one kind of step
+(store/edits.py: new files, then the record, then the superseded files go), which a prune
+killed at any point leaves whole for every reader, and which the next prune finishes:
+- compaction merges a cold partition's listed cold file and the hot files of its partitions
+  that ended before the cutoff into one new cold file;
+- retention takes the files before the cutoff out of the record (with the fetched ranges
+  they held, recorded as pruned: a later fetch asks for them again only if its range
+  includes them), and a file straddling the cutoff is replaced by one of its later rows.
+A killed step leaves unlisted files (the new ones, or the superseded), which readers ignore
+and the next writer or prune deletes (`series_leftovers`). A dry run makes the same plan in
+memory: what it would write is encoded (so sizes are exact) and kept, so that compaction
+after retention sees the files as retention left them.
 
 Before anything of a series is edited, `check` reads its record and every file the edits
 will read (each read makes the checks of checks.py), and looks for files its record lists
 that are gone: a series that cannot be read cleanly is left exactly as it is (DamageError),
-so its damage stays for `verify` to find. Compaction drops no row: a cold span's rows are
-each file's own, checked, and only where a hot file and the cold one hold the same time
-(a compaction killed half way) does the hot row win.
+so its damage stays for `verify` to find. Compaction drops no row: where two files hold one
+time (legacy files of a compaction killed half way), the hot row wins.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import pyarrow as pa
 
-from upbit_cache.candles import dedupe_by_time, in_span
+from upbit_cache.candles import in_span
+from upbit_cache.errors import DamageError
 from upbit_cache.ranges import TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.candle_store import CandleStore, write_parquet
 from upbit_cache.store.checks import missing_file
+from upbit_cache.store.edits import SeriesEdit
 from upbit_cache.store.files import StoredFile
+from upbit_cache.store.parts import Part, hull
+from upbit_cache.store.records import Record
 from upbit_cache.timeframes import Timeframe
 
 Action = Literal["compact", "retain"]
@@ -61,15 +67,19 @@ class Change:
 class SeriesEditor:
     """The files of one (timeframe, market), edited for real or, in a dry run, in memory.
 
-    The caller holds the series' writer lock.
+    The caller holds the series' writer lock; `check` comes first.
     """
 
     def __init__(self, store: CandleStore, tf: Timeframe, market: str, dry_run: bool) -> None:
         self.store, self.tf, self.market, self.dry_run = store, tf, market, dry_run
-        self._pending: dict[str, tuple[pa.Table, int] | None] = {}  # path -> (table, bytes)
-        self._facts: dict[str, FileFacts] = {}  # files read (checked) as they are on disk
-        self._kept: dict[str, pa.Table] = {}  # of those, the ones `check` kept for the edits
-        self._held = 0  # bytes of the kept tables (at most KEEP_BYTES past the first)
+        self._edit: SeriesEdit | None = None
+        self._sizes: dict[str, int] = {}  # name -> bytes: on disk, or as a dry run encoded it
+        self._held = 0  # bytes of the tables kept for the edits (at most KEEP_BYTES past one)
+
+    @property
+    def edit(self) -> SeriesEdit:
+        assert self._edit is not None, "check() first"
+        return self._edit
 
     def check(self, keep_cutoff: int | None, compact_cutoff: int) -> None:
         """Raise DamageError, before any edit, if `retain(keep_cutoff)` (None: no retention)
@@ -82,177 +92,126 @@ class SeriesEditor:
         """
         store, tf, market = self.store, self.tf, self.market
         record = store.record(tf, market, for_update=not self.dry_run)
-        holes = store.missing_files(tf, market, record)
+        on_disk = store.data_files(tf, market)
+        holes = store.missing_files(tf, market, record, on_disk)
         if holes:
             raise missing_file(holes[0], len(holes))
-        files = self._files()
+        self._sizes = {layout.in_series(store.root, tf, market, f.path): f.bytes for f in on_disk}
+        self._edit = SeriesEdit(store, tf, market, record)
+        parts = list(self.edit.parts.values())
         if keep_cutoff is not None:
-            for facts in files:
-                if layout.file_span(tf, facts.path).start < keep_cutoff:
-                    self._read(facts.path, keep=_straddles(tf, facts.path, keep_cutoff))
-            files = [f for f in files if layout.file_span(tf, f.path).end > keep_cutoff]
-        have = {f.path for f in files}
-        for cold, hot in _groups(tf, market, store.root, files, compact_cutoff).items():
-            for path in ([cold] if cold in have else []) + hot:
-                if path not in self._kept:
-                    self._read(path, keep=self._held < KEEP_BYTES)
+            for part in parts:
+                if part.span.start < keep_cutoff:
+                    self._read(part.name, keep=part.span.end > keep_cutoff)
+            parts = [p for p in parts if p.span.end > keep_cutoff]
+        for names in _groups(tf, parts, compact_cutoff).values():
+            for name in names:
+                if name not in self.edit.kept:
+                    self._read(name, keep=self._held < KEEP_BYTES)
 
     def retain(self, cutoff: int) -> list[Change]:
-        """Delete rows before `cutoff`; the record first (its ranges, and its list of the
-        files that go whole), then the data: the record never claims what is gone. Every
-        file before `cutoff` is read (and so checked) before anything changes; of those that
-        go whole, only their counts are kept."""
-        store, tf, market = self.store, self.tf, self.market
-        old = [f.path for f in self._files() if layout.file_span(tf, f.path).start < cutoff]
-        whole = [path for path in old if layout.file_span(tf, path).end <= cutoff]
-        cut = [self._read(path) for path in old if path not in whole]  # one per tier at most
-        counted = [self._facts.get(path) or self._read(path)[1] for path in whole]
-        record = store.record(tf, market, for_update=not self.dry_run)
+        """Delete rows before `cutoff`: the files that hold only those leave the record (with
+        the fetched ranges before `cutoff`, recorded as pruned), a file straddling it is
+        replaced by one of its later rows. Every file before `cutoff` was read (and so
+        checked) by `check`."""
+        edit, change = self.edit, Change("retain", self.tf, self.market)
+        old = [p for p in edit.parts.values() if p.span.start < cutoff]
+        record = edit.record
         gone = record.fetched.clip(TimeRange.before(cutoff))
-        if (gone or whole) and not self.dry_run:
-            kept = record.fetched.clip(TimeRange.since(cutoff))
-            pruned = record.pruned.union(gone)
-            names = {layout.in_series(store.root, tf, market, p) for p in whole}
-            trimmed = replace(record, fetched=kept, pruned=pruned, files=record.files - names)
-            store.set_record(tf, market, trimmed)
-        change = Change("retain", tf, market)
-        for facts in counted:
-            change.removed.append(facts)
-            self._remove(facts.path)
-        for table, facts in cut:
-            rest = in_span(table, TimeRange.since(cutoff))
-            if rest.num_rows == table.num_rows:
-                continue
-            change.removed.append(facts)
-            if rest.num_rows:
-                change.added.append(self._put(facts.path, rest))
+        if not gone and not old:
+            return []
+        added: list[tuple[Part, int]] = []
+        for part in old:
+            table = self._read(part.name)
+            change.removed.append(self._facts(part, table.num_rows))
+            rest = in_span(table, TimeRange.since(cutoff)) if part.span.end > cutoff else None
+            if rest is not None and rest.num_rows:
+                added.append((self._put(rest, part.tier, {part.name}), rest.num_rows))
             else:
-                self._list(drop=[facts.path])  # one that straddled the cutoff, all rows before
-                self._remove(facts.path)
+                edit.drop({part.name})
+        kept = record.fetched.clip(TimeRange.since(cutoff))
+        self._commit(replace(record, fetched=kept, pruned=record.pruned.union(gone)))
+        change.added = [self._facts(part, rows) for part, rows in added]
         return [change] if change.removed else []
 
     def compact(self, cutoff: int) -> list[Change]:
         """Merge hot partitions that ended before `cutoff` into their cold files."""
-        groups = _groups(self.tf, self.market, self.store.root, self._files(), cutoff)
-        changes = []
-        for cold_path, hot in groups.items():
+        edit, changes = self.edit, []
+        for names in _groups(self.tf, list(edit.parts.values()), cutoff).values():
+            names = edit.closure(hull(edit.parts[n].span for n in names), names)
+            removed = [edit.parts[n] for n in sorted(names)]
             change = Change("compact", self.tf, self.market)
-            parts = []
-            for path in ([cold_path] if self._exists(cold_path) else []) + hot:
-                table, facts = self._read(path)
-                parts.append(table)
-                change.removed.append(facts)
-            # Cold rows first: where a time repeats (only between the cold file and a hot
-            # one: each file's times are checked unique), the (newer) hot row wins.
-            change.added.append(self._put(cold_path, dedupe_by_time(pa.concat_tables(parts))))
-            self._list(add=[cold_path], drop=hot)
-            for path in hot:  # only once the cold file (and the record) holds their rows
-                self._remove(path)
+            change.removed = [self._facts(p, self._read(p.name).num_rows) for p in removed]
+            part = self._put(None, "cold", names)
+            rows = self._read(part.name).num_rows
+            self._commit(edit.record)
+            change.added = [self._facts(part, rows)]
             changes.append(change)
         return changes
 
-    def _list(self, add: Sequence[str] = (), drop: Sequence[str] = ()) -> None:
-        """Keep the record's list of data files in step (`verify` checks against it)."""
-        if self.dry_run or not (add or drop):
-            return
-        store, tf, market = self.store, self.tf, self.market
-        record = store.record(tf, market, for_update=not self.dry_run)
-        names = {layout.in_series(store.root, tf, market, p) for p in add}
-        gone = {layout.in_series(store.root, tf, market, p) for p in drop}
-        store.set_record(tf, market, replace(record, files=(record.files - gone) | names))
-
-    def _files(self) -> list[FileFacts]:
-        """The data files as they stand (after pending edits), without reading them."""
-        found = {
-            f.path: FileFacts(f.path, layout.tier_of(f.path), -1, f.bytes)
-            for f in self.store.data_files(self.tf, self.market)
-        }
-        for path, edit in self._pending.items():
-            if edit is None:
-                found.pop(path, None)
-            else:
-                found[path] = FileFacts(path, layout.tier_of(path), edit[0].num_rows, edit[1])
-        return [found[p] for p in sorted(found)]
-
-    def _read(self, path: str, *, keep: bool = False) -> tuple[pa.Table, FileFacts]:
-        """A file as it stands (after pending edits), checked when it comes from disk; with
-        `keep`, kept for the next read of it (which takes it)."""
-        edit = self._pending.get(path)
-        if edit is not None:
-            return edit[0], FileFacts(path, layout.tier_of(path), edit[0].num_rows, edit[1])
-        table = self._kept.pop(path, None)
-        if table is not None:
-            self._held -= table.nbytes
+    def _commit(self, record: Record) -> None:
+        """The edit so far, for real (not in a dry run): its new files, then the record
+        (listing them), then the superseded files go."""
+        if not self.dry_run:
+            self.edit.commit(replace(record, files=self.edit.files, manifest=True))
         else:
-            table = self.store.read_file(path, for_update=not self.dry_run)
-            size = self.store.files.stat(path)
-            facts = FileFacts(path, layout.tier_of(path), table.num_rows, size.bytes if size else 0)
-            self._facts[path] = facts
-        if keep:
-            self._kept[path] = table
+            self.edit.record = record
+
+    def _read(self, name: str, *, keep: bool = False) -> pa.Table:
+        """A current file's rows (checked when they come from disk); with `keep`, kept for
+        the edits that follow."""
+        table = self.edit.table(name)
+        if keep and name not in self.edit.kept:
+            self.edit.kept[name] = table
             self._held += table.nbytes
-        return table, self._facts[path]
+        return table
 
-    def _exists(self, path: str) -> bool:
-        if path in self._pending:
-            return self._pending[path] is not None
-        return self.store.files.is_file(path, for_update=not self.dry_run)
-
-    def _put(self, path: str, table: pa.Table) -> FileFacts:
-        self._forget(path)
-        tier = layout.tier_of(path)
-        if self.dry_run:
+    def _put(self, table: pa.Table | None, tier: layout.Tier, replacing: set[str]) -> Part:
+        """`table` (None: the rows of `replacing`, merged) as a new file of `tier`; in a dry
+        run its size is encoded in memory (exact)."""
+        edit = self.edit
+        part = (
+            edit.merge(replacing, tier=tier) if table is None else edit.put(table, tier, replacing)
+        )
+        planned = edit.pending.get(part.name)
+        if planned is not None and self.dry_run:
             sink = pa.BufferOutputStream()
-            write_parquet(table, sink, tier)  # encoded in memory: the size is exact
-            size = sink.getvalue().size
-            self._pending[path] = (table, size)
-        else:
-            written = self.store.put_file(path, table)
-            size = written.bytes if written is not None else 0
-        return FileFacts(path, tier, table.num_rows, size)
+            write_parquet(planned, sink, part.tier)
+            self._sizes[part.name] = sink.getvalue().size
+        return part
 
-    def _forget(self, path: str) -> None:
-        """What was read of `path` is no longer what it holds."""
-        table = self._kept.pop(path, None)
-        if table is not None:
-            self._held -= table.nbytes
-        self._facts.pop(path, None)
-
-    def _remove(self, path: str) -> None:
-        self._forget(path)
-        if self.dry_run:
-            self._pending[path] = None
-        else:
-            self.store.remove_file(path)
+    def _facts(self, part: Part, rows: int) -> FileFacts:
+        """A file's facts: its size as listed, encoded (dry run) or written."""
+        size = self._sizes.get(part.name)
+        if size is None:
+            found = self.store.files.stat(self.edit.path(part.name))
+            size = self._sizes[part.name] = found.bytes if found is not None else 0
+        return FileFacts(self.edit.path(part.name), part.tier, rows, size)
 
 
-def _straddles(tf: Timeframe, path: str, cutoff: int) -> bool:
-    """Whether the data file at `path` holds time on both sides of `cutoff`."""
-    span = layout.file_span(tf, path)
-    return span.start < cutoff < span.end
-
-
-def _groups(
-    tf: Timeframe, market: str, root: str, files: Sequence[FileFacts], cutoff: int
-) -> dict[str, list[str]]:
-    """Cold file -> the hot files (of `files`) that compaction before `cutoff` merges into it."""
-    groups: dict[str, list[str]] = defaultdict(list)
-    for facts in files:
-        start = layout.parse_partition(facts.path)[2]
-        if facts.tier == "hot" and layout.partition_end(tf, start) <= cutoff:
-            cold_start = layout.partition_start(tf, start, "cold")
-            groups[layout.data_file(root, tf, market, cold_start, "cold")].append(facts.path)
-    return dict(groups)
+def _groups(tf: Timeframe, parts: Iterable[Part], cutoff: int) -> dict[int, set[str]]:
+    """Cold partition start -> the files compaction before `cutoff` merges there: the hot
+    files of partitions that ended before it, with the cold files listed there already."""
+    hot: dict[int, set[str]] = defaultdict(set)
+    cold: dict[int, set[str]] = defaultdict(set)
+    for part in parts:
+        start = layout.partition_start(tf, part.span.start)
+        into = layout.partition_start(tf, part.span.start, "cold")
+        if part.tier == "cold":
+            cold[into].add(part.name)
+        elif layout.partition_end(tf, start) <= cutoff:
+            hot[into].add(part.name)
+    return {into: names | cold[into] for into, names in sorted(hot.items())}
 
 
 def series_leftovers(store: CandleStore, tf: Timeframe, market: str) -> list[StoredFile]:
-    """Temp files of one series' writers: safe to remove under the series' writer lock."""
-    root, files = store.root, store.files
-    found = files.list_files(layout.market_dir(root, tf, market), recursive=True)
-    record = layout.fetched_file(root, tf, market)
-    folder, _, name = record.rpartition("/")
-    mine = [f for f in files.list_files(folder) if f.name.startswith(f".{name}.")]
-    return [f for f in found + mine if f.is_temp]
+    """What killed writers left of one series (temp files; data files its record does not
+    list, unless the record is damaged): safe to remove under the series' writer lock."""
+    try:
+        record = store.record(tf, market)
+    except DamageError:
+        return store.leftovers(tf, market, None)
+    return store.leftovers(tf, market, store.current(tf, market, record))
 
 
 def unlocked_leftovers(store: CandleStore, older_than: int) -> list[StoredFile]:
@@ -271,9 +230,15 @@ def stale_screens(store: CandleStore, older_than: int) -> list[StoredFile]:
 
 
 def clear(store: CandleStore, found: list[StoredFile], dry_run: bool) -> list[FileFacts]:
-    """Delete `found` (not in a dry run); what went, as facts."""
-    facts = [FileFacts(f.path, "hot", 0, f.bytes) for f in found]
+    """Delete `found` (not in a dry run); what went, as facts. Where data files went (a
+    series' leftovers, under its lock), its record is bumped (CandleStore.bump_record)."""
+    facts = [FileFacts(f.path, layout.tier_of(f.path), 0, f.bytes) for f in found]
     if not dry_run:
+        series = set()
         for f in found:
             store.files.delete(f.path)  # gone already: another prune was first
+            if not f.is_temp and layout.is_data_file(f.name):
+                series.add(layout.parse_partition(f.path)[:2])
+        for tf, market in sorted(series, key=str):
+            store.bump_record(tf, market)
     return facts
