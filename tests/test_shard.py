@@ -62,7 +62,7 @@ def slot(market: str, timeframe: str, count: int) -> int:
 
 def contents(data_dir: Path) -> dict[tuple[str, str], tuple[pd.DataFrame, dict[str, Any]]]:
     """Every stored series: its candles and its record (fingerprints, which hold file
-    times, by base partition only)."""
+    names, by base partition only)."""
     store = CandleStore(data_dir)
     found = {}
     for tf in store.timeframes():
@@ -73,7 +73,9 @@ def contents(data_dir: Path) -> dict[tuple[str, str], tuple[pd.DataFrame, dict[s
                 "derived": {b: r.intervals for b, r in record.derived.items()},
                 "sources": {b: sorted(marks) for b, marks in record.sources.items()},
                 "pruned": record.pruned.intervals,
-                "files": sorted(record.files),
+                # Partitions, not files: how rows split into files written once follows the
+                # order of the writes, not what they hold.
+                "partitions": sorted({name.rpartition("/")[0] for name in record.files}),
             }
             found[(tf.name, market)] = (store.load(market, tf), facts)
     return found

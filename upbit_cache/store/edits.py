@@ -160,8 +160,9 @@ class SeriesEdit:
         for name, part in self.parts.items():
             if part.tier == "hot":
                 hot.setdefault(layout.partition_start(self.tf, part.span.start), set()).add(name)
-        for start, names in sorted(hot.items()):
+        for start, found in sorted(hot.items()):
             span = TimeRange(start, layout.partition_end(self.tf, start))
+            names = {n for n in found if n in self.parts}  # a merge before may have taken some
             if len(names) > 1 and touched.clip(span) and settled.covers(span):
                 self.merge(self.closure(hull(self.parts[n].span for n in names), names))
 

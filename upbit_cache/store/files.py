@@ -272,9 +272,12 @@ class DataDir:
         return _create_local(path, write)
 
     def delete(self, path: str) -> bool:
-        """Remove a file; False if it was already gone. On S3, conditional as `write` is."""
-        if self.conditional and path in self._seen:
-            self.objects.delete(path, self._seen.pop(path) or None)
+        """Remove a file; False if it was already gone (on S3 never said). On S3, conditional
+        as `write` is, and through boto3 always: pyarrow's delete leaves a folder marker
+        object where it deleted a folder's last file (data files written once are deleted
+        without a version: nothing replaces them)."""
+        if self.conditional:
+            self.objects.delete(path, self._seen.pop(path, None) or None)
             return True
         try:
             self.fs.delete_file(path)
