@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from upbit_cache.collector.client import MAX_PAGE
-from upbit_cache.errors import DamageError, InvalidTimeframeError
+from upbit_cache.errors import InvalidTimeframeError
 from upbit_cache.ranges import Ranges, TimeRange
-from upbit_cache.store.candle_store import CandleStore
+from upbit_cache.store.base import Coverage
 from upbit_cache.timeframes import SUPPORTED, Timeframe
 
 
@@ -34,14 +34,16 @@ def pages_for(tf: Timeframe, missing: Ranges) -> int:
     return sum(-(-tf.count_periods(lo, hi) // MAX_PAGE) for lo, hi in missing)
 
 
-def missing(store: CandleStore, market: str, tf: Timeframe, span: TimeRange) -> Ranges:
+def missing(coverage: Coverage, market: str, tf: Timeframe, span: TimeRange) -> Ranges:
     """What of `span` the store has not settled for (tf, market): all of it where the record
     is damaged (the fetch heals it, store/heal.py, and asks for the whole window again)."""
-    try:
-        settled = store.fetched(tf, market)
-    except DamageError:
-        settled = Ranges()
-    return Ranges.of([(span.start, span.end)]).subtract(settled)
+    return Ranges.of([(span.start, span.end)]).subtract(coverage.settled(tf, market))
+
+
+def candidates(timeframes: Sequence[Timeframe]) -> list[Timeframe]:
+    """Every timeframe whose record a plan for `timeframes` reads: each base it weighs, and
+    the timeframes themselves (derived ones are materialised after the fetch)."""
+    return list(dict.fromkeys([*bases(timeframes), *timeframes]))
 
 
 def bases(timeframes: Sequence[Timeframe]) -> list[Timeframe]:
@@ -62,7 +64,7 @@ def cold_base(timeframes: Sequence[Timeframe]) -> Timeframe:
 
 
 def requests_for(
-    store: CandleStore,
+    coverage: Coverage,
     markets: Sequence[str],
     base: Timeframe,
     window: TimeRange,
@@ -71,11 +73,11 @@ def requests_for(
     """Requests needed to fetch what the store lacks of `window` (base-aligned) for `markets`,
     from `horizon` on (the oldest time Upbit serves; None: all of it)."""
     reach = TimeRange.since(horizon) if horizon is not None else TimeRange.everything()
-    return sum(pages_for(base, missing(store, m, base, window).clip(reach)) for m in markets)
+    return sum(pages_for(base, missing(coverage, m, base, window).clip(reach)) for m in markets)
 
 
 def plan_fetch(
-    store: CandleStore,
+    coverage: Coverage,
     markets: Sequence[str],
     timeframes: Sequence[Timeframe],
     span: TimeRange,
@@ -87,6 +89,7 @@ def plan_fetch(
     periods that have closed before it. Ties go to the coarsest base (fewest rows to store).
     `horizon(base)` is the oldest time Upbit serves a base (1s: about three months back): a
     base that cannot reach a missing part of the window is taken only when no other can.
+    The records come from `coverage` (read once for the run: `Store.coverage`).
     """
     start, end = span
     lo = min(t.floor_one(start) for t in timeframes)
@@ -95,7 +98,7 @@ def plan_fetch(
         hi = base.floor_one(end)
         window = TimeRange(lo, max(lo, hi))
         edge = horizon(base)
-        gaps = [missing(store, m, base, window) for m in markets]
+        gaps = [missing(coverage, m, base, window) for m in markets]
         reach, past = TimeRange.everything(), Ranges()
         if edge is not None:
             reach = TimeRange.since(edge)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -22,16 +21,16 @@ from upbit_cache.candles import (
     times_ms,
     to_table,
 )
-from upbit_cache.errors import DamageError, StorageError, UpbitCacheError, WriteConflict
+from upbit_cache.errors import DamageError, StorageError, WriteConflict
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store import layout
-from upbit_cache.store.checks import check_record, decode, missing_file
-from upbit_cache.store.files import DataDir, StoredFile
-from upbit_cache.store.locks import WriterLock
+from upbit_cache.store.base import Location, Store
+from upbit_cache.store.checks import decode, missing_file
+from upbit_cache.store.files import StoredFile
+from upbit_cache.store.layout import Tier as Tier  # the manager names tiers by this
 from upbit_cache.store.migrate import migrate
 from upbit_cache.store.records import Record, read_record, write_record
 from upbit_cache.timeframes import Timeframe
-from upbit_cache.times import now_ms
 
 HOT_ROW_GROUP = 4_096
 COLD_ROW_GROUP = 10_080  # a week of 1m candles
@@ -43,17 +42,22 @@ _CONFLICT_ATTEMPTS = 20  # rounds of read-merge-write lost to other hosts' write
 if TYPE_CHECKING:  # pandas is imported only where a frame is made, to keep CLI start fast
     import pandas as pd
 
-Location = DataDir | str | os.PathLike[str] | None
-
 
 class TableCache(Protocol):
     """A memory layer in front of file reads (the cache manager's), keyed by file version."""
 
     def get(self, path: str, version: tuple[int, int]) -> pa.Table | None: ...
     def put(
-        self, path: str, version: tuple[int, int], table: pa.Table, *, read: bool = False
+        self,
+        path: str,
+        version: tuple[int, int],
+        table: pa.Table,
+        *,
+        read: bool = False,
+        tier: Tier = "hot",
     ) -> None:
-        """Keep `table`: just written, or (`read`) just read from disk by a reader."""
+        """Keep `table`: just written, or (`read`) just read from disk by a reader, from a
+        file of `tier`."""
 
 
 class _NoCache:
@@ -61,16 +65,28 @@ class _NoCache:
         return None
 
     def put(
-        self, path: str, version: tuple[int, int], table: pa.Table, *, read: bool = False
+        self,
+        path: str,
+        version: tuple[int, int],
+        table: pa.Table,
+        *,
+        read: bool = False,
+        tier: Tier = "hot",
     ) -> None:
         pass
 
 
-class CandleStore:
+class CandleStore(Store):
     """Hive-partitioned Parquet candles plus fetched-range records under one root.
 
     Writers of a (timeframe, market) hold `lock(tf, market)` around `write`; readers never
     need a lock, because every file is replaced by an atomic rename.
+
+    The cache manager uses the series level: the records (`Store`: `coverage`, `record`,
+    `fetched`, `lock`, `stamp`), `load`/`load_table`, `write`, `read_spans`, `base_versions`
+    and `series_usage`. The file level (`data_files`, `partition_files`, `read_file`,
+    `check_file`, `put_file`, `remove_file`, `missing_files`, `usage`) is for the store's own
+    modules (upkeep, audit, heal); tests/test_house.py keeps the manager off it.
     """
 
     def __init__(
@@ -83,62 +99,22 @@ class CandleStore:
     ) -> None:
         """`lock_timeout`: how long a writer waits for another's lock (None: as long as it
         takes); `on_lock_wait` is told, once per store, that a writer is waiting."""
-        self.files = location if isinstance(location, DataDir) else DataDir.open(location)
+        super().__init__(location, lock_timeout=lock_timeout, on_lock_wait=on_lock_wait)
         migrate(self.files)  # a data dir of an older layout, on first use (one listing if not)
         self.cache: TableCache = cache if cache is not None else _NoCache()
-        self.lock_timeout = lock_timeout
-        self._on_lock_wait = on_lock_wait
-        self._told = False
         self._cleared: set[str] = set()  # files whose leftover temps this store removed
 
-    @property
-    def root(self) -> str:
-        return self.files.root
-
-    @property
-    def is_local(self) -> bool:
-        return self.files.is_local
-
-    def ensure_writable(self) -> None:
-        """Fail early, with the path in the message, if nothing can be written here."""
-        self.files.ensure_writable()
-
-    def lock(self, tf: Timeframe, market: str, *, shared: bool = False) -> WriterLock:
-        """The writer lock of one (timeframe, market); `shared`: a reader's, which keeps
-        writers out and needs no write (see DataDir.lock)."""
-        path = layout.lock_file(self.root, tf, market)
-        return self.files.lock(
-            path, f"{tf} {market}", self.lock_timeout, self._waiting, shared=shared
+    @classmethod
+    def on(cls, store: Store, cache: TableCache | None = None) -> CandleStore:
+        """A CandleStore on the data dir of `store`, with its lock settings."""
+        return cls(
+            store.files,
+            cache=cache,
+            lock_timeout=store.lock_timeout,
+            on_lock_wait=store._on_lock_wait,
         )
 
-    def _waiting(self, what: str) -> None:
-        if self._on_lock_wait is not None and not self._told:
-            self._told = True
-            self._on_lock_wait(what)
-
-    def fetched(self, tf: Timeframe, market: str) -> Ranges:
-        """The time ranges already asked of Upbit for this (timeframe, market)."""
-        return self.record(tf, market).fetched
-
-    def record(self, tf: Timeframe, market: str, *, for_update: bool = False) -> Record:
-        """Everything recorded of this (timeframe, market): fetched ranges, derivation.
-
-        `for_update`: read by a writer that will `set_record` from it (see `write`). A record
-        that cannot be read, or claims ranges after now, is a DamageError (checks.py).
-        """
-        path = layout.fetched_file(self.root, tf, market)
-        record = read_record(self.files, path, for_update=for_update)
-        return check_record(path, record, now_ms(), lambda: self.written_ms(path))
-
-    def written_ms(self, path: str) -> int | None:
-        """When the file at `path` was last written, by the data dir's clock (None: gone)."""
-        found = self.files.stat(path)
-        return found.mtime_ms if found is not None else None
-
-    def markets(self, tf: Timeframe) -> list[str]:
-        """Markets with any fetched range recorded for this timeframe."""
-        found = self.files.list_files(layout.records_root(self.root, tf))
-        return sorted(m for m in (layout.market_of_record(f.name) for f in found) if m)
+    # Series level
 
     def load(self, market: str, tf: Timeframe, span: TimeRange | None = None) -> pd.DataFrame:
         """Stored candles of one market inside `span` (None: all), oldest first."""
@@ -259,6 +235,7 @@ class CandleStore:
             names = [layout.in_series(self.root, tf, market, p) for p in written]
             new = old.covering(covered, base, sources, names, provisional)
             write_record(self.files, path, new)
+            self._recorded(tf, market, new)  # the run's coverage keeps it: no read again
         return table.num_rows
 
     def _merge_partition(
@@ -289,8 +266,8 @@ class CandleStore:
 
         The caller holds the series' writer lock, so no other writer's temp is there now.
         """
-        if final in self._cleared:
-            return
+        if final in self._cleared or not self.files.leaves_temps:
+            return  # on S3 a write is one PUT: there is never a temp file to clear
         self._cleared.add(final)
         folder, _, name = final.rpartition("/")
         for found in self.files.list_files(folder):
@@ -314,40 +291,9 @@ class CandleStore:
         self.files.delete(path)  # already gone is what was asked for
         self.files.delete_dir_if_empty(path.rpartition("/")[0])
 
-    def forget(self, tf: Timeframe, market: str, spans: Ranges) -> None:
-        """Take `spans` out of what the record says was fetched, so the next fetch asks for
-        them again (their candles stay until it does); the caller holds the series' lock."""
-        record = self.record(tf, market, for_update=True)
-        fetched = record.fetched.subtract(spans)
-        if fetched != record.fetched:
-            self.set_record(tf, market, replace(record, fetched=fetched, sources={}))
-
-    def set_record(self, tf: Timeframe, market: str, record: Record) -> None:
-        """Replace the record of one (timeframe, market); the caller holds its lock."""
-        write_record(self.files, layout.fetched_file(self.root, tf, market), record)
-
     def data_files(self, tf: Timeframe, market: str) -> list[StoredFile]:
         """Every data file (both tiers) of one (timeframe, market), in path order."""
         return self._files(market, tf, None)
-
-    def timeframes(self) -> list[Timeframe]:
-        """Timeframes with any data or record in the store."""
-        dirs = self.files.list_dirs(layout.candles_dir(self.root))
-        names = {n for n in (layout.timeframe_of_dir(d) for d in dirs) if n}
-        names.update(self.files.list_dirs(layout.records_dir(self.root)))
-        found = []
-        for name in sorted(names):
-            try:
-                found.append(Timeframe.parse(name))
-            except UpbitCacheError:
-                continue  # not ours
-        return found
-
-    def stored_markets(self, tf: Timeframe) -> list[str]:
-        """Markets with a record or any data file for this timeframe."""
-        dirs = self.files.list_dirs(layout.candles_root(self.root, tf))
-        held = {m for m in (layout.market_of_dir(d) for d in dirs) if m}
-        return sorted(held.union(self.markets(tf)))
 
     def partition_files(
         self, tf: Timeframe, market: str, tier: layout.Tier = "hot"
@@ -361,6 +307,41 @@ class CandleStore:
     def usage(self) -> dict[layout.Tier, TierUsage]:
         """Files and bytes of each tier of the whole dataset."""
         return usage_by_tier(self.files.list_files(layout.candles_dir(self.root), recursive=True))
+
+    def series_usage(self, tf: Timeframe, market: str) -> dict[Tier, TierUsage]:
+        """Files and bytes of each tier of one series."""
+        return usage_by_tier(self.data_files(tf, market))
+
+    @staticmethod
+    def read_spans(tf: Timeframe, span: TimeRange) -> list[TimeRange]:
+        """`span` (bounded) cut where `tf`'s cold partitions start (a day of 1s, a month of
+        1m, a year otherwise): reads of these pieces one after another hold one stored
+        file's rows at a time, whatever the span."""
+        parts = layout.partitions_between(tf, span, "cold")
+        return [
+            TimeRange(
+                max(start, span.start), min(layout.partition_end(tf, start, "cold"), span.end)
+            )
+            for start in parts
+        ]
+
+    def base_versions(
+        self, tf: Timeframe, market: str, settled: Ranges
+    ) -> list[tuple[TimeRange, tuple[int, int] | None]]:
+        """What a derivation from this series depends on, span by span: each hot partition
+        that holds a file or overlaps `settled`, oldest first, with the version of its file
+        (None: there is none). A derivation recomputes a span whose version or settled
+        ranges changed since it last ran."""
+        files = self.partition_files(tf, market)
+        starts = set(files)
+        for lo, hi in settled:
+            starts.update(layout.partitions_between(tf, TimeRange(lo, hi)))
+        found = []
+        for start in sorted(starts):
+            held = files.get(start)
+            span = TimeRange(start, layout.partition_end(tf, start))
+            found.append((span, held.version if held is not None else None))
+        return found
 
     def read_file(self, found: StoredFile | str, *, for_update: bool = False) -> pa.Table:
         """One data file, from memory when this version of it was read or written before.
@@ -404,7 +385,9 @@ class CandleStore:
         table = self.cache.get(found.path, found.version)
         if table is None:
             table = decode(found.path, lambda: self.files.open_input(found.path))
-            self.cache.put(found.path, found.version, table, read=True)
+            self.cache.put(
+                found.path, found.version, table, read=True, tier=layout.tier_of(found.path)
+            )
         return table
 
     @staticmethod

@@ -62,11 +62,21 @@ class Heal:
         return spans.subtract(self.pruned)
 
 
+# Damage found by a look (path and version -> what is wrong): not read again in that version.
+Seen = dict[tuple[str, tuple[int, int]], Problem]
+
+
 def heal_window(
-    store: CandleStore, tf: Timeframe, market: str, window: TimeRange, stamp: str
+    store: CandleStore,
+    tf: Timeframe,
+    market: str,
+    window: TimeRange,
+    stamp: str,
+    seen: Seen | None = None,
 ) -> Heal:
     """Heal the damage of one series inside `window`, report what a listing shows outside
-    it (`stamp`: the quarantine folder). The caller holds the series' writer lock."""
+    it (`stamp`: the quarantine folder; `seen`: what `inspect_window` found just before).
+    The caller holds the series' writer lock."""
     heal = Heal()
     try:
         record = store.record(tf, market, for_update=True)
@@ -74,20 +84,59 @@ def heal_window(
         heal.healed.append(_heal_record(store, tf, market, exc, stamp))
         record = store.record(tf, market, for_update=True)
     on_disk = store.data_files(tf, market)
-    problems = _check_window(store, tf, market, on_disk, window)
-    for path in store.missing_files(tf, market, record, on_disk):
-        gone = Problem(tf, market, "missing", path, "listed in the record, not on disk")
-        (problems if _touches(tf, path, window) else heal.outside).append(gone)
-    heal.outside += [
-        Problem(tf, market, "unreadable", f.path, "0 bytes")
-        for f in on_disk
-        if f.bytes == 0 and not _touches(tf, f.path, window)
-    ]
+    problems, heal.outside = _findings(store, tf, market, window, record, on_disk, seen or {})
     if problems:
         repair_series(store, SeriesAudit(tf, market, problems=problems), stamp)
         heal.healed += [Healed(p, _moved(store, p, stamp)) for p in problems]
     heal.pruned = record.pruned
     return heal
+
+
+def inspect_window(
+    store: CandleStore,
+    tf: Timeframe,
+    market: str,
+    window: TimeRange,
+    record: Record,
+    seen: Seen | None = None,
+) -> Heal | None:
+    """What `heal_window` would find, looked at without the series' lock: None if anything
+    inside `window` needs healing (then `heal_window` under the lock), else what a listing
+    shows outside it, to report. Nothing is changed but the cache of versions found sound
+    (keyed by version: a file replaced meanwhile is read again next time); the damaged
+    files found are added to `seen`, for `heal_window` not to read them again.
+
+    A reader's look, as `record` is (a run's coverage): a compaction under way can look
+    like a hole for an instant, which only sends the series to `heal_window`, where it is
+    looked at again under the lock.
+    """
+    on_disk = store.data_files(tf, market)
+    found = seen if seen is not None else {}
+    problems, outside = _findings(store, tf, market, window, record, on_disk, found)
+    return None if problems else Heal(outside=outside, pruned=record.pruned)
+
+
+def _findings(
+    store: CandleStore,
+    tf: Timeframe,
+    market: str,
+    window: TimeRange,
+    record: Record,
+    on_disk: list[StoredFile],
+    seen: Seen,
+) -> tuple[list[Problem], list[Problem]]:
+    """The damage inside `window` (to heal), and what a listing shows outside it (to report)."""
+    problems = _check_window(store, tf, market, on_disk, window, seen)
+    outside: list[Problem] = []
+    for path in store.missing_files(tf, market, record, on_disk):
+        gone = Problem(tf, market, "missing", path, "listed in the record, not on disk")
+        (problems if _touches(tf, path, window) else outside).append(gone)
+    outside += [
+        Problem(tf, market, "unreadable", f.path, "0 bytes")
+        for f in on_disk
+        if f.bytes == 0 and not _touches(tf, f.path, window)
+    ]
+    return problems, outside
 
 
 def _heal_record(
@@ -117,7 +166,12 @@ def _check(store: CandleStore, tf: Timeframe, market: str, found: StoredFile) ->
 
 
 def _check_window(
-    store: CandleStore, tf: Timeframe, market: str, on_disk: list[StoredFile], window: TimeRange
+    store: CandleStore,
+    tf: Timeframe,
+    market: str,
+    on_disk: list[StoredFile],
+    window: TimeRange,
+    seen: Seen,
 ) -> list[Problem]:
     """The damaged files among those on disk that `window` touches. Only those that changed
     since they last passed are read; what passes is remembered."""
@@ -130,10 +184,11 @@ def _check_window(
         name = names[found.path]
         if name in sound or not _touches(tf, found.path, window):
             continue
-        problem = _check(store, tf, market, found)
+        problem = seen.get((found.path, found.version)) or _check(store, tf, market, found)
         if problem is None:
             sound[name] = now[name]
         else:
+            seen[found.path, found.version] = problem
             problems.append(problem)
     _remember(store, tf, market, before, sound)
     return problems

@@ -1,0 +1,300 @@
+"""What the cache manager sees of a data dir without Parquet: series, records, versions, locks.
+
+`Store` speaks of series, (timeframe, market), and spans of time, never of files or paths:
+what each series has settled (its record, read for many series at once into a `Coverage`
+that a run keeps), the versions a kept screen-prep table depends on (`stamp`), the writer
+lock, and the kept screen tables themselves. It loads neither pyarrow's Parquet nor
+pandas, so a screen-prep answered from its kept table stays fast; `CandleStore`
+(candle_store.py) is this plus the candles.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+from upbit_cache.errors import DamageError, UpbitCacheError
+from upbit_cache.ranges import Ranges, TimeRange
+from upbit_cache.store import layout, screens
+from upbit_cache.store.files import DataDir, Writer
+from upbit_cache.store.locks import WriterLock
+from upbit_cache.store.records import Record, check_record, parse_record, write_record
+from upbit_cache.timeframes import Timeframe
+from upbit_cache.times import now_ms
+
+Location = DataDir | str | os.PathLike[str] | None
+Series = tuple[Timeframe, str]
+LIST_FROM = 4  # a timeframe's records wanted for more markets than this: listed, not probed
+
+
+class Coverage:
+    """The records of many series, each read at most once for a run and kept for it.
+
+    Made by `Store.coverage`; a series not read yet is read on first use. The store keeps
+    every coverage it made current with what this process writes (and reads under a lock),
+    so after a run's own write the kept record is the one just written, with no read.
+    Another process's writes are not seen: a writer that needs the record as it is now
+    takes the series' lock and reads it for update (`Store.record(for_update=True)`).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._found: dict[Series, Record | DamageError] = {}
+        self._guard = threading.Lock()
+        self.reads = 0  # records read from the data dir for this coverage
+
+    def record(self, tf: Timeframe, market: str) -> Record:
+        """The series' record; a DamageError if it cannot be trusted."""
+        found = self._found.get((tf, market))
+        if found is None:
+            found = self._store._read_records([(tf, market)], self)[(tf, market)]
+        if isinstance(found, DamageError):
+            raise found
+        return found
+
+    def fetched(self, tf: Timeframe, market: str) -> Ranges:
+        """What the series has settled (see `Record.fetched`)."""
+        return self.record(tf, market).fetched
+
+    def read(self, series: Iterable[Series]) -> Coverage:
+        """Read the records of `series` not held yet, at once (as `Store.coverage` does)."""
+        wanted = [s for s in dict.fromkeys(series) if s not in self._found]
+        if wanted:
+            self._store._read_records(wanted, self)
+        return self
+
+    def settled(self, tf: Timeframe, market: str) -> Ranges:
+        """`fetched`, or nothing where the record is damaged (a fetch heals it and asks for
+        the whole window again)."""
+        try:
+            return self.fetched(tf, market)
+        except DamageError:
+            return Ranges()
+
+    def _keep(self, tf: Timeframe, market: str, found: Record | DamageError) -> None:
+        with self._guard:
+            self._found[(tf, market)] = found
+
+
+class Store:
+    """A data dir as series: records, versions, locks and kept screens (no Parquet).
+
+    Writers of a (timeframe, market) hold `lock(tf, market)` around their writes; readers
+    never need a lock, because every file is replaced by an atomic rename.
+    """
+
+    def __init__(
+        self,
+        location: Location = None,
+        *,
+        lock_timeout: float | None = None,
+        on_lock_wait: Callable[[str], None] | None = None,
+    ) -> None:
+        """`lock_timeout`: how long a writer waits for another's lock (None: as long as it
+        takes); `on_lock_wait` is told, once per store, that a writer is waiting."""
+        self.files = location if isinstance(location, DataDir) else DataDir.open(location)
+        self.lock_timeout = lock_timeout
+        self._on_lock_wait = on_lock_wait
+        self._told = False
+        self._views: weakref.WeakSet[Coverage] = weakref.WeakSet()
+
+    @property
+    def root(self) -> str:
+        return self.files.root
+
+    @property
+    def where(self) -> str:
+        """The data dir as a user names it: a folder, or `s3://bucket/prefix`."""
+        return self.files.where
+
+    # The data dir
+
+    def exists(self) -> bool:
+        """Whether the data dir is there (a fetch creates it)."""
+        return self.files.exists()
+
+    def require(self) -> None:
+        """Fail (StorageError, exit 2) unless the data dir exists (see DataDir.require)."""
+        self.files.require()
+
+    def ensure_writable(self) -> None:
+        """Fail early, with the path in the message, if nothing can be written here."""
+        self.files.ensure_writable()
+
+    def clock_ms(self) -> int:
+        """Now by the data dir's own clock (see DataDir.clock_ms)."""
+        return self.files.clock_ms()
+
+    # Series
+
+    def lock(self, tf: Timeframe, market: str, *, shared: bool = False) -> WriterLock:
+        """The writer lock of one (timeframe, market); `shared`: a reader's, which keeps
+        writers out and needs no write (see DataDir.lock)."""
+        path = layout.lock_file(self.root, tf, market)
+        return self.files.lock(
+            path, f"{tf} {market}", self.lock_timeout, self._waiting, shared=shared
+        )
+
+    def _waiting(self, what: str) -> None:
+        if self._on_lock_wait is not None and not self._told:
+            self._told = True
+            self._on_lock_wait(what)
+
+    def fetched(self, tf: Timeframe, market: str) -> Ranges:
+        """The time ranges already asked of Upbit for this (timeframe, market)."""
+        return self.record(tf, market).fetched
+
+    def record(self, tf: Timeframe, market: str, *, for_update: bool = False) -> Record:
+        """Everything recorded of this (timeframe, market): fetched ranges, derivation.
+
+        `for_update`: read by a writer holding the series' lock that will `set_record` from
+        it; the record read is then what every coverage of this store keeps. A record that
+        cannot be read, or claims ranges after now, is a DamageError (records.py).
+        """
+        path = layout.fetched_file(self.root, tf, market)
+        raw = self.files.read_for_update(path) if for_update else self.files.read_bytes(path)
+        try:
+            record = check_record(
+                path, parse_record(path, raw), now_ms(), lambda: self.written_ms(path)
+            )
+        except DamageError as exc:
+            if for_update:
+                self._recorded(tf, market, exc)
+            raise
+        if for_update:
+            self._recorded(tf, market, record)
+        return record
+
+    def set_record(self, tf: Timeframe, market: str, record: Record) -> None:
+        """Replace the record of one (timeframe, market); the caller holds its lock."""
+        write_record(self.files, layout.fetched_file(self.root, tf, market), record)
+        self._recorded(tf, market, record)
+
+    def forget(self, tf: Timeframe, market: str, spans: Ranges) -> None:
+        """Take `spans` out of what the record says was fetched, so the next fetch asks for
+        them again (their candles stay until it does); the caller holds the series' lock."""
+        record = self.record(tf, market, for_update=True)
+        fetched = record.fetched.subtract(spans)
+        if fetched != record.fetched:
+            self.set_record(tf, market, replace(record, fetched=fetched, sources={}))
+
+    def coverage(self, series: Iterable[Series] = ()) -> Coverage:
+        """The records of `series`, read now (at once where the store is remote) and kept
+        for a run; any other series is read when first asked for (see Coverage)."""
+        view = Coverage(self)
+        self._views.add(view)
+        return view.read(series)
+
+    def _recorded(self, tf: Timeframe, market: str, found: Record | DamageError) -> None:
+        """What this process wrote (or read for update) of a record: every coverage keeps it."""
+        for view in list(self._views):
+            view._keep(tf, market, found)
+
+    def _read_records(
+        self, series: list[Series], view: Coverage
+    ) -> dict[Series, Record | DamageError]:
+        """Read the records of `series` into `view`. A timeframe's records wanted for many
+        markets are listed first (one listing, on S3 one LIST per 1,000), and only those
+        there are read; on a remote store the reads run at once."""
+        by_tf: dict[Timeframe, list[str]] = {}
+        for tf, market in series:
+            by_tf.setdefault(tf, []).append(market)
+        absent: list[Series] = []
+        reads: list[tuple[Series, str, int | None]] = []
+        for tf, markets in by_tf.items():
+            listed: dict[str, int] | None = None
+            if len(markets) > LIST_FROM and self.files.parallel_reads > 1:
+                names = self.files.list_files(layout.records_root(self.root, tf))
+                listed = {f.name: f.mtime_ms for f in names}
+            for market in markets:
+                path = layout.fetched_file(self.root, tf, market)
+                if listed is None:
+                    reads.append(((tf, market), path, None))
+                elif path.rpartition("/")[2] in listed:
+                    reads.append(((tf, market), path, listed[path.rpartition("/")[2]]))
+                else:
+                    absent.append((tf, market))
+        done: dict[Series, Record | DamageError] = dict.fromkeys(absent, Record())
+
+        def one(item: tuple[Series, str, int | None]) -> Record | DamageError:
+            _series, path, written = item
+            raw = self.files.read_bytes(path)
+            view.reads += 1
+            try:
+                return check_record(
+                    path,
+                    parse_record(path, raw),
+                    now_ms(),
+                    lambda: written if written is not None else self.written_ms(path),
+                )
+            except DamageError as exc:
+                return exc
+
+        workers = min(self.files.parallel_reads, len(reads))
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results = list(pool.map(one, reads))
+        else:
+            results = [one(item) for item in reads]
+        done.update(zip((item[0] for item in reads), results, strict=True))
+        for (tf, market), record in done.items():
+            view._keep(tf, market, record)
+        return done
+
+    def written_ms(self, path: str) -> int | None:
+        """When the file at `path` was last written, by the data dir's clock (None: gone)."""
+        found = self.files.stat(path)
+        return found.mtime_ms if found is not None else None
+
+    def markets(self, tf: Timeframe) -> list[str]:
+        """Markets with any fetched range recorded for this timeframe."""
+        found = self.files.list_files(layout.records_root(self.root, tf))
+        return sorted(m for m in (layout.market_of_record(f.name) for f in found) if m)
+
+    def timeframes(self) -> list[Timeframe]:
+        """Timeframes with any data or record in the store."""
+        dirs = self.files.list_dirs(layout.candles_dir(self.root))
+        names = {n for n in (layout.timeframe_of_dir(d) for d in dirs) if n}
+        names.update(self.files.list_dirs(layout.records_dir(self.root)))
+        found = []
+        for name in sorted(names):
+            try:
+                found.append(Timeframe.parse(name))
+            except UpbitCacheError:
+                continue  # not ours
+        return found
+
+    def stored_markets(self, tf: Timeframe) -> list[str]:
+        """Markets with a record or any data file for this timeframe."""
+        dirs = self.files.list_dirs(layout.candles_root(self.root, tf))
+        held = {m for m in (layout.market_of_dir(d) for d in dirs) if m}
+        return sorted(held.union(self.markets(tf)))
+
+    def stamp(self, tf: Timeframe, market: str, span: TimeRange) -> list[object]:
+        """What a table of `span` read from one series depends on: the version of its record
+        and of every data file that may hold it (None where there is none). Equal stamps:
+        the same rows."""
+        return [market, *screens.series_versions(self.files, tf, market, span)]
+
+    # Kept screen-prep tables (screens.py)
+
+    def kept_screen(self, name: str, fmt: str) -> tuple[str, dict[str, Any]] | None:
+        """The kept table `name` in `fmt` (its handle) and its record, if both are there."""
+        return screens.read_kept(self.files, name, fmt)
+
+    def keep_screen(self, name: str, fmt: str, write: Writer) -> str:
+        """Write the table `name` (atomically); its handle, for `send_screen`."""
+        return screens.keep(self.files, name, fmt, write)
+
+    def remember_screen(self, name: str, record: dict[str, Any]) -> None:
+        """Record what the table `name` was built from (after the table is written)."""
+        screens.remember(self.files, name, record)
+
+    def send_screen(self, table: str, out: str) -> None:
+        """Send a kept table to `out` ("-" is stdout); a file appears whole or not at all."""
+        screens.send(self.files, table, out)
