@@ -87,7 +87,8 @@ def screener(
         stats = sim.stats()
         requests = stats["candle_requests"]
         ratio = f"wall/bound {wall / (requests / RATE):.3f}" if requests else "(no request)"
-        shown = f"median of {len(walls)}" if len(walls) > 1 else ""
+        each = ", ".join(f"{w:.2f}" for w in walls)
+        shown = f"median of {each}" if len(walls) > 1 else ""
         print(
             f"{label:<6} {run:<15} wall {wall:6.2f} s {shown} candle requests {requests:4d}  "
             f"bound {requests / RATE:6.1f} s  {ratio}  "

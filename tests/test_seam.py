@@ -98,9 +98,10 @@ def test_a_no_op_fetch_on_s3_gets_each_record_once_and_takes_no_lease(
         assert {k for k in written if ".write-probe." not in k} == checked, asked
     read = [k for method, k in asked if method == "GET" and k.startswith("candles/")]
     assert read == [], asked  # every data file passed its checks in that version before
-    # One listing per timeframe the plan weighs (their records), one per market's files.
+    # A listing of the records of each finer base the plan could weigh (1s to 30m: none
+    # there, none read), one of each market's files, and two of the data dir (its layout).
     assert Counter(method for method, _ in asked) == Counter(
-        {"GET": 2 * len(MARKETS), "LIST": 8 + len(MARKETS) + 2, "PUT": 1, "DELETE": 1}
+        {"GET": 2 * len(MARKETS), "LIST": 7 + len(MARKETS) + 2, "PUT": 1, "DELETE": 1}
     ), asked
 
 

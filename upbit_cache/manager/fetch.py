@@ -30,7 +30,13 @@ from upbit_cache.errors import (
     StorageError,
     UpbitCacheError,
 )
-from upbit_cache.manager.planner import Plan, candidates, cold_base, plan_fetch, requests_for
+from upbit_cache.manager.planner import (
+    Plan,
+    cold_base,
+    pages_for,
+    plan_fetch,
+    requests_for,
+)
 from upbit_cache.manager.scope import Shard, Window, resolve_markets, selection
 from upbit_cache.manager.session import new_client
 from upbit_cache.ranges import Ranges, TimeRange
@@ -58,6 +64,7 @@ class MarketOutcome:
     timeframe: Timeframe
     candles: int = 0
     requests: int = 0
+    planned: int = 0  # requests the record showed were needed, as the job first read it
     error: UpbitCacheError | None = None
     beyond: Ranges = field(default_factory=Ranges)  # lacked, past Upbit's horizon (1s)
     heal: Heal = field(default_factory=Heal)  # damage healed in its window, or met outside it
@@ -193,9 +200,11 @@ async def fetch_with(
     wanted = resolve_markets(listed, markets, quote)
     now = client.now_ms()
     known = coverage if coverage is not None else store.coverage()
-    series = [(tf, m) for tf in candidates(timeframes) for m in wanted]
-    await asyncio.to_thread(known.read, series)  # every record the run needs, at once
-    plan = plan_fetch(known, wanted, timeframes, window.span_at(now), client.earliest)
+    # The plan reads what it weighs (listed first, where a listing is cheaper), each job
+    # what it has not: every record once.
+    plan = await asyncio.to_thread(
+        plan_fetch, known, wanted, timeframes, window.span_at(now), client.earliest
+    )
     if plan.horizon is not None and plan.beyond and plan.span.end <= plan.horizon:
         raise InvalidRangeError(
             f"Upbit keeps {plan.base} candles for about three months only (since "
@@ -205,12 +214,16 @@ async def fetch_with(
     mine = wanted
     if shard is not None:
         mine = shard.pick(wanted, cold_base(timeframes))
-        cost = requests_for(known, mine, plan.base, plan.span, plan.horizon)
-        plan = replace(plan, planned_requests=cost)
+        if plan.costed:
+            cost = requests_for(known, mine, plan.base, plan.span, plan.horizon)
+            plan = replace(plan, planned_requests=cost)
     stamp = quarantine_stamp()
     report = await sync_markets(
         store, client, mine, [plan.base], plan.span, progress, stamp=stamp, coverage=known
     )
+    if not plan.costed:
+        planned = sum(o.planned for o in report.outcomes)
+        plan = replace(plan, planned_requests=planned, costed=True)
     report.plan, report.now = plan, now
     report.shard, report.total_markets = shard, len(wanted)
     began = time.monotonic()
@@ -248,7 +261,6 @@ async def sync_markets(
     for this run (None: read here)."""
     progress = progress or _Silent()
     known = coverage if coverage is not None else store.coverage()
-    await asyncio.to_thread(known.read, [(tf, m) for m in markets for tf in timeframes])
     began = time.monotonic()
     jobs = [(m, tf) for m in markets for tf in timeframes]
     progress.on_start(len(jobs))
@@ -310,6 +322,11 @@ async def _sync_one(
         upper = tf.ceil_one(min(span.end, closed_end))
         wanted = Ranges.of([(tf.floor_one(span.start), upper)])
         whole = TimeRange(tf.floor_one(span.start), upper)
+        # The record, if the plan did not read it (once, for the run), and what it lacks.
+        settled = await asyncio.to_thread(known.settled, tf, market)
+        first = client.earliest(tf)
+        reach = TimeRange.since(first) if first is not None else TimeRange.everything()
+        outcome.planned = pages_for(tf, wanted.subtract(settled).clip(reach))
         seen: Seen = {}  # damage the look found: not read again under the lock
         left_alone = await asyncio.to_thread(
             _untouched, store, known, tf, market, wanted, whole, stamp, seen
@@ -350,7 +367,7 @@ async def _sync_one(
                     await asyncio.shield(keep(landed))
             # The pager sends nothing past Upbit's horizon (1s), and nothing of it is
             # recorded: the record says what Upbit was asked, and that span stays a hole.
-            edge = client.earliest(tf)
+            edge = client.earliest(tf)  # where it is now: it moves during a long run
             if edge is not None:
                 left = missing.subtract(known.fetched(tf, market))  # as this run wrote it
                 outcome.beyond = left.clip(TimeRange.before(edge))

@@ -23,6 +23,9 @@ class Plan:
     planned_requests: int
     horizon: int | None = None  # the oldest time Upbit serves the base (1s), None: all
     beyond: Ranges = field(default_factory=Ranges)  # lacked before `horizon`: not fetchable
+    # False: chosen without reading a record, `planned_requests` is counted by the jobs as
+    # each reads its own (see `plan_fetch`), and filled in when they are done.
+    costed: bool = True
 
     def describe(self) -> str:
         derived = ", ".join(t.name for t in self.derived) or "none"
@@ -38,12 +41,6 @@ def missing(coverage: Coverage, market: str, tf: Timeframe, span: TimeRange) -> 
     """What of `span` the store has not settled for (tf, market): all of it where the record
     is damaged (the fetch heals it, store/heal.py, and asks for the whole window again)."""
     return Ranges.of([(span.start, span.end)]).subtract(coverage.settled(tf, market))
-
-
-def candidates(timeframes: Sequence[Timeframe]) -> list[Timeframe]:
-    """Every timeframe whose record a plan for `timeframes` reads: each base it weighs, and
-    the timeframes themselves (derived ones are materialised after the fetch)."""
-    return list(dict.fromkeys([*bases(timeframes), *timeframes]))
 
 
 def bases(timeframes: Sequence[Timeframe]) -> list[Timeframe]:
@@ -89,22 +86,32 @@ def plan_fetch(
     periods that have closed before it. Ties go to the coarsest base (fewest rows to store).
     `horizon(base)` is the oldest time Upbit serves a base (1s: about three months back): a
     base that cannot reach a missing part of the window is taken only when no other can.
-    The records come from `coverage` (read once for the run: `Store.coverage`).
+
+    The records come from `coverage` (read once for the run: `Store.coverage`). A base that
+    no market holds a record of would cost the whole window, which is never fewer requests
+    than the coarsest base costs (it has fewer periods), so only the coarsest and the bases
+    with records are weighed. Where that leaves the coarsest alone, it is the plan without a
+    record read (on S3 that saves a round of GETs before the first request): each job counts
+    its planned requests as it reads its own record (`costed` False).
     """
     start, end = span
     lo = min(t.floor_one(start) for t in timeframes)
+    found = list(reversed(bases(timeframes)))  # coarsest first
+    weighed = [b for b in found if b == found[0] or coverage.holders(b, markets)]
     plans = []
-    for base in reversed(bases(timeframes)):  # coarsest first
+    for base in weighed:
         hi = base.floor_one(end)
         window = TimeRange(lo, max(lo, hi))
         edge = horizon(base)
+        derived = tuple(t for t in timeframes if t != base)
+        if len(weighed) == 1 and edge is None:
+            return Plan(base, derived, window, 0, costed=False)
         gaps = [missing(coverage, m, base, window) for m in markets]
         reach, past = TimeRange.everything(), Ranges()
         if edge is not None:
             reach = TimeRange.since(edge)
             past = Ranges.of(part for gap in gaps for part in gap.clip(TimeRange.before(edge)))
         cost = sum(pages_for(base, gap.clip(reach)) for gap in gaps)
-        derived = tuple(t for t in timeframes if t != base)
         plans.append(Plan(base, derived, window, cost, edge, past))
     whole = [p for p in plans if not p.beyond] or plans
     return min(whole, key=lambda p: p.planned_requests)  # the first of equals: the coarsest

@@ -45,14 +45,15 @@ class Coverage:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._found: dict[Series, Record | DamageError] = {}
+        self._listed: dict[Timeframe, dict[str, int]] = {}  # tf -> market -> record's mtime
         self._guard = threading.Lock()
         self.reads = 0  # records read from the data dir for this coverage
 
     def record(self, tf: Timeframe, market: str) -> Record:
         """The series' record; a DamageError if it cannot be trusted."""
-        found = self._found.get((tf, market))
-        if found is None:
-            found = self._store._read_records([(tf, market)], self)[(tf, market)]
+        if (tf, market) not in self._found:
+            self._store._read_records([(tf, market)], self)
+        found = self._found[(tf, market)]
         if isinstance(found, DamageError):
             raise found
         return found
@@ -60,13 +61,6 @@ class Coverage:
     def fetched(self, tf: Timeframe, market: str) -> Ranges:
         """What the series has settled (see `Record.fetched`)."""
         return self.record(tf, market).fetched
-
-    def read(self, series: Iterable[Series]) -> Coverage:
-        """Read the records of `series` not held yet, at once (as `Store.coverage` does)."""
-        wanted = [s for s in dict.fromkeys(series) if s not in self._found]
-        if wanted:
-            self._store._read_records(wanted, self)
-        return self
 
     def settled(self, tf: Timeframe, market: str) -> Ranges:
         """`fetched`, or nothing where the record is damaged (a fetch heals it and asks for
@@ -76,9 +70,35 @@ class Coverage:
         except DamageError:
             return Ranges()
 
-    def _keep(self, tf: Timeframe, market: str, found: Record | DamageError) -> None:
+    def read(self, series: Iterable[Series]) -> Coverage:
+        """Read the records of `series` not held yet, at once (as `Store.coverage` does)."""
+        wanted = [s for s in dict.fromkeys(series) if s not in self._found]
+        if wanted:
+            self._store._read_records(wanted, self)
+        return self
+
+    def holders(self, tf: Timeframe, markets: Iterable[str]) -> set[str]:
+        """Which of `markets` hold a record of `tf`. Where the store is remote and they are
+        many, from one listing, without reading a record (those not listed are known to
+        have none); else from their records, read."""
+        names = list(dict.fromkeys(markets))
+        listed = self._store._listing(tf, self, len(names))
+        if listed is None:
+            self.read((tf, m) for m in names)
+            return {m for m in names if self.settled(tf, m)}
+        for market in names:
+            if market not in listed:
+                self._keep(tf, market, Record(), read=True)
+        return {m for m in names if m in listed}
+
+    def _keep(self, tf: Timeframe, market: str, found: Record | DamageError, *, read: bool) -> None:
+        """Keep what the store read (`read`: never over what this process wrote meanwhile)
+        or wrote."""
         with self._guard:
-            self._found[(tf, market)] = found
+            if read:
+                self._found.setdefault((tf, market), found)
+            else:
+                self._found[(tf, market)] = found
 
 
 class Store:
@@ -193,58 +213,62 @@ class Store:
     def _recorded(self, tf: Timeframe, market: str, found: Record | DamageError) -> None:
         """What this process wrote (or read for update) of a record: every coverage keeps it."""
         for view in list(self._views):
-            view._keep(tf, market, found)
+            view._keep(tf, market, found, read=False)
 
-    def _read_records(
-        self, series: list[Series], view: Coverage
-    ) -> dict[Series, Record | DamageError]:
+    def _listing(self, tf: Timeframe, view: Coverage, wanted: int) -> dict[str, int] | None:
+        """The markets with a record of `tf` (and its mtime), listed once per coverage, where
+        a listing beats reading: a remote store, and more than LIST_FROM records wanted."""
+        if tf in view._listed:
+            return view._listed[tf]
+        if wanted <= LIST_FROM or self.files.parallel_reads <= 1:
+            return None
+        found = self.files.list_files(layout.records_root(self.root, tf))
+        held = {m: f.mtime_ms for f in found if (m := layout.market_of_record(f.name))}
+        view._listed[tf] = held
+        return held
+
+    def _read_records(self, series: list[Series], view: Coverage) -> None:
         """Read the records of `series` into `view`. A timeframe's records wanted for many
-        markets are listed first (one listing, on S3 one LIST per 1,000), and only those
-        there are read; on a remote store the reads run at once."""
+        markets on a remote store are listed first (one LIST per 1,000), and only those
+        there are read, at once."""
         by_tf: dict[Timeframe, list[str]] = {}
         for tf, market in series:
             by_tf.setdefault(tf, []).append(market)
-        absent: list[Series] = []
         reads: list[tuple[Series, str, int | None]] = []
         for tf, markets in by_tf.items():
-            listed: dict[str, int] | None = None
-            if len(markets) > LIST_FROM and self.files.parallel_reads > 1:
-                names = self.files.list_files(layout.records_root(self.root, tf))
-                listed = {f.name: f.mtime_ms for f in names}
+            listed = self._listing(tf, view, len(markets))
             for market in markets:
                 path = layout.fetched_file(self.root, tf, market)
                 if listed is None:
                     reads.append(((tf, market), path, None))
-                elif path.rpartition("/")[2] in listed:
-                    reads.append(((tf, market), path, listed[path.rpartition("/")[2]]))
+                elif market in listed:
+                    reads.append(((tf, market), path, listed[market]))
                 else:
-                    absent.append((tf, market))
-        done: dict[Series, Record | DamageError] = dict.fromkeys(absent, Record())
+                    view._keep(tf, market, Record(), read=True)
 
-        def one(item: tuple[Series, str, int | None]) -> Record | DamageError:
-            _series, path, written = item
+        def one(item: tuple[Series, str, int | None]) -> None:
+            (tf, market), path, written = item
             raw = self.files.read_bytes(path)
-            view.reads += 1
+            with view._guard:
+                view.reads += 1
             try:
-                return check_record(
+                found: Record | DamageError = check_record(
                     path,
                     parse_record(path, raw),
                     now_ms(),
                     lambda: written if written is not None else self.written_ms(path),
                 )
             except DamageError as exc:
-                return exc
+                found = exc
+            view._keep(tf, market, found, read=True)
 
         workers = min(self.files.parallel_reads, len(reads))
         if workers > 1:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                results = list(pool.map(one, reads))
+                list(pool.map(one, reads))
         else:
-            results = [one(item) for item in reads]
-        done.update(zip((item[0] for item in reads), results, strict=True))
-        for (tf, market), record in done.items():
-            view._keep(tf, market, record)
-        return done
+            for item in reads:
+                one(item)
 
     def written_ms(self, path: str) -> int | None:
         """When the file at `path` was last written, by the data dir's clock (None: gone)."""
