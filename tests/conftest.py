@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 import numpy as np
 import pandas as pd
@@ -342,7 +342,7 @@ class S3Server:
         for method, target in self.LINE.findall(text):
             path, _, query = target.partition("?")
             listed = dict(p.partition("=")[::2] for p in query.split("&"))
-            where = listed.get("prefix", "").replace("%2F", "/")
+            where = unquote(listed.get("prefix", ""))
             if path.rstrip("/") == f"/{self.BUCKET}" and where.startswith(under):
                 found.append(("LIST", where.removeprefix(under + "/")))
             elif path.startswith(prefix + "/"):

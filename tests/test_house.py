@@ -49,6 +49,7 @@ FILE_LEVEL_CALLS = {
     "remove_file",
     "missing_files",
     "written_ms",
+    "series_files",
 }
 # Calls that open, list, rename or delete files; only the store makes them.
 FILE_CALLS = {

@@ -99,9 +99,14 @@ def test_a_no_op_fetch_on_s3_gets_each_record_once_and_takes_no_lease(
     read = [k for method, k in asked if method == "GET" and k.startswith("candles/")]
     assert read == [], asked  # every data file passed its checks in that version before
     # A listing of the records of each finer base the plan could weigh (1s to 30m: none
-    # there, none read), one of each market's files, and two of the data dir (its layout).
+    # there, none read), one of the 1h records and one of every 1h data file (a job each
+    # for more than 4 markets: listed once, not per market), two of the data dir (layout);
+    # a GET of each record and of each series' `checked/` versions.
+    listings = sorted(k for method, k in asked if method == "LIST")
+    finer = [f"fetched/{tf}/" for tf in ("10m", "15m", "1m", "1s", "30m", "3m", "5m")]
+    assert listings == sorted(["", "candles/", *finer, "fetched/1h/", "candles/timeframe=1h/"])
     assert Counter(method for method, _ in asked) == Counter(
-        {"GET": 2 * len(MARKETS), "LIST": 7 + len(MARKETS) + 2, "PUT": 1, "DELETE": 1}
+        {"GET": 2 * len(MARKETS), "LIST": len(listings), "PUT": 1, "DELETE": 1}
     ), asked
 
 

@@ -211,6 +211,7 @@ async def materialise_many(
     gate = asyncio.Semaphore(parallel)
     known = coverage if coverage is not None else store.coverage()
     series = {(t, m) for m, t, b in jobs} | {(b, m) for m, t, b in jobs}
+    known.expect(series)
     await asyncio.to_thread(known.read, sorted(series, key=lambda s: (s[0].approx_ms, s[1])))
 
     def window(target: Timeframe) -> TimeRange | None:
@@ -232,7 +233,7 @@ async def materialise_many(
             healed = Heal()
             span = window(target)
             if span is not None:
-                inspected = inspect_window(store, target, market, span, found.record, seen)
+                inspected = inspect_window(store, target, market, span, known, seen)
                 if inspected is None:
                     return None
                 healed = inspected

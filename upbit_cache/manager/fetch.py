@@ -3,9 +3,9 @@
 This is where the cache manager drives the collection engine: one client (one session, one
 rate limiter) serves every (market, timeframe) job, a bounded number of jobs run at once,
 and each job that writes holds its writer lock so that an overlapping run waits instead of
-refetching. The records are read once for the run (`Store.coverage`): the plan weighs every
-candidate base from them, and a job that they show has nothing to fetch or heal takes no
-lock and reads nothing more (another run can only have added to what is settled).
+refetching. Each record is read once for the run (`Store.coverage`): by the plan, for the
+bases it weighs, or else by the job itself; a job whose record shows nothing to fetch, and
+whose window holds nothing to heal, takes no lock and writes nothing (see `_untouched`).
 """
 
 from __future__ import annotations
@@ -261,6 +261,7 @@ async def sync_markets(
     for this run (None: read here)."""
     progress = progress or _Silent()
     known = coverage if coverage is not None else store.coverage()
+    known.expect((tf, m) for m in markets for tf in timeframes)
     began = time.monotonic()
     jobs = [(m, tf) for m in markets for tf in timeframes]
     progress.on_start(len(jobs))
@@ -404,6 +405,6 @@ def _untouched(
     if stamp is None or not wanted:
         return Heal()
     try:
-        return inspect_window(store, tf, market, whole, record, seen)
+        return inspect_window(store, tf, market, whole, known, seen)
     except StorageError:
         return None  # a file changing under the look (a compaction): look again, locked

@@ -21,7 +21,7 @@ from typing import Any
 from upbit_cache.errors import DamageError, UpbitCacheError
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store import layout, screens
-from upbit_cache.store.files import DataDir, Writer
+from upbit_cache.store.files import DataDir, StoredFile, Writer
 from upbit_cache.store.locks import WriterLock
 from upbit_cache.store.records import Record, check_record, parse_record, write_record
 from upbit_cache.timeframes import Timeframe
@@ -46,7 +46,10 @@ class Coverage:
         self._store = store
         self._found: dict[Series, Record | DamageError] = {}
         self._listed: dict[Timeframe, dict[str, int]] = {}  # tf -> market -> record's mtime
+        self._expected: dict[Timeframe, set[str]] = {}  # the markets a run will ask about
+        self._files: dict[Timeframe, dict[str, list[StoredFile]]] = {}  # tf -> market -> files
         self._guard = threading.Lock()
+        self._listing_guard = threading.Lock()  # one listing of each kind, whoever asks first
         self.reads = 0  # records read from the data dir for this coverage
 
     def record(self, tf: Timeframe, market: str) -> Record:
@@ -76,6 +79,26 @@ class Coverage:
         if wanted:
             self._store._read_records(wanted, self)
         return self
+
+    def expect(self, series: Iterable[Series]) -> Coverage:
+        """Say which series the run will ask about, one by one: where they are many, the
+        first ask lists their timeframe once (records, data files) rather than probing
+        each (on S3 a GET or a LIST each, most of them for nothing on a first fetch)."""
+        for tf, market in series:
+            self._expected.setdefault(tf, set()).add(market)
+        return self
+
+    def series_files(self, tf: Timeframe, market: str) -> list[StoredFile] | None:
+        """The series' data files as listed once for the run with every other market's of
+        `tf` (on a remote store, when the run expects many of them), in path order; None:
+        not listed so (the caller lists the series). For the store's own modules (heal):
+        a reader's snapshot, never what a writer under its lock goes by."""
+        if len(self._expected.get(tf, ())) <= LIST_FROM or self._store.files.parallel_reads <= 1:
+            return None
+        with self._listing_guard:
+            if tf not in self._files:
+                self._files[tf] = self._store._data_listing(tf)
+        return self._files[tf].get(market, [])
 
     def holders(self, tf: Timeframe, markets: Iterable[str]) -> set[str]:
         """Which of `markets` hold a record of `tf`. Where the store is remote and they are
@@ -217,15 +240,27 @@ class Store:
 
     def _listing(self, tf: Timeframe, view: Coverage, wanted: int) -> dict[str, int] | None:
         """The markets with a record of `tf` (and its mtime), listed once per coverage, where
-        a listing beats reading: a remote store, and more than LIST_FROM records wanted."""
-        if tf in view._listed:
-            return view._listed[tf]
+        a listing beats reading: a remote store, and more than LIST_FROM records wanted (in
+        one call, or by the run: `Coverage.expect`)."""
+        wanted = max(wanted, len(view._expected.get(tf, ())))
         if wanted <= LIST_FROM or self.files.parallel_reads <= 1:
             return None
-        found = self.files.list_files(layout.records_root(self.root, tf))
-        held = {m: f.mtime_ms for f in found if (m := layout.market_of_record(f.name))}
-        view._listed[tf] = held
-        return held
+        with view._listing_guard:
+            if tf not in view._listed:
+                found = self.files.list_files(layout.records_root(self.root, tf))
+                names = ((layout.market_of_record(f.name), f.mtime_ms) for f in found)
+                view._listed[tf] = {m: mtime for m, mtime in names if m}
+        return view._listed[tf]
+
+    def _data_listing(self, tf: Timeframe) -> dict[str, list[StoredFile]]:
+        """Every market's data files of `tf` (both tiers), in one recursive listing."""
+        found: dict[str, list[StoredFile]] = {}
+        prefix = layout.candles_root(self.root, tf) + "/"
+        for f in self.files.list_files(prefix.rstrip("/"), recursive=True):
+            market = layout.market_of_dir(f.path.removeprefix(prefix).partition("/")[0])
+            if market and layout.is_data_file(f.name):
+                found.setdefault(market, []).append(f)
+        return found
 
     def _read_records(self, series: list[Series], view: Coverage) -> None:
         """Read the records of `series` into `view`. A timeframe's records wanted for many

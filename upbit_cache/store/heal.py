@@ -26,6 +26,7 @@ from upbit_cache.errors import DamageError
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.audit import Problem, SeriesAudit, file_problem, repair_series
+from upbit_cache.store.base import Coverage
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.store.files import StoredFile
 from upbit_cache.store.records import Record
@@ -97,20 +98,24 @@ def inspect_window(
     tf: Timeframe,
     market: str,
     window: TimeRange,
-    record: Record,
+    known: Coverage,
     seen: Seen | None = None,
 ) -> Heal | None:
     """What `heal_window` would find, looked at without the series' lock: None if anything
     inside `window` needs healing (then `heal_window` under the lock), else what a listing
-    shows outside it, to report. Nothing is changed but the cache of versions found sound
-    (keyed by version: a file replaced meanwhile is read again next time); the damaged
-    files found are added to `seen`, for `heal_window` not to read them again.
+    shows outside it, to report. The record and the listing are the run's (`known`: read
+    once for it). Nothing is changed but the cache of versions found sound (keyed by
+    version: a file replaced meanwhile is read again next time); the damaged files found
+    are added to `seen`, for `heal_window` not to read them again.
 
-    A reader's look, as `record` is (a run's coverage): a compaction under way can look
-    like a hole for an instant, which only sends the series to `heal_window`, where it is
-    looked at again under the lock.
+    A reader's look: a compaction under way can look like a hole, or a listed file be gone
+    when read, which only sends the series to `heal_window`, where it is looked at again
+    under the lock (a StorageError here means the same).
     """
-    on_disk = store.data_files(tf, market)
+    record = known.record(tf, market)
+    on_disk = known.series_files(tf, market)
+    if on_disk is None:
+        on_disk = store.data_files(tf, market)
     found = seen if seen is not None else {}
     problems, outside = _findings(store, tf, market, window, record, on_disk, found)
     return None if problems else Heal(outside=outside, pruned=record.pruned)
