@@ -50,6 +50,7 @@ FILE_LEVEL_CALLS = {
     "missing_files",
     "written_ms",
     "series_files",
+    "take_written",
 }
 # Calls that open, list, rename or delete files; only the store makes them.
 FILE_CALLS = {

@@ -25,7 +25,7 @@ from upbit_cache.markets import validate_markets
 from upbit_cache.ranges import EARLIEST, LATEST, Ranges, TimeRange
 from upbit_cache.store.base import Coverage
 from upbit_cache.store.candle_store import CandleStore
-from upbit_cache.store.heal import Heal, Seen, heal_window, inspect_window
+from upbit_cache.store.heal import Heal, Seen, heal_window, inspect_window, remember_written
 from upbit_cache.store.records import Record
 from upbit_cache.timeframes import SUPPORTED, Timeframe
 from upbit_cache.timeframes.convert import resample
@@ -250,6 +250,8 @@ async def materialise_many(
             else:
                 store.record(target, market, for_update=True)  # as it is now, under the lock
             outcome = materialise(store, market, target, base, known)
+            if heal is not None:
+                remember_written(store, target, market)  # the next fetch need not check them
         except UpbitCacheError as exc:
             outcome = DeriveOutcome(market, target, base, error=exc)
         outcome.heal = healed

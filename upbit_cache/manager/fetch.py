@@ -43,7 +43,7 @@ from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store.audit import quarantine_stamp
 from upbit_cache.store.base import Coverage
 from upbit_cache.store.candle_store import CandleStore
-from upbit_cache.store.heal import Heal, Seen, heal_window, inspect_window
+from upbit_cache.store.heal import Heal, Seen, heal_window, inspect_window, remember_written
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import iso
 
@@ -366,6 +366,8 @@ async def _sync_one(
             finally:
                 if landed:
                     await asyncio.shield(keep(landed))
+            if stamp is not None:  # what this job wrote, the next run need not check
+                await asyncio.to_thread(remember_written, store, tf, market)
             # The pager sends nothing past Upbit's horizon (1s), and nothing of it is
             # recorded: the record says what Upbit was asked, and that span stays a hole.
             edge = client.earliest(tf)  # where it is now: it moves during a long run

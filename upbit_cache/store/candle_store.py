@@ -103,6 +103,7 @@ class CandleStore(Store):
         migrate(self.files)  # a data dir of an older layout, on first use (one listing if not)
         self.cache: TableCache = cache if cache is not None else _NoCache()
         self._cleared: set[str] = set()  # files whose leftover temps this store removed
+        self._written: dict[str, tuple[int, int]] = {}  # data files written: path -> version
 
     @classmethod
     def on(cls, store: Store, cache: TableCache | None = None) -> CandleStore:
@@ -284,7 +285,17 @@ class CandleStore(Store):
         if written is not None:
             # Just written: keep it in memory, so a read that follows costs no disk read.
             self.cache.put(path, written.version, table)
+            self._written[path] = written.version  # made of checked rows (heal.py)
         return written
+
+    def take_written(self, tf: Timeframe, market: str) -> dict[str, tuple[int, int]]:
+        """The versions of the series' data files this store wrote since it was last asked,
+        by path (and forgets them)."""
+        folder = layout.market_dir(self.root, tf, market) + "/"
+        mine = {p: v for p, v in list(self._written.items()) if p.startswith(folder)}
+        for path in mine:
+            self._written.pop(path, None)
+        return mine
 
     def remove_file(self, path: str) -> None:
         """Delete one data file and its partition directory if that is left empty."""

@@ -12,9 +12,10 @@ the window nothing is read or touched: what a listing shows (a listed file gone,
 file) is reported, for `verify --repair`.
 
 The versions (size, modification time) of the files that passed are kept in
-`checked/<tf>/<MARKET>.json` (a cache: what it does not say is read), and a file is read
-again only once it changed: a cron fetch over a year reads what its last run wrote, not the
-year. Damage that keeps a file's size and time (bit rot) is for the readers and `verify`.
+`checked/<tf>/<MARKET>.json` (a cache: what it does not say is read), with those a fetch
+wrote itself (`remember_written`: made of checked rows), and a file is read again only once
+it changed otherwise: a cron fetch over a year reads nothing its last run wrote, let alone
+the year. Damage that keeps a file's size and time (bit rot) is for the readers and `verify`.
 """
 
 from __future__ import annotations
@@ -142,6 +143,19 @@ def _findings(
         if f.bytes == 0 and not _touches(tf, f.path, window)
     ]
     return problems, outside
+
+
+def remember_written(store: CandleStore, tf: Timeframe, market: str) -> None:
+    """Add the data files this store wrote of the series to the versions found sound: they
+    were made of checked rows (a checked file's and checked pages'), so the next fetch need
+    not read them again to know. The caller holds the series' writer lock (no one else
+    wrote them)."""
+    mine = store.take_written(tf, market)
+    if not mine:
+        return
+    before = _sound(store, tf, market)
+    names = {layout.in_series(store.root, tf, market, p): list(v) for p, v in mine.items()}
+    _remember(store, tf, market, before, {**before, **names})
 
 
 def _heal_record(
