@@ -97,6 +97,7 @@ class Backend(Protocol):
         shared: bool,
     ) -> WriterLock: ...
     def is_dir(self, path: str) -> bool: ...
+    def where(self, root: str) -> str: ...
     def check_writers(self) -> None: ...
     def missing_bucket(self, root: str) -> str | None: ...
     def clock_ms(self, root: str) -> int: ...
@@ -211,6 +212,10 @@ class _ArrowBackend:
         import pyarrow.fs as pafs
 
         return self._infos([path])[0].type == pafs.FileType.Directory
+
+    def where(self, root: str) -> str:
+        """The data dir at `root` as a user names it."""
+        return root
 
     def check_writers(self) -> None:
         """Raise StorageError if this process cannot write here now for another's sake."""
@@ -450,6 +455,9 @@ class S3Backend(_ArrowBackend):
         from upbit_cache.store.lease import ObjectLease  # a reader's lock too: the lease
 
         return ObjectLease(self.objects, path, what=what, timeout=timeout, on_wait=on_wait)
+
+    def where(self, root: str) -> str:
+        return f"s3://{root}"
 
     def missing_bucket(self, root: str) -> str | None:
         """The data dir's bucket if it does not exist (a misspelt name, most often)."""

@@ -240,7 +240,7 @@ class DataDir:
     @property
     def where(self) -> str:
         """The data dir as a user names it: a folder, or `s3://bucket/prefix`."""
-        return f"s3://{self.root}" if self.conditional else self.root
+        return self.backend.where(self.root)
 
     def exists(self) -> bool:
         """Whether the data dir is there: a folder (on S3, a bucket or a prefix holding
