@@ -98,14 +98,17 @@ def plan_fetch(
     lo = min(t.floor_one(start) for t in timeframes)
     found = list(reversed(bases(timeframes)))  # coarsest first
     weighed = [b for b in found if b == found[0] or coverage.holders(b, markets)]
+    if len(weighed) == 1 and horizon(weighed[0]) is None:
+        base = weighed[0]
+        window = TimeRange(lo, max(lo, base.floor_one(end)))
+        return Plan(base, tuple(t for t in timeframes if t != base), window, 0, costed=False)
+    coverage.read((b, m) for b in weighed for m in markets)  # at once, not one by one
     plans = []
     for base in weighed:
         hi = base.floor_one(end)
         window = TimeRange(lo, max(lo, hi))
         edge = horizon(base)
         derived = tuple(t for t in timeframes if t != base)
-        if len(weighed) == 1 and edge is None:
-            return Plan(base, derived, window, 0, costed=False)
         gaps = [missing(coverage, m, base, window) for m in markets]
         reach, past = TimeRange.everything(), Ranges()
         if edge is not None:
