@@ -41,8 +41,8 @@ SPAN = TimeRange(H1.floor_one(to_ms(CLOCK) - DAYS * 86_400_000), H1.floor_one(to
 
 def pending(data_dir: str, markets: list[str]) -> int:
     """Pages the store still lacks (from its fetched-range records)."""
-    store = CandleStore(data_dir)
-    return sum(pages_for(H1, missing(store, m, H1, SPAN)) for m in markets)
+    known = CandleStore(data_dir).coverage()
+    return sum(pages_for(H1, missing(known, m, H1, SPAN)) for m in markets)
 
 
 def fetch(

@@ -1,7 +1,10 @@
 """Scale-out benchmark: the screener fetch on S3 beside local disk, and a sharded backfill.
 
 1. 200 KRW markets x 30 days of 1h into a local folder and into `s3://` on moto's server
-   (loopback), cold then warm (one hour later), against one simulator process at 10 req/s.
+   (loopback), cold, warm (one hour later), then a no-op (the same hour again: nothing to
+   fetch), in this process and as a whole `upbit-cache fetch` process, against one
+   simulator process at 10 req/s. On S3 each run's requests to the store are counted from
+   moto's request log (GET, HEAD, LIST, PUT, DELETE).
 2. A 1m backfill split with `fetch --shard K/N` over N = 1, 2, 4 worker processes, each
    against its own simulator process (its own 10 req/s budget, as separate IPs would have),
    all writing one `s3://` data dir; wall time against N, then one check that the dataset
@@ -14,10 +17,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
@@ -32,24 +38,77 @@ CLOCK = "2026-11-20T00:20:00Z"
 RATE = 10
 
 
-def screener(sim: SimProcess, data_dir: str, markets: list[str], label: str) -> None:
-    for run in ("cold", "warm, 1h later"):
-        if run != "cold":
+class S3Log:
+    """The requests moto's server logged since the last `take`, by kind."""
+
+    LINE = re.compile(r'"(GET|HEAD|PUT|POST|DELETE) (\S+) HTTP')
+
+    def __init__(self, path: str | None) -> None:
+        self.path, self.offset = path, 0
+        if path is not None and os.path.exists(path):
+            self.offset = os.path.getsize(path)
+
+    def take(self) -> Counter[str]:
+        if self.path is None:
+            return Counter()
+        with open(self.path, "rb") as log:
+            log.seek(self.offset)
+            text = log.read().decode(errors="replace")
+            self.offset = log.tell()
+        found: Counter[str] = Counter()
+        for method, target in self.LINE.findall(text):
+            key = target.partition("?")[0].strip("/").partition("/")[2]
+            listing = method == "GET" and ("list-type" in target or "prefix=" in target or not key)
+            found["LIST" if listing else method] += 1
+        return found
+
+    @staticmethod
+    def text(counts: Counter[str]) -> str:
+        kinds = ("GET", "HEAD", "LIST", "PUT", "DELETE")
+        return "  s3 " + " ".join(f"{k} {counts[k]}" for k in kinds) if counts else ""
+
+
+def screener(
+    sim: SimProcess, data_dir: str, markets: list[str], label: str, log: S3Log, repeat: int
+) -> None:
+    for run in ("cold", "warm, 1h later", "no-op"):
+        if run == "warm, 1h later":
             sim.advance(3600)
-        sim.reset()
-        began = time.perf_counter()
-        report = UpbitCache(data_dir, api_url=sim.url, rate=RATE).fetch(
-            markets, timeframes="1h", window=Window(days=30)
-        )
-        wall = time.perf_counter() - began
+        walls = []
+        for _ in range(repeat if run == "no-op" else 1):
+            sim.reset()
+            log.take()
+            began = time.perf_counter()
+            report = UpbitCache(data_dir, api_url=sim.url, rate=RATE).fetch(
+                markets, timeframes="1h", window=Window(days=30)
+            )
+            walls.append(time.perf_counter() - began)
+        wall = statistics.median(walls)
         stats = sim.stats()
         requests = stats["candle_requests"]
+        ratio = f"wall/bound {wall / (requests / RATE):.3f}" if requests else "(no request)"
+        each = ", ".join(f"{w:.2f}" for w in walls)
+        shown = f"median of {each}" if len(walls) > 1 else ""
         print(
-            f"{label:<6} {run:<15} wall {wall:6.2f} s  candle requests {requests:4d}  "
-            f"bound {requests / RATE:6.1f} s  wall/bound {wall / (requests / RATE):.3f}  "
+            f"{label:<6} {run:<15} wall {wall:6.2f} s {shown} candle requests {requests:4d}  "
+            f"bound {requests / RATE:6.1f} s  {ratio}  "
             f"429s {stats['rate_limited']}  candles {report.candles:7,d}  "
-            f"failed {len(report.failed)}"
+            f"failed {len(report.failed)}{S3Log.text(log.take())}"
         )
+    walls = []
+    for _ in range(repeat):
+        command = [sys.executable, "-m", "upbit_cache", "fetch", *markets, "-t", "1h", "-q"]
+        command += ["--days", "30", "--rate", str(RATE), "--data-dir", data_dir]
+        command += ["--api-url", sim.url]
+        log.take()
+        began = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        walls.append(time.perf_counter() - began)
+    print(
+        f"{label:<6} no-op, CLI      wall {statistics.median(walls):6.2f} s median of "
+        f"{len(walls)} (min {min(walls):.2f}, max {max(walls):.2f}), whole process"
+        f"{S3Log.text(log.take())}"
+    )
 
 
 def backfill(markets: list[str], days: int, shards: int, data_dir: str) -> float:
@@ -102,17 +161,27 @@ def main() -> None:
     parser.add_argument("--backfill-markets", type=int, default=16)
     parser.add_argument("--backfill-days", type=int, default=2)
     parser.add_argument("--skip-screener", action="store_true")
+    parser.add_argument("--skip-backfill", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each no-op (median)")
     args = parser.parse_args()
     flags = ["--rate", str(RATE), "--latency", "0.03", "--clock", CLOCK, "--frozen"]
-    with moto_s3(), tempfile.TemporaryDirectory() as local:
+    with tempfile.TemporaryDirectory() as local, tempfile.TemporaryDirectory() as logs:
+        run_all(args, flags, local, os.path.join(logs, "moto.log"))
+
+
+def run_all(args: argparse.Namespace, flags: list[str], local: str, log_path: str) -> None:
+    with moto_s3(log_path):
         with SimProcess(*flags) as sim:
             markets = krw_markets(sim.url, args.markets)
             chosen = krw_markets(sim.url, args.backfill_markets)
             if not args.skip_screener:
                 print(f"screener: {len(markets)} markets x 30 days of 1h")
-                screener(sim, local, markets, "local")
+                screener(sim, local, markets, "local", S3Log(None), args.repeat)
                 sim.advance(-3600)
-                screener(sim, f"s3://{BUCKET}/screener", markets, "s3")
+                s3 = f"s3://{BUCKET}/screener"
+                screener(sim, s3, markets, "s3", S3Log(log_path), args.repeat)
+        if args.skip_backfill:
+            return
         print(f"backfill: {len(chosen)} markets x {args.backfill_days:g} days of 1m, --shard K/N")
         walls = {
             n: backfill(chosen, args.backfill_days, n, f"s3://{BUCKET}/fill-{n}") for n in (1, 2, 4)

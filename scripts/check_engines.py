@@ -321,11 +321,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def moto_s3() -> Iterator[str]:
-    """moto's S3 server on a free loopback port, with the AWS_* environment pointing at it."""
+def moto_s3(log: str | None = None) -> Iterator[str]:
+    """moto's S3 server on a free loopback port, with the AWS_* environment pointing at it.
+
+    `log`: a file that gets its request log (a line per request: what a bench counts)."""
     port = free_port()
     command = [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sink = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=sink)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -350,6 +353,8 @@ def moto_s3() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        if log is not None:
+            sink.close()  # type: ignore[union-attr]
 
 
 def fill(data_dir: str) -> None:

@@ -18,10 +18,11 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 import numpy as np
 import pandas as pd
+import pyarrow.fs as pafs
 import pytest
 
 from upbit_cache.collector.config import ClientConfig
@@ -31,6 +32,7 @@ from upbit_cache.ranges import Ranges
 from upbit_cache.simulator import SimulatorConfig, SimulatorServer
 from upbit_cache.simulator.history import CandleBars, History
 from upbit_cache.store.candle_store import CandleStore
+from upbit_cache.store.files import DataDir
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import to_ms
 
@@ -302,12 +304,17 @@ def request(url: str, path: str, params: dict[str, Any] | None = None, body: Any
 
 
 class S3Server:
-    """moto's standalone S3 server on loopback (it enforces conditional writes), one bucket."""
+    """moto's standalone S3 server on loopback (it enforces conditional writes), one bucket.
+
+    Its request log (a line per request) is kept in a file: `requests` says what a piece of
+    a test asked of it."""
 
     BUCKET = "candles"
+    LINE = re.compile(r'"(GET|HEAD|PUT|POST|DELETE) (\S+) HTTP')
 
     def __init__(self) -> None:
         import socket
+        import tempfile
 
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -320,12 +327,36 @@ class S3Server:
             "AWS_REGION": "us-east-1",
         }
         server = Path(sys.executable).parent / "moto_server"
+        self._log = tempfile.NamedTemporaryFile(prefix="moto-", suffix=".log")  # noqa: SIM115
         self.process = subprocess.Popen(
             [str(server), "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=self._log,
         )
         self._count = 0
+
+    def mark(self) -> int:
+        """Where the request log ends now (for `requests`)."""
+        return os.path.getsize(self._log.name)
+
+    def requests(self, since: int, uri: str) -> list[tuple[str, str]]:
+        """(method, key under `uri`) of every request about `uri` logged after `since`; a
+        listing is ("LIST", what it lists). moto writes each line once it answered."""
+        prefix = "/" + uri.removeprefix("s3://")
+        under = prefix.removeprefix(f"/{self.BUCKET}/")
+        with open(self._log.name, "rb") as log:
+            log.seek(since)
+            text = log.read().decode(errors="replace")
+        found = []
+        for method, target in self.LINE.findall(text):
+            path, _, query = target.partition("?")
+            listed = dict(p.partition("=")[::2] for p in query.split("&"))
+            where = unquote(listed.get("prefix", ""))
+            if path.rstrip("/") == f"/{self.BUCKET}" and where.startswith(under):
+                found.append(("LIST", where.removeprefix(under + "/")))
+            elif path.startswith(prefix + "/"):
+                found.append((method, path.removeprefix(prefix + "/")))
+        return found
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + DEADLINE
@@ -370,6 +401,7 @@ class S3Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=DEADLINE)
+        self._log.close()
 
 
 @pytest.fixture(scope="session")
@@ -388,3 +420,64 @@ def s3() -> Iterator[S3Server]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+class LocalHandler(pafs.FileSystemHandler):
+    """The local disk through pyarrow's PyFileSystem: a filesystem the store knows neither as
+    a local disk nor as S3 (so, OtherBackend), over real files."""
+
+    def __init__(self) -> None:
+        self.local = pafs.LocalFileSystem()
+
+    def get_type_name(self) -> str:
+        return "elsewhere"
+
+    def equals(self, other: object) -> bool:
+        return isinstance(other, LocalHandler)
+
+    def normalize_path(self, path: str) -> str:
+        return path
+
+    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
+        return self.local.get_file_info(paths)
+
+    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+        return self.local.get_file_info(selector)
+
+    def create_dir(self, path: str, recursive: bool) -> None:
+        self.local.create_dir(path, recursive=recursive)
+
+    def delete_dir(self, path: str) -> None:
+        self.local.delete_dir(path)
+
+    def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
+        self.local.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
+
+    def delete_root_dir_contents(self) -> None:
+        raise NotImplementedError
+
+    def delete_file(self, path: str) -> None:
+        self.local.delete_file(path)
+
+    def move(self, src: str, dest: str) -> None:
+        self.local.move(src, dest)
+
+    def copy_file(self, src: str, dest: str) -> None:
+        self.local.copy_file(src, dest)
+
+    def open_input_stream(self, path: str) -> Any:
+        return self.local.open_input_stream(path)
+
+    def open_input_file(self, path: str) -> Any:
+        return self.local.open_input_file(path)
+
+    def open_output_stream(self, path: str, metadata: object) -> Any:
+        return self.local.open_output_stream(path)
+
+    def open_append_stream(self, path: str, metadata: object) -> Any:
+        return self.local.open_append_stream(path)
+
+
+def elsewhere(root: Path) -> DataDir:
+    """The data dir at `root` through `LocalHandler`: to the store, another filesystem."""
+    return DataDir(pafs.PyFileSystem(LocalHandler()), str(root))

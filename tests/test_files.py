@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 import pytest
+from conftest import elsewhere
 
 from upbit_cache.errors import UsageError
 from upbit_cache.output.destination import write_out
@@ -14,8 +15,9 @@ from upbit_cache.store.files import DataDir
 
 
 def both(tmp_path: Path) -> list[DataDir]:
-    """The same folder as a local path (os calls where they are faster) and as pyarrow's."""
-    return [DataDir.open(tmp_path), DataDir(pafs.LocalFileSystem(), str(tmp_path))]
+    """The same folder as a local path (os calls where they are faster) and through pyarrow
+    alone (a PyFileSystem over its local filesystem: to the store, another filesystem)."""
+    return [DataDir.open(tmp_path), elsewhere(tmp_path)]
 
 
 def test_local_os_calls_see_what_pyarrow_sees(tmp_path: Path) -> None:

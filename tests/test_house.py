@@ -46,6 +46,26 @@ ALLOWED = {
 # - collector.hostcell: the host's shared send schedule in the runtime dir, not a data dir.
 FILE_ROOMS = {"store", "output", "simulator"}
 FILE_MODULES = {"upbit_cache.host", "upbit_cache.collector.hostcell"}
+# The store's modules the cache manager must not import: it speaks of series and spans
+# (CandleStore, Store), never of paths (layout) or files (files, backends).
+FILE_LEVEL_MODULES = {
+    "upbit_cache.store.layout",
+    "upbit_cache.store.files",
+    "upbit_cache.store.backends",
+}
+# CandleStore's file-level methods, for the store's own modules (upkeep, audit, heal).
+FILE_LEVEL_CALLS = {
+    "data_files",
+    "partition_files",
+    "read_file",
+    "check_file",
+    "put_file",
+    "remove_file",
+    "missing_files",
+    "written_ms",
+    "series_files",
+    "take_written",
+}
 # Calls that open, list, rename or delete files; only the store makes them.
 FILE_CALLS = {
     "open",
@@ -155,6 +175,28 @@ def test_imports_run_one_way() -> None:
     assert wrong == []
 
 
+def test_the_manager_touches_storage_only_through_the_store_at_series_level() -> None:
+    """No `store.layout`/`store.files` import, no file-level call on a store."""
+    wrong = []
+    for module, targets in graph().items():
+        if room(module) == "manager":
+            wrong += [f"{module} imports {t}" for t in sorted(targets & FILE_LEVEL_MODULES)]
+    for path in (PACKAGE / "manager").rglob("*.py"):
+        wrong += [f"{module_name(path)}:{n.lineno} {ast.unparse(n)}" for n in file_level(path)]
+    assert wrong == []
+
+
+def file_level(path: Path) -> list[ast.AST]:
+    """A store's file-level calls in `path`, and its DataDir (`store.files`) reached for."""
+    found: list[ast.AST] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            found += [node.func] if node.func.attr in FILE_LEVEL_CALLS else []
+        elif isinstance(node, ast.Attribute) and node.attr == "files":
+            found += [node] if ast.unparse(node.value).endswith(("store", "dir")) else []
+    return found
+
+
 def test_only_the_store_touches_files() -> None:
     touching = []
     for path in PACKAGE.rglob("*.py"):
@@ -173,6 +215,11 @@ def test_the_house_test_sees_a_cycle_and_a_wrong_arrow() -> None:
     assert cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
     assert "collector" not in ALLOWED["store"] and "manager" not in ALLOWED["store"]
     assert "output" not in ALLOWED["store"]  # the output room is above the store, not below
+    modules = set(graph())
+    assert modules >= FILE_LEVEL_MODULES  # a rename would make the seam's check pass silently
+    probe = PACKAGE / "store" / "upkeep.py"  # a store module: layout, store.files, data_files
+    assert imports(probe, modules) & FILE_LEVEL_MODULES
+    assert {ast.unparse(n) for n in file_level(probe)} >= {"store.files", "store.data_files"}
 
 
 if __name__ == "__main__":

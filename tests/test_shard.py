@@ -184,7 +184,7 @@ def test_the_key_is_what_a_fetch_on_an_empty_store_asks_for(tmp_path: Path) -> N
             base = cold_base(tfs)
         except InvalidTimeframeError:
             continue
-        assert plan_fetch(empty, ["KRW-BTC", "KRW-ETH"], tfs, span).base == base, tfs
+        assert plan_fetch(empty.coverage(), ["KRW-BTC", "KRW-ETH"], tfs, span).base == base, tfs
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 4, 7, 16])

@@ -30,8 +30,7 @@ from upbit_cache.output.formats import Format, check_output, guess_format
 from upbit_cache.output.send import send
 from upbit_cache.ranges import EARLIEST, LATEST, TimeRange
 from upbit_cache.settings import DEFAULT_BUDGET, DEFAULT_TAIL, DEFAULT_TIMEFRAME, Settings
-from upbit_cache.store import screens
-from upbit_cache.store.files import DataDir
+from upbit_cache.store.base import Coverage, Store
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import TimeLike, check_timezone, now_ms, to_ms
 
@@ -97,7 +96,12 @@ class UpbitCache:
         seconds a writer waits for another run's lock on a series (None: as long as it
         takes); `on_lock_wait(series)` is told once when a writer must wait."""
         settings = Settings.from_env()  # the environment, read once for this cache
-        self.files = DataDir.open(data_dir if data_dir is not None else settings.default_data_dir())
+        # The data dir as series, without Parquet: enough for a kept screen-prep table.
+        self.dir = Store(
+            data_dir if data_dir is not None else settings.default_data_dir(),
+            lock_timeout=lock_timeout,
+            on_lock_wait=on_lock_wait,
+        )
         self.config = ClientConfig.from_env(api_url, rate, ws_url, settings)
         self.layers = Layers()
         budget = memory_bytes if memory_bytes is not None else settings.memory_bytes()
@@ -133,15 +137,15 @@ class UpbitCache:
             self._store = self._new_store(self.memory)
         return self._store
 
-    def _new_store(self, cache: MemoryCache | None = None) -> CandleStore:
-        from upbit_cache.store.candle_store import CandleStore
+    @property
+    def files(self) -> Store:
+        """The data dir (`files.root` is where it is)."""
+        return self.dir
 
-        return CandleStore(
-            self.files,
-            cache=cache,
-            lock_timeout=self.lock_timeout,
-            on_lock_wait=self.on_lock_wait,
-        )
+    def _new_store(self, cache: MemoryCache | None = None) -> CandleStore:
+        from upbit_cache.store.candle_store import CandleStore  # Parquet: on first use
+
+        return CandleStore.on(self.dir, cache)
 
     @property
     def stats(self) -> MemoryStats:
@@ -187,27 +191,29 @@ class UpbitCache:
         top = min(tf.ceil_one(hi), closed) if hi is not None else closed
         wanted = TimeRange(tf.floor_one(lo), max(tf.floor_one(lo), top))
         with self.layers.request():
-            if not self._settled(code, tf, wanted):
+            # One coverage for the call: the records the check, the fetch and the read need.
+            known = self.store.coverage((s, code) for s in (tf, *tf.divisors()))
+            if not self._settled(known, code, tf, wanted):
                 window = Window(lo, hi)
-                report = await fetch(self.store, self.config, [code], [tf], window)
+                report = await fetch(self.store, self.config, [code], [tf], window, coverage=known)
                 self._asked(report)
                 errors = [o.error for o in report.failed] + [d.error for d in report.failed_derived]
                 if errors:
                     assert errors[0] is not None
                     raise errors[0]
             span = TimeRange(lo, hi if hi is not None else LATEST)
-            return await asyncio.to_thread(load_any, self.store, code, tf, span)
+            return await asyncio.to_thread(load_any, self.store, code, tf, span, known)
 
     def _asked(self, report: SyncReport) -> None:
         if report.candle_requests:
             self.layers.served("upbit", report.candles, report.candle_requests)
 
-    def _settled(self, market: str, tf: Timeframe, span: TimeRange) -> bool:
+    def _settled(self, known: Coverage, market: str, tf: Timeframe, span: TimeRange) -> bool:
         """Whether the store can answer `span` for tf, natively or from a base."""
         from upbit_cache.manager.derive import settled_periods
 
         for source in (tf, *tf.divisors()):
-            have = self.store.fetched(source, market)
+            have = known.fetched(source, market)
             if source != tf:
                 have = settled_periods(have, tf)
             if have.covers(span):
@@ -236,7 +242,7 @@ class UpbitCache:
         tf = _timeframe(timeframe)
         lo, hi = parse_span(start, end)
         span = TimeRange(EARLIEST if lo is None else lo, LATEST if hi is None else hi)
-        self.files.require()  # a misspelt data dir is not an empty frame (looked at once)
+        self.dir.require()  # a misspelt data dir is not an empty frame (looked at once)
         with self.layers.request():
             frame = load_any(self.store, validate_market(market), tf, span)
         if not fill or frame.empty:
@@ -339,7 +345,7 @@ class UpbitCache:
 
         source = _timeframe(base) if base is not None else None
         tfs = _timeframes(timeframes)
-        self.files.require()
+        self.dir.require()
         return await resample_store(self.store, markets, tfs, source)
 
     @checked
@@ -386,7 +392,7 @@ class UpbitCache:
         fmt = guess_format(out, fmt)
         check_output(out, fmt)  # before anything is fetched or copied out
         if not request.refresh:
-            self.files.require()
+            self.dir.require()
         keepable = request.refresh and not request.include_open
         return _ScreenJob(request, out, fmt, zone, key(request, fmt, zone), keepable)
 
@@ -395,7 +401,7 @@ class UpbitCache:
     ) -> tuple[str, Kept] | ScreenResult:
         async with new_client(self.config) as client:  # one session for the whole run
             if job.keepable:
-                found = await lookup(self.files, client, job.request, job.name, job.fmt)
+                found = await lookup(self.dir, client, job.request, job.name, job.fmt)
                 if found is not None:
                     return found
             # Something changed (or cannot be kept): the full run, with Parquet and pandas.
@@ -405,7 +411,7 @@ class UpbitCache:
 
     def _screen_write(self, job: _ScreenJob, done: tuple[str, Kept] | ScreenResult) -> Produced:
         if isinstance(done, tuple):
-            send(screens.kept_table(self.files, done[0]), job.out)
+            send(self.dir.kept_table(done[0]), job.out)
             return Produced(kept=done[1])
         if done.sync is not None:
             self._asked(done.sync)
@@ -423,12 +429,12 @@ class UpbitCache:
         if name is None or result.fingerprint is None or failed:
             write_output(result.table, out, fmt, tz)
             return
-        table = screens.keep(self.files, name, fmt, lambda s: write_table(result.table, s, fmt, tz))
-        send(screens.kept_table(self.files, table), out)
+        table = self.dir.keep_screen(name, fmt, lambda s: write_table(result.table, s, fmt, tz))
+        send(self.dir.kept_table(table), out)
         shown = pc.count_distinct(result.table["market"]).as_py() if result.table.num_rows else 0
         facts = Kept(result.fingerprint, shown, result.table.num_rows, result.short)
         facts.filtered_out = len(result.filtered_out)
-        remember(self.files, name, facts)
+        remember(self.dir, name, facts)
 
     @checked
     def export(
@@ -494,7 +500,7 @@ class UpbitCache:
         fmt = guess_format(out, fmt)
         check_output(out, fmt)  # before anything is fetched
         if not refresh:
-            self.files.require()
+            self.dir.require()
         return _ExportJob(
             markets=markets,
             quote=quote,
@@ -504,7 +510,8 @@ class UpbitCache:
             fmt=fmt,
             tz=zone,
             fill=fill,
-            store=self._new_store(),  # every file is read once: memory would only cost
+            store=(store := self._new_store()),  # every file is read once: memory would only cost
+            known=store.coverage(),  # the refresh's records are the export's
             began=time.monotonic(),
         )
 
@@ -519,6 +526,7 @@ class UpbitCache:
             job.window,
             quote=job.quote,
             progress=progress,
+            coverage=job.known,
         )
         self._asked(sync)
         return sync
@@ -533,7 +541,15 @@ class UpbitCache:
             span = job.window.span_at(now_ms())
             names = stored_markets(job.store, job.timeframes, job.markets, job.quote)
         report = export(
-            job.store, names, job.timeframes, span, job.out, job.fmt, job.tz, fill=job.fill
+            job.store,
+            names,
+            job.timeframes,
+            span,
+            job.out,
+            job.fmt,
+            job.tz,
+            fill=job.fill,
+            coverage=job.known,
         )
         report.sync = sync
         report.seconds = time.monotonic() - job.began
@@ -566,7 +582,7 @@ class UpbitCache:
         """`prune`, awaited."""
         from upbit_cache.manager.prune import prune
 
-        self.files.require()
+        self.dir.require()
         store = self._new_store()  # every file is read once: memory would only cost
         at = to_ms(now) if now is not None else None
         return await prune(store, policy, now=at, dry_run=dry_run, yes=yes)
@@ -586,7 +602,7 @@ class UpbitCache:
 
         wanted = validate_markets(markets) or None
         chosen = _timeframes(timeframes) if timeframes is not None else None
-        self.files.require()
+        self.dir.require()
         return inventory(self._new_store(), chosen, wanted, unreadable)
 
     @checked
@@ -639,7 +655,7 @@ class UpbitCache:
         spend = DEFAULT_BUDGET if budget is None else budget
         if spend < 1:
             raise UsageError(f"the request budget must be at least 1, not {spend}")
-        self.files.require()
+        self.dir.require()
         if not upbit:
             return await verify(store, chosen, wanted, repair=repair)
         async with new_client(self.config) as client:
@@ -666,7 +682,7 @@ class UpbitCache:
         """What the records hold, per market; nothing where no data dir is (yet)."""
         from upbit_cache.manager.listings import held_series
 
-        return held_series(self._new_store()) if self.files.exists() else {}
+        return held_series(self._new_store()) if self.dir.exists() else {}
 
     @checked
     def tail(
@@ -711,7 +727,7 @@ class UpbitCache:
                 assert error is not None
                 raise error
         else:
-            self.files.require()
+            self.dir.require()
         return await asyncio.to_thread(self._newest, code, tf, count, refresh)
 
     def _newest(self, market: str, tf: Timeframe, count: int, refreshed: bool) -> pd.DataFrame:
@@ -720,7 +736,8 @@ class UpbitCache:
         from upbit_cache.candles import empty_candles
         from upbit_cache.manager.derive import load_any
 
-        hulls = [self.store.fetched(b, market).hull for b in (tf, *tf.divisors())]
+        view = self.store.coverage((b, market) for b in (tf, *tf.divisors()))
+        hulls = [view.fetched(b, market).hull for b in (tf, *tf.divisors())]
         known = [h for h in hulls if h is not None]
         if not known and not refreshed:
             raise UnknownMarketError(
@@ -734,7 +751,7 @@ class UpbitCache:
         with self.layers.request():
             while True:
                 lo = max(first, tf.shift_one(top, -periods))
-                frame = load_any(self.store, market, tf, TimeRange(lo, LATEST))
+                frame = load_any(self.store, market, tf, TimeRange(lo, LATEST), view)
                 if len(frame) >= count or lo <= first:
                     return frame.iloc[-count:].reset_index(drop=True)
                 periods *= 4
@@ -788,6 +805,7 @@ class _ExportJob:
     tz: str
     fill: bool
     store: CandleStore
+    known: Coverage
     began: float
 
 

@@ -24,9 +24,10 @@ from upbit_cache.candles import CANDLE_COLUMNS, empty_candles
 from upbit_cache.errors import DamageError, InvalidTimeframeError, UpbitCacheError, UsageError
 from upbit_cache.markets import validate_markets
 from upbit_cache.ranges import EARLIEST, LATEST, Ranges, TimeRange
-from upbit_cache.store import layout
+from upbit_cache.store.base import Coverage
 from upbit_cache.store.candle_store import CandleStore
-from upbit_cache.store.heal import Heal, heal_window
+from upbit_cache.store.heal import Heal, Seen, heal_window, inspect_window, remember_written
+from upbit_cache.store.records import Record
 from upbit_cache.timeframes import SUPPORTED, Timeframe
 from upbit_cache.timeframes.convert import resample
 
@@ -68,46 +69,64 @@ def derive_frame(
     return out[inside].reset_index(drop=True)
 
 
-def materialise(
-    store: CandleStore, market: str, target: Timeframe, base: Timeframe
-) -> DeriveOutcome:
-    """Bring the stored `target` candles of `market` up to date with its `base` candles,
-    except in periods the target has fetched natively.
+@dataclass
+class _Changes:
+    """What changed in a base since a target was last derived from it."""
 
-    The caller holds `store.lock(target, market)`.
-    """
+    record: Record  # the target's
+    base_settled: Ranges
+    changed: dict[str, str] = field(default_factory=dict)  # base partition -> fingerprint
+    spans: list[tuple[int, int]] = field(default_factory=list)  # target spans to recompute
+    unchanged: int = 0
+
+
+def _changes(
+    store: CandleStore, known: Coverage, market: str, target: Timeframe, base: Timeframe
+) -> _Changes:
+    """Fingerprint each base partition (the names of the base's files holding it, and the
+    base's settled ranges inside it) against those the target's record keeps."""
     if base == target or not base.divides(target):
         raise InvalidTimeframeError(
             f"cannot derive {target} from {base}: {base} does not divide it"
         )
-    outcome = DeriveOutcome(market, target, base)
-    record = store.record(target, market)
-    known = record.sources.get(base.name, {})
-    native = record.native
-    base_record = store.record(base, market)
-    base_settled = base_record.fetched
-    files: dict[int, list[str]] = {}
-    for part in store.current(base, market, base_record).values():
-        for start in layout.partitions_between(base, part.span):
-            files.setdefault(start, []).append(part.name)
-    starts = set(files)
-    for lo, hi in base_settled:
-        starts.update(layout.partitions_between(base, TimeRange(lo, hi)))
-    changed: dict[str, str] = {}
-    spans = []
-    for start in sorted(starts):
-        end = layout.partition_end(base, start)
-        mark = _fingerprint(files.get(start), base_settled.clip(TimeRange(start, end)))
-        if known.get(str(start)) == mark:
-            outcome.unchanged += 1
+    base_record = known.record(base, market)
+    found = _Changes(known.record(target, market), base_record.fetched)
+    marks = found.record.sources.get(base.name, {})
+    for span, names in store.base_versions(base, market, base_record):
+        mark = _fingerprint(names, found.base_settled.clip(span))
+        if marks.get(str(span.start)) == mark:
+            found.unchanged += 1
             continue
-        changed[str(start)] = mark
-        spans.append((target.floor_one(start), target.ceil_one(end)))
+        found.changed[str(span.start)] = mark
+        found.spans.append((target.floor_one(span.start), target.ceil_one(span.end)))
+    return found
+
+
+def materialise(
+    store: CandleStore,
+    market: str,
+    target: Timeframe,
+    base: Timeframe,
+    known: Coverage | None = None,
+) -> DeriveOutcome:
+    """Bring the stored `target` candles of `market` up to date with its `base` candles,
+    except in periods the target has fetched natively.
+
+    The caller holds `store.lock(target, market)`; `known`: the run's coverage, whose record
+    of the target was read under that lock (None: read here, for update).
+    """
+    if known is None:
+        known = store.coverage()
+        store.record(target, market, for_update=True)
+    outcome = DeriveOutcome(market, target, base)
+    found = _changes(store, known, market, target, base)
+    outcome.unchanged = found.unchanged
+    native, base_settled, changed = found.record.native, found.base_settled, found.changed
     if not changed:
         return outcome
     frames: list[pd.DataFrame] = []
     covered: list[tuple[int, int]] = []
-    for span in _reads(spans, base):
+    for span in _reads(found.spans, base):
         settled = settled_periods(base_settled.clip(span), target)
         settled = settled_periods(settled.subtract(native), target)  # Upbit's own candles stay
         frames.append(derive_frame(store.load(market, base, span), base, target, settled))
@@ -137,17 +156,24 @@ def _reads(spans: list[tuple[int, int]], base: Timeframe) -> list[TimeRange]:
 
 
 def load_any(
-    store: CandleStore, market: str, tf: Timeframe, span: TimeRange | None = None
+    store: CandleStore,
+    market: str,
+    tf: Timeframe,
+    span: TimeRange | None = None,
+    known: Coverage | None = None,
 ) -> pd.DataFrame:
     """Candles of `tf` inside `span` (None: all) from the store, derived on the fly from a
-    stored base where that covers more of it than `tf`'s own stored candles do."""
+    stored base where that covers more of it than `tf`'s own stored candles do (`known`:
+    the records as read already, if any)."""
     span = span or TimeRange.everything()
-    settled = {b: store.fetched(b, market) for b in (tf, *tf.divisors())}
-    known = [r for r in settled.values() if r]
-    if not known:
+    sources = (tf, *tf.divisors())
+    view = (known or store.coverage()).read((b, market) for b in sources)
+    settled = {b: view.fetched(b, market) for b in sources}
+    held = [r for r in settled.values() if r]
+    if not held:
         return store.load(market, tf, span)
-    first = min(r.intervals[0][0] for r in known)
-    last = max(r.intervals[-1][1] for r in known)
+    first = min(r.intervals[0][0] for r in held)
+    last = max(r.intervals[-1][1] for r in held)
     lo = tf.floor_one(span.start) if span.start != EARLIEST else first
     hi = tf.ceil_one(span.end) if span.end != LATEST else last
     aligned = TimeRange(lo, max(lo, hi))
@@ -177,21 +203,57 @@ async def materialise_many(
     parallel: int = 2,
     *,
     heal: tuple[TimeRange, str] | None = None,
+    coverage: Coverage | None = None,
 ) -> list[DeriveOutcome]:
     """Run `materialise` for (market, target, base) jobs, each under its writer lock; a job
     that fails (a damaged file or record) says why in its outcome, the others go on. With
     `heal` (a fetch's window and quarantine stamp), each target's window is healed first
-    (store/heal.py)."""
+    (store/heal.py). A job whose base has not changed since it was derived, with nothing
+    to heal, takes no lock (`coverage`: the run's records, None: read here)."""
     gate = asyncio.Semaphore(parallel)
+    known = coverage if coverage is not None else store.coverage()
+    series = {(t, m) for m, t, b in jobs} | {(b, m) for m, t, b in jobs}
+    known.expect(series)
+    await asyncio.to_thread(known.read, sorted(series, key=lambda s: (s[0].approx_ms, s[1])))
 
-    def run(market: str, target: Timeframe, base: Timeframe) -> DeriveOutcome:
+    def window(target: Timeframe) -> TimeRange | None:
+        if heal is None:
+            return None
+        span = heal[0]
+        return TimeRange(target.floor_one(span.start), target.ceil_one(span.end))
+
+    def untouched(
+        market: str, target: Timeframe, base: Timeframe, seen: Seen
+    ) -> DeriveOutcome | None:
+        """The outcome of a job with nothing to do, found without its lock (as a fetch's
+        `_untouched`: whatever a writer does meanwhile, this is the outcome of running just
+        before it); None: the job takes its lock."""
+        try:
+            found = _changes(store, known, market, target, base)
+            if found.changed:
+                return None
+            healed = Heal()
+            span = window(target)
+            if span is not None:
+                inspected = inspect_window(store, target, market, span, known, seen)
+                if inspected is None:
+                    return None
+                healed = inspected
+        except UpbitCacheError:
+            return None  # damage, or a file changing under the look: under the lock
+        return DeriveOutcome(market, target, base, unchanged=found.unchanged, heal=healed)
+
+    def run(market: str, target: Timeframe, base: Timeframe, seen: Seen) -> DeriveOutcome:
         healed = Heal()
         try:
+            span = window(target)
+            if heal is not None and span is not None:
+                healed = heal_window(store, target, market, span, heal[1], seen)  # for update
+            else:
+                store.record(target, market, for_update=True)  # as it is now, under the lock
+            outcome = materialise(store, market, target, base, known)
             if heal is not None:
-                span, stamp = heal
-                window = TimeRange(target.floor_one(span.start), target.ceil_one(span.end))
-                healed = heal_window(store, target, market, window, stamp)
-            outcome = materialise(store, market, target, base)
+                remember_written(store, target, market)  # the next fetch need not check them
         except UpbitCacheError as exc:
             outcome = DeriveOutcome(market, target, base, error=exc)
         outcome.heal = healed
@@ -199,8 +261,13 @@ async def materialise_many(
 
     async def one(market: str, target: Timeframe, base: Timeframe) -> DeriveOutcome:
         try:
-            async with gate, store.lock(target, market):
-                return await asyncio.to_thread(run, market, target, base)
+            async with gate:
+                seen: Seen = {}
+                done = await asyncio.to_thread(untouched, market, target, base, seen)
+                if done is not None:
+                    return done
+                async with store.lock(target, market):
+                    return await asyncio.to_thread(run, market, target, base, seen)
         except UpbitCacheError as exc:  # the lock itself (a timeout, an unusable dir)
             return DeriveOutcome(market, target, base, error=exc)
 
@@ -222,12 +289,15 @@ async def resample_store(
             )
     names = validate_markets(markets) or sorted({m for tf in SUPPORTED for m in store.markets(tf)})
     jobs, damaged = [], []
+    known = store.coverage()
+    sources = {b for t in targets for b in ((base,) if base is not None else t.divisors())}
+    await asyncio.to_thread(known.read, [(s, m) for s in sources for m in names])
     for market in names:
         for target in targets:
             # The base given, else the finest stored timeframe that divides the target.
             for source in (base,) if base is not None else target.divisors():
                 try:
-                    found = store.fetched(source, market)
+                    found = known.fetched(source, market)
                 except DamageError as exc:  # this series is left out, and named
                     damaged.append(DeriveOutcome(market, target, source, error=exc))
                     break
@@ -238,4 +308,4 @@ async def resample_store(
         wanted = ", ".join(t.name for t in targets)
         finer = f"{base}" if base is not None else "a finer timeframe"
         raise UsageError(f"nothing stored to derive {wanted} from; fetch {finer} first")
-    return damaged + await materialise_many(store, jobs)
+    return damaged + await materialise_many(store, jobs, coverage=known)

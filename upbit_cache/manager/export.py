@@ -23,7 +23,7 @@ from upbit_cache.markets import validate_quote
 from upbit_cache.output.formats import Format
 from upbit_cache.output.tables import write_stream
 from upbit_cache.ranges import Ranges, TimeRange
-from upbit_cache.store import layout
+from upbit_cache.store.base import Coverage
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.timeframes.convert import fill_gaps
@@ -60,7 +60,8 @@ def stored_markets(
     """The markets an export without a refresh reads: those named (each must have something
     stored for a timeframe asked for, or a finer one), else every stored market of `quote`."""
     wanted = selection(markets, quote)
-    held = {m for tf in timeframes for base in (tf, *tf.divisors()) for m in store.markets(base)}
+    sources = {base for tf in timeframes for base in (tf, *tf.divisors())}
+    held = {m for base in sources for m in store.markets(base)}
     names = ", ".join(tf.name for tf in timeframes)
     if wanted:
         missing = [m for m in wanted if m not in held]
@@ -86,30 +87,36 @@ def export(
     tz: str,
     *,
     fill: bool = False,
+    coverage: Coverage | None = None,
 ) -> ExportReport:
     """Write the candles of `span` to `out`: market after market, for each the timeframes in
     the order given, each ascending by time; `fill` adds a candle for every period without
-    trades between a series' first and last candle (the previous close, zero volume)."""
+    trades between a series' first and last candle (the previous close, zero volume).
+    `coverage`: the records as read already (a refresh's), if any."""
     # Every record first: a series whose record cannot be trusted is left out before a row
     # is written (`damaged`), the others are written. A damaged data file is met as it is
     # read, and cuts the output there (a DamageError, exit 1).
+    view = coverage if coverage is not None else store.coverage()
+    view.read((b, m) for m in markets for tf in timeframes for b in (tf, *tf.divisors()))
     known, damaged = {}, []
     for m in markets:
         for tf in timeframes:
             try:
-                known[m, tf] = recorded(store, m, tf)
+                known[m, tf] = recorded(view, m, tf)
             except DamageError as exc:
                 damaged.append((m, tf, exc))
-    tables = (t for (m, tf), had in known.items() for t in series(store, m, tf, span, fill, had))
+    tables = (
+        t for (m, tf), had in known.items() for t in series(store, m, tf, span, fill, had, view)
+    )
     written = write_stream(tables, EXPORT_SCHEMA, out, fmt, tz)
     return ExportReport(
         list(markets), list(timeframes), span, written.rows, written.bytes, out=out, damaged=damaged
     )
 
 
-def recorded(store: CandleStore, market: str, tf: Timeframe) -> dict[Timeframe, Ranges]:
+def recorded(known: Coverage, market: str, tf: Timeframe) -> dict[Timeframe, Ranges]:
     """What is fetched of `tf` and of each timeframe it can be derived from."""
-    return {b: store.fetched(b, market) for b in (tf, *tf.divisors())}
+    return {b: known.fetched(b, market) for b in (tf, *tf.divisors())}
 
 
 def series(
@@ -119,10 +126,12 @@ def series(
     span: TimeRange,
     fill: bool = False,
     fetched: dict[Timeframe, Ranges] | None = None,
+    view: Coverage | None = None,
 ) -> Iterator[pa.Table]:
     """One series' rows of `span` in EXPORT_SCHEMA, a bounded span at a time (`fetched`:
-    its `recorded`, if read already)."""
-    fetched = fetched if fetched is not None else recorded(store, market, tf)
+    its `recorded`, if read already; `view`: the records as read already)."""
+    view = view if view is not None else store.coverage()
+    fetched = fetched if fetched is not None else recorded(view, market, tf)
     native, bases = fetched[tf], [b for b in tf.divisors() if fetched[b]]
     known = [h for h in (r.hull for r in fetched.values()) if h is not None]
     if not known:
@@ -136,13 +145,12 @@ def series(
     # Spans of the finest stored timeframe's cold partitions bound what one read holds,
     # also when a coarser timeframe is derived from it.
     unit = bases[0] if bases else tf
-    for part in layout.partitions_between(unit, TimeRange(start, max(start, end)), "cold"):
-        piece = TimeRange(max(part, start), min(layout.partition_end(unit, part, "cold"), end))
+    for piece in store.read_spans(unit, TimeRange(start, max(start, end))):
         aligned = TimeRange(tf.floor_one(piece.start), tf.ceil_one(piece.end))
         if not bases or native.covers(aligned):
             rows = store.load_table(market, tf, piece)  # what load_any would read, in Arrow
         else:
-            rows = to_table(load_any(store, market, tf, piece))
+            rows = to_table(load_any(store, market, tf, piece, view))
         if filler is not None:
             rows = filler.fill(rows)
         if rows.num_rows:

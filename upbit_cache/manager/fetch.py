@@ -2,7 +2,10 @@
 
 This is where the cache manager drives the collection engine: one client (one session, one
 rate limiter) serves every (market, timeframe) job, a bounded number of jobs run at once,
-and each job holds its writer lock so that an overlapping run waits instead of refetching.
+and each job that writes holds its writer lock so that an overlapping run waits instead of
+refetching. Each record is read once for the run (`Store.coverage`): by the plan, for the
+bases it weighs, or else by the job itself; a job whose record shows nothing to fetch, and
+whose window holds nothing to heal, takes no lock and writes nothing (see `_untouched`).
 """
 
 from __future__ import annotations
@@ -20,14 +23,27 @@ from upbit_cache.collector.client import UpbitClient
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.collector.paging import DEFAULT_WINDOW, PageResult, fetch_pages
 from upbit_cache.collector.quiet import Evidence
-from upbit_cache.errors import InvalidRangeError, IPBlockedError, UpbitCacheError
-from upbit_cache.manager.planner import Plan, cold_base, plan_fetch, requests_for
+from upbit_cache.errors import (
+    DamageError,
+    InvalidRangeError,
+    IPBlockedError,
+    StorageError,
+    UpbitCacheError,
+)
+from upbit_cache.manager.planner import (
+    Plan,
+    cold_base,
+    pages_for,
+    plan_fetch,
+    requests_for,
+)
 from upbit_cache.manager.scope import Shard, Window, resolve_markets, selection
 from upbit_cache.manager.session import new_client
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store.audit import quarantine_stamp
+from upbit_cache.store.base import Coverage
 from upbit_cache.store.candle_store import CandleStore
-from upbit_cache.store.heal import Heal, heal_window
+from upbit_cache.store.heal import Heal, Seen, heal_window, inspect_window, remember_written
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import iso
 
@@ -48,6 +64,7 @@ class MarketOutcome:
     timeframe: Timeframe
     candles: int = 0
     requests: int = 0
+    planned: int = 0  # requests the record showed were needed, as the job first read it
     error: UpbitCacheError | None = None
     beyond: Ranges = field(default_factory=Ranges)  # lacked, past Upbit's horizon (1s)
     heal: Heal = field(default_factory=Heal)  # damage healed in its window, or met outside it
@@ -130,11 +147,20 @@ async def fetch(
     quote: str | None = None,
     progress: Progress | None = None,
     shard: Shard | None = None,
+    coverage: Coverage | None = None,
 ) -> SyncReport:
     """`fetch_with` on a client of its own (one session, one rate limiter)."""
     async with new_client(config) as client:
         return await fetch_with(
-            client, store, markets, timeframes, window, quote=quote, progress=progress, shard=shard
+            client,
+            store,
+            markets,
+            timeframes,
+            window,
+            quote=quote,
+            progress=progress,
+            shard=shard,
+            coverage=coverage,
         )
 
 
@@ -148,6 +174,7 @@ async def fetch_with(
     quote: str | None = None,
     progress: Progress | None = None,
     shard: Shard | None = None,
+    coverage: Coverage | None = None,
 ) -> SyncReport:
     """Fetch what the store lacks of `window` and store it.
 
@@ -163,13 +190,21 @@ async def fetch_with(
     The shard is keyed on `cold_base` (the base of a run on an empty store), not on the
     plan's base: it depends on the timeframes alone, so hosts whose stores differ still
     agree. The plan itself is made over every market, as an unsharded run makes it.
+
+    `coverage`: the records as the caller read them (kept current by this run's writes, so
+    the caller reads them after it without reading again); None: a coverage of its own.
     """
     selection(markets, quote)  # a malformed code is refused before any request
     store.ensure_writable()
     listed = [m.market for m in await client.markets()]
     wanted = resolve_markets(listed, markets, quote)
     now = client.now_ms()
-    plan = plan_fetch(store, wanted, timeframes, window.span_at(now), client.earliest)
+    known = coverage if coverage is not None else store.coverage()
+    # The plan reads what it weighs (listed first, where a listing is cheaper), each job
+    # what it has not: every record once.
+    plan = await asyncio.to_thread(
+        plan_fetch, known, wanted, timeframes, window.span_at(now), client.earliest
+    )
     if plan.horizon is not None and plan.beyond and plan.span.end <= plan.horizon:
         raise InvalidRangeError(
             f"Upbit keeps {plan.base} candles for about three months only (since "
@@ -179,10 +214,16 @@ async def fetch_with(
     mine = wanted
     if shard is not None:
         mine = shard.pick(wanted, cold_base(timeframes))
-        cost = requests_for(store, mine, plan.base, plan.span, plan.horizon)
-        plan = replace(plan, planned_requests=cost)
+        if plan.costed:
+            cost = requests_for(known, mine, plan.base, plan.span, plan.horizon)
+            plan = replace(plan, planned_requests=cost)
     stamp = quarantine_stamp()
-    report = await sync_markets(store, client, mine, [plan.base], plan.span, progress, stamp=stamp)
+    report = await sync_markets(
+        store, client, mine, [plan.base], plan.span, progress, stamp=stamp, coverage=known
+    )
+    if not plan.costed:
+        planned = sum(o.planned for o in report.outcomes)
+        plan = replace(plan, planned_requests=planned, costed=True)
     report.plan, report.now = plan, now
     report.shard, report.total_markets = shard, len(wanted)
     began = time.monotonic()
@@ -191,7 +232,9 @@ async def fetch_with(
         from upbit_cache.manager.derive import materialise_many
 
         jobs = [(m, t, plan.base) for m in mine for t in plan.derived]
-        report.derived = await materialise_many(store, jobs, heal=(plan.span, stamp))
+        report.derived = await materialise_many(
+            store, jobs, heal=(plan.span, stamp), coverage=known
+        )
     report.derive_seconds = time.monotonic() - began
     report.seconds += report.derive_seconds
     return report
@@ -208,13 +251,17 @@ async def sync_markets(
     max_jobs: int = DEFAULT_MAX_MARKETS,
     window: int = DEFAULT_WINDOW,
     stamp: str | None = None,
+    coverage: Coverage | None = None,
 ) -> SyncReport:
     """Run one job per (market, timeframe), each fetching only its missing closed candles
     of `span` (up to the last closed period, whatever `span` says). What a market's answers
     prove of its trades is shared by its jobs. With a `stamp` (this run's quarantine folder),
     each job first heals the damage of its window (store/heal.py) and fetches what it
-    forgot; without (live's repairs), damage fails the job."""
+    forgot; without (live's repairs), damage fails the job. `coverage`: the records as read
+    for this run (None: read here)."""
     progress = progress or _Silent()
+    known = coverage if coverage is not None else store.coverage()
+    known.expect((tf, m) for m in markets for tf in timeframes)
     began = time.monotonic()
     jobs = [(m, tf) for m in markets for tf in timeframes]
     progress.on_start(len(jobs))
@@ -225,7 +272,7 @@ async def sync_markets(
     async def run(market: str, tf: Timeframe) -> MarketOutcome:
         async with gate:
             outcome = await _sync_one(
-                store, client, market, tf, span, progress, window, evidence[market], stamp
+                store, client, market, tf, span, progress, window, evidence[market], stamp, known
             )
         progress.on_done(outcome)
         return outcome
@@ -252,6 +299,7 @@ async def _sync_one(
     window: int,
     evidence: Evidence,
     stamp: str | None,
+    known: Coverage,
 ) -> MarketOutcome:
     outcome = MarketOutcome(market, tf)
     batch = SECONDS_BATCH if tf.kind == "second" else 1
@@ -268,20 +316,39 @@ async def _sync_one(
         outcome.candles += written
 
     try:
+        # The open period is never asked for: its candle is not final until it closes.
+        # Those that closed within the settle time come back provisional: written, not
+        # recorded as fetched, asked for again by the next run (in its newest page).
+        closed_end = tf.floor_one(client.now_ms())
+        upper = tf.ceil_one(min(span.end, closed_end))
+        wanted = Ranges.of([(tf.floor_one(span.start), upper)])
+        whole = TimeRange(tf.floor_one(span.start), upper)
+        # The record, if the plan did not read it (once, for the run), and what it lacks.
+        settled = await asyncio.to_thread(known.settled, tf, market)
+        first = client.earliest(tf)
+        reach = TimeRange.since(first) if first is not None else TimeRange.everything()
+        outcome.planned = pages_for(tf, wanted.subtract(settled).clip(reach))
+        seen: Seen = {}  # damage the look found: not read again under the lock
+        left_alone = await asyncio.to_thread(
+            _untouched, store, known, tf, market, wanted, whole, stamp, seen
+        )
+        if left_alone is not None:
+            outcome.heal = left_alone
+            return outcome
         async with store.lock(tf, market):
-            # The open period is never asked for: its candle is not final until it closes.
-            # Those that closed within the settle time come back provisional: written, not
-            # recorded as fetched, asked for again by the next run (in its newest page).
-            closed_end = tf.floor_one(client.now_ms())
-            upper = tf.ceil_one(min(span.end, closed_end))
-            wanted = Ranges.of([(tf.floor_one(span.start), upper)])
+            # Under the lock the record is read again, for update: another run may have
+            # written it since this run's coverage read it (then this one fetches only what
+            # that one did not). The coverage keeps what is read here, and each write.
             if stamp is not None and wanted:
                 # Damage inside the window is quarantined and forgotten first; a healed
                 # file's whole span is asked again, also where it reaches past the window.
-                whole = TimeRange(tf.floor_one(span.start), upper)
-                outcome.heal = await asyncio.to_thread(heal_window, store, tf, market, whole, stamp)
+                outcome.heal = await asyncio.to_thread(
+                    heal_window, store, tf, market, whole, stamp, seen
+                )
                 wanted = wanted.union(outcome.heal.again.clip(TimeRange.before(upper)))
-            missing = wanted.subtract(store.fetched(tf, market))
+            else:
+                await asyncio.to_thread(store.record, tf, market, for_update=True)
+            missing = wanted.subtract(known.fetched(tf, market))
             # Each page is written (candles, then its range in the record) as it lands, so
             # a run killed at any moment loses only the pages in flight, and an error, a 418
             # or Ctrl-C/SIGTERM keeps everything that arrived before it. (1s pages go
@@ -299,12 +366,47 @@ async def _sync_one(
             finally:
                 if landed:
                     await asyncio.shield(keep(landed))
+            if stamp is not None:  # what this job wrote, the next run need not check
+                await asyncio.to_thread(remember_written, store, tf, market)
             # The pager sends nothing past Upbit's horizon (1s), and nothing of it is
             # recorded: the record says what Upbit was asked, and that span stays a hole.
-            edge = client.earliest(tf)
+            edge = client.earliest(tf)  # where it is now: it moves during a long run
             if edge is not None:
-                left = missing.subtract(store.fetched(tf, market))
+                left = missing.subtract(known.fetched(tf, market))  # as this run wrote it
                 outcome.beyond = left.clip(TimeRange.before(edge))
     except UpbitCacheError as exc:
         outcome.error = exc
     return outcome
+
+
+def _untouched(
+    store: CandleStore,
+    known: Coverage,
+    tf: Timeframe,
+    market: str,
+    wanted: Ranges,
+    whole: TimeRange,
+    stamp: str | None,
+    seen: Seen,
+) -> Heal | None:
+    """What to report of a series this run leaves alone, or None if the job must take its
+    lock: something of `wanted` is missing from the run's coverage, or (with a `stamp`)
+    something inside it needs healing.
+
+    No lock is needed to find nothing to do: everything here reads as readers do (files
+    are replaced by atomic renames), and whatever another run does to the series meanwhile,
+    this job's outcome is the one it would have had by running just before it (a fetch only
+    adds to what is settled; what a prune takes away now, it would have taken after).
+    """
+    try:
+        record = known.record(tf, market)
+    except DamageError:
+        return None  # healed under the lock
+    if wanted.subtract(record.fetched):
+        return None
+    if stamp is None or not wanted:
+        return Heal()
+    try:
+        return inspect_window(store, tf, market, whole, known, seen)
+    except StorageError:
+        return None  # a file changing under the look (a compaction): look again, locked

@@ -23,14 +23,13 @@ import pyarrow as pa
 
 from upbit_cache.errors import StorageError
 from upbit_cache.ranges import Ranges
-from upbit_cache.store import layout
-from upbit_cache.store.candle_store import CandleStore, TierUsage, usage_by_tier
+from upbit_cache.store.candle_store import CandleStore, Tier, TierUsage
 from upbit_cache.store.records import Record
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import iso
 
 JSON_VERSION = 2  # 2: per-range `bases` replaced the series' `derived_from`
-TIERS: tuple[layout.Tier, ...] = ("hot", "cold")
+TIERS: tuple[Tier, ...] = ("hot", "cold")
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ class SeriesInfo:
     never_fetched: Ranges
     pruned: Ranges
     bases: tuple[BaseRange, ...]
-    tiers: dict[layout.Tier, TierUsage] = field(default_factory=dict)
+    tiers: dict[Tier, TierUsage] = field(default_factory=dict)
     provisional: Ranges = field(default_factory=Ranges)
 
     @property
@@ -94,8 +93,6 @@ def inventory(
     With an `unreadable` list, a series with a damaged file is left out and the reason added
     to it (one bad file does not hide the rest of the store); without one, it raises.
     """
-    if store.files.is_a_file():
-        raise StorageError(f"data dir {store.root} is a file, not a directory")
     only = set(timeframes) if timeframes is not None else None
     chosen = [tf for tf in store.timeframes() if only is None or tf in only]
     wanted = set(markets) if markets is not None else None
@@ -116,7 +113,7 @@ def inventory(
 def series_info(store: CandleStore, tf: Timeframe, market: str) -> SeriesInfo:
     """The `SeriesInfo` of one (timeframe, market)."""
     record = store.record(tf, market)
-    tiers = usage_by_tier(store.data_files(tf, market))
+    tiers = store.series_usage(tf, market)
     table = store.load_table(market, tf)
     times = np.unique(tf.floor(table["time"].cast(pa.int64()).to_numpy()))
     del table
@@ -181,7 +178,7 @@ def quiet_runs(tf: Timeframe, fetched: Ranges, times: np.ndarray) -> tuple[int, 
     return int(total), runs, longest
 
 
-def totals(infos: Sequence[SeriesInfo]) -> dict[layout.Tier, TierUsage]:
+def totals(infos: Sequence[SeriesInfo]) -> dict[Tier, TierUsage]:
     """Files and bytes per tier, summed over the listed series."""
     summed = {tier: TierUsage() for tier in TIERS}
     for info in infos:

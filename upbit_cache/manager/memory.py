@@ -31,6 +31,8 @@ from upbit_cache.manager.layers import Layers
 if TYPE_CHECKING:  # pyarrow is not loaded to make an empty cache (a kept screen-prep table)
     import pyarrow as pa
 
+    from upbit_cache.store.candle_store import Tier
+
 MiB = 2**20
 SHARE, FLOOR, CEILING, SMALLEST = 0.10, 64 * MiB, 1024 * MiB, 16 * MiB
 PROBATION_SHARE = 0.25
@@ -165,14 +167,18 @@ class MemoryCache:
         return entry.table
 
     def put(
-        self, path: str, version: tuple[int, int], table: pa.Table, *, read: bool = False
+        self,
+        path: str,
+        version: tuple[int, int],
+        table: pa.Table,
+        *,
+        read: bool = False,
+        tier: Tier = "hot",
     ) -> None:
         """Keep `table` as the content of `path`: just written, or (`read`) just read from
-        disk by a reader, which counts as a read of it."""
+        disk (a file of `tier`) by a reader, which counts as a read of it."""
         if read:
-            from upbit_cache.store.layout import tier_of  # numpy: not at CLI start
-
-            self.layers.served(tier_of(path), table.num_rows)
+            self.layers.served(tier, table.num_rows)
         with self._lock:
             budget = self.budget.now()
             old = self._protected.pop(path)

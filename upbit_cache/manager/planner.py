@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from upbit_cache.collector.client import MAX_PAGE
-from upbit_cache.errors import DamageError, InvalidTimeframeError
+from upbit_cache.errors import InvalidTimeframeError
 from upbit_cache.ranges import Ranges, TimeRange
-from upbit_cache.store.candle_store import CandleStore
+from upbit_cache.store.base import Coverage
 from upbit_cache.timeframes import SUPPORTED, Timeframe
 
 
@@ -23,6 +23,9 @@ class Plan:
     planned_requests: int
     horizon: int | None = None  # the oldest time Upbit serves the base (1s), None: all
     beyond: Ranges = field(default_factory=Ranges)  # lacked before `horizon`: not fetchable
+    # False: chosen without reading a record, `planned_requests` is counted by the jobs as
+    # each reads its own (see `plan_fetch`), and filled in when they are done.
+    costed: bool = True
 
     def describe(self) -> str:
         derived = ", ".join(t.name for t in self.derived) or "none"
@@ -34,14 +37,10 @@ def pages_for(tf: Timeframe, missing: Ranges) -> int:
     return sum(-(-tf.count_periods(lo, hi) // MAX_PAGE) for lo, hi in missing)
 
 
-def missing(store: CandleStore, market: str, tf: Timeframe, span: TimeRange) -> Ranges:
+def missing(coverage: Coverage, market: str, tf: Timeframe, span: TimeRange) -> Ranges:
     """What of `span` the store has not settled for (tf, market): all of it where the record
     is damaged (the fetch heals it, store/heal.py, and asks for the whole window again)."""
-    try:
-        settled = store.fetched(tf, market)
-    except DamageError:
-        settled = Ranges()
-    return Ranges.of([(span.start, span.end)]).subtract(settled)
+    return Ranges.of([(span.start, span.end)]).subtract(coverage.settled(tf, market))
 
 
 def bases(timeframes: Sequence[Timeframe]) -> list[Timeframe]:
@@ -62,7 +61,7 @@ def cold_base(timeframes: Sequence[Timeframe]) -> Timeframe:
 
 
 def requests_for(
-    store: CandleStore,
+    coverage: Coverage,
     markets: Sequence[str],
     base: Timeframe,
     window: TimeRange,
@@ -71,11 +70,11 @@ def requests_for(
     """Requests needed to fetch what the store lacks of `window` (base-aligned) for `markets`,
     from `horizon` on (the oldest time Upbit serves; None: all of it)."""
     reach = TimeRange.since(horizon) if horizon is not None else TimeRange.everything()
-    return sum(pages_for(base, missing(store, m, base, window).clip(reach)) for m in markets)
+    return sum(pages_for(base, missing(coverage, m, base, window).clip(reach)) for m in markets)
 
 
 def plan_fetch(
-    store: CandleStore,
+    coverage: Coverage,
     markets: Sequence[str],
     timeframes: Sequence[Timeframe],
     span: TimeRange,
@@ -87,21 +86,35 @@ def plan_fetch(
     periods that have closed before it. Ties go to the coarsest base (fewest rows to store).
     `horizon(base)` is the oldest time Upbit serves a base (1s: about three months back): a
     base that cannot reach a missing part of the window is taken only when no other can.
+
+    The records come from `coverage` (read once for the run: `Store.coverage`). A base that
+    no market holds a record of would cost the whole window, which is never fewer requests
+    than the coarsest base costs (it has fewer periods), so only the coarsest and the bases
+    with records are weighed. Where that leaves the coarsest alone, it is the plan without a
+    record read (on S3 that saves a round of GETs before the first request): each job counts
+    its planned requests as it reads its own record (`costed` False).
     """
     start, end = span
     lo = min(t.floor_one(start) for t in timeframes)
+    found = list(reversed(bases(timeframes)))  # coarsest first
+    weighed = [b for b in found if b == found[0] or coverage.holders(b, markets)]
+    if len(weighed) == 1 and horizon(weighed[0]) is None:
+        base = weighed[0]
+        window = TimeRange(lo, max(lo, base.floor_one(end)))
+        return Plan(base, tuple(t for t in timeframes if t != base), window, 0, costed=False)
+    coverage.read((b, m) for b in weighed for m in markets)  # at once, not one by one
     plans = []
-    for base in reversed(bases(timeframes)):  # coarsest first
+    for base in weighed:
         hi = base.floor_one(end)
         window = TimeRange(lo, max(lo, hi))
         edge = horizon(base)
-        gaps = [missing(store, m, base, window) for m in markets]
+        derived = tuple(t for t in timeframes if t != base)
+        gaps = [missing(coverage, m, base, window) for m in markets]
         reach, past = TimeRange.everything(), Ranges()
         if edge is not None:
             reach = TimeRange.since(edge)
             past = Ranges.of(part for gap in gaps for part in gap.clip(TimeRange.before(edge)))
         cost = sum(pages_for(base, gap.clip(reach)) for gap in gaps)
-        derived = tuple(t for t in timeframes if t != base)
         plans.append(Plan(base, derived, window, cost, edge, past))
     whole = [p for p in plans if not p.beyond] or plans
     return min(whole, key=lambda p: p.planned_requests)  # the first of equals: the coarsest

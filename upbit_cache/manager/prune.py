@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 
 from upbit_cache.errors import RefusedError, StorageError
 from upbit_cache.settings import DEFAULT_COMPACT_AFTER
-from upbit_cache.store import layout
-from upbit_cache.store.candle_store import CandleStore, TierUsage
+from upbit_cache.store.candle_store import CandleStore, Tier, TierUsage
 from upbit_cache.store.upkeep import (
     Change,
     FileFacts,
@@ -48,8 +47,8 @@ class Policy:
 @dataclass
 class PruneReport:
     dry_run: bool
-    before: dict[layout.Tier, TierUsage]
-    after: dict[layout.Tier, TierUsage] = field(default_factory=dict)
+    before: dict[Tier, TierUsage]
+    after: dict[Tier, TierUsage] = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
     temp_files: list[FileFacts] = field(default_factory=list)
     screens: list[FileFacts] = field(default_factory=list)
@@ -104,7 +103,7 @@ async def prune(
                 report.temp_files += clear(store, series_leftovers(store, tf, market), dry_run)
     # Two clocks, never mixed: candle times are aged against `now` (this host's clock unless
     # the caller gives one: `prune --as-of`), file times against the store's own clock.
-    files_now = store.files.clock_ms()
+    files_now = store.clock_ms()
     orphans = unlocked_leftovers(store, files_now - TEMP_MAX_AGE_MS)
     report.temp_files += clear(store, orphans, dry_run)
     report.screens = clear(store, stale_screens(store, files_now - SCREEN_MAX_AGE_MS), dry_run)
@@ -129,7 +128,8 @@ def _emptied(store: CandleStore, policy: Policy, now: int) -> list[str]:
             except StorageError:
                 continue  # damaged: prune leaves it as it is, and says so
             hull = record.fetched.union(record.provisional).hull
-            if (hull is None or hull.end <= cutoff) and store.data_files(tf, market):
+            held = any(u.files for u in store.series_usage(tf, market).values())
+            if (hull is None or hull.end <= cutoff) and held:
                 found.append(f"{tf} {market}")
     return found
 
@@ -141,7 +141,7 @@ def _named(series: list[str]) -> str:
     return shown + (f" and {more} more series" if more > 0 else "")
 
 
-def _projected(report: PruneReport) -> dict[layout.Tier, TierUsage]:
+def _projected(report: PruneReport) -> dict[Tier, TierUsage]:
     """What `usage` would say after the changes a dry run found."""
     after = dict(report.before)
     for change in report.changes:

@@ -113,7 +113,7 @@ def _read(
     """A market's stamp and table, or the damage that leaves it out of the table."""
     # The stamp is taken before reading: a write landing in between makes the next run rebuild.
     with layers.request():
-        mark = stamp(store.files, tf, market, span)
+        mark = stamp(store, tf, market, span)
         try:
             return mark, store.load_table(market, tf, span)
         except DamageError as exc:

@@ -20,8 +20,7 @@ from upbit_cache.manager.scope import ScreenRequest, resolve_markets
 from upbit_cache.markets import validate_markets
 from upbit_cache.output.formats import Format
 from upbit_cache.ranges import TimeRange
-from upbit_cache.store import screens
-from upbit_cache.store.files import DataDir
+from upbit_cache.store.base import Store
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.timeframes.timeframe import DAY_MS
 
@@ -60,9 +59,9 @@ def key(request: ScreenRequest, fmt: Format, tz: str = "UTC") -> str:
     ).hexdigest()
 
 
-def stamp(files: DataDir, tf: Timeframe, market: str, span: TimeRange) -> list[object]:
+def stamp(store: Store, tf: Timeframe, market: str, span: TimeRange) -> list[object]:
     """What one market's part of a table of `span` depends on: its files' versions."""
-    return [market, *screens.series_versions(files, tf, market, span)]
+    return store.stamp(tf, market, span)
 
 
 def fingerprint(tf: Timeframe, span: TimeRange, stamps: Sequence[list[object]]) -> str:
@@ -72,9 +71,9 @@ def fingerprint(tf: Timeframe, span: TimeRange, stamps: Sequence[list[object]]) 
     return hashlib.sha1(json.dumps(parts).encode(), usedforsecurity=False).hexdigest()
 
 
-def find(files: DataDir, name: str, fmt: str, current: str) -> tuple[str, Kept] | None:
+def find(store: Store, name: str, fmt: str, current: str) -> tuple[str, Kept] | None:
     """The kept table `name` if it was built from exactly `current`."""
-    found = screens.read_kept(files, name, fmt)
+    found = store.kept_screen(name, fmt)
     if found is None:
         return None
     table, record = found
@@ -85,13 +84,13 @@ def find(files: DataDir, name: str, fmt: str, current: str) -> tuple[str, Kept] 
     return (table, kept) if kept.fingerprint == current else None
 
 
-def remember(files: DataDir, name: str, kept: Kept) -> None:
+def remember(store: Store, name: str, kept: Kept) -> None:
     """Record what the table `name` was built from (after the table itself is written)."""
-    screens.remember(files, name, asdict(kept))
+    store.remember_screen(name, asdict(kept))
 
 
 async def lookup(
-    files: DataDir, client: UpbitClient, request: ScreenRequest, name: str, fmt: str
+    store: Store, client: UpbitClient, request: ScreenRequest, name: str, fmt: str
 ) -> tuple[str, Kept] | None:
     """The kept table for this request, if nothing it depends on has changed.
 
@@ -106,5 +105,5 @@ async def lookup(
         return None  # the full run gives the empty answer
     tf = request.timeframe
     span = window(tf, client.now_ms(), request.days)
-    stamps = [stamp(files, tf, m, span) for m in wanted]
-    return find(files, name, fmt, fingerprint(tf, span, stamps))
+    stamps = [stamp(store, tf, m, span) for m in wanted]
+    return find(store, name, fmt, fingerprint(tf, span, stamps))

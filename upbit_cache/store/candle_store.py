@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -23,18 +22,18 @@ from upbit_cache.candles import (
     times_ms,
     to_table,
 )
-from upbit_cache.errors import DamageError, StorageError, UpbitCacheError, WriteConflict
+from upbit_cache.errors import DamageError, StorageError, WriteConflict
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store import layout
-from upbit_cache.store.checks import check_record, decode, missing_file
+from upbit_cache.store.base import Location, Store
+from upbit_cache.store.checks import decode, missing_file
 from upbit_cache.store.edits import SeriesEdit
-from upbit_cache.store.files import DataDir, StoredFile
-from upbit_cache.store.locks import WriterLock
+from upbit_cache.store.files import StoredFile
+from upbit_cache.store.layout import Tier as Tier  # the manager names tiers by this
 from upbit_cache.store.migrate import migrate
 from upbit_cache.store.parts import Part, disjoint, merge_order, overlaps
 from upbit_cache.store.records import Record, read_record, write_record
 from upbit_cache.timeframes import Timeframe
-from upbit_cache.times import now_ms
 
 HOT_ROW_GROUP = 4_096
 COLD_ROW_GROUP = 10_080  # a week of 1m candles
@@ -48,8 +47,6 @@ WRITTEN_ONCE = (0, 0)  # the memory layer's version of a file written once: its 
 if TYPE_CHECKING:  # pandas is imported only where a frame is made, to keep CLI start fast
     import pandas as pd
 
-Location = DataDir | str | os.PathLike[str] | None
-
 
 class TableCache(Protocol):
     """A memory layer in front of file reads (the cache manager's), keyed by path and version
@@ -57,9 +54,16 @@ class TableCache(Protocol):
 
     def get(self, path: str, version: tuple[int, int]) -> pa.Table | None: ...
     def put(
-        self, path: str, version: tuple[int, int], table: pa.Table, *, read: bool = False
+        self,
+        path: str,
+        version: tuple[int, int],
+        table: pa.Table,
+        *,
+        read: bool = False,
+        tier: Tier = "hot",
     ) -> None:
-        """Keep `table`: just written, or (`read`) just read from disk by a reader."""
+        """Keep `table`: just written, or (`read`) just read from disk by a reader, from a
+        file of `tier`."""
 
 
 class _NoCache:
@@ -67,17 +71,29 @@ class _NoCache:
         return None
 
     def put(
-        self, path: str, version: tuple[int, int], table: pa.Table, *, read: bool = False
+        self,
+        path: str,
+        version: tuple[int, int],
+        table: pa.Table,
+        *,
+        read: bool = False,
+        tier: Tier = "hot",
     ) -> None:
         pass
 
 
-class CandleStore:
+class CandleStore(Store):
     """Hive-partitioned Parquet candles plus fetched-range records under one root.
 
     Writers of a (timeframe, market) hold `lock(tf, market)` around `write`; readers never
     need a lock: data files are written once, and the record listing them is replaced by an
     atomic rename.
+
+    The cache manager uses the series level: the records (`Store`: `coverage`, `record`,
+    `fetched`, `lock`, `stamp`), `load`/`load_table`, `write`, `read_spans`, `base_versions`
+    and `series_usage`. The file level (`data_files`, `partition_files`, `read_file`,
+    `check_file`, `put_file`, `remove_file`, `missing_files`, `usage`) is for the store's own
+    modules (upkeep, audit, heal); tests/test_house.py keeps the manager off it.
     """
 
     def __init__(
@@ -90,59 +106,25 @@ class CandleStore:
     ) -> None:
         """`lock_timeout`: how long a writer waits for another's lock (None: as long as it
         takes); `on_lock_wait` is told, once per store, that a writer is waiting."""
-        self.files = location if isinstance(location, DataDir) else DataDir.open(location)
+        super().__init__(location, lock_timeout=lock_timeout, on_lock_wait=on_lock_wait)
         migrate(self.files)  # a data dir of an older layout, on first use (one listing if not)
         self.cache: TableCache = cache if cache is not None else _NoCache()
-        self.lock_timeout = lock_timeout
-        self._on_lock_wait = on_lock_wait
-        self._told = False
         self._swept: set[tuple[str, str]] = set()  # series whose leftovers this store removed
         self._temps: dict[str, list[StoredFile]] = {}  # timeframe -> temp files of its records
+        # Data files this store wrote (path -> version) or deleted (None), for heal.py.
+        self._written: dict[str, tuple[int, int] | None] = {}
 
-    @property
-    def root(self) -> str:
-        return self.files.root
-
-    def ensure_writable(self) -> None:
-        """Fail early, with the path in the message, if nothing can be written here."""
-        self.files.ensure_writable()
-
-    def lock(self, tf: Timeframe, market: str, *, shared: bool = False) -> WriterLock:
-        """The writer lock of one (timeframe, market); `shared`: a reader's, which keeps
-        writers out and needs no write (see DataDir.lock)."""
-        path = layout.lock_file(self.root, tf, market)
-        return self.files.lock(
-            path, f"{tf} {market}", self.lock_timeout, self._waiting, shared=shared
+    @classmethod
+    def on(cls, store: Store, cache: TableCache | None = None) -> CandleStore:
+        """A CandleStore on the data dir of `store`, with its lock settings."""
+        return cls(
+            store.files,
+            cache=cache,
+            lock_timeout=store.lock_timeout,
+            on_lock_wait=store._on_lock_wait,
         )
 
-    def _waiting(self, what: str) -> None:
-        if self._on_lock_wait is not None and not self._told:
-            self._told = True
-            self._on_lock_wait(what)
-
-    def fetched(self, tf: Timeframe, market: str) -> Ranges:
-        """The time ranges already asked of Upbit for this (timeframe, market)."""
-        return self.record(tf, market).fetched
-
-    def record(self, tf: Timeframe, market: str, *, for_update: bool = False) -> Record:
-        """Everything recorded of this (timeframe, market): fetched ranges, derivation.
-
-        `for_update`: read by a writer that will `set_record` from it (see `write`). A record
-        that cannot be read, or claims ranges after now, is a DamageError (checks.py).
-        """
-        path = layout.fetched_file(self.root, tf, market)
-        record = read_record(self.files, path, for_update=for_update)
-        return check_record(path, record, now_ms(), lambda: self.written_ms(path))
-
-    def written_ms(self, path: str) -> int | None:
-        """When the file at `path` was last written, by the data dir's clock (None: gone)."""
-        found = self.files.stat(path)
-        return found.mtime_ms if found is not None else None
-
-    def markets(self, tf: Timeframe) -> list[str]:
-        """Markets with any fetched range recorded for this timeframe."""
-        found = self.files.list_files(layout.records_root(self.root, tf))
-        return sorted(m for m in (layout.market_of_record(f.name) for f in found) if m)
+    # Series level
 
     def load(self, market: str, tf: Timeframe, span: TimeRange | None = None) -> pd.DataFrame:
         """Stored candles of one market inside `span` (None: all), oldest first."""
@@ -359,6 +341,8 @@ class CandleStore:
         """Temp files among the records of `tf`, listed once per store: a series' own are
         deleted only under its lock, when no writer of it can be making one (one listed
         earlier is a finished write's, gone, or a killed one's)."""
+        if not self.files.leaves_temps:
+            return []  # on S3 a write is one PUT: there is never a temp file
         found = self._temps.get(tf.name)
         if found is None:
             folder = layout.records_root(self.root, tf)
@@ -372,7 +356,9 @@ class CandleStore:
         tier = layout.tier_of(path)
         made = self.files.create(path, lambda sink: write_parquet(table, sink, tier))
         # Just written (or there with these rows): keep it, so a read that follows is free.
-        self.cache.put(path, WRITTEN_ONCE, table)
+        self.cache.put(path, WRITTEN_ONCE, table, tier=tier)
+        if made is not None:
+            self._written[path] = made.version  # made of checked rows (heal.py)
         return made
 
     def put_file(self, path: str, table: pa.Table) -> StoredFile | None:
@@ -383,27 +369,26 @@ class CandleStore:
         tier = layout.tier_of(path)
         written = self.files.write(path, lambda sink: write_parquet(table, sink, tier))
         if written is not None:
-            self.cache.put(path, written.version, table)
+            self.cache.put(path, written.version, table, tier=tier)
+            self._written[path] = written.version  # made of checked rows (heal.py)
         return written
+
+    def take_written(self, tf: Timeframe, market: str) -> dict[str, tuple[int, int] | None]:
+        """The versions of the series' data files this store wrote since it was last asked,
+        by path, None for those it deleted since (and forgets them)."""
+        folder = layout.market_dir(self.root, tf, market) + "/"
+        mine = {p: v for p, v in list(self._written.items()) if p.startswith(folder)}
+        for path in mine:
+            self._written.pop(path, None)
+        return mine
 
     def remove_file(self, path: str, *, keep_folder: bool = False) -> None:
         """Delete one data file and, unless `keep_folder` (other files are there), its
         partition folder if that is left empty."""
         self.files.delete(path)  # already gone is what was asked for
+        self._written[path] = None
         if not keep_folder:
             self.files.delete_dir_if_empty(path.rpartition("/")[0])
-
-    def forget(self, tf: Timeframe, market: str, spans: Ranges) -> None:
-        """Take `spans` out of what the record says was fetched, so the next fetch asks for
-        them again (their candles stay until it does); the caller holds the series' lock."""
-        record = self.record(tf, market, for_update=True)
-        fetched = record.fetched.subtract(spans)
-        if fetched != record.fetched:
-            self.set_record(tf, market, replace(record, fetched=fetched, sources={}))
-
-    def set_record(self, tf: Timeframe, market: str, record: Record) -> None:
-        """Replace the record of one (timeframe, market); the caller holds its lock."""
-        write_record(self.files, layout.fetched_file(self.root, tf, market), record)
 
     def data_files(self, tf: Timeframe, market: str) -> list[StoredFile]:
         """Every data file on disk (both tiers, listed or not) of one (timeframe, market), in
@@ -417,25 +402,6 @@ class CandleStore:
 
     def _on_disk(self, folder: str) -> list[StoredFile]:
         return self.files.list_files(folder, recursive=True)
-
-    def timeframes(self) -> list[Timeframe]:
-        """Timeframes with any data or record in the store."""
-        dirs = self.files.list_dirs(layout.candles_dir(self.root))
-        names = {n for n in (layout.timeframe_of_dir(d) for d in dirs) if n}
-        names.update(self.files.list_dirs(layout.records_dir(self.root)))
-        found = []
-        for name in sorted(names):
-            try:
-                found.append(Timeframe.parse(name))
-            except UpbitCacheError:
-                continue  # not ours
-        return found
-
-    def stored_markets(self, tf: Timeframe) -> list[str]:
-        """Markets with a record or any data file for this timeframe."""
-        dirs = self.files.list_dirs(layout.candles_root(self.root, tf))
-        held = {m for m in (layout.market_of_dir(d) for d in dirs) if m}
-        return sorted(held.union(self.markets(tf)))
 
     def partition_files(
         self, tf: Timeframe, market: str, tier: layout.Tier | None = "hot"
@@ -452,6 +418,43 @@ class CandleStore:
     def usage(self) -> dict[layout.Tier, TierUsage]:
         """Files and bytes of each tier of the whole dataset."""
         return usage_by_tier(self.files.list_files(layout.candles_dir(self.root), recursive=True))
+
+    def series_usage(self, tf: Timeframe, market: str) -> dict[Tier, TierUsage]:
+        """Files and bytes of each tier of one series."""
+        return usage_by_tier(self.data_files(tf, market))
+
+    @staticmethod
+    def read_spans(tf: Timeframe, span: TimeRange) -> list[TimeRange]:
+        """`span` (bounded) cut where `tf`'s cold partitions start (a day of 1s, a month of
+        1m, a year otherwise): reads of these pieces one after another hold one stored
+        file's rows at a time, whatever the span."""
+        parts = layout.partitions_between(tf, span, "cold")
+        return [
+            TimeRange(
+                max(start, span.start), min(layout.partition_end(tf, start, "cold"), span.end)
+            )
+            for start in parts
+        ]
+
+    def base_versions(
+        self, tf: Timeframe, market: str, record: Record
+    ) -> list[tuple[TimeRange, list[str]]]:
+        """What a derivation from this series (whose record is `record`) depends on, span
+        by span: each hot partition that a current file meets or `record.fetched` overlaps,
+        oldest first, with the names of the files holding it (none: empty). Files are
+        written once and named by their content, so the names change when the rows do: a
+        derivation recomputes a span whose names or settled ranges changed since it ran."""
+        names: dict[int, list[str]] = {}
+        for part in self.current(tf, market, record).values():
+            for start in layout.partitions_between(tf, part.span):
+                names.setdefault(start, []).append(part.name)
+        starts = set(names)
+        for lo, hi in record.fetched:
+            starts.update(layout.partitions_between(tf, TimeRange(lo, hi)))
+        return [
+            (TimeRange(start, layout.partition_end(tf, start)), sorted(names.get(start, [])))
+            for start in sorted(starts)
+        ]
 
     def read_file(self, found: StoredFile | str) -> pa.Table:
         """One data file, from memory when it was read or written before (a legacy file:
@@ -491,7 +494,7 @@ class CandleStore:
         table = self.cache.get(path, version)
         if table is None:
             table = decode(path, lambda: self.files.open_input(path))
-            self.cache.put(path, version, table, read=True)
+            self.cache.put(path, version, table, read=True, tier=layout.tier_of(path))
         return table
 
 

@@ -23,12 +23,10 @@ import pyarrow.parquet as pq
 from upbit_cache.candles import CANDLE_SCHEMA, impossible_values
 from upbit_cache.errors import DamageError
 from upbit_cache.store import layout
-from upbit_cache.store.records import REPAIR, Record, damaged_record
-from upbit_cache.times import iso
+from upbit_cache.store.records import REPAIR, check_record, future_claim
+from upbit_cache.store.records import when_text as _when
 
-# A record ends at the last period closed by Upbit's clock when it was fetched. This host's
-# clock may be behind Upbit's by seconds; a day is beyond any clock worth trusting.
-FUTURE_MARGIN_MS = 86_400_000
+__all__ = ["FileDamage", "check_candles", "check_record", "decode", "future_claim"]
 
 FileDamage = Literal[
     "unreadable",
@@ -114,39 +112,3 @@ def _as_candles(path: str, table: pa.Table) -> pa.Table:
         empty = ", ".join(name for name in table.column_names if table[name].null_count)
         raise damaged_file(path, "impossible values", f"empty values in {empty}")
     return table
-
-
-def future_claim(record: Record, now: int) -> tuple[int, int] | None:
-    """The first recorded range (fetched or provisional) that ends after `now` plus the
-    margin, if any."""
-    for ranges in (record.fetched, record.provisional):
-        late = [(start, end) for start, end in ranges if end > now + FUTURE_MARGIN_MS]
-        if late:
-            return late[0]
-    return None
-
-
-def check_record(
-    path: str, record: Record, now: int, written: Callable[[], int | None] | None = None
-) -> Record:
-    """`record`, unless it claims a range after both `now` and the time it was written
-    (`written()`: its file's time by the data dir's clock, asked only when `now` finds a
-    claim): a host whose clock is behind never takes good records for damaged ones."""
-    claim = future_claim(record, now)
-    if claim is None:
-        return record
-    at = written() if written is not None else None
-    if at is not None and future_claim(record, max(now, at)) is None:
-        return record  # this host's clock is behind the one that wrote it: not the record's fault
-    start, end = claim
-    detail = f"a recorded range after now: {_when(start)}→{_when(end)}, while this host's clock"
-    detail += f" says {_when(now)}" + (f" and the record was written {_when(at)}" if at else "")
-    raise damaged_record(path, detail)
-
-
-def _when(ms: int) -> str:
-    """`iso(ms)`, or the number itself for a time no calendar holds (a garbage record's)."""
-    try:
-        return iso(ms)
-    except (ValueError, OverflowError, OSError):
-        return f"{ms} ms"

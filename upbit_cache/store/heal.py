@@ -13,10 +13,12 @@ file) is reported, for `verify --repair`.
 
 The versions (size, modification time) of the files that passed are kept in
 `checked/<tf>/<MARKET>.json` (a cache: what it does not say is read), by name: files are
-written once, so a cron fetch over a year reads what its last run wrote, not the year; a
-file changed by hand (its size or time) is read again. Damage that keeps a file's size and
-time (bit rot) is for the readers and `verify`. What killed writers left (unlisted files,
-temp files) is deleted first, under the lock (CandleStore.sweep).
+written once, so a cron fetch over a year reads what its last run wrote, not the year (and
+nothing a fetch wrote itself: `remember_written`, made of checked rows); a file changed by
+hand (its size or time) is read again. Damage that keeps a file's size and time (bit rot)
+is for the readers and `verify`. What killed writers left (unlisted files, temp files) is
+deleted first, under the lock (CandleStore.sweep); a look without the lock
+(`inspect_window`) that meets any sends the series to `heal_window`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from upbit_cache.errors import DamageError
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.audit import Problem, SeriesAudit, file_problem, repair_series
+from upbit_cache.store.base import Coverage
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.store.files import StoredFile
 from upbit_cache.store.parts import overlaps
@@ -65,11 +68,21 @@ class Heal:
         return spans.subtract(self.pruned)
 
 
+# Damage found by a look (path and version -> what is wrong): not read again in that version.
+Seen = dict[tuple[str, tuple[int, int]], Problem]
+
+
 def heal_window(
-    store: CandleStore, tf: Timeframe, market: str, window: TimeRange, stamp: str
+    store: CandleStore,
+    tf: Timeframe,
+    market: str,
+    window: TimeRange,
+    stamp: str,
+    seen: Seen | None = None,
 ) -> Heal:
     """Heal the damage of one series inside `window`, report what a listing shows outside
-    it (`stamp`: the quarantine folder). The caller holds the series' writer lock."""
+    it (`stamp`: the quarantine folder; `seen`: what `inspect_window` found just before).
+    The caller holds the series' writer lock."""
     heal = Heal()
     try:
         record = store.record(tf, market, for_update=True)
@@ -88,20 +101,86 @@ def heal_window(
         and not f.is_temp
         and layout.in_series(store.root, tf, market, f.path) in current
     ]
-    problems = _check_window(store, tf, market, on_disk, window)
-    for path in store.missing_files(tf, market, record, on_disk):
-        gone = Problem(tf, market, "missing", path, "listed in the record, not on disk")
-        (problems if _touches(tf, path, window) else heal.outside).append(gone)
-    heal.outside += [
-        Problem(tf, market, "unreadable", f.path, "0 bytes")
-        for f in on_disk
-        if f.bytes == 0 and not _touches(tf, f.path, window)
-    ]
+    problems, heal.outside = _findings(store, tf, market, window, record, on_disk, seen or {})
     if problems:
         repair_series(store, SeriesAudit(tf, market, problems=problems), stamp)
         heal.healed += [Healed(p, _moved(store, p, stamp)) for p in problems]
     heal.pruned = record.pruned
     return heal
+
+
+def inspect_window(
+    store: CandleStore,
+    tf: Timeframe,
+    market: str,
+    window: TimeRange,
+    known: Coverage,
+    seen: Seen | None = None,
+) -> Heal | None:
+    """What `heal_window` would find, looked at without the series' lock: None if anything
+    inside `window` needs healing (then `heal_window` under the lock), else what a listing
+    shows outside it, to report. The record and the listing are the run's (`known`: read
+    once for it). Nothing is changed but the cache of versions found sound (keyed by
+    version: a file replaced meanwhile is read again next time); the damaged files found
+    are added to `seen`, for `heal_window` not to read them again.
+
+    A reader's look: a compaction under way can look like a hole, or a listed file be gone
+    when read, which only sends the series to `heal_window`, where it is looked at again
+    under the lock (a StorageError here means the same).
+    """
+    record = known.record(tf, market)
+    listed = known.series_files(tf, market)
+    if listed is None:
+        listed = store.data_files(tf, market)
+    current = store.current(tf, market, record)
+    on_disk = [f for f in listed if layout.in_series(store.root, tf, market, f.path) in current]
+    if len(on_disk) < len(listed):
+        return None  # files no record lists (a killed write's): swept under the lock
+    found = seen if seen is not None else {}
+    problems, outside = _findings(store, tf, market, window, record, on_disk, found)
+    return None if problems else Heal(outside=outside, pruned=record.pruned)
+
+
+def _findings(
+    store: CandleStore,
+    tf: Timeframe,
+    market: str,
+    window: TimeRange,
+    record: Record,
+    on_disk: list[StoredFile],
+    seen: Seen,
+) -> tuple[list[Problem], list[Problem]]:
+    """The damage inside `window` (to heal), and what a listing shows outside it (to report)."""
+    problems = _check_window(store, tf, market, on_disk, window, seen)
+    outside: list[Problem] = []
+    for path in store.missing_files(tf, market, record, on_disk):
+        gone = Problem(tf, market, "missing", path, "listed in the record, not on disk")
+        (problems if _touches(tf, path, window) else outside).append(gone)
+    outside += [
+        Problem(tf, market, "unreadable", f.path, "0 bytes")
+        for f in on_disk
+        if f.bytes == 0 and not _touches(tf, f.path, window)
+    ]
+    return problems, outside
+
+
+def remember_written(store: CandleStore, tf: Timeframe, market: str) -> None:
+    """Add the data files this store wrote of the series to the versions found sound: they
+    were made of checked rows (a checked file's and checked pages'), so the next fetch need
+    not read them again to know. The caller holds the series' writer lock (no one else
+    wrote them). Those it deleted since (superseded: files are written once) are forgotten."""
+    mine = store.take_written(tf, market)
+    if not mine:
+        return
+    before = _sound(store, tf, market)
+    after = dict(before)
+    for path, version in mine.items():
+        name = layout.in_series(store.root, tf, market, path)
+        if version is None:
+            after.pop(name, None)
+        else:
+            after[name] = list(version)
+    _remember(store, tf, market, before, after)
 
 
 def _heal_record(
@@ -147,7 +226,12 @@ def _check(store: CandleStore, tf: Timeframe, market: str, found: StoredFile) ->
 
 
 def _check_window(
-    store: CandleStore, tf: Timeframe, market: str, on_disk: list[StoredFile], window: TimeRange
+    store: CandleStore,
+    tf: Timeframe,
+    market: str,
+    on_disk: list[StoredFile],
+    window: TimeRange,
+    seen: Seen,
 ) -> list[Problem]:
     """The damaged files among those on disk that `window` touches. Only those that changed
     since they last passed are read; what passes is remembered."""
@@ -160,10 +244,11 @@ def _check_window(
         name = names[found.path]
         if name in sound or not _touches(tf, found.path, window):
             continue
-        problem = _check(store, tf, market, found)
+        problem = seen.get((found.path, found.version)) or _check(store, tf, market, found)
         if problem is None:
             sound[name] = now[name]
         else:
+            seen[found.path, found.version] = problem
             problems.append(problem)
     _remember(store, tf, market, before, sound)
     return problems

@@ -31,17 +31,21 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from upbit_cache.errors import DamageError
 from upbit_cache.ranges import Ranges
 from upbit_cache.store.files import DataDir
+from upbit_cache.times import iso
 
 _VERSION = 3  # 3: `files` is the manifest of the series' data files
 NATIVE = "native"  # the base of candles fetched from Upbit (no timeframe has this name)
 REPAIR = "run `upbit-cache verify --repair`"
+# A record ends at the last period closed by Upbit's clock when it was fetched. This host's
+# clock may be behind Upbit's by seconds; a day is beyond any clock worth trusting.
+FUTURE_MARGIN_MS = 86_400_000
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,11 @@ def read_record(files: DataDir, path: str, *, for_update: bool = False) -> Recor
     `for_update`: the next `write_record` replaces only this version (DataDir.read_for_update).
     """
     raw = files.read_for_update(path) if for_update else files.read_bytes(path)
+    return parse_record(path, raw)
+
+
+def parse_record(path: str, raw: bytes | None) -> Record:
+    """The record read from `path` (None: nothing there, an empty record)."""
     if raw is None:
         return Record(manifest=False)  # legacy files on disk may be there all the same
     try:
@@ -175,3 +184,40 @@ def write_record(files: DataDir, path: str, record: Record, *, fresh: bool = Fal
     if fresh:
         data["written"] = uuid.uuid4().hex[:12]
     files.write_bytes(path, json.dumps(data).encode())
+
+
+def future_claim(record: Record, now: int) -> tuple[int, int] | None:
+    """The first recorded range (fetched or provisional) that ends after `now` plus the
+    margin, if any."""
+    for ranges in (record.fetched, record.provisional):
+        late = [(start, end) for start, end in ranges if end > now + FUTURE_MARGIN_MS]
+        if late:
+            return late[0]
+    return None
+
+
+def check_record(
+    path: str, record: Record, now: int, written: Callable[[], int | None] | None = None
+) -> Record:
+    """`record`, unless it claims a range after both `now` and the time it was written
+    (`written()`: its file's time by the data dir's clock, asked only when `now` finds a
+    claim): a host whose clock is behind never takes good records for damaged ones."""
+    claim = future_claim(record, now)
+    if claim is None:
+        return record
+    at = written() if written is not None else None
+    if at is not None and future_claim(record, max(now, at)) is None:
+        return record  # this host's clock is behind the one that wrote it: not the record's fault
+    start, end = claim
+    detail = f"a recorded range after now: {when_text(start)}→{when_text(end)}, "
+    detail += f"while this host's clock says {when_text(now)}"
+    detail += f" and the record was written {when_text(at)}" if at else ""
+    raise damaged_record(path, detail)
+
+
+def when_text(ms: int) -> str:
+    """`iso(ms)`, or the number itself for a time no calendar holds (a garbage record's)."""
+    try:
+        return iso(ms)
+    except (ValueError, OverflowError, OSError):
+        return f"{ms} ms"
