@@ -393,10 +393,11 @@ def _untouched(
     lock: something of `wanted` is missing from the run's coverage, or (with a `stamp`)
     something inside it needs healing.
 
-    No lock is needed to find nothing to do: everything here reads as readers do (files
-    are replaced by atomic renames), and whatever another run does to the series meanwhile,
-    this job's outcome is the one it would have had by running just before it (a fetch only
-    adds to what is settled; what a prune takes away now, it would have taken after).
+    No lock is needed to find nothing to do: everything here reads as readers do (data
+    files are written once, the record that lists them replaced by an atomic rename), and
+    whatever another run does to the series meanwhile, this job's outcome is the one it
+    would have had by running just before it (a fetch only adds to what is settled; what a
+    prune takes away now, it would have taken after).
     """
     try:
         record = known.record(tf, market)

@@ -128,7 +128,8 @@ class Store:
     """A data dir as series: records, versions, locks and kept screens (no Parquet).
 
     Writers of a (timeframe, market) hold `lock(tf, market)` around their writes; readers
-    never need a lock, because every file is replaced by an atomic rename.
+    never need a lock: data files are written once, and a record (or kept screen) is
+    replaced by an atomic rename.
     """
 
     def __init__(
