@@ -2,7 +2,9 @@
 
 A no-op fetch (nothing missing) reads each record at most once and takes no lock: counted on
 a local disk by the interpreter's own audit events (every `open`), on S3 by moto's request
-log. A run's own writes are what its coverage keeps, with no read. `DataDir.create` makes a
+log; after a run whose files rolled up it writes nothing either, and one that finds a file
+no record lists (a killed write's) takes the lock and sweeps it. A run's own writes are what
+its coverage keeps, with no read. `DataDir.create` makes a
 file only where there is none, on every backend. A filesystem that is neither a local disk
 nor S3 takes one writer at a time: a second writing process is refused with a clear error.
 """
@@ -10,6 +12,7 @@ nor S3 takes one writer at a time: a second writing process is refused with a cl
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import threading
@@ -107,6 +110,41 @@ def test_a_no_op_fetch_on_s3_gets_each_record_once_and_takes_no_lease(
     assert Counter(method for method, _ in asked) == Counter(
         {"GET": 2 * len(MARKETS), "LIST": len(listings), "PUT": 1, "DELETE": 1}
     ), asked
+
+
+def _files_on_disk(root: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_no_op_fetch_after_roll_ups_writes_nothing(sim: SimulatorServer, tmp_path: Path) -> None:
+    # Two days of 1m are many pages: files written once, rolled up and sealed as they land,
+    # so most files a write created were superseded within the same run.
+    assert run_fetch(sim.url, tmp_path, MARKETS[:2], "1m", days=2).failed == []
+    store = CandleStore(tmp_path)
+    m1 = Timeframe.parse("1m")
+    for market in MARKETS[:2]:
+        checked = json.loads((tmp_path / "checked" / "1m" / f"{market}.json").read_text())
+        assert set(checked) == set(store.record(m1, market).files)  # none it superseded
+    before = _files_on_disk(tmp_path)
+    report = run_fetch(sim.url, tmp_path, MARKETS[:2], "1m", days=2)
+    assert report.failed == [] and report.candles == 0
+    after = _files_on_disk(tmp_path)
+    assert after == before  # nothing written, nothing deleted (no lock file made either)
+
+
+def test_a_no_op_fetch_still_sweeps_what_a_killed_write_left(
+    sim: SimulatorServer, tmp_path: Path
+) -> None:
+    assert run_fetch(sim.url, tmp_path, ["KRW-BTC"], "1h", days=2).failed == []
+    listed = sorted((tmp_path / "candles").rglob("part-*.parquet"))
+    assert listed
+    # A kill between create and record leaves a data file no record lists (an orphan).
+    orphan = listed[0].with_name(listed[0].name.rsplit("-", 1)[0] + "-000000000000.parquet")
+    orphan.write_bytes(listed[0].read_bytes())
+    report = run_fetch(sim.url, tmp_path, ["KRW-BTC"], "1h", days=2)
+    assert report.failed == [] and report.candles == 0
+    assert not orphan.exists()  # the look found it unlisted: the job took its lock and swept
+    assert sorted((tmp_path / "candles").rglob("part-*.parquet")) == listed
 
 
 def test_what_a_run_writes_is_what_its_coverage_keeps(tmp_path: Path) -> None:
