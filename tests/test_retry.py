@@ -63,7 +63,6 @@ def test_the_page_and_store_policies_try_as_often_as_they_say() -> None:
     assert asyncio.run(pages()) == retry.PAGE_ATTEMPTS
     for policy, failure, tries in [
         (retry.write_race(), WriteConflict("lost"), retry.WRITE_ATTEMPTS),
-        (retry.listing_race(), FileNotFoundError("moved"), retry.READ_ATTEMPTS),
         (retry.walk_race(), FileNotFoundError("gone"), retry.WALK_TRIES),
     ]:
         policy.sleep = lambda seconds: None

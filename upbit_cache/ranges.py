@@ -47,6 +47,10 @@ class TimeRange:
     def empty(self) -> bool:
         return self.end <= self.start
 
+    def overlaps(self, other: TimeRange) -> bool:
+        """Whether the two share any time."""
+        return self.start < other.end and other.start < self.end
+
     def clip(self, other: TimeRange) -> TimeRange:
         """The part of self inside `other` (empty, at `other`'s edge, if none)."""
         start = min(max(self.start, other.start), other.end)

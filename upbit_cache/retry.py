@@ -7,7 +7,6 @@ tries run out (the last failure is raised again).
     bad_page()               a candle page whose answers failed the checks
     reconnect(link)          the WebSocket trade stream, after a drop
     write_race()             a read-merge-write another host's writer got to first (S3)
-    listing_race()           a series read while a prune moves its files
     walk_race()              a folder listing that a writer changed under pyarrow's walk
 
 Each call makes a new policy: a tenacity object holds the state of the attempts run with it.
@@ -27,7 +26,6 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     wait_exponential,
-    wait_incrementing,
 )
 
 from upbit_cache.errors import ResponseFormatError, WriteConflict
@@ -39,7 +37,7 @@ PAGE_DELAY = 0.25  # seconds before asking a page again, doubling
 FIRST_CONNECT_TRIES = 3  # a stream that never connected gives up after this many
 RECONNECT_CAP = 1.0  # seconds: back within about 1.5 s of the server's return
 WRITE_ATTEMPTS = 20  # rounds of read-merge-write lost to other hosts' writers
-READ_ATTEMPTS = 20  # reads of a series whose files keep moving
+READ_ATTEMPTS = 20  # reads of a series whose listed files keep moving (candle_store)
 WALK_TRIES = 3  # listings of a folder that keeps changing under the walk
 
 
@@ -127,17 +125,6 @@ def write_race() -> Retrying:
         retry=retry_if_exception_type(WriteConflict),
         stop=stop_after_attempt(WRITE_ATTEMPTS),
         wait=lambda state: random.uniform(0.01, 0.05) * state.attempt_number,
-        reraise=True,
-    )
-
-
-def listing_race() -> Retrying:
-    """A series read whose listed files moved meanwhile (FileNotFoundError: a prune
-    compacting) lists and reads again: READ_ATTEMPTS in all, waiting 10 ms more each time."""
-    return Retrying(
-        retry=retry_if_exception_type(FileNotFoundError),
-        stop=stop_after_attempt(READ_ATTEMPTS),
-        wait=wait_incrementing(start=0.01, increment=0.01),
         reraise=True,
     )
 

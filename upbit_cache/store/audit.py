@@ -31,7 +31,7 @@ from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.store.checks import FileDamage, check_record
 from upbit_cache.store.edits import SeriesEdit
 from upbit_cache.store.files import StoredFile
-from upbit_cache.store.parts import Part, closure, overlaps
+from upbit_cache.store.parts import Part, closure
 from upbit_cache.store.records import Record, read_record
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import now_ms
@@ -142,7 +142,7 @@ def _overlapping(
     parts = sorted((p for p in current.values() if p.name in times), key=lambda p: p.span.start)
     for i, later in enumerate(parts):
         for earlier in parts[:i]:
-            if not overlaps(earlier.span, later.span):
+            if not earlier.span.overlaps(later.span):
                 continue
             shared = int(np.isin(times[later.name], times[earlier.name]).sum())
             if shared:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from upbit_cache import retry
 from upbit_cache.candles import (
     CANDLE_SCHEMA,
     dedupe_by_time,
@@ -22,7 +22,7 @@ from upbit_cache.candles import (
     times_ms,
     to_table,
 )
-from upbit_cache.errors import DamageError, StorageError, WriteConflict
+from upbit_cache.errors import DamageError, StorageError
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.store import layout
 from upbit_cache.store.base import Location, Store
@@ -31,16 +31,14 @@ from upbit_cache.store.edits import SeriesEdit
 from upbit_cache.store.files import StoredFile
 from upbit_cache.store.layout import Tier as Tier  # the manager names tiers by this
 from upbit_cache.store.migrate import migrate
-from upbit_cache.store.parts import Part, disjoint, merge_order, overlaps
+from upbit_cache.store.parts import Part, disjoint, merge_order
 from upbit_cache.store.records import Record, read_record, write_record
 from upbit_cache.timeframes import Timeframe
 
 HOT_ROW_GROUP = 4_096
 COLD_ROW_GROUP = 10_080  # a week of 1m candles
 COLD_ZSTD_LEVEL = 12
-_READ_ATTEMPTS = 20
 _GONE_ATTEMPTS = 3  # a listed file missing this many reads in a row is gone, not moving
-_CONFLICT_ATTEMPTS = 20  # record writes lost to other hosts' writers (S3), planned again
 READ_AHEAD = 8  # data files read at once on object storage
 WRITTEN_ONCE = (0, 0)  # the memory layer's version of a file written once: its name says all
 
@@ -139,7 +137,7 @@ class CandleStore(Store):
         compaction may have just replaced it); gone read after read, it is a hole.
         """
         missing: dict[str, int] = {}  # listed file -> reads in a row that did not find it
-        for attempt in range(_READ_ATTEMPTS):
+        for attempt in range(retry.READ_ATTEMPTS):
             parts = self.current(tf, market, self.record(tf, market), span)
             tables, gone = self._read_parts(tf, market, parts)
             if gone is None:
@@ -186,7 +184,7 @@ class CandleStore(Store):
         if not record.manifest:
             names.update(self._legacy_on_disk(tf, market, span))
         parts = (Part.of(tf, name) for name in sorted(names))
-        return {p.name: p for p in parts if span is None or overlaps(p.span, span)}
+        return {p.name: p for p in parts if span is None or p.span.overlaps(span)}
 
     def _legacy_on_disk(self, tf: Timeframe, market: str, span: TimeRange | None) -> list[str]:
         if span is not None and span.bounded:
@@ -235,16 +233,12 @@ class CandleStore(Store):
         created once, under a name its content decides.
         """
         table = to_table(candles)
-        for attempt in range(_CONFLICT_ATTEMPTS):
-            try:
+        for attempt in retry.write_race():
+            with attempt:
                 return self._write(
                     market, tf, table, covered, derived_from, sources, provisional or Ranges()
                 )
-            except WriteConflict:
-                if attempt == _CONFLICT_ATTEMPTS - 1:
-                    raise
-                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable")  # write_race raises the last conflict
 
     def _write(
         self,

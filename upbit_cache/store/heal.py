@@ -33,7 +33,6 @@ from upbit_cache.store.audit import Problem, SeriesAudit, file_problem, repair_s
 from upbit_cache.store.base import Coverage
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.store.files import StoredFile
-from upbit_cache.store.parts import overlaps
 from upbit_cache.store.records import Record
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import now_ms
@@ -209,7 +208,7 @@ def _survivors(tf: Timeframe, on_disk: list[StoredFile]) -> list[StoredFile]:
     for found in newest_first:
         span = layout.file_span(tf, found.path)
         if layout.is_legacy(found.path) or not any(
-            not layout.is_legacy(k.path) and overlaps(span, layout.file_span(tf, k.path))
+            not layout.is_legacy(k.path) and span.overlaps(layout.file_span(tf, k.path))
             for k in kept
         ):
             kept.append(found)

@@ -71,10 +71,6 @@ def name_for(tf: Timeframe, table: pa.Table, tier: layout.Tier) -> Part:
     return Part(layout.data_name(tf, tier, span, digest(table)), span, tier)
 
 
-def overlaps(a: TimeRange, b: TimeRange) -> bool:
-    return a.start < b.end and b.start < a.end
-
-
 def hull(spans: Iterable[TimeRange]) -> TimeRange:
     found = list(spans)
     return TimeRange(min(s.start for s in found), max(s.end for s in found))
@@ -86,7 +82,7 @@ def closure(parts: Mapping[str, Part], seed: TimeRange, names: Iterable[str] = (
     taken = set(names)
     span = hull([seed, *(parts[n].span for n in taken)])
     while True:
-        more = {n for n, p in parts.items() if n not in taken and overlaps(p.span, span)}
+        more = {n for n, p in parts.items() if n not in taken and p.span.overlaps(span)}
         if not more:
             return taken
         taken |= more
