@@ -16,7 +16,6 @@ import json
 import os
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -266,8 +265,10 @@ def test_a_claim_left_by_a_host_that_died_lapses(tmp_path: Path) -> None:
     store = CandleStore(files)
     with pytest.raises(StorageError, match="pid 1 on elsewhere"):
         asyncio.run(_hold(store))
-    then = time.time() - 5  # not rewritten for longer than its time-to-live, by this disk
-    os.utime(claim, (then, then))
+    # Not rewritten for longer than its time-to-live, by this disk's clock (file times come
+    # from the kernel, not from a shifted clock under faketime).
+    then = files.clock_ms() * 1_000_000 - 5_000_000_000
+    os.utime(claim, ns=(then, then))
     asyncio.run(_hold(store))
 
 
