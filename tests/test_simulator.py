@@ -29,6 +29,7 @@ from upbit_cache.simulator import (
     to_epoch_ms,
 )
 from upbit_cache.simulator import app as simulator_app
+from upbit_cache.simulator import stamps as simulator_stamps
 
 NOW = "2026-11-20T00:00:00Z"
 NOW_MS = to_epoch_ms(NOW)
@@ -561,6 +562,9 @@ def test_date_and_remaining_req_headers(server: SimulatorServer, clock: SimClock
 def test_rate_limit_429_then_418_ban(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = StoppedTime()
     monkeypatch.setattr(simulator_app, "time", clock)
+    # The kernel's arrival stamps too: on real monotonic time a machine up for less than the
+    # stopped clock's start would stamp every request older than the window, admitting all.
+    monkeypatch.setattr(simulator_stamps, "time", clock)
     config = SimulatorConfig(
         clock_start=NOW, frozen=True, rate=3, ban_after_429s=2, ban_seconds=0.5
     )
