@@ -155,11 +155,19 @@ def dataset_rows(uri: str) -> tuple[int, int]:
     return table.num_rows, table.group_by(["market", "time"]).aggregate([]).num_rows
 
 
+def positive(text: str) -> int:
+    """A count of 1 or more (0 markets would be no market list: a fetch of every market)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--markets", type=int, default=200)
-    parser.add_argument("--backfill-markets", type=int, default=16)
-    parser.add_argument("--backfill-days", type=int, default=2)
+    parser.add_argument("--markets", type=positive, default=200)
+    parser.add_argument("--backfill-markets", type=positive, default=16)
+    parser.add_argument("--backfill-days", type=positive, default=2)
     parser.add_argument("--skip-screener", action="store_true")
     parser.add_argument("--skip-backfill", action="store_true")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each no-op (median)")
