@@ -198,13 +198,15 @@ def upbit(procs: Procs) -> Iterator[SimProcess]:
     sim.proc.wait(timeout=DEADLINE)
 
 
-def seven_fetches(procs: Procs, sim: SimProcess, tmp_path: Path, days: int = 2) -> list[str]:
+def seven_fetches(procs: Procs, sim: SimProcess, tmp_path: Path, days: int = 2) -> float:
     """Seven `upbit-cache fetch` processes at once, a market each, on one data dir and one
-    runtime dir; asserts each exits 0 with no 429 and returns the markets."""
+    runtime dir; asserts each exits 0 with no 429 and that the store holds what Upbit has.
+    Returns the seconds from the first process's start to the last one's end."""
     reference = SimulatorServer(SimulatorConfig(clock_start=NOW, frozen=True))  # not started
     markets = [m.market for m in reference.history.markets if m.market.startswith("KRW-")][:7]
     env = {**os.environ, "UPBIT_CACHE_RUNTIME_DIR": str(tmp_path / "runtime")}
     started = []
+    began = time.monotonic()
     for market in markets:
         command = [sys.executable, "-m", "upbit_cache", "fetch", market, "-t", "1m"]
         command += ["--days", str(days), "--api-url", sim.url, "--data-dir", str(tmp_path)]
@@ -215,25 +217,28 @@ def seven_fetches(procs: Procs, sim: SimProcess, tmp_path: Path, days: int = 2) 
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err.decode()
         assert b" 0 429s" in out + err, (out + err).decode()
+    wall = time.monotonic() - began
     stats = sim.stats()
     assert stats["rate_limited"] == 0, stats["by_status"]
     store = CandleStore(tmp_path)
     for market in markets:
         expected = truth(reference, market, "1m", to_ms(NOW) - days * DAY_MS, NOW)
         pd.testing.assert_frame_equal(store.load(market, M1), expected)
-    return markets
+    return wall
 
 
 @pytest.mark.slow
 def test_seven_fetches_on_one_host_share_the_budget_with_no_429(
     procs: Procs, upbit: SimProcess, tmp_path: Path
 ) -> None:
-    began = time.monotonic()
-    seven_fetches(procs, upbit, tmp_path)
+    wall = seven_fetches(procs, upbit, tmp_path)
     requests = upbit.stats()["candle_requests"]
     assert requests >= 7 * 14
-    # Busy: at 10 a second with start-up and the last pages; at most 10 a second by far.
-    assert requests / (time.monotonic() - began) > 5
+    # Busy: the budget is not starved. Seven start-ups (a second or more each on two
+    # loaded CPUs) and the last pages count in the wall, so well under 10 a second; a
+    # pacing that left the budget idle (a second a request, one process at a time) is far
+    # below this.
+    assert requests / wall > 3
 
 
 @pytest.mark.slow
