@@ -310,7 +310,7 @@ class Effective(NamedTuple):
 
 def effective(settings: Settings, flags: Mapping[str, Any] | None = None) -> list[Effective]:
     """Every setting the config file can hold, with where its value came from: `flags` (the
-    command line's, by key: data_dir, api_url, ws_url, rate, tz), then the environment,
+    command line's, by key: data_dir, api_url, ws_url, rate), then the environment,
     then the file, then the default."""
     given = dict(flags or {})
     file = settings.file if settings.file is not None else FileSettings("")

@@ -287,6 +287,7 @@ Tz = Annotated[
         autocompletion=_complete_zones,
         help="Show times in this zone, with its offset: UTC, Asia/Seoul (or KST), ... "
         "(stored data stays UTC; default: the config file's tz, else UTC).",
+        show_default=False,
     ),
 ]
 

@@ -24,7 +24,6 @@ def config_command(
     ctx: typer.Context,
     path: PathOnly = False,
     as_json: opt.AsJson = False,
-    tz: opt.Tz = "UTC",
 ) -> None:
     """Print the settings in effect and where each came from: a flag, the environment, the
     config file or the default (flags win over the environment, which wins over the file).
@@ -41,8 +40,6 @@ def config_command(
         return
     settings = configfile.load(given, by="--config")
     flags = {key: opt.given(key) for key in _FLAGS if _source_of(ctx, key, _FLAGS[key])}
-    if _source_of(ctx, "tz", "--tz"):
-        flags["tz"] = tz
     rows = configfile.effective(settings, flags)
     found = settings.file is not None
     named = where.named_by
