@@ -31,6 +31,7 @@ from upbit_cache.settings import (
     DEFAULT_API_URL,
     DEFAULT_DAYS,
     DEFAULT_QUOTE,
+    DEFAULT_RATE,
     DEFAULT_SERVE_HOST,
     DEFAULT_SERVE_PORT,
     DEFAULT_TIMEFRAME,
@@ -343,7 +344,7 @@ def effective(settings: Settings, flags: Mapping[str, Any] | None = None) -> lis
     from upbit_cache.collector.config import ws_url_for
 
     add("ws_url", (ENV_WS_URL, settings.ws_url), file.ws_url, ws_url_for(str(api)), "--ws-url")
-    add("rate", None, file.rate, 10.0, "--rate")
+    add("rate", None, file.rate, DEFAULT_RATE, "--rate")
     add("markets", None, list(file.markets) if file.markets else file.quote, DEFAULT_QUOTE)
     add("timeframes", None, _listed(file.timeframes), [DEFAULT_TIMEFRAME])
     add("days", None, file.days, float(DEFAULT_DAYS))
