@@ -372,3 +372,12 @@ def test_settings_from_env_still_reads_no_file(home: Path) -> None:
     write(home, "rate = 5\n")
     assert Settings.from_env().file is None and Settings.from_env().rate() == DEFAULT_RATE
     assert load().rate() == 5.0 and load(False).file is None
+
+
+def test_verbose_adds_what_only_the_environment_sets(home: Path) -> None:
+    code, out, _ = invoke("config", "-v", env={"UPBIT_SECONDS_HORIZON_DAYS": "30"})
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:]}
+    assert code == 0
+    assert rows["seconds_horizon_days"] == ["30", "environment", "UPBIT_SECONDS_HORIZON_DAYS"]
+    assert rows["settle_seconds"] == ["0", "environment", "UPBIT_SETTLE_SECONDS"]  # conftest's
+    assert "settle_seconds" not in invoke("config")[1]

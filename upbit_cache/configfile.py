@@ -32,14 +32,18 @@ from upbit_cache.settings import (
     DEFAULT_DAYS,
     DEFAULT_QUOTE,
     DEFAULT_RATE,
+    DEFAULT_SECONDS_HORIZON_DAYS,
     DEFAULT_SERVE_HOST,
     DEFAULT_SERVE_PORT,
+    DEFAULT_SETTLE_SECONDS,
     DEFAULT_TIMEFRAME,
     DEFAULT_TZ,
     ENV_API_URL,
     ENV_CONFIG,
     ENV_DATA_DIR,
+    ENV_HORIZON,
     ENV_MEMORY,
+    ENV_SETTLE,
     ENV_WS_URL,
     MAX_DAYS,
     FileSettings,
@@ -309,10 +313,13 @@ class Effective(NamedTuple):
     origin: str | None = None
 
 
-def effective(settings: Settings, flags: Mapping[str, Any] | None = None) -> list[Effective]:
+def effective(
+    settings: Settings, flags: Mapping[str, Any] | None = None, environment_only: bool = False
+) -> list[Effective]:
     """Every setting the config file can hold, with where its value came from: `flags` (the
     command line's, by key: data_dir, api_url, ws_url, rate), then the environment,
-    then the file, then the default."""
+    then the file, then the default. `environment_only`: the settings only a variable sets
+    (the settle time, the 1s horizon) too."""
     given = dict(flags or {})
     file = settings.file if settings.file is not None else FileSettings("")
     here = file.path or None
@@ -356,6 +363,11 @@ def effective(settings: Settings, flags: Mapping[str, Any] | None = None) -> lis
     add("serve.keep", None, keep, None)
     keep_tfs = file.serve_keep_timeframes
     add("serve.keep_timeframes", None, _listed(keep_tfs), _listed(settings.timeframes()))
+    if environment_only:
+        settle = settings.settle_seconds() if settings.settle is not None else None
+        horizon = settings.horizon_days() if settings.seconds_horizon_days is not None else None
+        add("settle_seconds", (ENV_SETTLE, settle), None, DEFAULT_SETTLE_SECONDS)
+        add("seconds_horizon_days", (ENV_HORIZON, horizon), None, DEFAULT_SECONDS_HORIZON_DAYS)
     return out
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from upbit_cache.cli import options as opt
-from upbit_cache.cli.log import print_report
+from upbit_cache.cli.log import Log, print_report
 from upbit_cache.settings import ENV_CONFIG
 
 PathOnly = Annotated[
@@ -24,15 +24,19 @@ def config_command(
     ctx: typer.Context,
     path: PathOnly = False,
     as_json: opt.AsJson = False,
+    quiet: opt.Quiet = False,
+    verbose: opt.Verbose = False,
 ) -> None:
     """Print the settings in effect and where each came from: a flag, the environment, the
     config file or the default (flags win over the environment, which wins over the file).
-    A bad config file is one line naming the file, the key and why (exit 2).
+    A bad config file is one line naming the file, the key and why (exit 2). -v adds the
+    settings only the environment sets (the settle time, Upbit's 1s horizon).
 
     Example: upbit-cache config --json | jq -r .settings.data_dir.value
     """
     from upbit_cache import configfile
 
+    Log(quiet, verbose)  # -q and -v together are refused; nothing goes to stderr anyway
     given = opt.given("config")
     where = configfile.locate(given, by=_source_of(ctx, "config", "--config") or "--config")
     if path:
@@ -40,7 +44,7 @@ def config_command(
         return
     settings = configfile.load(given, by="--config")
     flags = {key: opt.given(key) for key in _FLAGS if _source_of(ctx, key, _FLAGS[key])}
-    rows = configfile.effective(settings, flags)
+    rows = configfile.effective(settings, flags, environment_only=verbose)
     found = settings.file is not None
     named = where.named_by
     if as_json:
