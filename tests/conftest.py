@@ -13,6 +13,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -42,6 +43,11 @@ FAST_RATE = 200  # requests/s for tests that are not about the rate limit
 # its end: tests that are not about settling run with no settle time, here and in every
 # command they start (tests/test_exact.py turns the lag on and keeps Upbit's settle time).
 os.environ["UPBIT_SETTLE_SECONDS"] = "0"
+# No test reads the developer's own config file: the default place is an empty folder of
+# the session's (configfile.default_path honours XDG_CONFIG_HOME on every platform), and no
+# file is named. A test that wants one writes it and names it, or sets these itself.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="upbit-cache-config-")
+os.environ.pop("UPBIT_CACHE_CONFIG", None)
 # Off a terminal (CliRunner, a pipe) every stderr line starts with the UTC time.
 STAMP = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z ", re.MULTILINE)
 

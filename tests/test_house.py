@@ -18,8 +18,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "upbit_cache"
 BASE = {"errors", "markets", "times", "ranges", "candles", "words", "settings"}
 ALLOWED = {
     # `upbit-cache simulator` runs the stand-in; nothing else of the CLI touches it.
-    "cli": {"manager", "output", "store", "timeframes", "collector", "simulator"} | BASE,
-    "manager": {"collector", "timeframes", "output", "store", "host"} | BASE,
+    "cli": {"manager", "output", "store", "timeframes", "collector", "simulator", "configfile"}
+    | BASE,
+    "manager": {"collector", "timeframes", "output", "store", "host", "configfile"} | BASE,
     # What the user gets (`--out`, stdout): above the store, whose atomic write it reuses.
     "output": {"store"} | BASE,
     "store": {"timeframes", "host", "retry"} | BASE,
@@ -31,6 +32,8 @@ ALLOWED = {
     "errors": set(),
     "words": set(),
     "settings": {"errors"},
+    # The config file: read and checked through the one validator of each kind.
+    "configfile": {"collector", "timeframes"} | BASE,
     "host": set(),
     "retry": {"errors"},
     "markets": {"errors"},
@@ -43,9 +46,10 @@ ALLOWED = {
 #   a pipe or device written in place, the temp file flocked until its rename);
 # - the simulator: a stand-in with files of its own;
 # - host: what the kernel says of this host in /proc (memory, boot id, process starts);
-# - collector.hostcell: the host's shared send schedule in the runtime dir, not a data dir.
+# - collector.hostcell: the host's shared send schedule in the runtime dir, not a data dir;
+# - configfile: the user's config file (TOML), not a data dir.
 FILE_ROOMS = {"store", "output", "simulator"}
-FILE_MODULES = {"upbit_cache.host", "upbit_cache.collector.hostcell"}
+FILE_MODULES = {"upbit_cache.host", "upbit_cache.collector.hostcell", "upbit_cache.configfile"}
 # The store's modules the cache manager must not import: it speaks of series and spans
 # (CandleStore, Store), never of paths (layout) or files (files, backends).
 FILE_LEVEL_MODULES = {

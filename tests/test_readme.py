@@ -207,7 +207,13 @@ class Ran:
 
 def run(example: Example, folder: Path, url: str) -> Ran:
     """Run one example in `folder` against the simulator at `url`."""
-    env = environment(UPBIT_API_URL=url, UPBIT_CACHE_DIR=str(folder / "data"))
+    # The config file's default place: a folder of the page's, empty unless a page writes it
+    # (run directly, without conftest, the reader's own config must not count either).
+    env = environment(
+        UPBIT_API_URL=url,
+        UPBIT_CACHE_DIR=str(folder / "data"),
+        XDG_CONFIG_HOME=str(folder / "config-home"),
+    )
     began = time.monotonic()
     if example.file is not None:
         (folder / example.file).write_text("\n".join(example.shown) + "\n")

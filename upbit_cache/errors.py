@@ -6,7 +6,8 @@
     │   ├── UnknownMarketError      well-formed, but Upbit does not list it
     │   ├── InvalidTimeframeError   not one of the supported timeframes
     │   ├── InvalidRangeError       bad dates, --since after --until
-    │   └── RefusedError            a destructive step not confirmed (prune emptying series)
+    │   ├── RefusedError            a destructive step not confirmed (prune emptying series)
+    │   └── ConfigError             the config file is bad: its name, the key, why
     ├── StorageError                the data dir cannot be used (exit 2)
     │   ├── DamageError             a damaged file or record, or a hole (exit 1, as verify)
     │   └── WriteConflict           another writer replaced a file first (merged again)
@@ -49,6 +50,11 @@ class InvalidTimeframeError(UsageError):
 
 class InvalidRangeError(UsageError):
     """A time range that cannot be served (unparseable, empty or reversed)."""
+
+
+class ConfigError(UsageError):
+    """A config file that cannot be used: not there (when named), not TOML, a key unknown
+    or its value wrong. The message names the file and the key."""
 
 
 class RefusedError(UsageError):

@@ -19,6 +19,7 @@ from typer.core import TyperCommand, TyperGroup
 from upbit_cache.cli import options as opt
 from upbit_cache.cli import simulate, stop
 from upbit_cache.cli.commands import (
+    config,
     export,
     fetch,
     info,
@@ -106,6 +107,9 @@ class _OneLineErrors(TyperGroup):
         except typer.Abort:
             error("aborted")
             sys.exit(1)
+        except UpbitCacheError as exc:  # a bad config file, read for a default while parsing
+            error(str(exc))
+            sys.exit(exc.exit_code)
         sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -191,9 +195,10 @@ def main(
         ),
     ] = False,
     data_dir: opt.DataDir = None,
+    config_file: opt.ConfigFile = None,
 ) -> None:
     """Keep a local, always-fresh copy of Upbit candles as Hive-partitioned Parquet."""
-    ctx.obj = opt.Before(data_dir)
+    ctx.obj = opt.Before(data_dir, config_file)
 
 
 _COMMANDS: list[tuple[str, Callable[..., None]]] = [
@@ -207,6 +212,7 @@ _COMMANDS: list[tuple[str, Callable[..., None]]] = [
     ("verify", verify.verify_command),
     ("markets", markets.markets_command),
     ("show", show.show_command),
+    ("config", config.config_command),
 ]
 for name, command in _COMMANDS:
     app.command(name, cls=_Command)(command)

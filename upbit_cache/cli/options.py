@@ -3,6 +3,10 @@
 Kept apart from the commands so that each command reads as parse -> one call -> render.
 Every option that takes a value names it with a placeholder (`TF[,TF...]`, `DAYS`), and the
 options several commands have mean the same in each: -q/-v, --days, -t, --tz, --data-dir.
+
+Where a command's default comes from the config file (the time zone, timeframes, markets,
+days), it is looked up here, when the default is used (`run_settings`): the file is read
+only by a run that needs it, never at start-up (`--version`, `--help`).
 """
 
 from __future__ import annotations
@@ -18,15 +22,18 @@ import typer
 
 from upbit_cache.collector.config import DEFAULT_WS_URL
 from upbit_cache.errors import UsageError
-from upbit_cache.manager.scope import MAX_DAYS
 from upbit_cache.settings import (
     DEFAULT_API_URL,
+    DEFAULT_DAYS,
     DEFAULT_LIVE_TIMEFRAMES,
     DEFAULT_RATE,
     DEFAULT_TIMEFRAME,
     ENV_API_URL,
+    ENV_CONFIG,
     ENV_DATA_DIR,
     ENV_WS_URL,
+    MAX_DAYS,
+    Settings,
 )
 from upbit_cache.timeframes import SUPPORTED, Timeframe
 from upbit_cache.times import check_timezone
@@ -38,6 +45,50 @@ class Before:
     callback keeps them in the context's `obj`, where the subcommand's options look."""
 
     data_dir: str | None = None
+    config: str | None = None
+
+
+def _config(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+    """The subcommand's own --config wins, then the one before the subcommand, then
+    UPBIT_CACHE_CONFIG (None: the default place)."""
+    source = ctx.get_parameter_source(param.name or "")
+    before = ctx.find_object(Before)
+    given_here = source is not None and source.name == "COMMANDLINE"
+    if given_here or before is None or before.config is None:
+        return value
+    return before.config
+
+
+def _settings_of(ctx: typer.Context) -> Settings:
+    """The environment and the config file, for a callback while the command's options are
+    parsed (--config is eager: its value is in by then)."""
+    from upbit_cache import configfile
+
+    before = ctx.find_object(Before)
+    path = ctx.params.get("config") or (before.config if before is not None else None)
+    return configfile.load(path, by="--config")
+
+
+def run_settings() -> Settings:
+    """The environment and the config file of the command running (its --config, else the
+    one before it, else UPBIT_CACHE_CONFIG, else the default place)."""
+    from upbit_cache import configfile
+
+    return configfile.load(given("config"), by="--config")
+
+
+def default_markets(markets: list[str] | None, quote: str | None) -> tuple[list[str], str | None]:
+    """The markets a command works on: those given, or --quote's, else the config file's
+    `markets` (a list, or a quote), else (empty, None): every market of KRW."""
+    if markets or quote:
+        return list(markets or []), quote
+    listed, file_quote = run_settings().markets()
+    return list(listed), file_quote
+
+
+def default_days(days: float | None) -> float:
+    """--days if given, else the config file's `days`, else 30."""
+    return days if days is not None else run_settings().days(DEFAULT_DAYS)
 
 
 def _data_dir(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
@@ -68,7 +119,11 @@ def _complete_zones(incomplete: str) -> list[str]:
     return sorted(z for z in available_timezones() | {"UTC"} if z.startswith(incomplete))
 
 
-def _check_zone(value: str) -> str:
+def _check_zone(ctx: typer.Context, param: typer.CallbackParam, value: str) -> str:
+    """--tz as given, else the config file's `tz`, else UTC."""
+    source = ctx.get_parameter_source(param.name or "")
+    if source is None or source.name == "DEFAULT":
+        return _settings_of(ctx).tz()
     try:
         return check_timezone(value)
     except UsageError as exc:
@@ -76,13 +131,17 @@ def _check_zone(value: str) -> str:
 
 
 def timeframes(given: list[str] | None, default: str) -> list[Timeframe]:
-    """The timeframes of every -t given (`-t 1m -t 1h` is `-t 1m,1h`), else `default`."""
-    return Timeframe.parse_list(",".join(given) if given else default)
+    """The timeframes of every -t given (`-t 1m -t 1h` is `-t 1m,1h`), else the config
+    file's `timeframes`, else `default`."""
+    return Timeframe.parse_list(",".join(given) if given else run_settings().timeframes(default))
 
 
 def one_timeframe(given: list[str] | None, default: str, command: str) -> Timeframe:
-    """The one timeframe a command takes; a second -t is refused, not silently dropped."""
-    text = ",".join(given or [default])
+    """The one timeframe a command takes (default: the first of the config file's
+    `timeframes`, else `default`); a second -t is refused, not silently dropped."""
+    if not given:
+        return Timeframe.parse(run_settings().timeframes(default).split(",")[0])
+    text = ",".join(given)
     names = [n.strip() for n in text.split(",")]
     if len(names) > 1:
         if not all(names):
@@ -124,9 +183,27 @@ WsUrl = Annotated[
     ),
 ]
 Rate = Annotated[
-    float,
+    float | None,
     typer.Option(
-        "--rate", metavar="N", min=0.1, max=1000, help="Candle requests per second at most."
+        "--rate",
+        metavar="N",
+        min=0.1,
+        max=1000,
+        help=f"Candle requests per second at most (default {DEFAULT_RATE:g}).",
+        show_default=False,
+    ),
+]
+ConfigFile = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        metavar="FILE",
+        envvar=ENV_CONFIG,
+        callback=_config,
+        is_eager=True,
+        help="Read settings from this TOML file (default: config.toml in the user config "
+        "dir, if there; see `upbit-cache config --path`). Also accepted before the command.",
+        show_default=False,
     ),
 ]
 LockTimeout = Annotated[
@@ -146,23 +223,25 @@ LockTimeout = Annotated[
 _SHARED: dict[str, tuple[Any, object]] = {
     "api_url": (ApiUrl, None),
     "ws_url": (WsUrl, None),
-    "rate": (Rate, DEFAULT_RATE),
+    "rate": (Rate, None),
     "lock_timeout": (LockTimeout, None),
     "data_dir": (DataDir, None),
+    "config": (ConfigFile, None),
 }
 _given: ContextVar[dict[str, Any] | None] = ContextVar("upbit_cache_cli_shared", default=None)
 
 
 def given(name: str) -> Any:
     """The value of the shared option `name` for the command running (None: not one of its
-    options); --data-dir: its own, else the one before the command, else UPBIT_CACHE_DIR."""
+    options); --data-dir: its own, else the one before the command, else UPBIT_CACHE_DIR;
+    --config likewise, else UPBIT_CACHE_CONFIG."""
     return (_given.get() or {}).get(name)
 
 
 def shared(*names: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """The command with the shared options `names` (--data-dir always) after its own; their
-    values are kept for `given` while it runs, not passed to it."""
-    chosen = [n for n in _SHARED if n in names or n == "data_dir"]
+    """The command with the shared options `names` (--data-dir and --config always) after
+    its own; their values are kept for `given` while it runs, not passed to it."""
+    chosen = [n for n in _SHARED if n in names or n in ("data_dir", "config")]
 
     def add(command: Callable[..., None]) -> Callable[..., None]:
         signature = inspect.signature(command, eval_str=True)
@@ -207,7 +286,8 @@ Tz = Annotated[
         callback=_check_zone,
         autocompletion=_complete_zones,
         help="Show times in this zone, with its offset: UTC, Asia/Seoul (or KST), ... "
-        "(stored data stays UTC).",
+        "(stored data stays UTC; default: the config file's tz, else UTC).",
+        show_default=False,
     ),
 ]
 
@@ -216,7 +296,8 @@ Markets = Annotated[
     list[str] | None,
     typer.Argument(
         metavar="MARKET",
-        help="Markets such as KRW-BTC; none means every market of --quote.",
+        help="Markets such as KRW-BTC; none means every market of --quote, else the config "
+        "file's markets, else every KRW market.",
         show_default=False,
     ),
 ]
@@ -258,11 +339,15 @@ Timeframes = Annotated[
     list[str] | None,
     _timeframe_option(
         "TF[,TF...]",
-        f"Timeframes, comma-separated or repeated: 1h, 15m,1h,4h (default {DEFAULT_TIMEFRAME}).",
+        f"Timeframes, comma-separated or repeated: 1h, 15m,1h,4h (default: the config file's, "
+        f"else {DEFAULT_TIMEFRAME}).",
     ),
 ]
 OneTimeframe = Annotated[
-    list[str] | None, _timeframe_option("TF", f"One timeframe (default {DEFAULT_TIMEFRAME}).")
+    list[str] | None,
+    _timeframe_option(
+        "TF", f"One timeframe (default: the config file's first, else {DEFAULT_TIMEFRAME})."
+    ),
 ]
 SomeTimeframes = Annotated[
     list[str] | None,
@@ -272,7 +357,10 @@ SomeTimeframes = Annotated[
 ]
 LiveTimeframes = Annotated[
     list[str] | None,
-    _timeframe_option("TF[,TF...]", f"Timeframes to build (default {DEFAULT_LIVE_TIMEFRAMES})."),
+    _timeframe_option(
+        "TF[,TF...]",
+        f"Timeframes to build (default: the config file's, else {DEFAULT_LIVE_TIMEFRAMES}).",
+    ),
 ]
 Since = Annotated[
     str | None,

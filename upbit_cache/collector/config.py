@@ -44,7 +44,8 @@ class ClientConfig:
         ws_url: str | None = None,
         settings: Settings | None = None,
     ) -> ClientConfig:
-        """Explicit arguments win, then UPBIT_API_URL / UPBIT_WS_URL, then the defaults; with
+        """Explicit arguments win, then UPBIT_API_URL / UPBIT_WS_URL, then the config file's
+        (in `settings.file`, if read), then the defaults; with
         no WebSocket URL given, it follows from the API URL (`ws_url_for`), so one setting
         points every command elsewhere. UPBIT_SECONDS_HORIZON_DAYS sets how far back Upbit
         keeps 1s candles, UPBIT_SETTLE_SECONDS how long after a period's end its candle is
@@ -54,15 +55,13 @@ class ClientConfig:
         A URL that is not one (no scheme of its kind, no host, an empty one given) is a
         UsageError here, before any request: retrying it would only take time."""
         env = settings if settings is not None else Settings.from_env()
-        rest = check_url(
-            _given(api_url, env.api_url, DEFAULT_API_URL), "--api-url", DEFAULT_API_URL
-        )
+        rest = check_url(_given(api_url, env.api(), DEFAULT_API_URL), "--api-url", DEFAULT_API_URL)
         rest = rest.rstrip("/")
-        stream = _given(ws_url, env.ws_url, "")
+        stream = _given(ws_url, env.ws(), "")
         given = ws_url is not None or bool(stream)  # an empty --ws-url is refused, not skipped
         return cls(
             api_url=rest,
-            rate=rate if rate is not None else DEFAULT_RATE,
+            rate=rate if rate is not None else env.rate(),
             ws_url=check_url(stream, "--ws-url", DEFAULT_WS_URL) if given else ws_url_for(rest),
             seconds_horizon_days=env.horizon_days(),
             settle=env.settle_seconds(),

@@ -14,8 +14,9 @@ import time
 from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from upbit_cache import configfile
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.errors import UnknownMarketError, UsageError
 from upbit_cache.manager.api import checked
@@ -90,12 +91,20 @@ class UpbitCache:
         memory_bytes: int | None = None,
         lock_timeout: float | None = None,
         on_lock_wait: Callable[[str], None] | None = None,
+        config: str | os.PathLike[str] | Literal[False] | None = None,
     ) -> None:
-        """`memory_bytes`: the memory layer's budget (None: `UPBIT_CACHE_MEMORY`, else it
-        follows the machine, see manager/memory.py; 0: no memory layer). `lock_timeout`:
-        seconds a writer waits for another run's lock on a series (None: as long as it
-        takes); `on_lock_wait(series)` is told once when a writer must wait."""
-        settings = Settings.from_env()  # the environment, read once for this cache
+        """What is not given comes from the environment, then the config file, then the
+        defaults (docs/settings.md). `config`: the config file to read (it must exist);
+        None: UPBIT_CACHE_CONFIG, else the default place if there; False: none.
+
+        `memory_bytes`: the memory layer's budget (None: `UPBIT_CACHE_MEMORY`, else the config
+        file's `memory`, else it follows the machine, see manager/memory.py; 0: no memory
+        layer). `lock_timeout`: seconds a writer waits for another run's lock on a series
+        (None: as long as it takes); `on_lock_wait(series)` is told once when a writer must
+        wait."""
+        # The environment and the config file, read once for this cache.
+        settings = configfile.load(config)
+        self.settings: Settings = settings  # e.g. `serve`'s defaults: settings.serve_port()
         # The data dir as series, without Parquet: enough for a kept screen-prep table.
         self.dir = Store(
             data_dir if data_dir is not None else settings.default_data_dir(),

@@ -18,11 +18,12 @@ from upbit_cache.candles import TIME_TYPE, from_table, times_ms, to_table
 from upbit_cache.errors import DamageError, UnknownMarketError, UsageError
 from upbit_cache.manager.derive import load_any
 from upbit_cache.manager.fetch import SyncReport
-from upbit_cache.manager.scope import DEFAULT_QUOTE, of_quote, selection
+from upbit_cache.manager.scope import of_quote, selection
 from upbit_cache.markets import validate_quote
 from upbit_cache.output.formats import Format
 from upbit_cache.output.tables import write_stream
 from upbit_cache.ranges import Ranges, TimeRange
+from upbit_cache.settings import DEFAULT_QUOTE
 from upbit_cache.store.base import Coverage
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe

@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 from upbit_cache.errors import InvalidRangeError, UnknownMarketError, UsageError
 from upbit_cache.markets import unknown_hint, validate_markets, validate_quote
 from upbit_cache.ranges import TimeRange
-from upbit_cache.settings import DEFAULT_DAYS, DEFAULT_TIMEFRAME
+from upbit_cache.settings import DEFAULT_DAYS, DEFAULT_QUOTE, DEFAULT_TIMEFRAME, MAX_DAYS
 from upbit_cache.timeframes.timeframe import DAY_MS, Timeframe
 from upbit_cache.times import TimeLike, iso, parse_timerange, relative_ms, to_ms
 
-MAX_DAYS = 36_500  # 100 years: more is a typo, and Upbit opened in 2017
-DEFAULT_QUOTE = "KRW"
 UPBIT_OPENED = 1_483_228_800_000  # 2017-01-01T00:00Z: Upbit opened that October; no candle before
 
 

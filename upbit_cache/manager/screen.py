@@ -24,10 +24,11 @@ from upbit_cache.collector.client import UpbitClient
 from upbit_cache.errors import DamageError, UsageError
 from upbit_cache.manager.fetch import MarketOutcome, Progress, SyncReport, fetch_with
 from upbit_cache.manager.layers import Layers
-from upbit_cache.manager.scope import DEFAULT_QUOTE, ScreenRequest, Window, of_quote
+from upbit_cache.manager.scope import ScreenRequest, Window, of_quote
 from upbit_cache.manager.screen_keep import fingerprint, stamp, window
 from upbit_cache.markets import validate_markets, validate_quote
 from upbit_cache.ranges import Ranges, TimeRange
+from upbit_cache.settings import DEFAULT_QUOTE
 from upbit_cache.store.candle_store import CandleStore
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.timeframes.timeframe import DAY_MS

@@ -55,6 +55,8 @@ def export_command(
         source = getattr(markets_file, "name", "-")
         source = "stdin" if source in ("-", "<stdin>") else source
         names = read_market_list(markets_file.read(), f"the markets file {source}")
+    else:
+        names, quote = opt.default_markets(names, quote)
     output = guess_format(out, fmt)
     cache = cache_for(log)
     with progress_for(sys.stderr, quiet, verbose) as progress:

@@ -27,7 +27,8 @@ def fetch_command(
     shard: opt.Shard = None,
 ) -> None:
     """Fetch candles into the store, asking Upbit only for what is missing (by default the
-    last 30 days). The summary goes to stdout; progress, a line per market and errors to
+    last 30 days, or the config file's days; the markets, if none given: the config file's,
+    else every KRW market). The summary goes to stdout; progress, a line per market and errors to
     stderr (-v: the lines on a terminal too).
 
     Example: upbit-cache fetch KRW-BTC KRW-ETH -t 1h --days 30
@@ -35,13 +36,16 @@ def fetch_command(
     from upbit_cache.manager.scope import Shard, Window
 
     log = Log(quiet, verbose)
+    if since is None and until is None and days is None and timerange is None:
+        days = opt.default_days(None)
     window = Window.of(since, until, days, timerange)
+    names, quote = opt.default_markets(markets, quote)
     part = Shard.parse(shard) if shard is not None else None
     timeframes = opt.timeframes(timeframe, DEFAULT_TIMEFRAME)
     cache = cache_for(log)
     with progress_for(sys.stderr, quiet, verbose) as progress:
         report = cache.fetch(
-            markets or [],
+            names,
             quote=quote,
             timeframes=timeframes,
             window=window,

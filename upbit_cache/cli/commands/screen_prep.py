@@ -11,7 +11,7 @@ from upbit_cache.cli import options as opt
 from upbit_cache.cli.commands.shared import cache_for, warn_damage, warn_horizon
 from upbit_cache.cli.log import Log
 from upbit_cache.cli.render import memory_summary, progress_for, screen_summary, series_error
-from upbit_cache.settings import DEFAULT_DAYS, DEFAULT_TIMEFRAME
+from upbit_cache.settings import DEFAULT_TIMEFRAME
 
 
 @opt.shared("api_url", "rate", "lock_timeout")
@@ -19,7 +19,7 @@ def screen_prep_command(
     markets: opt.Markets = None,
     quote: opt.Quote = None,
     timeframe: opt.OneTimeframe = None,
-    days: opt.Days = DEFAULT_DAYS,
+    days: opt.Days = None,
     out: opt.Out = "-",
     fmt: opt.OutFormat = None,
     tz: opt.Tz = "UTC",
@@ -33,7 +33,9 @@ def screen_prep_command(
     """Bring N days of candles up to date and write them as one long table for a screener.
 
     The summary goes to stderr (-q: none); -v adds per-market lines and the memory layer's
-    hit rate. --tz applies to the times of CSV and JSON lines.
+    hit rate. --tz applies to the times of CSV and JSON lines. With no --days: the config
+    file's days, else 30; with no markets and no --quote: the config file's, else every KRW
+    market.
 
     Example: upbit-cache screen-prep --quote KRW -t 1h --days 30 -f csv --out - | python s.py
     """
@@ -42,11 +44,12 @@ def screen_prep_command(
 
     log = Log(quiet, verbose)
     began = time.monotonic()
+    names, quote = opt.default_markets(markets, quote)
     request = ScreenRequest(
-        markets=tuple(markets or ()),
+        markets=tuple(names),
         quote=quote,
         timeframe=opt.one_timeframe(timeframe, DEFAULT_TIMEFRAME, "screen-prep"),
-        days=days if days is not None else DEFAULT_DAYS,
+        days=opt.default_days(days),
         refresh=refresh,
         include_open=include_open,
         min_value=min_value,

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 
 def cache_for(log: Log) -> UpbitCache:
     """The run's `UpbitCache`, as the command's shared options say (`options.shared`: the
-    data dir, Upbit's URLs, the rate, the lock timeout); a wait for another run's lock is
-    said once (-q: not)."""
+    data dir, Upbit's URLs, the rate, the lock timeout, the config file); a wait for another
+    run's lock is said once (-q: not)."""
     from upbit_cache.manager.cache import UpbitCache
 
     def waiting(series: str) -> None:
@@ -32,6 +32,7 @@ def cache_for(log: Log) -> UpbitCache:
         rate=opt.given("rate"),
         lock_timeout=opt.given("lock_timeout"),
         on_lock_wait=waiting,
+        config=opt.given("config"),
     )
 
 
