@@ -307,6 +307,8 @@ def export_summary(report: ExportReport) -> str:
     once every byte went out."""
     timeframes = ",".join(tf.name for tf in report.timeframes)
     where = "stdout" if report.out == "-" else report.out
+    if report.files or report.fmt == "freqtrade":
+        where = f"{plural(len(report.files), 'freqtrade file')} in {report.out}"
     line = (
         f"{plural(len(report.markets), 'market')} × {timeframes}, "
         f"{plural(report.rows, 'row')}, {human_bytes(report.bytes)} to {where}, "

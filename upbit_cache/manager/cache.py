@@ -26,7 +26,13 @@ from upbit_cache.manager.scope import ScreenRequest, Shard, Window, parse_span
 from upbit_cache.manager.screen_keep import Kept, key, lookup, remember
 from upbit_cache.manager.session import new_client
 from upbit_cache.markets import validate_market, validate_markets, validate_quote
-from upbit_cache.output.formats import Format, check_output, guess_format
+from upbit_cache.output.formats import (
+    Format,
+    Layout,
+    check_output,
+    export_format,
+    guess_format,
+)
 from upbit_cache.output.send import send
 from upbit_cache.ranges import EARLIEST, LATEST, TimeRange
 from upbit_cache.settings import DEFAULT_BUDGET, DEFAULT_TAIL, DEFAULT_TIMEFRAME, Settings
@@ -445,7 +451,7 @@ class UpbitCache:
         timeframes: Timeframes = DEFAULT_TIMEFRAME,
         window: Window | None = None,
         out: str = "-",
-        fmt: Format | None = None,
+        fmt: Format | Layout | None = None,
         tz: str = "UTC",
         refresh: bool = True,
         fill: bool = False,
@@ -472,7 +478,7 @@ class UpbitCache:
         timeframes: Timeframes = DEFAULT_TIMEFRAME,
         window: Window | None = None,
         out: str = "-",
-        fmt: Format | None = None,
+        fmt: Format | Layout | None = None,
         tz: str = "UTC",
         refresh: bool = True,
         fill: bool = False,
@@ -490,15 +496,16 @@ class UpbitCache:
         timeframes: Timeframes,
         window: Window | None,
         out: str,
-        fmt: Format | None,
+        fmt: Format | Layout | None,
         tz: str,
         refresh: bool,
         fill: bool,
     ) -> _ExportJob:
         tfs = _timeframes(timeframes)
         zone = check_timezone(tz)
-        fmt = guess_format(out, fmt)
-        check_output(out, fmt)  # before anything is fetched
+        fmt = export_format(out, fmt)  # before anything is fetched
+        if fmt != "freqtrade":
+            check_output(out, fmt)
         if not refresh:
             self.dir.require()
         return _ExportJob(
@@ -801,7 +808,7 @@ class _ExportJob:
     timeframes: list[Timeframe]
     window: Window
     out: str
-    fmt: Format
+    fmt: Format | Layout
     tz: str
     fill: bool
     store: CandleStore

@@ -24,7 +24,7 @@ def export_command(
     until: opt.Until = None,
     days: opt.Days = None,
     timerange: opt.TimeRangeOption = None,
-    fmt: opt.OutFormat = None,
+    fmt: opt.ExportFormat = None,
     out: opt.Out = "-",
     tz: opt.Tz = "UTC",
     refresh: opt.Refresh = True,
@@ -42,7 +42,7 @@ def export_command(
     """
     from upbit_cache.manager.scope import Window
     from upbit_cache.markets import read_market_list
-    from upbit_cache.output.formats import guess_format
+    from upbit_cache.output.formats import export_format
 
     log = Log(quiet, verbose)
     if since is None and days is None and timerange is None:
@@ -55,7 +55,7 @@ def export_command(
         source = getattr(markets_file, "name", "-")
         source = "stdin" if source in ("-", "<stdin>") else source
         names = read_market_list(markets_file.read(), f"the markets file {source}")
-    output = guess_format(out, fmt)
+    output = export_format(out, fmt)
     cache = cache_for(log)
     with progress_for(sys.stderr, quiet, verbose) as progress:
         report = cache.export(
