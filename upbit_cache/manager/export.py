@@ -149,7 +149,7 @@ def _freqtrade(
         first = next(tables, None)
         if first is None:
             continue
-        path = os.path.join(folder, file_name(market, tf))
+        path = os.path.join(folder, file_name(market, tf.name))
         rows, size = write_series(path, itertools.chain([first], tables))
         report.rows += rows
         report.bytes += size

@@ -20,7 +20,6 @@ import pyarrow as pa
 
 from upbit_cache.errors import UsageError
 from upbit_cache.output.destination import write_out
-from upbit_cache.timeframes import Timeframe
 
 FREQTRADE = "freqtrade"
 _FIELDS: list[pa.Field[Any]] = [
@@ -38,12 +37,12 @@ def pair(market: str) -> str:
     return f"{base}/{quote}"
 
 
-def file_name(market: str, tf: Timeframe) -> str:
-    """The file freqtrade reads for a spot pair and timeframe: `BTC_KRW-1h.feather`."""
+def file_name(market: str, timeframe: str) -> str:
+    """The file freqtrade reads for a spot pair and timeframe (`1h`): `BTC_KRW-1h.feather`."""
     name = pair(market)
     for char in _REPLACED:
         name = name.replace(char, "_")
-    return f"{name}-{tf.name.replace('M', 'Mo')}.feather"
+    return f"{name}-{timeframe.replace('M', 'Mo')}.feather"
 
 
 def check_folder(out: str) -> None:
