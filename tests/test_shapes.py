@@ -25,8 +25,9 @@ LO, HI = "2026-11-10T00:00:00Z", "2026-11-19T00:00:00Z"
 
 
 def cli(sim: SimulatorServer, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "upbit_cache", *args, "--api-url", sim.url]
-    command += ["--data-dir", str(data_dir), "--rate", str(FAST_RATE)]
+    command = [sys.executable, "-m", "upbit_cache", *args, "--data-dir", str(data_dir)]
+    if args[0] in ("fetch", "export", "screen-prep", "verify"):  # the commands that ask Upbit
+        command += ["--api-url", sim.url, "--rate", str(FAST_RATE)]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
@@ -158,3 +159,43 @@ def test_many_markets_at_once(sim: SimulatorServer, tmp_path: Path) -> None:
         assert str(indexed.index.tz) == "UTC" and len(indexed) == len(long)
         with pytest.raises(UsageError):
             cache.load([], "1h")
+
+
+@pytest.mark.slow
+def test_every_summary_has_a_json_document(sim: SimulatorServer, tmp_path: Path) -> None:
+    import json
+
+    data = tmp_path / "data"
+    window = ["--since", "2026-11-17", "--until", "2026-11-19"]
+
+    def document(*args: str) -> dict[str, Any]:
+        done = cli(sim, data, *args, "--json")
+        assert done.returncode == 0, done.stderr
+        found: dict[str, Any] = json.loads(done.stdout)  # one object, nothing else on stdout
+        assert found["version"] >= 1
+        return found
+
+    fetched = document("fetch", "KRW-BTC", "KRW-ETH", "-t", "1m", *window)
+    assert fetched["command"] == "fetch" and fetched["candles"] == 2 * 2 * 1440
+    assert {s["market"] for s in fetched["series"]} == {"KRW-BTC", "KRW-ETH"}
+    assert fetched["requests"] == candle_requests(sim)
+    derived = document("resample", "KRW-BTC", "-t", "1h", "--from", "1m")
+    assert derived["command"] == "resample" and derived["candles"] == 48
+    out = tmp_path / "rows.csv"
+    exported = document("export", "KRW-BTC", "-t", "1h", *window, "-o", str(out))
+    assert exported["rows"] == 48 and exported["fetch"]["requests"] == 0
+    assert exported["bytes"] == out.stat().st_size
+    folder = tmp_path / "ft"
+    exported = document(
+        "export", "KRW-BTC", "-t", "1h", *window, "-f", "freqtrade", "-o", str(folder)
+    )
+    assert exported["format"] == "freqtrade"
+    assert exported["files"] == [str(folder / "BTC_KRW-1h.feather")]
+    screened = document("screen-prep", "KRW-BTC", "-t", "1h", "--days", "1", "-o", str(out))
+    assert screened["command"] == "screen-prep" and screened["rows"] == 24
+    pruned = document("prune", "--dry-run")
+    assert pruned["command"] == "prune" and pruned["dry_run"] is True
+    assert document("verify")["healthy"] is True
+    assert document("info")["series"]
+    done = cli(sim, data, "export", "KRW-BTC", "-t", "1h", *window, "--json")
+    assert done.returncode == 2 and "give --out FILE" in done.stderr and not done.stdout
