@@ -20,7 +20,8 @@ def check_market_type(code: object, where: str = "a market") -> None:
     if isinstance(code, list | tuple | set):
         raise InvalidMarketError(
             f"{where} takes one market code such as 'KRW-BTC', not a {type(code).__name__} "
-            "of them: call it once per market (or use export or fetch for many)"
+            "of them: call it once per market, or UpbitCache.get/load with the list (export or "
+            "fetch for many)"
         )
     raise InvalidMarketError(
         f"{where} takes a market code such as 'KRW-BTC' (a str), not {type(code).__name__}"

@@ -490,6 +490,17 @@ OutFormat = Annotated[
         show_default=False,
     ),
 ]
+ExportFormat = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        "-f",
+        metavar="csv|jsonl|parquet|freqtrade",
+        help="Output format (default: from the --out name; csv for stdout). freqtrade: "
+        "--out is a folder, one BTC_KRW-1h.feather per market and timeframe.",
+        show_default=False,
+    ),
+]
 Refresh = Annotated[
     bool, typer.Option("--refresh/--no-refresh", help="Fetch what is missing first.")
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from upbit_cache.cli.log import say
 from upbit_cache.times import iso
@@ -307,6 +307,8 @@ def export_summary(report: ExportReport) -> str:
     once every byte went out."""
     timeframes = ",".join(tf.name for tf in report.timeframes)
     where = "stdout" if report.out == "-" else report.out
+    if report.files or report.fmt == "freqtrade":
+        where = f"{plural(len(report.files), 'freqtrade file')} in {report.out}"
     line = (
         f"{plural(len(report.markets), 'market')} × {timeframes}, "
         f"{plural(report.rows, 'row')}, {human_bytes(report.bytes)} to {where}, "
@@ -629,3 +631,143 @@ def _problem_json(p: Problem, root: str) -> dict[str, str]:
 
 def _inside(path: str, root: str) -> str:
     return path.removeprefix(root.rstrip("/") + "/")
+
+
+# `--json`: one document per command, the same facts as its summary line (docs/python-shapes.md
+# lists the keys). Every document has "version" (bumped when a key changes meaning) and
+# "command"; times are ISO 8601 UTC text; counts are ints, durations float seconds.
+
+
+def _outcome_json(o: MarketOutcome) -> dict[str, object]:
+    return {
+        "market": o.market,
+        "timeframe": o.timeframe.name,
+        "candles": o.candles,
+        "requests": o.requests,
+        "error": str(o.error) if o.error is not None else None,
+    }
+
+
+def _derived_json(o: DeriveOutcome) -> dict[str, object]:
+    return {
+        "market": o.market,
+        "timeframe": o.target.name,
+        "base": o.base.name,
+        "candles": o.candles,
+        "recomputed": o.recomputed,
+        "unchanged": o.unchanged,
+        "error": str(o.error) if o.error is not None else None,
+    }
+
+
+def sync_json(report: SyncReport) -> dict[str, object]:
+    """A fetch's facts (also inside export's and screen-prep's documents as "fetch")."""
+    return {
+        "markets": report.markets,
+        "candles": report.candles,
+        "requests": report.candle_requests,
+        "rate_limited": report.rate_limited,
+        "seconds": round(report.seconds, 3),
+        "upbit_now": iso(report.now) if report.now else None,
+        "healed": report.healed,
+        "blocked": report.blocked,
+        "failed": len(report.failed) + len(report.failed_derived),
+        "series": [_outcome_json(o) for o in report.outcomes],
+        "derived": [_derived_json(o) for o in report.derived],
+    }
+
+
+def fetch_json(report: SyncReport) -> dict[str, object]:
+    """`fetch --json`."""
+    return {"version": 1, "command": "fetch", **sync_json(report)}
+
+
+def export_json(report: ExportReport) -> dict[str, object]:
+    """`export --json` (only with --out: stdout is then free for it)."""
+    return {
+        "version": 1,
+        "command": "export",
+        "format": report.fmt,
+        "out": report.out,
+        "files": report.files,
+        "markets": report.markets,
+        "timeframes": [tf.name for tf in report.timeframes],
+        "start": iso(report.span.start),
+        "end": iso(report.span.end),
+        "rows": report.rows,
+        "bytes": report.bytes,
+        "seconds": round(report.seconds, 3),
+        "damaged": [{"market": m, "timeframe": tf.name} for m, tf, _ in report.damaged],
+        "fetch": sync_json(report.sync) if report.sync is not None else None,
+    }
+
+
+def resample_json(outcomes: list[DeriveOutcome], seconds: float) -> dict[str, object]:
+    """`resample --json`."""
+    return {
+        "version": 1,
+        "command": "resample",
+        "series": [_derived_json(o) for o in outcomes],
+        "candles": sum(o.candles for o in outcomes if o.error is None),
+        "failed": sum(o.error is not None for o in outcomes),
+        "seconds": round(seconds, 3),
+    }
+
+
+def screen_json(done: Produced, out: str, seconds: float) -> dict[str, object]:
+    """`screen-prep --json` (only with --out)."""
+    result, kept = done.result, done.kept
+    if kept is not None:
+        markets, rows, short, left_out = kept.markets, kept.rows, kept.short, kept.filtered_out
+        sync: dict[str, object] | None = None
+        opened = 0
+    else:
+        assert result is not None
+        table = result.table
+        markets = len(table.column("market").unique()) if table.num_rows else 0
+        rows, short, left_out = table.num_rows, result.short, len(result.filtered_out)
+        sync = sync_json(result.sync) if result.sync is not None else None
+        opened = result.open_requests
+    return {
+        "version": 1,
+        "command": "screen-prep",
+        "out": out,
+        "kept": kept is not None,
+        "markets": markets,
+        "rows": rows,
+        "short": dict(sorted(short.items())),
+        "filtered_out": left_out,
+        "open_requests": opened,
+        "seconds": round(seconds, 3),
+        "fetch": sync,
+    }
+
+
+def prune_json(report: PruneReport) -> dict[str, object]:
+    """`prune --json`."""
+
+    def tiers(usage: dict[Any, TierUsage]) -> dict[str, dict[str, int]]:
+        return {t: {"files": u.files, "bytes": u.bytes} for t, u in sorted(usage.items())}
+
+    return {
+        "version": 1,
+        "command": "prune",
+        "dry_run": report.dry_run,
+        "before": tiers(report.before),
+        "after": tiers(report.after),
+        "changes": [
+            {
+                "action": c.action,
+                "timeframe": c.tf.name,
+                "market": c.market,
+                "removed": {"files": len(c.removed), "bytes": sum(f.bytes for f in c.removed)},
+                "added": {"files": len(c.added), "bytes": sum(f.bytes for f in c.added)},
+            }
+            for c in report.changes
+        ],
+        "temp_files": len(report.temp_files),
+        "screens": len(report.screens),
+        "skipped": report.skipped,
+        "emptied": report.emptied,
+        "seconds": round(report.seconds, 3),
+    }

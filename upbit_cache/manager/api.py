@@ -27,11 +27,13 @@ R = TypeVar("R")
 Check = Callable[[str, Any], Any]  # (where, value) -> the value to use; raises UsageError
 
 
-def checked(func: Callable[P, R]) -> Callable[P, R]:
-    """`func`, its arguments checked by name first (see `RULES`)."""
+def checked(func: Callable[P, R], overrides: dict[str, Check] | None = None) -> Callable[P, R]:
+    """`func`, its arguments checked by name first (see `RULES`; `overrides`: other rules
+    for some names in this function)."""
     signature = inspect.signature(func)
     where = func.__qualname__.removesuffix(".__init__")
-    rules = {name: RULES[name] for name in signature.parameters if name in RULES}
+    table = {**RULES, **(overrides or {})}
+    rules = {name: table[name] for name in signature.parameters if name in table}
 
     def check(args: Any, kwargs: Any) -> tuple[Any, Any]:
         try:
@@ -58,6 +60,18 @@ def checked(func: Callable[P, R]) -> Callable[P, R]:
         return func(*args2, **kwargs2)
 
     return run
+
+
+def checked_many(func: Callable[P, R]) -> Callable[P, R]:
+    """`checked`, where `market` may also be a list of markets (`get`, `load`)."""
+    return checked(func, {"market": _market_or_markets})
+
+
+def _market_or_markets(where: str, value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        check_markets_type(value, where)
+        return value
+    return _market(where, value)
 
 
 def _kind(value: object) -> str:

@@ -14,20 +14,27 @@ import time
 from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from upbit_cache import configfile
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.errors import UnknownMarketError, UsageError
-from upbit_cache.manager.api import checked
+from upbit_cache.manager.api import checked, checked_many
 from upbit_cache.manager.layers import LayerReport, Layers
 from upbit_cache.manager.memory import MemoryCache, MemoryStats
 from upbit_cache.manager.runner import Runner
 from upbit_cache.manager.scope import ScreenRequest, Shard, Window, parse_span
 from upbit_cache.manager.screen_keep import Kept, key, lookup, remember
 from upbit_cache.manager.session import new_client
+from upbit_cache.manager.shapes import codes_of, market_of_symbol, ohlcv_lists, shaped
 from upbit_cache.markets import validate_market, validate_markets, validate_quote
-from upbit_cache.output.formats import Format, check_output, guess_format
+from upbit_cache.output.formats import (
+    Format,
+    Layout,
+    check_output,
+    export_format,
+    guess_format,
+)
 from upbit_cache.output.send import send
 from upbit_cache.ranges import EARLIEST, LATEST, TimeRange
 from upbit_cache.settings import DEFAULT_BUDGET, DEFAULT_TAIL, DEFAULT_TIMEFRAME, Settings
@@ -168,30 +175,119 @@ class UpbitCache:
 
     # Reading
 
-    @checked
+    @overload
     def get(
         self,
         market: str,
         timeframe: str | Timeframe,
         start: TimeLike,
         end: TimeLike | None = None,
-    ) -> pd.DataFrame:
-        """Candles with start <= time < end (end: now), closed ones only, oldest first."""
-        return self._run(self.aget(market, timeframe, start, end))
+        *,
+        as_dict: Literal[False] = False,
+        index: bool = False,
+    ) -> pd.DataFrame: ...
+    @overload
+    def get(
+        self,
+        market: Sequence[str],
+        timeframe: str | Timeframe,
+        start: TimeLike,
+        end: TimeLike | None = None,
+        *,
+        as_dict: Literal[False] = False,
+        index: bool = False,
+    ) -> pd.DataFrame: ...
+    @overload
+    def get(
+        self,
+        market: Sequence[str],
+        timeframe: str | Timeframe,
+        start: TimeLike,
+        end: TimeLike | None = None,
+        *,
+        as_dict: Literal[True],
+        index: bool = False,
+    ) -> dict[str, pd.DataFrame]: ...
+    @checked_many
+    def get(
+        self,
+        market: str | Sequence[str],
+        timeframe: str | Timeframe,
+        start: TimeLike,
+        end: TimeLike | None = None,
+        *,
+        as_dict: bool = False,
+        index: bool = False,
+    ) -> pd.DataFrame | dict[str, pd.DataFrame]:
+        """Candles with start <= time < end (end: now), closed ones only, oldest first.
 
-    @checked
+        `market` may be a list: then one long frame with a `market` column (in the order
+        given, each oldest first), or with `as_dict=True` a frame per market; what is
+        missing of every market is fetched in one run. `index=True`: the times as a UTC
+        DatetimeIndex named `time` instead of a column.
+        """
+        return self._run(self._aget(market, timeframe, start, end, as_dict, index))
+
+    @overload
     async def aget(
         self,
         market: str,
         timeframe: str | Timeframe,
         start: TimeLike,
         end: TimeLike | None = None,
-    ) -> pd.DataFrame:
+        *,
+        as_dict: Literal[False] = False,
+        index: bool = False,
+    ) -> pd.DataFrame: ...
+    @overload
+    async def aget(
+        self,
+        market: Sequence[str],
+        timeframe: str | Timeframe,
+        start: TimeLike,
+        end: TimeLike | None = None,
+        *,
+        as_dict: Literal[False] = False,
+        index: bool = False,
+    ) -> pd.DataFrame: ...
+    @overload
+    async def aget(
+        self,
+        market: Sequence[str],
+        timeframe: str | Timeframe,
+        start: TimeLike,
+        end: TimeLike | None = None,
+        *,
+        as_dict: Literal[True],
+        index: bool = False,
+    ) -> dict[str, pd.DataFrame]: ...
+    @checked_many
+    async def aget(
+        self,
+        market: str | Sequence[str],
+        timeframe: str | Timeframe,
+        start: TimeLike,
+        end: TimeLike | None = None,
+        *,
+        as_dict: bool = False,
+        index: bool = False,
+    ) -> pd.DataFrame | dict[str, pd.DataFrame]:
         """`get`, awaited."""
+        return await self._aget(market, timeframe, start, end, as_dict, index)
+
+    async def _aget(
+        self,
+        market: str | Sequence[str],
+        timeframe: str | Timeframe,
+        start: TimeLike,
+        end: TimeLike | None,
+        as_dict: bool,
+        index: bool,
+    ) -> pd.DataFrame | dict[str, pd.DataFrame]:
         from upbit_cache.manager.derive import load_any
         from upbit_cache.manager.fetch import fetch
 
-        code = validate_market(market)
+        codes = codes_of(market)
         tf = _timeframe(timeframe)
         lo, hi = parse_span(start, end)
         assert lo is not None
@@ -201,17 +297,23 @@ class UpbitCache:
         wanted = TimeRange(tf.floor_one(lo), max(tf.floor_one(lo), top))
         with self.layers.request():
             # One coverage for the call: the records the check, the fetch and the read need.
-            known = self.store.coverage((s, code) for s in (tf, *tf.divisors()))
-            if not self._settled(known, code, tf, wanted):
+            known = self.store.coverage((s, c) for c in codes for s in (tf, *tf.divisors()))
+            missing = [c for c in codes if not self._settled(known, c, tf, wanted)]
+            if missing:
                 window = Window(lo, hi)
-                report = await fetch(self.store, self.config, [code], [tf], window, coverage=known)
+                report = await fetch(self.store, self.config, missing, [tf], window, coverage=known)
                 self._asked(report)
                 errors = [o.error for o in report.failed] + [d.error for d in report.failed_derived]
                 if errors:
                     assert errors[0] is not None
                     raise errors[0]
             span = TimeRange(lo, hi if hi is not None else LATEST)
-            return await asyncio.to_thread(load_any, self.store, code, tf, span, known)
+
+            def read() -> dict[str, pd.DataFrame]:
+                return {c: load_any(self.store, c, tf, span, known) for c in codes}
+
+            frames = await asyncio.to_thread(read)
+        return shaped(frames, market, as_dict, index)
 
     def _asked(self, report: SyncReport) -> None:
         if report.candle_requests:
@@ -229,7 +331,7 @@ class UpbitCache:
                 return True
         return False
 
-    @checked
+    @overload
     def load(
         self,
         market: str,
@@ -238,29 +340,76 @@ class UpbitCache:
         end: TimeLike | None = None,
         *,
         fill: bool = False,
-    ) -> pd.DataFrame:
-        """Stored candles of one market with start <= time < end, oldest first (no network).
+        as_dict: Literal[False] = False,
+        index: bool = False,
+    ) -> pd.DataFrame: ...
+    @overload
+    def load(
+        self,
+        market: Sequence[str],
+        timeframe: str | Timeframe,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        fill: bool = False,
+        as_dict: Literal[False] = False,
+        index: bool = False,
+    ) -> pd.DataFrame: ...
+    @overload
+    def load(
+        self,
+        market: Sequence[str],
+        timeframe: str | Timeframe,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        fill: bool = False,
+        as_dict: Literal[True],
+        index: bool = False,
+    ) -> dict[str, pd.DataFrame]: ...
+    @checked_many
+    def load(
+        self,
+        market: str | Sequence[str],
+        timeframe: str | Timeframe,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        fill: bool = False,
+        as_dict: bool = False,
+        index: bool = False,
+    ) -> pd.DataFrame | dict[str, pd.DataFrame]:
+        """Stored candles with start <= time < end, oldest first (no network).
 
         A timeframe that was not materialised is derived on the fly from a stored finer
         one. Periods without trades have no row, as on Upbit; `fill=True` gives a regular
         grid instead, made-up rows (previous close, zero volume) marked in a `filled` column.
+        `market` may be a list (a long frame with a `market` column, or `as_dict=True`: a
+        frame per market); `index=True`: the times as a UTC DatetimeIndex named `time`.
         """
+        tf = _timeframe(timeframe)
+        lo, hi = parse_span(start, end)
+        codes = codes_of(market)
+        self.dir.require()  # a misspelt data dir is not an empty frame (looked at once)
+        frames = {c: self._load_one(c, tf, lo, hi, fill) for c in codes}
+        return shaped(frames, market, as_dict, index)
+
+    def _load_one(
+        self, code: str, tf: Timeframe, lo: int | None, hi: int | None, fill: bool
+    ) -> pd.DataFrame:
         from upbit_cache.manager.derive import load_any
         from upbit_cache.timeframes.convert import fill_gaps
 
-        tf = _timeframe(timeframe)
-        lo, hi = parse_span(start, end)
         span = TimeRange(EARLIEST if lo is None else lo, LATEST if hi is None else hi)
-        self.dir.require()  # a misspelt data dir is not an empty frame (looked at once)
         with self.layers.request():
-            frame = load_any(self.store, validate_market(market), tf, span)
+            frame = load_any(self.store, code, tf, span)
         if not fill or frame.empty:
             return frame
         first = int(frame["time"].iloc[0].value // 1_000_000) if lo is None else lo
         last = tf.shift_one(int(frame["time"].iloc[-1].value // 1_000_000), 1) if hi is None else hi
         return fill_gaps(frame, tf, TimeRange(first, last))
 
-    @checked
+    @overload
     async def aload(
         self,
         market: str,
@@ -269,9 +418,87 @@ class UpbitCache:
         end: TimeLike | None = None,
         *,
         fill: bool = False,
-    ) -> pd.DataFrame:
+        as_dict: Literal[False] = False,
+        index: bool = False,
+    ) -> pd.DataFrame: ...
+    @overload
+    async def aload(
+        self,
+        market: Sequence[str],
+        timeframe: str | Timeframe,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        fill: bool = False,
+        as_dict: Literal[False] = False,
+        index: bool = False,
+    ) -> pd.DataFrame: ...
+    @overload
+    async def aload(
+        self,
+        market: Sequence[str],
+        timeframe: str | Timeframe,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        fill: bool = False,
+        as_dict: Literal[True],
+        index: bool = False,
+    ) -> dict[str, pd.DataFrame]: ...
+    @checked_many
+    async def aload(
+        self,
+        market: str | Sequence[str],
+        timeframe: str | Timeframe,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        fill: bool = False,
+        as_dict: bool = False,
+        index: bool = False,
+    ) -> pd.DataFrame | dict[str, pd.DataFrame]:
         """`load`, awaited: the files are read in a worker thread, not on the loop."""
-        return await asyncio.to_thread(self.load, market, timeframe, start, end, fill=fill)
+
+        def read() -> pd.DataFrame | dict[str, pd.DataFrame]:
+            tf, (lo, hi), codes = _timeframe(timeframe), parse_span(start, end), codes_of(market)
+            self.dir.require()
+            frames = {c: self._load_one(c, tf, lo, hi, fill) for c in codes}
+            return shaped(frames, market, as_dict, index)
+
+        return await asyncio.to_thread(read)
+
+    @checked
+    def fetch_ohlcv(
+        self,
+        symbol: str,
+        timeframe: str | Timeframe = "1m",
+        since: int | None = None,
+        limit: int | None = None,
+    ) -> list[list[float]]:
+        """Candles as ccxt's `fetch_ohlcv` gives them: `[[ms, open, high, low, close, volume],
+        ...]`, oldest first, for a ccxt symbol (`BTC/KRW`); closed candles only, fetched
+        first where the store lacks them.
+
+        `since` (epoch ms, inclusive): the candles from there, at most `limit` (the `limit`
+        periods from `since`, as ccxt's upbit asks Upbit for; None: up to now). No `since`:
+        the newest `limit` (None: 200, ccxt's upbit default).
+        """
+        code = market_of_symbol(symbol)
+        tf = _timeframe(timeframe)
+        for name, value in (("since", since), ("limit", limit)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise UsageError(f"fetch_ohlcv: {name} takes an int, not {value!r}")
+        if limit is not None and limit < 1:
+            raise UsageError(f"fetch_ohlcv: limit must be 1 or more, not {limit}")
+        if since is None:
+            frame = self.tail(code, tf, limit or 200)
+        else:
+            first = tf.ceil_one(since)
+            end = tf.shift_one(first, limit) if limit is not None else None
+            frame = self.get(code, tf, first, end)
+            if limit is not None:
+                frame = frame.iloc[:limit]
+        return ohlcv_lists(frame)
 
     # Commands
 
@@ -454,7 +681,7 @@ class UpbitCache:
         timeframes: Timeframes = DEFAULT_TIMEFRAME,
         window: Window | None = None,
         out: str = "-",
-        fmt: Format | None = None,
+        fmt: Format | Layout | None = None,
         tz: str = "UTC",
         refresh: bool = True,
         fill: bool = False,
@@ -481,7 +708,7 @@ class UpbitCache:
         timeframes: Timeframes = DEFAULT_TIMEFRAME,
         window: Window | None = None,
         out: str = "-",
-        fmt: Format | None = None,
+        fmt: Format | Layout | None = None,
         tz: str = "UTC",
         refresh: bool = True,
         fill: bool = False,
@@ -499,15 +726,16 @@ class UpbitCache:
         timeframes: Timeframes,
         window: Window | None,
         out: str,
-        fmt: Format | None,
+        fmt: Format | Layout | None,
         tz: str,
         refresh: bool,
         fill: bool,
     ) -> _ExportJob:
         tfs = _timeframes(timeframes)
         zone = check_timezone(tz)
-        fmt = guess_format(out, fmt)
-        check_output(out, fmt)  # before anything is fetched
+        fmt = export_format(out, fmt)  # before anything is fetched
+        if fmt != "freqtrade":
+            check_output(out, fmt)
         if not refresh:
             self.dir.require()
         return _ExportJob(
@@ -810,7 +1038,7 @@ class _ExportJob:
     timeframes: list[Timeframe]
     window: Window
     out: str
-    fmt: Format
+    fmt: Format | Layout
     tz: str
     fill: bool
     store: CandleStore

@@ -8,6 +8,8 @@ not stored is derived from a stored finer one, span by span, as `load` does.
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +22,8 @@ from upbit_cache.manager.derive import load_any
 from upbit_cache.manager.fetch import SyncReport
 from upbit_cache.manager.scope import of_quote, selection
 from upbit_cache.markets import validate_quote
-from upbit_cache.output.formats import Format
+from upbit_cache.output.formats import Format, Layout
+from upbit_cache.output.freqtrade import FREQTRADE, file_name, make_folder, write_series
 from upbit_cache.output.tables import write_stream
 from upbit_cache.ranges import Ranges, TimeRange
 from upbit_cache.settings import DEFAULT_QUOTE
@@ -53,6 +56,8 @@ class ExportReport:
     sync: SyncReport | None = None
     # Series left out: a record of theirs is damaged (market, timeframe, the damage).
     damaged: list[tuple[str, Timeframe, DamageError]] = field(default_factory=list)
+    fmt: str = "csv"
+    files: list[str] = field(default_factory=list)  # --format freqtrade: the files written
 
 
 def stored_markets(
@@ -84,7 +89,7 @@ def export(
     timeframes: Sequence[Timeframe],
     span: TimeRange,
     out: str,
-    fmt: Format,
+    fmt: Format | Layout,
     tz: str,
     *,
     fill: bool = False,
@@ -109,10 +114,48 @@ def export(
     tables = (
         t for (m, tf), had in known.items() for t in series(store, m, tf, span, fill, had, view)
     )
+    if fmt == "freqtrade":
+        return _freqtrade(store, known, span, out, fill, view, damaged)
     written = write_stream(tables, EXPORT_SCHEMA, out, fmt, tz)
     return ExportReport(
-        list(markets), list(timeframes), span, written.rows, written.bytes, out=out, damaged=damaged
+        list(markets),
+        list(timeframes),
+        span,
+        written.rows,
+        written.bytes,
+        out=out,
+        damaged=damaged,
+        fmt=fmt,
     )
+
+
+def _freqtrade(
+    store: CandleStore,
+    known: dict[tuple[str, Timeframe], dict[Timeframe, Ranges]],
+    span: TimeRange,
+    out: str,
+    fill: bool,
+    view: Coverage,
+    damaged: list[tuple[str, Timeframe, DamageError]],
+) -> ExportReport:
+    """Each series to its own file in freqtrade's layout (a series with no candle in the
+    span gets none: freqtrade says "no data" for it, as for a pair never downloaded)."""
+    folder = make_folder(out)
+    report = ExportReport(
+        list(dict.fromkeys(m for m, _ in known)), list(dict.fromkeys(t for _, t in known)), span
+    )
+    report.out, report.damaged, report.fmt = out, damaged, FREQTRADE
+    for (market, tf), had in known.items():
+        tables = series(store, market, tf, span, fill, had, view)
+        first = next(tables, None)
+        if first is None:
+            continue
+        path = os.path.join(folder, file_name(market, tf.name))
+        rows, size = write_series(path, itertools.chain([first], tables))
+        report.rows += rows
+        report.bytes += size
+        report.files.append(path)
+    return report
 
 
 def recorded(known: Coverage, market: str, tf: Timeframe) -> dict[Timeframe, Ranges]:

@@ -13,6 +13,7 @@ from upbit_cache.output.destination import check_destination, is_terminal
 
 Format = Literal["parquet", "csv", "jsonl"]
 FORMATS: tuple[Format, ...] = ("parquet", "csv", "jsonl")
+Layout = Literal["freqtrade"]  # export only: a folder of files in another tool's layout
 _SUFFIXES: dict[str, Format] = {
     ".parquet": "parquet",
     ".csv": "csv",
@@ -39,6 +40,18 @@ def guess_format(out: str, given: str | None) -> Format:
     fmt = named or "csv"
     check_name(out, fmt)
     return fmt
+
+
+def export_format(out: str, given: str | None) -> Format | Layout:
+    """`guess_format`, or freqtrade's folder layout (`--format freqtrade`, --out a folder)."""
+    if given == "freqtrade":
+        from upbit_cache.output.freqtrade import check_folder
+
+        check_folder(out)
+        return "freqtrade"
+    if given is not None and given not in FORMATS:
+        raise UsageError(f"unknown format {given!r}: use one of {', '.join(FORMATS)}, freqtrade")
+    return guess_format(out, given)
 
 
 def check_name(out: str, fmt: Format) -> None:

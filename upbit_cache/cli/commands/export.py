@@ -7,9 +7,15 @@ import sys
 import typer
 
 from upbit_cache.cli import options as opt
-from upbit_cache.cli.commands.shared import cache_for, warn_damage, warn_horizon
+from upbit_cache.cli.commands.shared import (
+    cache_for,
+    json_out,
+    print_json,
+    warn_damage,
+    warn_horizon,
+)
 from upbit_cache.cli.log import Log
-from upbit_cache.cli.render import export_summary, progress_for, series_error
+from upbit_cache.cli.render import export_json, export_summary, progress_for, series_error
 from upbit_cache.errors import UsageError
 from upbit_cache.settings import DEFAULT_TIMEFRAME
 
@@ -24,11 +30,12 @@ def export_command(
     until: opt.Until = None,
     days: opt.Days = None,
     timerange: opt.TimeRangeOption = None,
-    fmt: opt.OutFormat = None,
+    fmt: opt.ExportFormat = None,
     out: opt.Out = "-",
     tz: opt.Tz = "UTC",
     refresh: opt.Refresh = True,
     fill: opt.Fill = False,
+    as_json: opt.AsJson = False,
     quiet: opt.Quiet = False,
     verbose: opt.Verbose = False,
 ) -> None:
@@ -42,7 +49,7 @@ def export_command(
     """
     from upbit_cache.manager.scope import Window
     from upbit_cache.markets import read_market_list
-    from upbit_cache.output.formats import guess_format
+    from upbit_cache.output.formats import export_format
 
     log = Log(quiet, verbose)
     if since is None and days is None and timerange is None:
@@ -57,7 +64,8 @@ def export_command(
         names = read_market_list(markets_file.read(), f"the markets file {source}")
     else:
         names, quote = opt.default_markets(names, quote)
-    output = guess_format(out, fmt)
+    output = export_format(out, fmt)
+    json_out(as_json, out)
     cache = cache_for(log)
     with progress_for(sys.stderr, quiet, verbose) as progress:
         report = cache.export(
@@ -72,7 +80,10 @@ def export_command(
             fill=fill,
             progress=progress,
         )
-    log.info(export_summary(report))
+    if as_json:
+        print_json(export_json(report))
+    else:
+        log.info(export_summary(report))
     sync = report.sync
     warn_horizon(sync)
     failed = warn_damage(sync, cache.files.root)

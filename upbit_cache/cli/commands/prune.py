@@ -5,9 +5,9 @@ from __future__ import annotations
 import typer
 
 from upbit_cache.cli import options as opt
-from upbit_cache.cli.commands.shared import cache_for
+from upbit_cache.cli.commands.shared import cache_for, print_json
 from upbit_cache.cli.log import Log, print_report
-from upbit_cache.cli.render import prune_summary
+from upbit_cache.cli.render import prune_json, prune_summary
 from upbit_cache.errors import RefusedError
 from upbit_cache.settings import DEFAULT_COMPACT_AFTER
 
@@ -21,6 +21,7 @@ def prune_command(
     yes: opt.Yes = False,
     timeframe: opt.SomeTimeframes = None,
     as_of: opt.AsOf = None,
+    as_json: opt.AsJson = False,
     quiet: opt.Quiet = False,
     verbose: opt.Verbose = False,
 ) -> None:
@@ -49,9 +50,15 @@ def prune_command(
         report = cache.prune(policy, now=now, dry_run=dry_run, yes=yes)
     except RefusedError as refused:
         if isinstance(refused.report, PruneReport):  # what it would remove, then why not
-            print_report(prune_summary(refused.report, verbose))
+            if as_json:
+                print_json(prune_json(refused.report))
+            else:
+                print_report(prune_summary(refused.report, verbose))
         raise
-    print_report(prune_summary(report, verbose))
+    if as_json:
+        print_json(prune_json(report))
+    else:
+        print_report(prune_summary(report, verbose))
     for line in report.skipped:
         log.error(line)
     if report.skipped:

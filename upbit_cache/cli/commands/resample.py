@@ -7,9 +7,9 @@ import time
 import typer
 
 from upbit_cache.cli import options as opt
-from upbit_cache.cli.commands.shared import cache_for
+from upbit_cache.cli.commands.shared import cache_for, print_json
 from upbit_cache.cli.log import Log, print_report
-from upbit_cache.cli.render import derive_lines, derive_summary, series_error
+from upbit_cache.cli.render import derive_lines, derive_summary, resample_json, series_error
 from upbit_cache.settings import DEFAULT_TIMEFRAME
 from upbit_cache.timeframes import Timeframe
 
@@ -19,6 +19,7 @@ def resample_command(
     markets: opt.StoredMarkets = None,
     timeframe: opt.Timeframes = None,
     source: opt.BaseTimeframe = None,
+    as_json: opt.AsJson = False,
     quiet: opt.Quiet = False,
     verbose: opt.Verbose = False,
 ) -> None:
@@ -34,9 +35,11 @@ def resample_command(
     cache = cache_for(log)
     outcomes = cache.resample(markets or [], targets, base)
     done = [o for o in outcomes if o.error is None]
-    if verbose and done:
-        print_report(derive_lines(done))
-    if done:
+    if as_json:
+        print_json(resample_json(outcomes, time.monotonic() - began))
+    elif done:
+        if verbose:
+            print_report(derive_lines(done))
         print_report(derive_summary(done, time.monotonic() - began))
     for o in outcomes:  # left as they were: named, the others are written
         if o.error is not None:

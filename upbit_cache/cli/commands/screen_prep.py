@@ -8,9 +8,21 @@ import time
 import typer
 
 from upbit_cache.cli import options as opt
-from upbit_cache.cli.commands.shared import cache_for, warn_damage, warn_horizon
+from upbit_cache.cli.commands.shared import (
+    cache_for,
+    json_out,
+    print_json,
+    warn_damage,
+    warn_horizon,
+)
 from upbit_cache.cli.log import Log
-from upbit_cache.cli.render import memory_summary, progress_for, screen_summary, series_error
+from upbit_cache.cli.render import (
+    memory_summary,
+    progress_for,
+    screen_json,
+    screen_summary,
+    series_error,
+)
 from upbit_cache.settings import DEFAULT_TIMEFRAME
 
 
@@ -27,6 +39,7 @@ def screen_prep_command(
     include_open: opt.IncludeOpen = False,
     min_value: opt.MinValue = None,
     top: opt.Top = None,
+    as_json: opt.AsJson = False,
     quiet: opt.Quiet = False,
     verbose: opt.Verbose = False,
 ) -> None:
@@ -56,11 +69,15 @@ def screen_prep_command(
         top=top,
     )
     output = guess_format(out, fmt)
+    json_out(as_json, out)
     cache = cache_for(log)
     # Progress and logs go to stderr: stdout may be the table itself.
     with progress_for(sys.stderr, quiet=not verbose, verbose=verbose) as progress:
         done = cache.screen_prep(request, out=out, fmt=output, tz=tz, progress=progress)
-    log.info(screen_summary(done, time.monotonic() - began))
+    if as_json:
+        print_json(screen_json(done, out, time.monotonic() - began))
+    else:
+        log.info(screen_summary(done, time.monotonic() - began))
     if done.memory is not None:
         log.detail(memory_summary(done.memory, done.layers))
     result = done.result

@@ -36,6 +36,24 @@ def cache_for(log: Log) -> UpbitCache:
     )
 
 
+def print_json(document: dict[str, object]) -> None:
+    """A command's `--json` document: one object on stdout, in place of its summary (progress
+    and errors still go to stderr)."""
+    import json
+
+    import typer
+
+    typer.echo(json.dumps(document, indent=2))
+
+
+def json_out(as_json: bool, out: str) -> None:
+    """Refuse `--json` where stdout carries the rows."""
+    if as_json and out == "-":
+        from upbit_cache.errors import UsageError
+
+        raise UsageError("--json prints its document on stdout: give --out FILE for the rows")
+
+
 def warn_horizon(report: SyncReport | None) -> None:
     """Say on stderr what of a 1s window lay past Upbit's horizon, if anything (even with
     -q: like an error, it is about data the run did not get)."""
