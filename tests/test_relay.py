@@ -109,10 +109,12 @@ async def connect(session: aiohttp.ClientSession, url: str, text: str | None = N
     return client
 
 
-async def until(done: Callable[[], bool], timeout: float = 15.0) -> None:
+async def until(
+    done: Callable[[], bool], timeout: float = 15.0, info: Callable[[], object] = str
+) -> None:
     deadline = time.monotonic() + timeout
     while not done():
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, f"timed out {info()}"
         await asyncio.sleep(0.02)
 
 
@@ -130,7 +132,10 @@ async def settle(*clients: Client, quiet: float = 0.5) -> None:
 async def subscribed(sim: SimulatorServer, relay: Relay) -> None:
     """The relay's union is sent and the simulator has handled it (its t0 is taken)."""
     await until(lambda: relay.hub.union <= relay.hub.sent and relay.hub.subscribes > 0)
-    await until(lambda: sim.stats()["ws_subscribes"] >= relay.hub.subscribes)
+    await until(
+        lambda: sim.stats()["ws_subscribes"] >= relay.hub.subscribes,
+        info=lambda: (sim.stats(), relay.hub.subscribes, relay.hub.connections),
+    )
 
 
 SUBSCRIPTIONS = [
@@ -222,6 +227,7 @@ def test_simple_and_list_formats_rename_as_upbit(fresh: SimulatorServer) -> None
 def test_one_upstream_connection_and_paced_subscribes(sim: SimulatorServer) -> None:
     """Twelve clients join at once on a simulator with Upbit's limits (5 subscribes a
     second per IP): one connection upstream, nothing refused, a leaver shrinks nothing."""
+    sim.reset()  # the subscribe windows too: the limits counted here are this test's
 
     async def scenario() -> None:
         async with relay_at(sim.ws_url) as (relay, url), aiohttp.ClientSession() as session:
@@ -251,6 +257,8 @@ def test_one_upstream_connection_and_paced_subscribes(sim: SimulatorServer) -> N
 
 
 def test_an_upstream_drop_is_reconnected_and_clients_keep_receiving(sim: SimulatorServer):
+    sim.reset()
+
     async def scenario() -> None:
         async with relay_at(sim.ws_url) as (relay, url), aiohttp.ClientSession() as session:
             a = await connect(session, url, request(("trade", ["KRW-BTC"])))
@@ -274,6 +282,28 @@ def test_an_upstream_drop_is_reconnected_and_clients_keep_receiving(sim: Simulat
             assert sim.stats()["ws_connections"] == 2
             await a.close()
             await b.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_subscribe_refused_for_the_ips_limit_is_sent_again(sim: SimulatorServer) -> None:
+    """Other programs on this IP used its 5 subscribes of the second: Upbit (the simulator,
+    counting per IP) refuses the relay's; the relay sends it again and the client is served."""
+    sim.reset()
+
+    async def scenario() -> None:
+        async with relay_at(sim.ws_url) as (relay, url), aiohttp.ClientSession() as session:
+            others = [await connect(session, sim.ws_url) for _ in range(3)]
+            for other in others:  # 6 subscribes of this IP, within the second
+                for _ in range(2):
+                    await other.ws.send_str(request(("trade", ["KRW-XRP"])))
+            mine = await connect(session, url, request(("trade", ["KRW-BTC"])))
+            await until(lambda: bool(mine.got))
+            assert mine.got[0]["code"] == "KRW-BTC" and mine.got[0]["stream_type"] == "SNAPSHOT"
+            assert sim.stats()["ws_rejected"] >= 1 and relay.hub.subscribes >= 2
+            assert relay.hub.connections == 1  # sent again on the same connection
+            for c in (*others, mine):
+                await c.close()
 
     asyncio.run(scenario())
 

@@ -21,7 +21,10 @@ cost Upbit one connection. What it does, and why:
   tell them either).
 - An error frame naming a refused request (websocket.PERMANENT_ERRORS) answers the last
   subscribe message: the keys it added are dropped again and their subscribers get the
-  frame; any other error frame is a reconnect, as in websocket.py.
+  frame. TOO_MANY_SUBSCRIBE (Upbit's limits are per IP in its older docs: other programs
+  count) leaves the connection's subscription as it was: the message is sent again after a
+  wait that doubles up to SUBSCRIBE_BACKOFF_CAP, and its subscribers are told Disconnected
+  until it is accepted. Any other error frame is a reconnect, as in websocket.py.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from upbit_cache.collector.websocket import (
 Key = tuple[str, str]  # (type, code), e.g. ("trade", "KRW-BTC")
 SUBSCRIBES_PER_SECOND = 5  # Upbit's limits on subscribe messages
 SUBSCRIBES_PER_MINUTE = 100
+SUBSCRIBE_BACKOFF_CAP = 10.0  # seconds: the longest wait before re-sending a refused subscribe
 QUEUE_LIMIT = 20_000  # messages waiting for one subscriber before it is cut off (too slow)
 _REALTIME = b'"stream_type":"REALTIME"'
 _SNAPSHOT = b'"stream_type":"SNAPSHOT"'
@@ -152,6 +156,7 @@ class _Pending:
     """The subscribe message last sent: the keys it added, and whose they were."""
 
     added: set[Key] = field(default_factory=set)
+    keys: set[Key] = field(default_factory=set)
 
 
 class StreamHub:
@@ -183,6 +188,8 @@ class StreamHub:
         self._dirty = asyncio.Event()
         self._sends: deque[float] = deque()
         self._pending = _Pending()
+        self._hold_until = 0.0  # monotonic: no subscribe message before (after a refusal)
+        self._refusals = 0  # TOO_MANY_SUBSCRIBE in a row
         self._task: asyncio.Task[None] | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -296,7 +303,7 @@ class StreamHub:
             await self._pace()
             self._dirty.clear()
             keys = set(self.union)
-            self._pending = _Pending(added=keys - self.sent)
+            self._pending = _Pending(added=keys - self.sent, keys=keys)
             await ws.send_str(json.dumps(_request(keys)))
             self.subscribes += 1
             self.sent = keys
@@ -306,6 +313,8 @@ class StreamHub:
 
     async def _pace(self) -> None:
         """Wait until one more subscribe message is within both limits, then count it."""
+        while (hold := self._hold_until - time.monotonic()) > 0:
+            await asyncio.sleep(hold)
         while True:
             now = time.monotonic()
             while self._sends and self._sends[0] <= now - 60.0:
@@ -334,14 +343,14 @@ class StreamHub:
             if not isinstance(body, dict):
                 continue
             if "error" in body:
-                if self._refused(raw, body):
+                if self._refused(raw, body) or self._throttled(body):
                     continue
                 link.errors += 1
                 return f"Upbit's WebSocket sent an error ({body['error']})"
             kind, code = body.get("type"), body.get("code")
             if not isinstance(kind, str) or not isinstance(code, str):
                 continue  # a status answer ({"status":"UP"})
-            link.errors = 0
+            link.errors, self._refusals = 0, 0
             self._hand_out(Message((kind, code), raw, body, str(body.get("stream_type", ""))))
         return "connection closed"
 
@@ -360,6 +369,24 @@ class StreamHub:
             if mine:
                 sub.put(Refused(raw, mine))
         self._dirty.set()  # subscribe again to what stands
+        return True
+
+    def _throttled(self, body: dict[str, Any]) -> bool:
+        """TOO_MANY_SUBSCRIBE: the last message did not count; send it again later."""
+        error = body["error"]
+        if not isinstance(error, dict) or error.get("name") != "TOO_MANY_SUBSCRIBE":
+            return False
+        refused = self._pending
+        self._pending = _Pending()
+        self.sent -= refused.added
+        self._refusals += 1
+        wait = min(SUBSCRIBE_BACKOFF_CAP, 0.5 * 2.0 ** (self._refusals - 1))
+        self._hold_until = time.monotonic() + wait
+        for sub in list(self.subs):
+            if sub.connected_on == self._generation and not set(sub.wants) <= self.sent:
+                sub.connected_on = 0
+                sub.put(Disconnected("Upbit refused a subscribe message (too many); again soon"))
+        self._dirty.set()
         return True
 
     def _hand_out(self, message: Message) -> None:
