@@ -28,6 +28,15 @@ H1, M15 = Timeframe.parse("1h"), Timeframe.parse("15m")
 MINUTE = 60_000
 
 
+def seeded(keeper: Keeper) -> bool:
+    """The Keeper's book is seeded from REST (and its settler told so): the clock may jump.
+    A jump before would be a clock moving under the sync, which Upbit's does not."""
+    book = keeper.book
+    return book is not None and all(
+        book.recent(m, tf) for m in keeper.markets for tf in keeper.timeframes
+    )
+
+
 async def until(done: Callable[[], bool], keeper: Keeper, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not done():
@@ -55,7 +64,7 @@ def test_kept_series_cost_another_cache_no_candle_request(sim: SimulatorServer, 
 
             before = TimeRange(start - 10 * 60 * MINUTE, start)
             await until(lambda: covered(before) and hub.subscribes > 0, keeper)
-            await until(lambda: sim.stats()["ws_subscribes"] >= 1, keeper)
+            await until(lambda: sim.stats()["ws_subscribes"] >= 1 and seeded(keeper), keeper)
             sim.clock.advance(61 * 60)
             await until(lambda: keeper.in_progress("KRW-BTC", M15) is not None, keeper)
             sim.clock.advance(60)  # past the settle time of the hour's end
@@ -93,3 +102,54 @@ def test_kept_series_cost_another_cache_no_candle_request(sim: SimulatorServer, 
         frame = other.load("KRW-BTC", "15m", start, start + 60 * MINUTE)
     assert sim.stats()["candle_requests"] == 0, report
     assert len(frame) == 4
+
+
+def test_a_dropped_upstream_is_repaired_and_the_open_candle_stays_upbits(
+    sim: SimulatorServer, tmp_path: Path
+) -> None:
+    start = to_ms(NOW)
+    quarter = TimeRange(start, start + 15 * MINUTE)
+
+    async def scenario() -> dict[str, object]:
+        async with aiohttp.ClientSession() as session:
+            hub = StreamHub(session, sim.ws_url)
+            cache = UpbitCache(tmp_path, api_url=sim.url, ws_url=sim.ws_url, rate=FAST_RATE)
+            keeper = Keeper(cache, MARKETS, [M15], hub=hub)
+            keeper.start()
+            await until(lambda: hub.subscribes > 0 and sim.stats()["ws_subscribes"] >= 1, keeper)
+            await until(lambda: seeded(keeper), keeper)
+            sim.clock.advance(5 * 60)
+            await until(lambda: keeper.in_progress("KRW-ETH", M15) is not None, keeper)
+            assert sim.drop_websockets() == 1
+            sim.clock.advance(12 * 60)  # these trades happen while the hub is away
+            await until(lambda: hub.connections == 2, keeper)
+
+            def covered() -> bool:
+                store = CandleStore(tmp_path)
+                return all(store.fetched(M15, m).covers(quarter) for m in MARKETS)
+
+            await until(covered, keeper)
+            await until(
+                lambda: (
+                    (keeper.in_progress("KRW-ETH", M15) or {}).get("candle_date_time_utc")
+                    == "2026-11-20T00:15:00"
+                ),
+                keeper,
+            )
+            mine = keeper.in_progress("KRW-ETH", M15)
+            await keeper.close()
+            await hub.close()
+            cache.close()
+            return {"open": mine, "ws": sim.stats()["ws_connections"]}
+
+    got = asyncio.run(scenario())
+    assert got["ws"] == 2
+    for market in MARKETS:
+        stored = CandleStore(tmp_path).load(market, M15, quarter)
+        pd.testing.assert_frame_equal(stored, truth(sim, market, "15m", *quarter), rtol=1e-9)
+    mine = got["open"]
+    assert isinstance(mine, dict)
+    upbit = request(sim.url, "/v1/candles/minutes/15", {"market": "KRW-ETH", "count": 1}).json()
+    assert list(mine) == list(upbit[0])
+    assert mine["trade_price"] == upbit[0]["trade_price"]
+    assert mine["candle_acc_trade_volume"] == pytest.approx(upbit[0]["candle_acc_trade_volume"])

@@ -308,6 +308,33 @@ def test_a_subscribe_refused_for_the_ips_limit_is_sent_again(sim: SimulatorServe
     asyncio.run(scenario())
 
 
+def test_a_type_upbit_refuses_answers_its_client_only(fresh: SimulatorServer) -> None:
+    """The simulator has no ticker stream (INVALID_PARAM): the client that asked gets
+    Upbit's error frame; the others keep their subscription and their messages."""
+
+    async def scenario() -> None:
+        async with relay_at(fresh.ws_url) as (relay, url), aiohttp.ClientSession() as session:
+            staying = await connect(session, url, request(("trade", ["KRW-BTC"])))
+            await subscribed(fresh, relay)
+            await until(lambda: bool(staying.got))
+            asking = await connect(session, url, request(("ticker", ["KRW-ETH"])))
+            await until(lambda: bool(asking.got))
+            assert asking.got[0]["error"]["name"] == "INVALID_PARAM"
+            await until(lambda: ("ticker", "KRW-ETH") not in relay.hub.union)
+            # Subscribed again to what stands (the simulator counts the accepted ones).
+            await until(lambda: relay.hub.subscribes == 3 and relay.hub.union <= relay.hub.sent)
+            await until(lambda: fresh.stats()["ws_subscribes"] == 2)
+            count = len(staying.got)
+            fresh.clock.advance(60)
+            await until(lambda: len(staying.got) > count)
+            assert {m["stream_type"] for m in staying.got[count:]} == {"REALTIME"}
+            assert len(asking.got) == 1
+            for c in (staying, asking):
+                await c.close()
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize(
     ("text", "name"),
     [
