@@ -16,7 +16,7 @@ from conftest import FAST_RATE, NOW, request, truth
 from upbit_cache import UpbitCache
 from upbit_cache.collector.stream_hub import StreamHub
 from upbit_cache.manager.keep import Keeper
-from upbit_cache.manager.scope import Window
+from upbit_cache.manager.scope import ScreenRequest, Window
 from upbit_cache.ranges import TimeRange
 from upbit_cache.simulator import SimulatorServer
 from upbit_cache.store.candle_store import CandleStore
@@ -46,7 +46,9 @@ async def until(done: Callable[[], bool], keeper: Keeper, timeout: float = 30.0)
         await asyncio.sleep(0.05)
 
 
-def test_kept_series_cost_another_cache_no_candle_request(sim: SimulatorServer, tmp_path: Path):
+def test_kept_series_cost_another_cache_no_candle_request(
+    sim: SimulatorServer, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     start = to_ms(NOW)
     hour = TimeRange(start, start + 60 * MINUTE)
 
@@ -100,8 +102,12 @@ def test_kept_series_cost_another_cache_no_candle_request(sim: SimulatorServer, 
     with UpbitCache(tmp_path, api_url=sim.url, rate=FAST_RATE) as other:
         report = other.fetch(MARKETS, timeframes="1h,15m", window=Window(days=0.25))
         frame = other.load("KRW-BTC", "15m", start, start + 60 * MINUTE)
+        screen = ScreenRequest(markets=tuple(MARKETS), timeframe=H1, days=0.25)
+        out = tmp_path_factory.mktemp("screen") / "screen.csv"
+        other.screen_prep(screen, out=str(out))
     assert sim.stats()["candle_requests"] == 0, report
     assert len(frame) == 4
+    assert "KRW-ETH" in out.read_text()
 
 
 def test_a_dropped_upstream_is_repaired_and_the_open_candle_stays_upbits(
