@@ -15,6 +15,7 @@ from conftest import FAST_RATE, NOW, request, truth
 
 from upbit_cache import UpbitCache
 from upbit_cache.collector.stream_hub import StreamHub
+from upbit_cache.errors import UsageError
 from upbit_cache.manager.keep import Keeper
 from upbit_cache.manager.scope import ScreenRequest, Window
 from upbit_cache.ranges import TimeRange
@@ -159,3 +160,17 @@ def test_a_dropped_upstream_is_repaired_and_the_open_candle_stays_upbits(
     assert list(mine) == list(upbit[0])
     assert mine["trade_price"] == upbit[0]["trade_price"]
     assert mine["candle_acc_trade_volume"] == pytest.approx(upbit[0]["candle_acc_trade_volume"])
+
+
+def test_what_to_keep_is_checked_before_anything_runs(tmp_path: Path) -> None:
+    cache = UpbitCache(tmp_path, api_url="http://127.0.0.1:9")  # nothing may be asked
+    assert Keeper(cache, "KRW-BTC,KRW-ETH", "1h").named == ["KRW-BTC", "KRW-ETH"]
+    assert Keeper(cache, ["KRW-BTC"], [H1, M15]).timeframes == [H1, M15]
+    assert Keeper(cache, "krw", "15m").quote == "KRW"
+    assert Keeper(cache, "krw-btc", "15m").named == ["KRW-BTC"]
+    for markets, tfs in [("KRW", "2h"), ("KRW", "1h,7m"), ([], "1h"), ("KRW-", "1h")]:
+        with pytest.raises(UsageError):
+            Keeper(cache, markets, tfs)
+    with pytest.raises(UsageError):
+        Keeper(cache, "K RW", "1h")
+    cache.close()

@@ -69,6 +69,7 @@ class Message:
     raw: bytes
     body: dict[str, Any]
     stream_type: str
+    received: float = 0.0  # monotonic seconds at arrival
 
     def default_bytes(self) -> bytes:
         """The message in Upbit's DEFAULT format, as the subscriber is to see it."""
@@ -133,7 +134,7 @@ class Subscription:
         async for item in self.items():
             if isinstance(item, Message):
                 if item.key[0] == "trade":
-                    yield trade_of(item.body, time.monotonic())
+                    yield trade_of(item.body, item.received)
             elif isinstance(item, Connected | Disconnected):
                 yield item
 
@@ -220,7 +221,7 @@ class StreamHub:
             if want.snapshot:
                 known = self.latest.get(key)
                 if known is not None and key in self.sent and self._generation:
-                    sub.put(Message(key, known.raw, known.body, "SNAPSHOT"))
+                    sub.put(Message(key, known.raw, known.body, "SNAPSHOT", known.received))
                 else:
                     sub.awaiting.add(key)
         new = set(sub.wants) - self.union
@@ -351,7 +352,8 @@ class StreamHub:
             if not isinstance(kind, str) or not isinstance(code, str):
                 continue  # a status answer ({"status":"UP"})
             link.errors, self._refusals = 0, 0
-            self._hand_out(Message((kind, code), raw, body, str(body.get("stream_type", ""))))
+            stream_type = str(body.get("stream_type", ""))
+            self._hand_out(Message((kind, code), raw, body, stream_type, time.monotonic()))
         return "connection closed"
 
     def _refused(self, raw: bytes, body: dict[str, Any]) -> bool:
@@ -398,7 +400,7 @@ class StreamHub:
             if key in sub.awaiting:
                 sub.awaiting.discard(key)
                 if want.snapshot and (snapshot or not want.realtime):
-                    sub.put(Message(key, message.raw, message.body, "SNAPSHOT"))
+                    sub.put(Message(key, message.raw, message.body, "SNAPSHOT", message.received))
                     continue
             if not snapshot and want.realtime:
                 sub.put(message)

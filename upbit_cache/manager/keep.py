@@ -28,7 +28,7 @@ from upbit_cache.collector.stream_hub import StreamHub, Want
 from upbit_cache.collector.websocket import StreamEvent
 from upbit_cache.errors import UsageError
 from upbit_cache.manager.live import check_timeframes, live_candles
-from upbit_cache.markets import validate_markets
+from upbit_cache.markets import validate_markets, validate_quote
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.timeframes.live import Candle, CandleBook
 
@@ -39,8 +39,9 @@ _KST_MS = 9 * 3_600_000
 
 
 class Keeper:
-    """Keeps `markets` (names, or a quote such as "KRW") x `timeframes` current while it
-    runs: `start()`, then `close()`; `wait()` raises what stopped it (a 418, a full disk)."""
+    """Keeps `markets` (names, a string of them such as "KRW-BTC,KRW-ETH", or a quote such
+    as "KRW") x `timeframes` current while it runs: `start()`, then `close()`; `wait()`
+    raises what stopped it (a 418, a full disk)."""
 
     def __init__(
         self,
@@ -57,11 +58,12 @@ class Keeper:
         self.timeframes = list(tfs)
         self.hub = hub
         self.keep = keep
-        if isinstance(markets, str):
-            self.quote: str | None = markets
-            self.named: list[str] = []
-        else:
-            self.quote, self.named = None, validate_markets(markets)
+        self.quote: str | None = None
+        if isinstance(markets, str) and "-" not in markets:  # a quote: "KRW"
+            self.quote, self.named = validate_quote(markets.strip()), []
+        else:  # names, or one string of them: "KRW-BTC,KRW-ETH"
+            names = markets.replace(",", " ").split() if isinstance(markets, str) else markets
+            self.named = validate_markets(names)
             if not self.named:
                 raise UsageError("name the markets to keep, or a quote such as KRW")
         self.markets: list[str] = []  # resolved once running
