@@ -26,6 +26,9 @@ ALLOWED = {
     "store": {"timeframes", "host", "retry"} | BASE,
     "collector": {"timeframes", "retry"} | BASE,
     "timeframes": BASE,
+    # `serve`: REST answers from the cache manager; its WebSocket relay shares the stream
+    # client's one upstream connection (collector/stream_hub.py), below the manager.
+    "server": {"manager", "collector", "timeframes"} | BASE,
     "simulator": set(),  # a stand-in for Upbit: nothing of ours, so it cannot agree by accident
     "__init__": {"manager", "store", "timeframes"} | BASE,
     # pyupbit's shapes over the cache, for callers (as `__init__`'s UpbitCache is).

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -175,6 +176,12 @@ def _parse(data: str | bytes, received: float) -> Trade | None:
         raise _ErrorFrame(str(error), "")
     if body.get("type") != "trade":
         return None
+    return trade_of(body, received)
+
+
+def trade_of(body: dict[str, Any], received: float) -> Trade:
+    """The Trade of a parsed trade message (the stream hub's too); a garbled one raises
+    ExchangeError."""
     try:
         return Trade(
             market=str(body["code"]),

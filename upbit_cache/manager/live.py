@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,13 @@ import pyarrow as pa
 from upbit_cache.candles import CANDLE_SCHEMA, TIME_TYPE
 from upbit_cache.collector.client import MAX_PAGE, UpbitClient
 from upbit_cache.collector.config import ClientConfig
-from upbit_cache.collector.websocket import Connected, Disconnected, Trade, trade_stream
+from upbit_cache.collector.websocket import (
+    Connected,
+    Disconnected,
+    StreamEvent,
+    Trade,
+    trade_stream,
+)
 from upbit_cache.errors import IPBlockedError, UsageError
 from upbit_cache.manager.fetch import sync_markets
 from upbit_cache.manager.scope import resolve_markets
@@ -41,6 +47,9 @@ GRACE_MS = 2_000  # a period is closed by the clock this long after its end, if 
 # periods settled) this often, and at the end, so a day of 1s is thousands of small writes,
 # not 86,400. What a kill loses of them, `fetch -t 1s` gets back from REST.
 SECONDS_FLUSH = 15.0
+# Where trades come from: given the markets, a stream of Trade / Connected / Disconnected
+# (default: a connection of our own, `trade_stream`; serve's Keeper: the shared StreamHub).
+TradeSource = Callable[[list[str]], AsyncIterator[StreamEvent]]
 
 
 @dataclass(frozen=True)
@@ -158,21 +167,25 @@ async def live_candles(
     config: ClientConfig,
     store: CandleStore | None,
     keep: int = MAX_PAGE,
+    stream: TradeSource | None = None,
+    book: CandleBook | None = None,
 ) -> AsyncGenerator[LiveEvent, None]:
-    """Snapshots, updates and closes of the candles of `markets` x `timeframes`, forever."""
+    """Snapshots, updates and closes of the candles of `markets` x `timeframes`, forever
+    (trades from `stream`, else a connection of its own; built in `book` if given)."""
     wanted = validate_markets(markets)
     if not wanted:
         raise UsageError("name the markets to watch, e.g. KRW-BTC KRW-ETH")
     check_timeframes(timeframes)
     if store is not None:  # before streaming, not at the first close a minute later
         store.ensure_writable()
-    book = CandleBook(wanted, timeframes, keep)
+    book = book if book is not None else CandleBook(wanted, timeframes, keep)
     writer = _Writer(store) if store is not None else None
     settler = _Settler(store, wanted, timeframes, keep) if store is not None else None
     async with new_client(config) as client:
         resolve_markets([m.market for m in await client.markets()], wanted)
         queue: asyncio.Queue[Trade | Connected | Disconnected | BaseException] = asyncio.Queue()
-        reader = asyncio.create_task(_pump(client, config.ws_url, wanted, queue))
+        source = stream(wanted) if stream is not None else None
+        reader = asyncio.create_task(_pump(client, config.ws_url, wanted, queue, source))
         connected, latest, due = False, 0, 0.0
         flushing: asyncio.Task[None] | None = None
         try:
@@ -240,9 +253,12 @@ async def _pump(
     url: str,
     markets: list[str],
     queue: asyncio.Queue[Trade | Connected | Disconnected | BaseException],
+    source: AsyncIterator[StreamEvent] | None = None,
 ) -> None:
+    if source is None:
+        source = trade_stream(client.session, url, markets)
     try:
-        async for item in trade_stream(client.session, url, markets):
+        async for item in source:
             queue.put_nowait(item)
     except Exception as exc:  # handed to the consumer, which raises it
         queue.put_nowait(exc)

@@ -1,0 +1,1 @@
+"""`upbit-cache serve`: Upbit's public API over the store, and its WebSocket relay."""
