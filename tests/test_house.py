@@ -18,7 +18,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "upbit_cache"
 BASE = {"errors", "markets", "times", "ranges", "candles", "words", "settings"}
 ALLOWED = {
     # `upbit-cache simulator` runs the stand-in; nothing else of the CLI touches it.
-    "cli": {"manager", "output", "store", "timeframes", "collector", "simulator"} | BASE,
+    "cli": {"manager", "output", "store", "timeframes", "collector", "simulator", "server"} | BASE,
+    # `upbit-cache serve`: Upbit's API over the store, all storage and Upbit through manager.
+    "server": {"manager", "timeframes"} | BASE,
     "manager": {"collector", "timeframes", "output", "store", "host"} | BASE,
     # What the user gets (`--out`, stdout): above the store, whose atomic write it reuses.
     "output": {"store"} | BASE,
