@@ -27,6 +27,7 @@ from upbit_cache.cli.commands import (
     prune,
     resample,
     screen_prep,
+    serve,
     show,
     simulator,
     verify,
@@ -207,6 +208,7 @@ _COMMANDS: list[tuple[str, Callable[..., None]]] = [
     ("verify", verify.verify_command),
     ("markets", markets.markets_command),
     ("show", show.show_command),
+    ("serve", serve.serve_command),
 ]
 for name, command in _COMMANDS:
     app.command(name, cls=_Command)(command)

@@ -233,18 +233,15 @@ class Upstream:
             periods *= 4
 
     async def span(self, market: str, tf: Timeframe, span: TimeRange) -> pd.DataFrame:
-        """The closed candles of `span`, fetched first where the store lacks them."""
-        from upbit_cache.manager.derive import load_any
-
+        """The closed candles of `span`, fetched first where the store lacks them. Only the
+        timeframe's own candles, never derived ones: a page is Upbit's to the last bit (a
+        turnover summed from days differs from Upbit's month in its last digits)."""
         store = self.cache.store
-        series = [(s, market) for s in (tf, *tf.divisors())]
-        known = await asyncio.to_thread(store.coverage, series)
-        if self.cache._settled(known, market, tf, span):
-            with self.cache.layers.request():
-                return await asyncio.to_thread(load_any, store, market, tf, span, known)
-        await self._fill(market, tf, span)
+        known = await asyncio.to_thread(store.coverage, [(tf, market)])
+        if not known.fetched(tf, market).covers(span):
+            await self._fill(market, tf, span)
         with self.cache.layers.request():
-            return await asyncio.to_thread(load_any, store, market, tf, span)
+            return await asyncio.to_thread(store.load, market, tf, span)
 
     async def _fill(self, market: str, tf: Timeframe, span: TimeRange) -> None:
         key = (market, tf, span)
@@ -259,8 +256,9 @@ class Upstream:
         from upbit_cache.manager.fetch import fetch_with
         from upbit_cache.manager.scope import Window
 
+        window = Window(span.start, span.end)
         report = await fetch_with(
-            self.client, self.cache.store, [market], [tf], Window(span.start, span.end)
+            self.client, self.cache.store, [market], [tf], window, native=True
         )
         self.cache._asked(report)
         errors = [o.error for o in report.failed] + [d.error for d in report.failed_derived]
