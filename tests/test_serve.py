@@ -48,6 +48,9 @@ PAGES = [
     "/v1/candles/months?market=KRW-BTC&count=3",
     "/v1/candles/years?market=KRW-BTC&count=2",
 ]
+# Our view of Upbit's clock runs on while the simulator's is frozen: a second page asked a
+# second later is a new page (its newest closed second moved), as it is at Upbit.
+REPEATABLE = [p for p in PAGES if "/seconds" not in p]
 BAD = [
     "/v1/candles/minutes/7?market=KRW-BTC",
     "/v1/candles/minutes/1?market=KRW-NOPE",
@@ -111,9 +114,9 @@ def test_every_page_equals_the_upstreams_and_costs_nothing_the_second_time(
         for path in PAGES:
             assert get(server.url, path) == get(sim.url, path), path
         sim.reset_stats()
-        again = [get(server.url, path) for path in PAGES]
+        again = [get(server.url, path) for path in REPEATABLE]
         assert sim.stats()["requests"] == 0
-    assert again == [get(sim.url, path) for path in PAGES]
+    assert again == [get(sim.url, path) for path in REPEATABLE]
 
 
 def test_the_sparse_page_differs_between_the_readings(sim: SimulatorServer, tmp_path: Path) -> None:

@@ -11,8 +11,9 @@ from upbit_cache.times import to_ms
 
 MAX_COUNT = 200
 MINUTE_UNITS = (1, 3, 5, 10, 15, 30, 60, 240)
-# Upbit's accepted `to` forms: `…T…Z`, `…T…+09:00`, `YYYY-MM-DD HH:MM:SS` (no offset: UTC).
-_TO_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})?$")
+# Upbit's accepted `to` forms: `…T…Z`, `…T…+09:00`, `YYYY-MM-DD HH:MM:SS` (no offset: UTC),
+# the seconds with a fraction or not (ccxt sends `…T13:06:40.000Z`).
+_TO_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})?$")
 
 
 def error_response(status: int, name: int | str, message: str) -> web.Response:
