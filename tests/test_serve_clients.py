@@ -87,7 +87,7 @@ def test_ccxt_fetch_ohlcv(sim: SimulatorServer, tmp_path: Path) -> None:
 
     def lists(base: str) -> list[list[list[float]]]:
         exchange = ccxt.upbit({"enableRateLimit": False})
-        exchange.urls["api"] = {"public": base, "private": base}
+        exchange.urls["api"]["public"] = base  # as docs/existing-code.md shows
         out = []
         for symbol in ("BTC/KRW", "ETH/KRW", "CEX/BTC"):
             out.append(exchange.fetch_ohlcv(symbol, "1h", limit=200))
