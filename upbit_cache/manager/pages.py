@@ -137,6 +137,11 @@ class Upstream:
             self._client = None
 
     @property
+    def open(self) -> bool:
+        """Whether the client is up (between enter and exit)."""
+        return self._client is not None
+
+    @property
     def client(self) -> UpbitClient:
         assert self._client is not None, "use Upstream as an async context manager"
         return self._client

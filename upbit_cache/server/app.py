@@ -33,7 +33,7 @@ from upbit_cache.timeframes import Timeframe
 if TYPE_CHECKING:
     from upbit_cache.manager.cache import UpbitCache
 
-__all__ = ["PAGE_READINGS", "WS_PATH", "make_app", "serve"]
+__all__ = ["PAGE_READINGS", "UPSTREAM", "WS_PATH", "make_app", "serve"]
 
 WS_PATH = "/websocket/v1"
 PAGE_READINGS = ("window", "newest")
@@ -48,6 +48,8 @@ _MINUTES = {1: "1m", 3: "3m", 5: "5m", 10: "10m", 15: "15m", 30: "30m", 60: "1h"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 InProgress = Callable[[str, Timeframe], dict[str, Any] | None]
+# The app's Upstream (one client, one session): `request.app[UPSTREAM].client.session` is
+# the session a WebSocket relay can share.
 UPSTREAM = web.AppKey("upstream", Upstream)
 
 
@@ -100,7 +102,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def _date(request: web.Request, response: web.StreamResponse) -> None:
     # Clients (ours too) take Upbit's time from Date: it follows the upstream's clock.
     up = request.app.get(UPSTREAM)
-    if up is not None and up._client is not None:
+    if up is not None and up.open:
         moment = datetime.fromtimestamp(up.now_ms() / 1000, tz=UTC)
         response.headers["Date"] = format_datetime(moment, usegmt=True)
 
