@@ -19,15 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import pyupbit
 import pyupbit.quotation_api as quotation
 import requests
-
-sys.path.insert(0, str(Path(__file__).parent))
-from simproc import SimProcess
+from simproc import SimProcess  # scripts/ is on the path when a script there runs
 
 CLOCK = "2026-11-20T00:05:00Z"  # frozen: every loop reads the same hours
 CLOSED_TO = "2026-11-19 12:00:00"  # a cached page: closed candles only

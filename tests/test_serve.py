@@ -9,6 +9,7 @@ import asyncio
 import http.client
 import json
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -262,3 +263,22 @@ def test_the_command_prints_its_address_and_stops_on_sigterm(
 
 def _mode(sim: SimulatorServer) -> str:
     return str(sim.config.pages)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--pages", "both"], "--pages must be one of window, newest: 'both'"),
+        (["--port", "PORT_TAKEN"], "cannot listen on 127.0.0.1:"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_2(
+    sim: SimulatorServer, tmp_path: Path, args: list[str], message: str
+) -> None:
+    taken = str(urlsplit(sim.url).port)
+    command = [sys.executable, "-m", "upbit_cache", "serve", "--data-dir", str(tmp_path)]
+    command += ["--api-url", sim.url, *(taken if a == "PORT_TAKEN" else a for a in args)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=DEADLINE)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
