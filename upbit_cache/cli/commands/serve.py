@@ -56,6 +56,7 @@ def serve_command(
     pages come from the store (what it lacks is fetched once, within the host's rate
     budget); the market list, tickers, trades and order books are passed through.
     Ctrl-C or SIGTERM stops it (exit 130 or 143).
+
     Example: upbit-cache serve --port 8124
     """
     from upbit_cache.server.app import PAGE_READINGS, serve
