@@ -282,3 +282,33 @@ def test_bad_usage_is_one_line_and_exit_2(
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+STRICT_PAGES = [
+    f"/v1/candles/minutes/60?market={SPARSE}&count=200&to=2026-11-19T00:00:00Z",
+    f"/v1/candles/minutes/1?market={SPARSE}&count=200&to=2026-11-19T00:00:00Z",
+    "/v1/candles/minutes/60?market=KRW-BTC&count=50",
+    f"/v1/candles/days?market={SPARSE}&count=30",
+    "/v1/candles/minutes/60?market=USDT-BTC&count=200&to=2026-11-18T00:00:00Z",
+]
+
+
+@pytest.mark.parametrize("reading", ["window", "newest"])
+def test_exact_in_front_of_a_strict_upbit_with_upbits_settle_time(
+    reading: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Store lag, thin markets quiet for weeks (the newest reading reaches back past them),
+    and the default settle time (10 s), not the suite's 0."""
+    monkeypatch.delenv("UPBIT_SETTLE_SECONDS")
+    config = SimulatorConfig.strict(
+        rate=FAST_RATE, clock_start=SERVE_NOW, frozen=True, pages=reading
+    )
+    with SimulatorServer(config) as strict, serving(strict.url, tmp_path, pages=reading) as server:
+        for path in STRICT_PAGES:
+            assert get(server.url, path) == get(strict.url, path), path
+        strict.reset_stats()
+        again = [get(server.url, path) for path in STRICT_PAGES]
+        assert strict.stats()["candle_requests"] == 0
+    assert again[0][0] == 200 and len(json.loads(again[1][2])) == (
+        200 if reading == "newest" else 0
+    )
