@@ -312,3 +312,18 @@ def test_exact_in_front_of_a_strict_upbit_with_upbits_settle_time(
     assert again[0][0] == 200 and len(json.loads(again[1][2])) == (
         200 if reading == "newest" else 0
     )
+
+
+def test_a_fill_upbit_keeps_failing_is_a_502_in_upbits_error_shape(
+    sim: SimulatorServer, tmp_path: Path
+) -> None:
+    path = "/v1/candles/minutes/60?market=KRW-BTC&count=5&to=2026-11-19T00:00:00Z"
+    with serving(sim.url, tmp_path / "data", pages=_mode(sim)) as server:
+        get(server.url, "/v1/candles/days?market=KRW-BTC")  # the market list, asked once
+        sim.faults.inject("500", 50, path="/v1/candles/minutes/60")
+        status, kind, body = get(server.url, path)
+        sim.faults.clear()
+        assert (status, kind) == (502, "application/json; charset=utf-8")
+        error = json.loads(body)["error"]
+        assert error["name"] == 502 and "Upbit kept failing" in error["message"]
+        assert get(server.url, path) == get(sim.url, path)  # and once Upbit answers, the page

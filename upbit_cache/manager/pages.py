@@ -146,11 +146,6 @@ class Upstream:
         assert self._client is not None, "use Upstream as an async context manager"
         return self._client
 
-    @property
-    def requests(self) -> int:
-        """Candle requests this server sent to Upbit."""
-        return self.client.stats.candle_requests
-
     # Markets
 
     async def listed(self, market: str) -> bool:

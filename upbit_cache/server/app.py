@@ -27,6 +27,7 @@ from upbit_cache.server.errors import (
     not_found,
     to_of,
     unit_of,
+    upstream_failed,
 )
 from upbit_cache.timeframes import Timeframe
 
@@ -136,8 +137,6 @@ async def _candles(request: web.Request, tf: Timeframe) -> web.StreamResponse:
             raise BadRequest(400, 400, f"unsupported converting_price_unit: {convert!r}")
         page = await up.page(market, tf, to, count, convert=convert is not None)
     except UpbitCacheError as exc:
-        from upbit_cache.server.errors import upstream_failed
-
         return upstream_failed(exc)
     body = await asyncio.to_thread(render_page, market, tf, page)
     response = web.Response(text=body, content_type="application/json")
