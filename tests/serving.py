@@ -16,8 +16,10 @@ from upbit_cache import UpbitCache
 from upbit_cache.server.app import serve
 from upbit_cache.timeframes import Timeframe
 
-# Mid-hour and mid-minute, so that every page without `to` has an in-progress candle.
-SERVE_NOW = "2026-11-20T00:30:30Z"
+# Mid-hour, just into a minute: pages without `to` have an in-progress candle, and our view
+# of Upbit's clock (which runs on while the simulator's is frozen) stays in the same minute
+# for the 55 s a test may take on a loaded machine.
+SERVE_NOW = "2026-11-20T00:30:05Z"
 
 
 class Serving:

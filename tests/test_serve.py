@@ -167,10 +167,14 @@ def test_the_in_progress_candle_is_reused_for_fresh_seconds(
 ) -> None:
     path = "/v1/candles/minutes/1?market=KRW-BTC&count=3"
     with serving(sim.url, tmp_path / "data", pages=_mode(sim), fresh=0.5) as server:
+        began = time.monotonic()
         get(server.url, path)
         sim.reset_stats()
         assert get(server.url, path) == get(sim.url, path)
-        assert sim.stats()["candle_requests"] == 1  # the direct one only
+        # The direct ask only; on a machine too loaded to ask again within 0.5 s, maybe
+        # the newest page anew too.
+        reused = time.monotonic() - began < 0.5
+        assert sim.stats()["candle_requests"] in ((1,) if reused else (1, 2))
         time.sleep(0.6)
         sim.clock.advance(10)  # the same minute, more trades
         sim.reset_stats()
