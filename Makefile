@@ -56,6 +56,7 @@ bench: $(STAMP)
 	cd scripts && ../$(BIN)/python bench_live.py
 	cd scripts && ../$(BIN)/python bench_kill.py
 	cd scripts && ../$(BIN)/python bench_cache.py
+	cd scripts && ../$(BIN)/python bench_serve.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache site

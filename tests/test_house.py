@@ -18,7 +18,16 @@ PACKAGE = Path(__file__).resolve().parent.parent / "upbit_cache"
 BASE = {"errors", "markets", "times", "ranges", "candles", "words", "settings"}
 ALLOWED = {
     # `upbit-cache simulator` runs the stand-in; nothing else of the CLI touches it.
-    "cli": {"manager", "output", "store", "timeframes", "collector", "simulator", "configfile"}
+    "cli": {
+        "manager",
+        "output",
+        "store",
+        "timeframes",
+        "collector",
+        "simulator",
+        "configfile",
+        "server",
+    }
     | BASE,
     "manager": {"collector", "timeframes", "output", "store", "host", "configfile"} | BASE,
     # What the user gets (`--out`, stdout): above the store, whose atomic write it reuses.

@@ -28,6 +28,7 @@ from upbit_cache.cli.commands import (
     prune,
     resample,
     screen_prep,
+    serve,
     show,
     simulator,
     verify,
@@ -213,6 +214,7 @@ _COMMANDS: list[tuple[str, Callable[..., None]]] = [
     ("markets", markets.markets_command),
     ("show", show.show_command),
     ("config", config.config_command),
+    ("serve", serve.serve_command),
 ]
 for name, command in _COMMANDS:
     app.command(name, cls=_Command)(command)

@@ -175,6 +175,7 @@ async def fetch_with(
     progress: Progress | None = None,
     shard: Shard | None = None,
     coverage: Coverage | None = None,
+    native: bool = False,
 ) -> SyncReport:
     """Fetch what the store lacks of `window` and store it.
 
@@ -193,6 +194,8 @@ async def fetch_with(
 
     `coverage`: the records as the caller read them (kept current by this run's writes, so
     the caller reads them after it without reading again); None: a coverage of its own.
+    `native`: fetch each timeframe as Upbit serves it, never derived from a finer base
+    (`serve`: its pages must be Upbit's own, to the last bit of a summed turnover).
     """
     selection(markets, quote)  # a malformed code is refused before any request
     store.ensure_writable()
@@ -203,7 +206,7 @@ async def fetch_with(
     # The plan reads what it weighs (listed first, where a listing is cheaper), each job
     # what it has not: every record once.
     plan = await asyncio.to_thread(
-        plan_fetch, known, wanted, timeframes, window.span_at(now), client.earliest
+        plan_fetch, known, wanted, timeframes, window.span_at(now), client.earliest, native
     )
     if plan.horizon is not None and plan.beyond and plan.span.end <= plan.horizon:
         raise InvalidRangeError(

@@ -79,6 +79,7 @@ def plan_fetch(
     timeframes: Sequence[Timeframe],
     span: TimeRange,
     horizon: Callable[[Timeframe], int | None] = lambda tf: None,
+    native: bool = False,
 ) -> Plan:
     """Choose the native base dividing every requested timeframe that needs fewest requests.
 
@@ -92,12 +93,13 @@ def plan_fetch(
     than the coarsest base costs (it has fewer periods), so only the coarsest and the bases
     with records are weighed. Where that leaves the coarsest alone, it is the plan without a
     record read (on S3 that saves a round of GETs before the first request): each job counts
-    its planned requests as it reads its own record (`costed` False).
+    its planned requests as it reads its own record (`costed` False). `native`: the
+    coarsest base only (a native timeframe is then its own base), whatever finer ones hold.
     """
     start, end = span
     lo = min(t.floor_one(start) for t in timeframes)
     found = list(reversed(bases(timeframes)))  # coarsest first
-    weighed = [b for b in found if b == found[0] or coverage.holders(b, markets)]
+    weighed = [b for b in found if b == found[0] or (not native and coverage.holders(b, markets))]
     if len(weighed) == 1 and horizon(weighed[0]) is None:
         base = weighed[0]
         window = TimeRange(lo, max(lo, base.floor_one(end)))

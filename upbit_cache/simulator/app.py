@@ -61,7 +61,7 @@ _ABUSE_WINDOW_S = 10.0
 # Upbit keeps second candles for about three months only.
 SECONDS_RETENTION_MS = 90 * DAY_MS
 _KST_MS = 9 * 3_600_000
-# ccxt sends milliseconds (`2026-11-17T02:00:00.000Z`), which Upbit takes.
+# Seconds may carry a fraction: ccxt sends `2026-11-20T13:06:40.000Z`, which Upbit takes.
 _TO_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})?$")
 _HTML = "<html><head><title>Service Unavailable</title></head><body>maintenance</body></html>"
 # The text of a 429 (plain text at Upbit, JSON's message here by default).
