@@ -13,6 +13,7 @@ from typing import Any
 from conftest import DEADLINE
 
 from upbit_cache import UpbitCache
+from upbit_cache.manager.keep import Keeper
 from upbit_cache.server.app import serve
 from upbit_cache.timeframes import Timeframe
 
@@ -34,8 +35,13 @@ class Serving:
         fresh: float = 60.0,
         rate: float = 200.0,
         in_progress: Callable[[str, Timeframe], dict[str, Any] | None] | None = None,
+        ws_url: str | None = None,
+        keep: tuple[list[str], str] | None = None,
     ) -> None:
-        self.cache = UpbitCache(data_dir, api_url=upstream, rate=rate)
+        """`ws_url`: the relay at /websocket/v1 over that upstream; `keep`: (markets,
+        timeframes) kept fresh by a Keeper on the same stream."""
+        self.cache = UpbitCache(data_dir, api_url=upstream, ws_url=ws_url, rate=rate)
+        self.keeper = Keeper(self.cache, *keep) if keep is not None else None
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._task: asyncio.Task[None] | None = None
@@ -54,6 +60,8 @@ class Serving:
                 pages=pages,
                 fresh=fresh,
                 in_progress=in_progress,
+                relay=ws_url is not None,
+                keeper=self.keeper,
                 on_ready=ready,
             )
 

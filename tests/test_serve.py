@@ -274,6 +274,9 @@ def _mode(sim: SimulatorServer) -> str:
     [
         (["--pages", "both"], "--pages must be one of window, newest: 'both'"),
         (["--port", "PORT_TAKEN"], "cannot listen on 127.0.0.1:"),
+        (["-t", "1h"], "-t names what --keep keeps"),
+        (["--keep", "KRW-BTC,BTC", "-t", "1h"], "BTC"),
+        (["--keep", "KRW-BTC", "-t", "1x"], "1x"),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from upbit_cache.collector.stream_hub import StreamHub
 from upbit_cache.errors import UpbitCacheError
+from upbit_cache.manager.keep import Keeper
 from upbit_cache.manager.pages import FRESH_SECONDS, Upstream, group_of
 from upbit_cache.server.candles import render_page
 from upbit_cache.server.errors import (
@@ -29,12 +31,13 @@ from upbit_cache.server.errors import (
     unit_of,
     upstream_failed,
 )
+from upbit_cache.server.relay import Relay
 from upbit_cache.timeframes import Timeframe
 
 if TYPE_CHECKING:
     from upbit_cache.manager.cache import UpbitCache
 
-__all__ = ["PAGE_READINGS", "UPSTREAM", "WS_PATH", "make_app", "serve"]
+__all__ = ["KEEPER", "PAGE_READINGS", "RELAY", "UPSTREAM", "WS_PATH", "make_app", "serve"]
 
 WS_PATH = "/websocket/v1"
 PAGE_READINGS = ("window", "newest")
@@ -52,6 +55,9 @@ InProgress = Callable[[str, Timeframe], dict[str, Any] | None]
 # The app's Upstream (one client, one session): `request.app[UPSTREAM].client.session` is
 # the session a WebSocket relay can share.
 UPSTREAM = web.AppKey("upstream", Upstream)
+# The WebSocket relay and the series kept fresh, both over one upstream stream (StreamHub).
+RELAY = web.AppKey("relay", Relay)
+KEEPER = web.AppKey("keeper", Keeper)
 
 
 def make_app(
@@ -61,21 +67,46 @@ def make_app(
     in_progress: InProgress | None = None,
     pages: str = "window",
     fresh: float = FRESH_SECONDS,
+    relay: bool = False,
+    keeper: Keeper | None = None,
 ) -> web.Application:
     """The server as an aiohttp application. `ws_handler` is mounted at GET /websocket/v1;
     `in_progress(market, tf)` gives a kept series' in-progress candle as Upbit's JSON dict
     (None: not kept, the newest upstream page's is used, reused `fresh` seconds); `pages`:
-    how the upstream reads a page ("window" or "newest", see manager/pages.py)."""
+    how the upstream reads a page ("window" or "newest", see manager/pages.py).
+    `relay`: /websocket/v1 relays Upbit's stream (server/relay.py); `keeper`: series kept
+    fresh while the app runs, whose in-progress candles the pages answer with. Both share
+    one upstream WebSocket connection and the Upstream's one HTTP session."""
     if pages not in PAGE_READINGS:
         raise ValueError(f"pages must be one of {PAGE_READINGS}: {pages!r}")
     app = web.Application(middlewares=[_errors])
 
+    def current(market: str, tf: Timeframe) -> dict[str, Any] | None:
+        if in_progress is not None:
+            return in_progress(market, tf)
+        return keeper.in_progress(market, tf) if keeper is not None else None
+
     async def upstream(app: web.Application) -> AsyncIterator[None]:
         async with Upstream(
-            cache, newest=pages == "newest", fresh=fresh, in_progress=in_progress
+            cache, newest=pages == "newest", fresh=fresh, in_progress=current
         ) as up:
             app[UPSTREAM] = up
-            yield
+            if not (relay or keeper):
+                yield
+                return
+            hub = StreamHub(up.client.session, cache.config.ws_url)
+            app[RELAY] = Relay(hub)
+            app[RELAY].start()
+            if keeper is not None:
+                keeper.hub = hub
+                app[KEEPER] = keeper
+                keeper.start()
+            try:
+                yield
+            finally:
+                if keeper is not None:
+                    await keeper.close()
+                await app[RELAY].close()
 
     app.cleanup_ctx.append(upstream)
     app.router.add_get("/v1/market/all", _market_all)
@@ -86,6 +117,8 @@ def make_app(
         app.router.add_get(path, _relay)
     if ws_handler is not None:
         app.router.add_get(WS_PATH, ws_handler)
+    elif relay:
+        app.router.add_get(WS_PATH, _websocket)
     app.on_response_prepare.append(_date)
     return app
 
@@ -144,6 +177,10 @@ async def _candles(request: web.Request, tf: Timeframe) -> web.StreamResponse:
     return response
 
 
+async def _websocket(request: web.Request) -> web.StreamResponse:
+    return await request.app[RELAY].handle(request)
+
+
 async def _market_all(request: web.Request) -> web.StreamResponse:
     return await _pass(request, MARKETS_MAX_AGE)
 
@@ -174,10 +211,21 @@ async def serve(
     in_progress: InProgress | None = None,
     pages: str = "window",
     fresh: float = FRESH_SECONDS,
+    relay: bool = False,
+    keeper: Keeper | None = None,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve until cancelled; `on_ready(url)` is told the address once it listens."""
-    app = make_app(cache, ws_handler=ws_handler, in_progress=in_progress, pages=pages, fresh=fresh)
+    """Serve until cancelled, or until the `keeper` stops (what stopped it is raised: a
+    418, a full disk); `on_ready(url)` is told the address once it listens."""
+    app = make_app(
+        cache,
+        ws_handler=ws_handler,
+        in_progress=in_progress,
+        pages=pages,
+        fresh=fresh,
+        relay=relay,
+        keeper=keeper,
+    )
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     try:
@@ -186,6 +234,8 @@ async def serve(
         if on_ready is not None:
             bound = runner.addresses[0] if runner.addresses else (host, port)
             on_ready(f"http://{_host(bound[0])}:{bound[1]}")
+        if keeper is not None:
+            await keeper.wait()
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()

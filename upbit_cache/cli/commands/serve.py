@@ -13,11 +13,53 @@ from upbit_cache.cli import stop
 from upbit_cache.cli.commands.shared import cache_for
 from upbit_cache.cli.log import PROG, Log, print_report, say
 from upbit_cache.errors import UsageError
+from upbit_cache.settings import DEFAULT_SERVE_HOST, DEFAULT_SERVE_PORT
 
-Host = Annotated[str, typer.Option("--host", metavar="ADDRESS", help="The address to listen on.")]
+Host = Annotated[
+    str | None,
+    typer.Option(
+        "--host",
+        metavar="ADDRESS",
+        help=f"The address to listen on (default: the config file's, else {DEFAULT_SERVE_HOST}).",
+        show_default=False,
+    ),
+]
 Port = Annotated[
-    int,
-    typer.Option("--port", metavar="PORT", min=0, max=65535, help="The port (0: a free one)."),
+    int | None,
+    typer.Option(
+        "--port",
+        metavar="PORT",
+        min=0,
+        max=65535,
+        help=f"The port, 0: a free one (default: the config file's, else {DEFAULT_SERVE_PORT}).",
+        show_default=False,
+    ),
+]
+Keep = Annotated[
+    str | None,
+    typer.Option(
+        "--keep",
+        metavar="MARKETS|QUOTE",
+        help=(
+            "Keep these series current while serving, from the live trade stream: markets "
+            "(KRW-BTC,KRW-ETH) or a quote (KRW), at the -t timeframes (default: the config "
+            "file's [serve] keep, else none)."
+        ),
+        show_default=False,
+    ),
+]
+KeepTimeframes = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--timeframe",
+        "-t",
+        metavar="TF[,TF...]",
+        help=(
+            "The timeframes --keep keeps, e.g. 1h,15m (default: the config file's [serve] "
+            "keep_timeframes, else its timeframes, else 1h)."
+        ),
+        show_default=False,
+    ),
 ]
 Pages = Annotated[
     str,
@@ -41,10 +83,12 @@ Fresh = Annotated[
 ]
 
 
-@opt.shared("api_url", "rate", "lock_timeout")
+@opt.shared("api_url", "ws_url", "rate", "lock_timeout")
 def serve_command(
-    host: Host = "127.0.0.1",
-    port: Port = 8124,
+    host: Host = None,
+    port: Port = None,
+    keep: Keep = None,
+    timeframe: KeepTimeframes = None,
     pages: Pages = "window",
     fresh: Fresh = 1.0,
     quiet: opt.Quiet = False,
@@ -54,17 +98,34 @@ def serve_command(
 
     pyupbit, ccxt and upbit-sdk work unchanged once their base URL points here: candle
     pages come from the store (what it lacks is fetched once, within the host's rate
-    budget); the market list, tickers, trades and order books are passed through.
-    Ctrl-C or SIGTERM stops it (exit 130 or 143).
+    budget); the market list, tickers, trades and order books are passed through, and
+    /websocket/v1 relays Upbit's stream over one upstream connection. --keep keeps series
+    current from the trade stream (settled through REST, as `live` does), so a screener on
+    this host reads them with no candle request. Ctrl-C or SIGTERM stops it (exit 130 or
+    143).
 
-    Example: upbit-cache serve --port 8124
+    Example: upbit-cache serve --port 8124 --keep KRW -t 1h,15m
     """
+    from upbit_cache.manager.keep import Keeper
     from upbit_cache.server.app import PAGE_READINGS, serve
 
     if pages not in PAGE_READINGS:
         raise UsageError(f"--pages must be one of {', '.join(PAGE_READINGS)}: {pages!r}")
+    settings = opt.run_settings()
+    host = host if host is not None else settings.serve_host()
+    port = port if port is not None else settings.serve_port()
+    kept: str | list[str] | None
+    if keep is not None:
+        kept = keep if keep.strip() else None  # --keep "": nothing, whatever the file says
+    else:
+        names, quote = settings.serve_keep()
+        kept = quote if quote is not None else (list(names) or None)
+    if timeframe and kept is None:
+        raise UsageError("-t names what --keep keeps: give --keep MARKETS or a quote too")
+    tfs = ",".join(timeframe) if timeframe else settings.serve_keep_timeframes()
     log = Log(quiet, verbose)
     cache = cache_for(log)
+    keeper = Keeper(cache, kept, tfs) if kept is not None else None
     why = {"why": "interrupted"}
 
     def ready(url: str) -> None:
@@ -90,7 +151,16 @@ def serve_command(
             if not handled:
                 loop.add_signal_handler(signal.SIGTERM, terminate)
             try:
-                await serve(cache, host, port, pages=pages, fresh=fresh, on_ready=ready)
+                await serve(
+                    cache,
+                    host,
+                    port,
+                    pages=pages,
+                    fresh=fresh,
+                    relay=True,
+                    keeper=keeper,
+                    on_ready=ready,
+                )
             except asyncio.CancelledError:
                 return
             except OSError as exc:  # the port is taken, the address is not this host's
