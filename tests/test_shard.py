@@ -191,6 +191,15 @@ def test_the_heaviest_go_first_each_to_the_lightest_shard() -> None:
     assert assign(dict.fromkeys("DCBA", 1), 2) == [["A", "C"], ["B", "D"]]
 
 
+def test_a_job_that_weighs_nothing_moves_no_other() -> None:
+    # A market listed after a fixed window's end (one shard's list has it, an earlier's not).
+    weights = {f"KRW-C{i}": (i * 31) % 23 + 1 for i in range(40)}
+    for count in (2, 3, 4):
+        before = assign(weights, count)
+        after = assign({**weights, "KRW-AAA": 0}, count)
+        assert [[m for m in part if m != "KRW-AAA"] for part in after] == before
+
+
 @pytest.mark.slow
 def test_the_split_is_the_same_in_every_python_process() -> None:
     code = (
