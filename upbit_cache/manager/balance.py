@@ -11,9 +11,11 @@ timeframe coarse enough that the page reaches past the window): a fact of the pa
 answer at any time. It is asked only where it is a fact and worth its cost:
 
 - the window is fixed: its start and end are times given (`--since A --until B`,
-  `--timerange A-B`, `--timerange -B`: each market's whole history), the end before the
-  run's now. A window up to now, or of the last days, moves with each shard's clock: every
-  market then weighs the same window (and the parts are even in count);
+  `--timerange A-B`, `--timerange -B`: each market's whole history), weighed whole even
+  where it ends after the run's now (the page then holds the newest candles: a market that
+  traded before the window still fills it, a young one still starts at its first candle).
+  A window up to now, or of the last days, moves with each shard's clock: every market then
+  weighs the same window (and the parts are even in count);
 - the window is long: at least `PROBE_FROM` pages per market and shard, so the one request
   per market is at most a tenth of a shard's share (a backfill since 2017 is ~23,000).
 """
@@ -65,7 +67,7 @@ async def job_weights(
 ) -> dict[str, int]:
     """Each market's estimated requests for its (market, base) job of `span`, whole, as a
     run on an empty store would send them; the same on every host (see the docstring).
-    `fixed`: the window's start and end are times given, the end before now."""
+    `fixed`: the window's start and end are times given (`span` is then that window)."""
     window = whole_window(base, span)
     flat = weigh(base, window)
     if not fixed or count < 2 or flat < PROBE_FROM * count:

@@ -222,9 +222,14 @@ async def fetch_with(
     if shard is not None:
         # Weighed as a run on an empty store would fetch (never the store, never the clock):
         # every host makes the same parts, whatever the others wrote meanwhile.
-        fixed = window.start is not None and window.end is not None and window.end <= now
+        # A fixed window is weighed whole, also where it ends after this host's now: a shard
+        # that starts after its end must weigh it as one that started before.
+        fixed = window.start is not None and window.end is not None
+        if window.start is not None and window.end is not None:
+            span = TimeRange(window.start, window.end)
+        else:
+            span = window.span_at(now)
         base = cold_base(timeframes)
-        span = window.span_at(now)
         weights = await job_weights(client, wanted, base, span, shard.count, fixed=fixed)
         taken = set(shard.pick(weights))
         mine = [m for m in wanted if m in taken]
