@@ -7,10 +7,13 @@
    moto's request log (GET, HEAD, LIST, PUT, DELETE).
 2. A 1m backfill split with `fetch --shard K/N` over N = 1, 2, 4 worker processes, each
    against its own simulator process (its own 10 req/s budget, as separate IPs would have),
-   all writing one `s3://` data dir; wall time against N, then one check that the dataset
-   holds every row once.
+   all writing one `s3://` data dir; wall time against N, requests and idle time (how long
+   before the last it ended) per shard, then one check that the dataset holds every row once.
+   Twice: the last days of 16 markets (every job alike), then 48 markets over a fixed window
+   with every other one listed inside it (jobs weighed by their first candle).
 
     python scripts/bench_scaleout.py [--markets 200] [--backfill-markets 16] [--backfill-days 2]
+        [--mixed-markets 48] [--mixed-days 6]
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
@@ -33,6 +38,8 @@ from simproc import SimProcess
 
 from upbit_cache.manager.cache import UpbitCache
 from upbit_cache.manager.scope import Window
+from upbit_cache.timeframes.timeframe import DAY_MS
+from upbit_cache.times import iso, to_ms
 
 CLOCK = "2026-11-20T00:20:00Z"
 RATE = 10
@@ -111,8 +118,11 @@ def screener(
     )
 
 
-def backfill(markets: list[str], days: int, shards: int, data_dir: str) -> float:
-    flags = ["--rate", str(RATE), "--latency", "0.03", "--clock", CLOCK, "--frozen"]
+def backfill(
+    markets: list[str], window: list[str], shards: int, data_dir: str, listings: list[str]
+) -> float:
+    """N shard processes at once, each against its own simulator; wall time of the whole."""
+    flags = ["--rate", str(RATE), "--latency", "0.03", "--clock", CLOCK, "--frozen", *listings]
     sims = [SimProcess(*flags) for _ in range(shards)]
     try:
         began = time.perf_counter()
@@ -120,32 +130,51 @@ def backfill(markets: list[str], days: int, shards: int, data_dir: str) -> float
         for k, sim in enumerate(sims, start=1):
             env = {**os.environ, "UPBIT_CACHE_RUNTIME_DIR": tempfile.mkdtemp()}  # own host
             command = [sys.executable, "-m", "upbit_cache", "fetch", *markets, "-t", "1m"]
-            command += ["--days", str(days), "--shard", f"{k}/{shards}", "--rate", str(RATE)]
+            command += [*window, "--shard", f"{k}/{shards}", "--rate", str(RATE)]
             command += ["--data-dir", data_dir, "--api-url", sim.url]
             runs.append(
                 subprocess.Popen(
                     command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
                 )
             )
-        lines = []
-        for run in runs:
-            out, err = run.communicate(timeout=3600)
-            if run.returncode != 0:
-                raise RuntimeError(err)
-            lines += [line for line in (out + err).splitlines() if line.startswith("shard")]
-        wall = time.perf_counter() - began
-        requests = sum(s.stats()["candle_requests"] for s in sims)
+        # Each shard's end, as it comes: its idle time is how long before the last it ended.
+        with ThreadPoolExecutor(len(runs)) as pool:
+            ends = list(pool.map(finish, runs))
+        wall = max(end for end, _ in ends) - began
+        requests = [s.stats()["candle_requests"] for s in sims]
+        limited = sum(s.stats()["rate_limited"] for s in sims)
     finally:
         for sim in sims:
             sim.__exit__(None, None, None)
     rows, unique = dataset_rows(data_dir)
     print(
-        f"N={shards}  wall {wall:6.2f} s  candle requests {requests:4d}  "
+        f"N={shards}  wall {wall:6.2f} s  candle requests {sum(requests):4d}  429s {limited}  "
         f"rows {rows:,d}  duplicates {rows - unique}"
     )
-    for line in lines:
-        print(f"      {line}")
+    last = max(end for end, _ in ends)
+    for k, ((end, line), sent) in enumerate(zip(ends, requests, strict=True), start=1):
+        print(
+            f"      shard {k}/{shards}: {sent:4d} requests (with its probes), "
+            f"ended {end - began:6.2f} s, idle {last - end:5.2f} s  | {line}"
+        )
     return wall
+
+
+def finish(run: subprocess.Popen[str]) -> tuple[float, str]:
+    """When `run` ended, and its summary line."""
+    out, err = run.communicate(timeout=3600)
+    ended = time.perf_counter()
+    if run.returncode != 0:
+        raise RuntimeError(err)
+    lines = [line for line in (out + err).splitlines() if line.startswith("shard")]
+    return ended, lines[-1] if lines else ""
+
+
+def mixed_listings(markets: list[str], since: int, until: int) -> list[str]:
+    """Simulator flags listing every other market inside [since, until), spread over it."""
+    young = markets[1::2]
+    step = (until - since) // max(1, len(young))
+    return [f"--listing={m}={iso(since + i * step)}" for i, m in enumerate(young)]
 
 
 def dataset_rows(uri: str) -> tuple[int, int]:
@@ -168,6 +197,8 @@ def main() -> None:
     parser.add_argument("--markets", type=positive, default=200)
     parser.add_argument("--backfill-markets", type=positive, default=16)
     parser.add_argument("--backfill-days", type=positive, default=2)
+    parser.add_argument("--mixed-markets", type=int, default=48, help="0: no mixed case")
+    parser.add_argument("--mixed-days", type=positive, default=6)
     parser.add_argument("--skip-screener", action="store_true")
     parser.add_argument("--skip-backfill", action="store_true")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each no-op (median)")
@@ -182,6 +213,7 @@ def run_all(args: argparse.Namespace, flags: list[str], local: str, log_path: st
         with SimProcess(*flags) as sim:
             markets = krw_markets(sim.url, args.markets)
             chosen = krw_markets(sim.url, args.backfill_markets)
+            mixed = krw_markets(sim.url, args.mixed_markets) if args.mixed_markets else []
             if not args.skip_screener:
                 print(f"screener: {len(markets)} markets x 30 days of 1h")
                 screener(sim, local, markets, "local", S3Log(None), args.repeat)
@@ -191,11 +223,25 @@ def run_all(args: argparse.Namespace, flags: list[str], local: str, log_path: st
         if args.skip_backfill:
             return
         print(f"backfill: {len(chosen)} markets x {args.backfill_days:g} days of 1m, --shard K/N")
-        walls = {
-            n: backfill(chosen, args.backfill_days, n, f"s3://{BUCKET}/fill-{n}") for n in (1, 2, 4)
-        }
-        for n, wall in walls.items():
-            print(f"N={n}: {wall:6.2f} s, {walls[1] / wall:.2f}x of N=1 (ideal {n}x)")
+        window = ["--days", str(args.backfill_days)]
+        scale(lambda n: backfill(chosen, window, n, f"s3://{BUCKET}/fill-{n}", []))
+        if args.mixed_markets == 0:
+            return
+        until = to_ms(CLOCK) // DAY_MS * DAY_MS  # a fixed window: the jobs are weighed
+        since = until - args.mixed_days * DAY_MS
+        listings = mixed_listings(mixed, since, until)
+        print(
+            f"backfill: {len(mixed)} markets x {args.mixed_days:g} days of 1m, every other "
+            f"listed inside the window, --since {iso(since)} --until {iso(until)} --shard K/N"
+        )
+        fixed = ["--since", iso(since), "--until", iso(until)]
+        scale(lambda n: backfill(mixed, fixed, n, f"s3://{BUCKET}/mixed-{n}", listings))
+
+
+def scale(run: Callable[[int], float]) -> None:
+    walls = {n: run(n) for n in (1, 2, 4)}
+    for n, wall in walls.items():
+        print(f"N={n}: {wall:6.2f} s, {walls[1] / wall:.2f}x of N=1 (ideal {n}x)")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ Stores are compared through the library (CandleStore loads and records), never b
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from upbit_cache.cli import app
 from upbit_cache.cli.render import summary
 from upbit_cache.manager.fetch import SyncReport
 from upbit_cache.manager.planner import cold_base, plan_fetch
+from upbit_cache.manager.scope import assign
 from upbit_cache.ranges import TimeRange
 from upbit_cache.simulator import SimulatorServer
 from upbit_cache.store.candle_store import CandleStore
@@ -53,11 +53,10 @@ def cache(data_dir: Path, sim: SimulatorServer) -> UpbitCache:
     return UpbitCache(data_dir, api_url=sim.url, rate=FAST_RATE)
 
 
-def slot(market: str, timeframe: str, count: int) -> int:
-    """The documented rule, spelled out: SHA-256 of MARKET/timeframe (first 8 bytes, big-endian)
-    modulo N, 1-based."""
-    digest = hashlib.sha256(f"{market}/{timeframe}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % count + 1
+def even(markets: list[str], k: int, count: int) -> set[str]:
+    """The documented rule where every job weighs the same (a window of the last days):
+    the heaviest first, ties by name, each to the lightest shard: round robin by name."""
+    return set(sorted(markets)[k - 1 :: count])
 
 
 def contents(data_dir: Path) -> dict[tuple[str, str], tuple[pd.DataFrame, dict[str, Any]]]:
@@ -112,7 +111,7 @@ def test_three_shards_one_after_another_are_the_unsharded_run(
         )
         mine = {o.market for o in report.outcomes}
         # Keyed on what is fetched (15m), and the derived 1h and 4h go with it.
-        assert mine == {m for m in MARKETS if slot(m, "15m", 3) == k}
+        assert mine == even(MARKETS, k, 3)
         assert mine, "each shard should have work, or the test proves little"
         assert report.failed == [] and report.shard == Shard(k, 3)
         assert report.total_markets == len(MARKETS)
@@ -155,24 +154,12 @@ def test_a_store_with_a_finer_base_derives_per_shard(sim: SimulatorServer, tmp_p
         report = cache(tmp_path / "split", sim).fetch(
             MARKETS, timeframes="1h,4h", window=window, shard=Shard(k, 3)
         )
-        mine = {m for m in MARKETS if slot(m, "1h", 3) == k}
+        mine = even(MARKETS, k, 3)
         assert {o.market for o in report.outcomes} == mine
         assert {d.market for d in report.derived} == mine
         assert report.plan is not None and report.plan.planned_requests == 0
     assert candle_requests(sim) == 0
     assert_same_store(tmp_path / "split", tmp_path / "whole")
-
-
-def test_the_shard_is_keyed_on_the_fetched_timeframe() -> None:
-    markets = [f"KRW-C{i}" for i in range(60)]
-    for k in (1, 2, 3, 4):
-        shard = Shard(k, 4)
-        assert shard.pick(markets, H1) == [m for m in markets if slot(m, "1h", 4) == k]
-    # -t 1h, -t 2h and -t 1h,4h,1d all fetch 1h on an empty store, so they split alike:
-    # checked end to end in test_cli_summary_names_the_shard.
-    assert [Shard(k, 4).pick(markets, H1) for k in (1, 2, 3, 4)] != [
-        Shard(k, 4).pick(markets, M15) for k in (1, 2, 3, 4)
-    ]
 
 
 def test_the_key_is_what_a_fetch_on_an_empty_store_asks_for(tmp_path: Path) -> None:
@@ -189,20 +176,35 @@ def test_the_key_is_what_a_fetch_on_an_empty_store_asks_for(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("count", [1, 2, 3, 4, 7, 16])
 def test_every_job_is_in_exactly_one_shard(count: int) -> None:
-    markets = [f"KRW-C{i}" for i in range(200)]
-    for tf in (M15, H1):
-        parts = [Shard(k, count).pick(markets, tf) for k in range(1, count + 1)]
-        assert sorted(m for part in parts for m in part) == sorted(markets)
-        assert all(len(part) > 200 / count / 2 for part in parts)  # roughly even
+    weights = {f"KRW-C{i}": (i * 7919) % 97 for i in range(200)}
+    parts = [Shard(k, count).pick(weights) for k in range(1, count + 1)]
+    assert sorted(m for part in parts for m in part) == sorted(weights)
+    assert parts == assign(weights, count)
+    loads = [sum(weights[m] for m in part) for part in parts]
+    assert max(loads) - min(loads) <= max(weights.values())  # LPT: within one job
+
+
+def test_the_heaviest_go_first_each_to_the_lightest_shard() -> None:
+    weights = {"A": 5, "B": 4, "C": 3, "D": 3, "E": 2, "F": 1}
+    # A->1, B->2, C->3 (loads 5 4 3), D->3 (6), E->2 (6), F->1 (6): ties by name.
+    assert assign(weights, 3) == [["A", "F"], ["B", "E"], ["C", "D"]]
+    assert assign(dict.fromkeys("DCBA", 1), 2) == [["A", "C"], ["B", "D"]]
+
+
+def test_a_job_that_weighs_nothing_moves_no_other() -> None:
+    # A market listed after a fixed window's end (one shard's list has it, an earlier's not).
+    weights = {f"KRW-C{i}": (i * 31) % 23 + 1 for i in range(40)}
+    for count in (2, 3, 4):
+        before = assign(weights, count)
+        after = assign({**weights, "KRW-AAA": 0}, count)
+        assert [[m for m in part if m != "KRW-AAA"] for part in after] == before
 
 
 @pytest.mark.slow
 def test_the_split_is_the_same_in_every_python_process() -> None:
     code = (
-        "from upbit_cache import Shard, Timeframe; "
-        "tf = Timeframe.parse('1m'); "
-        "print([[m for m in ('KRW-BTC', 'KRW-ETH', 'KRW-XRP', 'KRW-SOL', 'KRW-ADA', 'KRW-DOT') "
-        "if Shard(k, 3).takes(m, tf)] for k in (1, 2, 3)])"
+        "from upbit_cache.manager.scope import assign; "
+        "print(assign({f'KRW-C{i}': i % 5 for i in range(30)}, 3))"
     )
     seen = set()
     for seed in ("1", "2", "12345"):
@@ -256,7 +258,7 @@ def cli_fetch(sim: SimulatorServer, data_dir: Path, *args: str) -> tuple[int, st
 
 
 def test_cli_summary_names_the_shard(sim: SimulatorServer, tmp_path: Path) -> None:
-    mine = [m for m in MARKETS if slot(m, "1h", 3) == 2]
+    mine = sorted(even(MARKETS, 2, 3))
     code, out, err = cli_fetch(sim, tmp_path / "a", "-t", "1h", "--days", "2", "--shard", "2/3")
     assert code == 0, err
     assert out.startswith(f"shard 2/3: {len(mine)} of {len(MARKETS)} markets, "), out

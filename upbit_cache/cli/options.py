@@ -406,8 +406,10 @@ Shard = Annotated[
     typer.Option(
         "--shard",
         metavar="K/N",
-        help="Take only the K-th of N stable, disjoint parts of the markets (1/4 .. 4/4), so "
-        "that N hosts split a backfill; give every host the same markets, timeframes and window.",
+        help="Take only the K-th of N disjoint parts of the markets (1/4 .. 4/4), of about "
+        "equal estimated requests, so that N hosts split a backfill; auto/N: K from "
+        "JOB_COMPLETION_INDEX + 1 (a Kubernetes Indexed Job). Give every host the same "
+        "markets, timeframes and window.",
         show_default=False,
     ),
 ]

@@ -515,9 +515,10 @@ class UpbitCache:
     ) -> SyncReport:
         """Fetch what the store lacks of `window` (default: the last 30 days) and store it.
 
-        `shard="2/4"` (or `Shard(2, 4)`) takes only the second of four stable, disjoint parts
-        of the (market, fetched timeframe) jobs, so that four hosts split a backfill; each must
-        be given the same markets (or quote), timeframes and window.
+        `shard="2/4"` (or `Shard(2, 4)`) takes only the second of four disjoint parts of the
+        (market, fetched timeframe) jobs, of about equal estimated requests, so that four
+        hosts split a backfill; each must be given the same markets (or quote), timeframes
+        and window. `shard="auto/4"`: the part is JOB_COMPLETION_INDEX + 1.
         """
         return self._run(
             self.afetch(

@@ -30,6 +30,7 @@ from upbit_cache.errors import (
     StorageError,
     UpbitCacheError,
 )
+from upbit_cache.manager.balance import job_weights
 from upbit_cache.manager.planner import (
     Plan,
     cold_base,
@@ -85,6 +86,7 @@ class SyncReport:
     now: int = 0  # Upbit's clock when the run planned, epoch ms
     shard: Shard | None = None  # the part of the jobs this run took, if split
     total_markets: int = 0  # markets of the whole run, every shard's (fetch only)
+    weights: dict[str, int] = field(default_factory=dict)  # each job's estimate (sharded)
 
     @property
     def candles(self) -> int:
@@ -188,9 +190,11 @@ async def fetch_with(
 
     With a `shard`, only that shard's markets, with all their timeframes: a job is the
     series Upbit is asked for, (market, base), and a derived timeframe goes with its base.
-    The shard is keyed on `cold_base` (the base of a run on an empty store), not on the
-    plan's base: it depends on the timeframes alone, so hosts whose stores differ still
-    agree. The plan itself is made over every market, as an unsharded run makes it.
+    The jobs are split by their estimated requests (`balance.job_weights`: heaviest first,
+    each to the lightest shard), weighed on `cold_base` (the base of a run on an empty
+    store) over the whole window, never on the store or the clock, so hosts whose stores
+    differ, or that start minutes apart while the others write, still agree. The plan
+    itself is made over every market, as an unsharded run makes it.
 
     `coverage`: the records as the caller read them (kept current by this run's writes, so
     the caller reads them after it without reading again); None: a coverage of its own.
@@ -214,9 +218,21 @@ async def fetch_with(
             f"{iso(plan.horizon)}): nothing of {iso(plan.span.start)}→{iso(plan.span.end)} "
             "can be fetched"
         )
-    mine = wanted
+    mine, weights = wanted, {}
     if shard is not None:
-        mine = shard.pick(wanted, cold_base(timeframes))
+        # Weighed as a run on an empty store would fetch (never the store, never the clock):
+        # every host makes the same parts, whatever the others wrote meanwhile.
+        # A fixed window is weighed whole, also where it ends after this host's now: a shard
+        # that starts after its end must weigh it as one that started before.
+        fixed = window.start is not None and window.end is not None
+        if window.start is not None and window.end is not None:
+            span = TimeRange(window.start, window.end)
+        else:
+            span = window.span_at(now)
+        base = cold_base(timeframes)
+        weights = await job_weights(client, wanted, base, span, shard.count, fixed=fixed)
+        taken = set(shard.pick(weights))
+        mine = [m for m in wanted if m in taken]
         if plan.costed:
             cost = requests_for(known, mine, plan.base, plan.span, plan.horizon)
             plan = replace(plan, planned_requests=cost)
@@ -229,6 +245,7 @@ async def fetch_with(
         plan = replace(plan, planned_requests=planned, costed=True)
     report.plan, report.now = plan, now
     report.shard, report.total_markets = shard, len(wanted)
+    report.weights = weights
     began = time.monotonic()
     if plan.derived:
         # Imported here: deriving needs pandas, which a plain fetch never loads.

@@ -6,9 +6,10 @@ Light on purpose (no pyarrow, no pandas): the CLI builds these before anything h
 
 from __future__ import annotations
 
-import hashlib
+import heapq
+import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from upbit_cache.errors import InvalidRangeError, UnknownMarketError, UsageError
@@ -169,26 +170,34 @@ def _ago(value: TimeLike | None) -> int | None:
     return relative_ms(value) if value is not None else None
 
 
-_SHARD = re.compile(r"([0-9]+)/([0-9]+)")
-_SHARD_FORM = "--shard must be K/N with 1 <= K <= N (e.g. 2/4)"
+_SHARD = re.compile(r"([0-9]+|auto)/([0-9]+)")
+_SHARD_FORM = "--shard must be K/N with 1 <= K <= N, or auto/N (e.g. 2/4)"
+JOB_INDEX = "JOB_COMPLETION_INDEX"  # Kubernetes sets it in each pod of an Indexed Job, 0-based
 
 
-def shard_slot(market: str, timeframe: Timeframe, count: int) -> int:
-    """Which of `count` shards (1-based) the job (market, timeframe) belongs to.
+def assign(weights: Mapping[str, float], count: int) -> list[list[str]]:
+    """The jobs of `weights` (job -> estimated requests) split into `count` parts of about
+    equal weight: the heaviest first, each to the lightest part so far (LPT greedy).
 
-    SHA-256 of `MARKET/timeframe`, so every host and Python process agrees (not `hash()`,
-    which is salted per process).
+    Deterministic: equal weights go by job name, equal parts to the lower-numbered one, so
+    every host given the same weights makes the same parts. Each part in job-name order.
     """
-    digest = hashlib.sha256(f"{market}/{timeframe.name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % count + 1
+    loads = [(0.0, k) for k in range(count)]  # a heap of (weight so far, part)
+    parts: list[list[str]] = [[] for _ in range(count)]
+    for job in sorted(weights, key=lambda j: (-weights[j], j)):
+        load, k = heapq.heappop(loads)
+        parts[k].append(job)
+        heapq.heappush(loads, (load + weights[job], k))
+    return [sorted(part) for part in parts]
 
 
 @dataclass(frozen=True)
 class Shard:
     """The K-th of N disjoint parts of a fetch's jobs (K 1-based): `Shard(2, 4)` is 2/4.
 
-    A job goes to the shard its `shard_slot` names, so N runs given the same markets and
-    timeframes, one per shard, do every job exactly once between them, on any hosts.
+    The parts are made by `assign` from each job's estimated requests, which every host
+    computes alike from the same markets, timeframes and window (manager/balance.py), so N
+    runs, one per shard, do every job exactly once between them, on any hosts.
     """
 
     index: int
@@ -202,15 +211,18 @@ class Shard:
             raise UsageError(f"{_SHARD_FORM}, not {self}")
 
     @classmethod
-    def parse(cls, text: str | Shard) -> Shard:
-        """`2/4` (or a Shard, returned as is); anything else is a UsageError."""
+    def parse(cls, text: str | Shard, env: Mapping[str, str] | None = None) -> Shard:
+        """`2/4`, or `auto/4`: K is `JOB_COMPLETION_INDEX` + 1 (Kubernetes counts from 0),
+        read from `env` (default: this process's environment). A Shard is returned as is;
+        anything else is a UsageError."""
         if isinstance(text, Shard):
             return text
         found = _SHARD.fullmatch(text.strip()) if isinstance(text, str) else None
         if found is None:
             raise UsageError(f"{_SHARD_FORM}, not {text!r}")
         try:
-            index, count = int(found[1]), int(found[2])
+            count = int(found[2])
+            index = _job_index(env, count) + 1 if found[1] == "auto" else int(found[1])
         except ValueError:  # more digits than int() reads
             raise UsageError(f"{_SHARD_FORM}, not {text!r}") from None
         if not 1 <= index <= count:
@@ -220,13 +232,24 @@ class Shard:
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
 
-    def takes(self, market: str, timeframe: Timeframe) -> bool:
-        """Whether the job (market, timeframe) is this shard's."""
-        return shard_slot(market, timeframe, self.count) == self.index
+    def pick(self, weights: Mapping[str, float]) -> list[str]:
+        """This shard's jobs of `weights` (job -> estimated requests), in name order."""
+        return assign(weights, self.count)[self.index - 1]
 
-    def pick(self, markets: Iterable[str], timeframe: Timeframe) -> list[str]:
-        """This shard's markets for jobs of `timeframe`, in the given order."""
-        return [m for m in markets if self.takes(m, timeframe)]
+
+def _job_index(env: Mapping[str, str] | None, count: int) -> int:
+    """The pod's 0-based index from JOB_COMPLETION_INDEX, refused unless 0 <= it < count."""
+    found = (os.environ if env is None else env).get(JOB_INDEX)
+    if count < 1:
+        raise UsageError(f"{_SHARD_FORM}, not 'auto/{count}'")
+    if found is None:
+        raise UsageError(f"--shard auto/{count} takes K from {JOB_INDEX}, which is not set")
+    if not found.strip().isdigit() or not 0 <= int(found) < count:
+        raise UsageError(
+            f"--shard auto/{count}: {JOB_INDEX} must be a whole number from 0 to {count - 1} "
+            f"(Kubernetes counts from 0), not {found!r}"
+        )
+    return int(found)
 
 
 @dataclass(frozen=True)
