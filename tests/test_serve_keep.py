@@ -5,25 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
-from conftest import request
+from conftest import request, wait_for
 from serving import serving
 
 from upbit_cache.simulator import SimulatorServer
 from upbit_cache.timeframes import Timeframe
 
 M15 = Timeframe.parse("15m")
-
-
-def until(done: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_a_kept_series_open_candle_comes_from_the_stream_and_the_relay_shares_it(
@@ -33,12 +24,18 @@ def test_a_kept_series_open_candle_comes_from_the_stream_and_the_relay_shares_it
     with serving(sim.url, tmp_path, ws_url=sim.ws_url, keep=kept, fresh=0.0) as server:
         keeper = server.keeper
         assert keeper is not None
-        until(lambda: keeper.book is not None and bool(keeper.book.recent("KRW-BTC", M15)))
+        wait_for(
+            lambda: keeper.book is not None and keeper.book.recent("KRW-BTC", M15),
+            "the Keeper's book seeded from REST",
+        )
         sim.clock.advance(5 * 60)  # trades of the open quarter reach the Keeper's book
-        until(lambda: keeper.in_progress("KRW-BTC", M15) is not None)
+        wait_for(lambda: keeper.in_progress("KRW-BTC", M15), "an open quarter from the stream")
         page = {"market": "KRW-BTC", "count": 3}
         theirs = request(sim.url, "/v1/candles/minutes/15", page)
-        until(lambda: keeper.in_progress("KRW-BTC", M15) == theirs.json()[0])
+        wait_for(
+            lambda: keeper.in_progress("KRW-BTC", M15) == theirs.json()[0],
+            "the open quarter as Upbit answers it",
+        )
         before = sim.stats()["candle_requests"]
         answers = [request(server.url, "/v1/candles/minutes/15", page) for _ in range(2)]
         # The open candle is the Keeper's and the closed ones the store's: no upstream ask,

@@ -178,18 +178,7 @@ class UpbitCache:
     @overload
     def get(
         self,
-        market: str,
-        timeframe: str | Timeframe,
-        start: TimeLike,
-        end: TimeLike | None = None,
-        *,
-        as_dict: Literal[False] = False,
-        index: bool = False,
-    ) -> pd.DataFrame: ...
-    @overload
-    def get(
-        self,
-        market: Sequence[str],
+        market: str | Sequence[str],
         timeframe: str | Timeframe,
         start: TimeLike,
         end: TimeLike | None = None,
@@ -231,18 +220,7 @@ class UpbitCache:
     @overload
     async def aget(
         self,
-        market: str,
-        timeframe: str | Timeframe,
-        start: TimeLike,
-        end: TimeLike | None = None,
-        *,
-        as_dict: Literal[False] = False,
-        index: bool = False,
-    ) -> pd.DataFrame: ...
-    @overload
-    async def aget(
-        self,
-        market: Sequence[str],
+        market: str | Sequence[str],
         timeframe: str | Timeframe,
         start: TimeLike,
         end: TimeLike | None = None,
@@ -334,19 +312,7 @@ class UpbitCache:
     @overload
     def load(
         self,
-        market: str,
-        timeframe: str | Timeframe,
-        start: TimeLike | None = None,
-        end: TimeLike | None = None,
-        *,
-        fill: bool = False,
-        as_dict: Literal[False] = False,
-        index: bool = False,
-    ) -> pd.DataFrame: ...
-    @overload
-    def load(
-        self,
-        market: Sequence[str],
+        market: str | Sequence[str],
         timeframe: str | Timeframe,
         start: TimeLike | None = None,
         end: TimeLike | None = None,
@@ -412,19 +378,7 @@ class UpbitCache:
     @overload
     async def aload(
         self,
-        market: str,
-        timeframe: str | Timeframe,
-        start: TimeLike | None = None,
-        end: TimeLike | None = None,
-        *,
-        fill: bool = False,
-        as_dict: Literal[False] = False,
-        index: bool = False,
-    ) -> pd.DataFrame: ...
-    @overload
-    async def aload(
-        self,
-        market: Sequence[str],
+        market: str | Sequence[str],
         timeframe: str | Timeframe,
         start: TimeLike | None = None,
         end: TimeLike | None = None,
