@@ -1,0 +1,352 @@
+"""`fetch --dask SCHEDULER`: a backfill's jobs as Dask tasks, spread over many hosts (IPs).
+
+The client plans as a local fetch does (one market list, the records read once), then hands
+Dask one task per (market, base timeframe), largest first (by the requests its record says it
+lacks): Dask runs each on whichever worker is free and steals work from busy ones. A task is a
+plain function (`fetch_task`) that builds its own `UpbitCache` on the worker from a `JobSpec`
+(the data dir and the settings the client was given) and runs one job exactly as a local
+fetch runs it: its host's rate budget (the host cell, shared by every worker process of that
+host), its writer lock, its per-page writes. A worker that dies takes its task with it; Dask
+runs the task again on another worker, and what the first one wrote stays, so the retry asks
+only what is still missing. A market's derived timeframes are one more task, run by Dask once
+its base task is done (`derive_task`). The data dir is the one shared truth: the client keeps
+nothing.
+
+Only `fetch --dask` imports this module (and, through it, dask and distributed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from upbit_cache.errors import InvalidRangeError, IPBlockedError, UpbitCacheError, UsageError
+from upbit_cache.manager.fetch import MarketOutcome, Progress, SyncReport, WorkerShare, _Silent
+from upbit_cache.manager.planner import plan_fetch, requests_for
+from upbit_cache.manager.scope import Window, resolve_markets, selection
+from upbit_cache.manager.session import new_client
+from upbit_cache.ranges import TimeRange
+from upbit_cache.store.audit import quarantine_stamp
+from upbit_cache.timeframes import Timeframe
+from upbit_cache.times import iso
+
+if TYPE_CHECKING:
+    from upbit_cache.manager.cache import UpbitCache
+    from upbit_cache.manager.derive import DeriveOutcome
+
+INSTALL = "fetch --dask needs dask and distributed: pip install 'distributed>=2024.1'"
+RETRIES = 3  # a task that raised is run again this often (a lost worker: Dask's allowed-failures)
+LOCAL_THREADS = 2  # jobs at once per worker of `local:N` (they share the host's budget)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a worker needs to build its own cache: the data dir, and the settings the client
+    was given (None: the worker's own environment and config file decide, as a run on that
+    host would; so each worker may ask an Upbit of its own, e.g. through a proxy)."""
+
+    data_dir: str
+    api_url: str | None = None
+    rate: float | None = None
+    settle: float | None = None  # the client's: every worker settles periods alike
+    lock_timeout: float | None = None
+
+
+@dataclass
+class TaskOutcome:
+    """What one task sends back: small, picklable."""
+
+    worker: str
+    began: float  # the worker's wall clock, seconds
+    ended: float
+    rate_limited: int = 0
+    fetched: MarketOutcome | None = None
+    derived: list[DeriveOutcome] = field(default_factory=list)
+
+
+def fetch_task(spec: JobSpec, market: str, base: str, span: TimeRange, stamp: str) -> TaskOutcome:
+    """Run the (market, base) job of a fetch on this worker (a Dask task)."""
+    began = time.time()
+    cache = _cache(spec)
+    tf = Timeframe.parse(base)
+
+    async def run() -> SyncReport:
+        from upbit_cache.manager.fetch import sync_markets
+
+        config = cache.config if spec.settle is None else replace(cache.config, settle=spec.settle)
+        async with new_client(config) as client:
+            return await sync_markets(cache.store, client, [market], [tf], span, stamp=stamp)
+
+    report = asyncio.run(run())
+    outcome = report.outcomes[0]
+    outcome.error = _portable(outcome.error)
+    return TaskOutcome(_worker_name(), began, time.time(), report.rate_limited, fetched=outcome)
+
+
+def derive_task(
+    spec: JobSpec,
+    market: str,
+    targets: Sequence[str],
+    base: str,
+    span: TimeRange,
+    stamp: str,
+    after: object = None,
+) -> TaskOutcome:
+    """Materialise `targets` of `market` from its `base` (a Dask task; `after` is the base
+    task's result, there only so that Dask runs this one once the base is complete)."""
+    from upbit_cache.manager.derive import materialise_many
+
+    began = time.time()
+    cache = _cache(spec)
+    tf = Timeframe.parse(base)
+    jobs = [(market, Timeframe.parse(t), tf) for t in targets]
+    done = asyncio.run(materialise_many(cache.store, jobs, heal=(span, stamp)))
+    for outcome in done:
+        outcome.error = _portable(outcome.error)
+    return TaskOutcome(_worker_name(), began, time.time(), derived=done)
+
+
+_caches: dict[JobSpec, UpbitCache] = {}  # per worker process: one cache (memory layer) a spec
+
+
+def _cache(spec: JobSpec) -> UpbitCache:
+    from upbit_cache.manager.cache import UpbitCache
+
+    if spec not in _caches:
+        _caches[spec] = UpbitCache(
+            spec.data_dir,
+            api_url=spec.api_url,
+            rate=spec.rate,
+            lock_timeout=spec.lock_timeout,
+            memory_bytes=0,  # other workers write the same series: nothing kept between tasks
+        )
+    return _caches[spec]
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().name)
+    except ValueError:  # not on a worker (called directly)
+        return f"pid {os.getpid()}"
+
+
+def _portable(error: UpbitCacheError | None) -> UpbitCacheError | None:
+    """The error itself if it survives pickling (back to the client), else its text as the
+    nearest kind that does."""
+    if error is None:
+        return None
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:  # any pickling failure: the message is what matters
+        return UpbitCacheError(f"{type(error).__name__}: {error}")
+
+
+async def fetch_on_dask(
+    cache: UpbitCache,
+    scheduler: str,
+    markets: Sequence[str],
+    timeframes: Sequence[Timeframe],
+    window: Window,
+    *,
+    quote: str | None = None,
+    progress: Progress | None = None,
+) -> SyncReport:
+    """`fetch`, its jobs run as tasks of the Dask cluster at `scheduler` (`tcp://host:port`,
+    or `local:N`: a LocalCluster of N worker processes on this host, for trying it)."""
+    connect = _connector(scheduler)  # a bad address, or no dask: refused before any request
+    selection(markets, quote)
+    store = cache.store
+    store.ensure_writable()
+    began = time.monotonic()
+    async with new_client(cache.config) as client:
+        listed = [m.market for m in await client.markets()]
+        now = client.now_ms()
+        earliest = client.earliest
+        wanted = resolve_markets(listed, markets, quote)
+        known = store.coverage()
+        plan = await asyncio.to_thread(
+            plan_fetch, known, wanted, timeframes, window.span_at(now), earliest
+        )
+    if plan.horizon is not None and plan.beyond and plan.span.end <= plan.horizon:
+        raise InvalidRangeError(
+            f"Upbit keeps {plan.base} candles for about three months only (since "
+            f"{iso(plan.horizon)}): nothing of {iso(plan.span.start)}→{iso(plan.span.end)} "
+            "can be fetched"
+        )
+    await asyncio.to_thread(known.read, [(plan.base, m) for m in wanted])
+    costs = {m: requests_for(known, [m], plan.base, plan.span, plan.horizon) for m in wanted}
+    plan = replace(plan, planned_requests=sum(costs.values()), costed=True)
+    spec = JobSpec(
+        str(cache.files.root),
+        api_url=cache.config.api_url if _explicit(cache, "api_url") else None,
+        rate=cache.config.rate if _explicit(cache, "rate") else None,
+        settle=cache.config.settle,
+        lock_timeout=cache.lock_timeout,
+    )
+    order = sorted(wanted, key=lambda m: -costs[m])  # largest first
+    report = await asyncio.to_thread(
+        _run_tasks, connect, spec, order, plan.base, plan.derived, plan.span, progress or _Silent()
+    )
+    report.plan, report.now, report.total_markets = plan, now, len(wanted)
+    report.seconds = time.monotonic() - began
+    return report
+
+
+def _explicit(cache: UpbitCache, name: str) -> bool:
+    """Whether the client's `name` setting was given to it (not its environment's default),
+    so that it goes to the workers; otherwise each worker's own settings decide."""
+    return cache.given.get(name) is not None
+
+
+def _connector(scheduler: str) -> Callable[[], Any]:
+    """A context manager factory yielding a connected `distributed.Client`."""
+    try:
+        import distributed
+    except ImportError:
+        raise UsageError(INSTALL) from None
+    if scheduler.startswith("local:"):
+        count = scheduler.partition(":")[2]
+        if not count.isdigit() or int(count) < 1:
+            raise UsageError(f"--dask local:N needs N ≥ 1 worker processes, not {scheduler!r}")
+
+        @contextmanager
+        def local() -> Iterator[Any]:
+            with (
+                distributed.LocalCluster(  # type: ignore[no-untyped-call]
+                    n_workers=int(count),
+                    threads_per_worker=LOCAL_THREADS,
+                    processes=True,
+                    dashboard_address=None,
+                ) as cluster,
+                distributed.Client(cluster) as client,  # type: ignore[no-untyped-call]
+            ):
+                yield client
+
+        return local
+    if not scheduler.startswith(("tcp://", "tls://", "ucx://", "inproc://")):
+        raise UsageError(
+            f"--dask wants a scheduler address (tcp://host:8786) or local:N, not {scheduler!r}"
+        )
+
+    @contextmanager
+    def remote() -> Iterator[Any]:
+        try:
+            client = distributed.Client(scheduler, timeout=30)  # type: ignore[no-untyped-call]
+        except OSError as exc:
+            raise UsageError(f"--dask {scheduler}: no scheduler answers there ({exc})") from None
+        with client:
+            yield client
+
+    return remote
+
+
+def _run_tasks(
+    connect: Callable[[], Any],
+    spec: JobSpec,
+    markets: Sequence[str],
+    base: Timeframe,
+    derived: Sequence[Timeframe],
+    span: TimeRange,
+    progress: Progress,
+) -> SyncReport:
+    """Submit every task, gather their outcomes as they finish (the bar follows), and sum
+    them up as one run's report."""
+    from distributed import as_completed
+
+    stamp = quarantine_stamp()
+    token = uuid.uuid4().hex[:8]  # this run's task keys: a retry of a task keeps its key
+    report = SyncReport()
+    spans: dict[str, list[tuple[float, float]]] = {}
+    requests: dict[str, int] = {}
+    with connect() as client:
+        progress.on_start(len(markets))
+        kind: dict[str, tuple[str, str]] = {}
+        futures = []
+        for rank, market in enumerate(markets):
+            fetched = client.submit(
+                fetch_task,
+                spec,
+                market,
+                base.name,
+                span,
+                stamp,
+                key=f"fetch-{base}-{market}-{token}",
+                priority=len(markets) - rank,  # largest first
+                retries=RETRIES,
+                pure=False,
+            )
+            kind[fetched.key] = ("fetch", market)
+            futures.append(fetched)
+            if derived:
+                later = client.submit(
+                    derive_task,
+                    spec,
+                    market,
+                    [t.name for t in derived],
+                    base.name,
+                    span,
+                    stamp,
+                    fetched,
+                    key=f"derive-{market}-{token}",
+                    priority=len(markets) + 1,  # as soon as its base is done
+                    retries=RETRIES,
+                    pure=False,
+                )
+                kind[later.key] = ("derive", market)
+                futures.append(later)
+        for future in as_completed(futures):  # type: ignore[no-untyped-call]
+            what, market = kind[future.key]
+            try:
+                done: TaskOutcome = future.result()
+            except Exception as exc:  # the task failed for good (e.g. its workers kept dying)
+                error = UpbitCacheError(f"{what} of {market} failed on the cluster: {exc}")
+                if what == "fetch":
+                    lost = MarketOutcome(market, base, error=error)
+                    report.outcomes.append(lost)
+                    progress.on_done(lost)
+                else:
+                    from upbit_cache.manager.derive import DeriveOutcome
+
+                    report.derived += [DeriveOutcome(market, t, base, error=error) for t in derived]
+                continue
+            spans.setdefault(done.worker, []).append((done.began, done.ended))
+            if done.fetched is not None:
+                outcome = done.fetched
+                report.outcomes.append(outcome)
+                report.candle_requests += outcome.requests
+                report.rate_limited += done.rate_limited
+                requests[done.worker] = requests.get(done.worker, 0) + outcome.requests
+                progress.on_page(outcome.candles)
+                progress.on_done(outcome)
+            report.derived += done.derived
+    wall = max((e for s in spans.values() for _, e in s), default=0.0) - min(
+        (b for s in spans.values() for b, _ in s), default=0.0
+    )
+    report.workers = [
+        WorkerShare(name, len(s), requests.get(name, 0), _busy(s), max(0.0, wall - _busy(s)))
+        for name, s in sorted(spans.items())
+    ]
+    report.outcomes.sort(key=lambda o: markets.index(o.market))
+    blocked = [o.error for o in report.outcomes if isinstance(o.error, IPBlockedError)]
+    report.blocked = str(blocked[0]) if blocked else None
+    return report
+
+
+def _busy(spans: list[tuple[float, float]]) -> float:
+    """Seconds a worker ran at least one task: the union of its tasks' spans."""
+    total, reach = 0.0, float("-inf")
+    for lo, hi in sorted(spans):
+        if hi > reach:
+            total += hi - max(lo, reach)
+            reach = hi
+    return total
