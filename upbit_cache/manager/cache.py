@@ -119,9 +119,6 @@ class UpbitCache:
             on_lock_wait=on_lock_wait,
         )
         self.config = ClientConfig.from_env(api_url, rate, ws_url, settings)
-        # What the caller set itself, not the environment: `fetch(dask=...)` hands it on to
-        # the workers, which otherwise follow their own hosts' settings.
-        self.given: dict[str, object] = {"api_url": api_url, "rate": rate}
         self.layers = Layers()
         budget = memory_bytes if memory_bytes is not None else settings.memory_bytes()
         self.memory = MemoryCache(budget, layers=self.layers)

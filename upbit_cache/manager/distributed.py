@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -43,19 +44,22 @@ if TYPE_CHECKING:
 
 INSTALL = "fetch --dask needs dask and distributed: pip install 'distributed>=2024.1'"
 RETRIES = 3  # a task that raised is run again this often (a lost worker: Dask's allowed-failures)
-LOCAL_THREADS = 2  # jobs at once per worker of `local:N` (they share the host's budget)
+# One fetch at a time per worker process: the host cell tells processes apart by pid, so two
+# clients of one process (a worker's threads) would pace as one sender each and overrun the
+# budget together. More jobs at once on a host: more worker processes (they share its cell).
+_one_client = threading.Lock()
 
 
 @dataclass(frozen=True)
 class JobSpec:
-    """What a worker needs to build its own cache: the data dir, and the settings the client
-    was given (None: the worker's own environment and config file decide, as a run on that
-    host would; so each worker may ask an Upbit of its own, e.g. through a proxy)."""
+    """What a worker needs to build its own cache: the data dir and the client's settings.
+    A worker whose own environment or config file names an API URL (UPBIT_API_URL: a proxy
+    of its host's, a simulator of its own) asks that one; the others ask the client's."""
 
     data_dir: str
-    api_url: str | None = None
-    rate: float | None = None
-    settle: float | None = None  # the client's: every worker settles periods alike
+    api_url: str
+    rate: float
+    settle: float  # the client's: every worker settles periods alike
     lock_timeout: float | None = None
 
 
@@ -73,18 +77,19 @@ class TaskOutcome:
 
 def fetch_task(spec: JobSpec, market: str, base: str, span: TimeRange, stamp: str) -> TaskOutcome:
     """Run the (market, base) job of a fetch on this worker (a Dask task)."""
-    began = time.time()
+    began = time.time()  # busy from here: a wait for `_one_client` is its worker's own
     cache = _cache(spec)
     tf = Timeframe.parse(base)
 
     async def run() -> SyncReport:
         from upbit_cache.manager.fetch import sync_markets
 
-        config = cache.config if spec.settle is None else replace(cache.config, settle=spec.settle)
+        config = replace(cache.config, settle=spec.settle)
         async with new_client(config) as client:
             return await sync_markets(cache.store, client, [market], [tf], span, stamp=stamp)
 
-    report = asyncio.run(run())
+    with _one_client:
+        report = asyncio.run(run())
     outcome = report.outcomes[0]
     outcome.error = _portable(outcome.error)
     return TaskOutcome(_worker_name(), began, time.time(), report.rate_limited, fetched=outcome)
@@ -117,12 +122,14 @@ _caches: dict[JobSpec, UpbitCache] = {}  # per worker process: one cache (memory
 
 
 def _cache(spec: JobSpec) -> UpbitCache:
+    from upbit_cache import configfile
     from upbit_cache.manager.cache import UpbitCache
 
     if spec not in _caches:
+        own = configfile.load(None).api()  # this host's own API, if it names one
         _caches[spec] = UpbitCache(
             spec.data_dir,
-            api_url=spec.api_url,
+            api_url=spec.api_url if own is None else None,
             rate=spec.rate,
             lock_timeout=spec.lock_timeout,
             memory_bytes=0,  # other workers write the same series: nothing kept between tasks
@@ -187,9 +194,9 @@ async def fetch_on_dask(
     costs = {m: requests_for(known, [m], plan.base, plan.span, plan.horizon) for m in wanted}
     plan = replace(plan, planned_requests=sum(costs.values()), costed=True)
     spec = JobSpec(
-        str(cache.files.root),
-        api_url=cache.config.api_url if _explicit(cache, "api_url") else None,
-        rate=cache.config.rate if _explicit(cache, "rate") else None,
+        cache.files.files.where,  # as a user names it (s3://bucket/prefix): the same everywhere
+        api_url=cache.config.api_url,
+        rate=cache.config.rate,
         settle=cache.config.settle,
         lock_timeout=cache.lock_timeout,
     )
@@ -200,12 +207,6 @@ async def fetch_on_dask(
     report.plan, report.now, report.total_markets = plan, now, len(wanted)
     report.seconds = time.monotonic() - began
     return report
-
-
-def _explicit(cache: UpbitCache, name: str) -> bool:
-    """Whether the client's `name` setting was given to it (not its environment's default),
-    so that it goes to the workers; otherwise each worker's own settings decide."""
-    return cache.given.get(name) is not None
 
 
 def _connector(scheduler: str) -> Callable[[], Any]:
@@ -224,7 +225,7 @@ def _connector(scheduler: str) -> Callable[[], Any]:
             with (
                 distributed.LocalCluster(  # type: ignore[no-untyped-call]
                     n_workers=int(count),
-                    threads_per_worker=LOCAL_THREADS,
+                    threads_per_worker=1,  # see `_one_client`
                     processes=True,
                     dashboard_address=None,
                 ) as cluster,
