@@ -689,7 +689,19 @@ def sync_json(report: SyncReport) -> dict[str, object]:
 
 def fetch_json(report: SyncReport) -> dict[str, object]:
     """`fetch --json`."""
-    return {"version": 1, "command": "fetch", **sync_json(report)}
+    document: dict[str, object] = {"version": 1, "command": "fetch", **sync_json(report)}
+    if report.workers:  # fetch --dask
+        document["workers"] = [
+            {
+                "name": w.name,
+                "tasks": w.tasks,
+                "requests": w.requests,
+                "busy": round(w.busy, 3),
+                "idle": round(w.idle, 3),
+            }
+            for w in report.workers
+        ]
+    return document
 
 
 def export_json(report: ExportReport) -> dict[str, object]:

@@ -513,7 +513,14 @@ class UpbitCache:
             from upbit_cache.manager.distributed import fetch_on_dask  # dask: only here
 
             report = await fetch_on_dask(
-                self, dask, markets, tfs, window or Window(), quote=quote, progress=progress
+                self.store,
+                self.config,
+                dask,
+                markets,
+                tfs,
+                window or Window(),
+                quote=quote,
+                progress=progress,
             )
             self._asked(report)
             return report

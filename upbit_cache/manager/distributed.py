@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from upbit_cache.collector.config import ClientConfig
 from upbit_cache.errors import InvalidRangeError, IPBlockedError, UpbitCacheError, UsageError
 from upbit_cache.manager.fetch import MarketOutcome, Progress, SyncReport, WorkerShare, _Silent
 from upbit_cache.manager.planner import plan_fetch, requests_for
@@ -39,8 +40,8 @@ from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import iso
 
 if TYPE_CHECKING:
-    from upbit_cache.manager.cache import UpbitCache
     from upbit_cache.manager.derive import DeriveOutcome
+    from upbit_cache.store.candle_store import CandleStore
 
 INSTALL = "fetch --dask needs dask and distributed: pip install 'distributed>=2024.1'"
 RETRIES = 3  # a task that raised is run again this often (a lost worker: Dask's allowed-failures)
@@ -78,15 +79,14 @@ class TaskOutcome:
 def fetch_task(spec: JobSpec, market: str, base: str, span: TimeRange, stamp: str) -> TaskOutcome:
     """Run the (market, base) job of a fetch on this worker (a Dask task)."""
     began = time.time()  # busy from here: a wait for `_one_client` is its worker's own
-    cache = _cache(spec)
+    store, config = _store_for(spec)
     tf = Timeframe.parse(base)
 
     async def run() -> SyncReport:
         from upbit_cache.manager.fetch import sync_markets
 
-        config = replace(cache.config, settle=spec.settle)
         async with new_client(config) as client:
-            return await sync_markets(cache.store, client, [market], [tf], span, stamp=stamp)
+            return await sync_markets(store, client, [market], [tf], span, stamp=stamp)
 
     with _one_client:
         report = asyncio.run(run())
@@ -109,32 +109,34 @@ def derive_task(
     from upbit_cache.manager.derive import materialise_many
 
     began = time.time()
-    cache = _cache(spec)
+    store, _ = _store_for(spec)
     tf = Timeframe.parse(base)
     jobs = [(market, Timeframe.parse(t), tf) for t in targets]
-    done = asyncio.run(materialise_many(cache.store, jobs, heal=(span, stamp)))
+    done = asyncio.run(materialise_many(store, jobs, heal=(span, stamp)))
     for outcome in done:
         outcome.error = _portable(outcome.error)
     return TaskOutcome(_worker_name(), began, time.time(), derived=done)
 
 
-_caches: dict[JobSpec, UpbitCache] = {}  # per worker process: one cache (memory layer) a spec
+_stores: dict[JobSpec, tuple[CandleStore, ClientConfig]] = {}  # per worker process, per spec
 
 
-def _cache(spec: JobSpec) -> UpbitCache:
+def _store_for(spec: JobSpec) -> tuple[CandleStore, ClientConfig]:
+    """The data dir (no memory layer: other workers write the same series, so nothing is
+    kept between tasks) and the client settings, as `UpbitCache` makes them on this host."""
     from upbit_cache import configfile
-    from upbit_cache.manager.cache import UpbitCache
+    from upbit_cache.store.base import Store
+    from upbit_cache.store.candle_store import CandleStore
 
-    if spec not in _caches:
-        own = configfile.load(None).api()  # this host's own API, if it names one
-        _caches[spec] = UpbitCache(
-            spec.data_dir,
-            api_url=spec.api_url if own is None else None,
-            rate=spec.rate,
-            lock_timeout=spec.lock_timeout,
-            memory_bytes=0,  # other workers write the same series: nothing kept between tasks
+    if spec not in _stores:
+        settings = configfile.load(None)  # this host's environment and config file
+        own = settings.api()  # this host's own API, if it names one
+        config = ClientConfig.from_env(
+            spec.api_url if own is None else None, spec.rate, None, settings
         )
-    return _caches[spec]
+        files = Store(spec.data_dir, lock_timeout=spec.lock_timeout)
+        _stores[spec] = (CandleStore.on(files, None), replace(config, settle=spec.settle))
+    return _stores[spec]
 
 
 def _worker_name() -> str:
@@ -159,7 +161,8 @@ def _portable(error: UpbitCacheError | None) -> UpbitCacheError | None:
 
 
 async def fetch_on_dask(
-    cache: UpbitCache,
+    store: CandleStore,
+    config: ClientConfig,
     scheduler: str,
     markets: Sequence[str],
     timeframes: Sequence[Timeframe],
@@ -169,13 +172,13 @@ async def fetch_on_dask(
     progress: Progress | None = None,
 ) -> SyncReport:
     """`fetch`, its jobs run as tasks of the Dask cluster at `scheduler` (`tcp://host:port`,
-    or `local:N`: a LocalCluster of N worker processes on this host, for trying it)."""
+    or `local:N`: a LocalCluster of N worker processes on this host, for trying it), each
+    worker writing the data dir of `store` (with its lock timeout)."""
     connect = _connector(scheduler)  # a bad address, or no dask: refused before any request
     selection(markets, quote)
-    store = cache.store
     store.ensure_writable()
     began = time.monotonic()
-    async with new_client(cache.config) as client:
+    async with new_client(config) as client:
         listed = [m.market for m in await client.markets()]
         now = client.now_ms()
         earliest = client.earliest
@@ -194,11 +197,11 @@ async def fetch_on_dask(
     costs = {m: requests_for(known, [m], plan.base, plan.span, plan.horizon) for m in wanted}
     plan = replace(plan, planned_requests=sum(costs.values()), costed=True)
     spec = JobSpec(
-        cache.files.files.where,  # as a user names it (s3://bucket/prefix): the same everywhere
-        api_url=cache.config.api_url,
-        rate=cache.config.rate,
-        settle=cache.config.settle,
-        lock_timeout=cache.lock_timeout,
+        store.where,  # as a user names it (s3://bucket/prefix): the same everywhere
+        api_url=config.api_url,
+        rate=config.rate,
+        settle=config.settle,
+        lock_timeout=store.lock_timeout,
     )
     order = sorted(wanted, key=lambda m: -costs[m])  # largest first
     report = await asyncio.to_thread(
