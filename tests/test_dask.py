@@ -248,3 +248,19 @@ def test_the_cli_start_up_does_not_import_dask() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_without_distributed_it_says_how_to_install_it(
+    tmp_path: Path, sim: SimulatorServer
+) -> None:
+    # An interpreter where `import distributed` fails, as where it is not installed.
+    code = (
+        "import sys; sys.modules['distributed'] = None; from upbit_cache.cli import run; "
+        f"sys.argv = ['upbit-cache', 'fetch', 'KRW-BTC', '--days', '1', '--data-dir', "
+        f"{str(tmp_path)!r}, '--api-url', {sim.url!r}, '--dask', 'local:2']; run()"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=RUN)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0
+    assert "pip install 'distributed>=2024.1'" in done.stderr
+    assert sim.stats()["candle_requests"] == 0  # refused before any request
