@@ -118,25 +118,19 @@ def derive_task(
     return TaskOutcome(_worker_name(), began, time.time(), derived=done)
 
 
-_stores: dict[JobSpec, tuple[CandleStore, ClientConfig]] = {}  # per worker process, per spec
-
-
 def _store_for(spec: JobSpec) -> tuple[CandleStore, ClientConfig]:
-    """The data dir (no memory layer: other workers write the same series, so nothing is
-    kept between tasks) and the client settings, as `UpbitCache` makes them on this host."""
+    """The data dir and the client settings, as `UpbitCache` makes them on this host; made
+    afresh for each task (nothing bound to an earlier task's event loop, and no memory layer:
+    other workers write the same series)."""
     from upbit_cache import configfile
     from upbit_cache.store.base import Store
     from upbit_cache.store.candle_store import CandleStore
 
-    if spec not in _stores:
-        settings = configfile.load(None)  # this host's environment and config file
-        own = settings.api()  # this host's own API, if it names one
-        config = ClientConfig.from_env(
-            spec.api_url if own is None else None, spec.rate, None, settings
-        )
-        files = Store(spec.data_dir, lock_timeout=spec.lock_timeout)
-        _stores[spec] = (CandleStore.on(files, None), replace(config, settle=spec.settle))
-    return _stores[spec]
+    settings = configfile.load(None)  # this host's environment and config file
+    own = settings.api()  # this host's own API, if it names one
+    config = ClientConfig.from_env(spec.api_url if own is None else None, spec.rate, None, settings)
+    files = Store(spec.data_dir, lock_timeout=spec.lock_timeout)
+    return CandleStore.on(files, None), replace(config, settle=spec.settle)
 
 
 def _worker_name() -> str:
