@@ -15,12 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import distributed
 import pandas as pd
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 from conftest import DEADLINE, NOW, Procs, S3Server, run_fetch, wait_for
 
+from upbit_cache.manager.dask_plugin import profiler_may_deadlock
 from upbit_cache.simulator.server import SimulatorServer
 
 MARKETS = ["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL", "KRW-DOGE", "KRW-ADA"]
@@ -197,6 +199,10 @@ def test_two_workers_two_ips_equal_a_local_fetch(
     total = sum(s.stats()["candle_requests"] for s in sims)
     assert total == 6 * 15  # 2 days of 1m a market: 15 pages, each asked once
     exact(uri, sim, tmp_path)
+    # Where Dask's stack sampling can deadlock the interpreter, the workers no longer sample.
+    with distributed.Client(made.address, timeout=30) as client:
+        sampling = client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
+    assert sorted(sampling.values()) == [not profiler_may_deadlock()] * 2, sampling
 
 
 @pytest.mark.slow
@@ -224,6 +230,10 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_result_is_exact(
     # What the killed task had written stays: its retry asks again only the pages in flight.
     assert 6 * 15 <= total <= 6 * 15 + 9  # ≤ 10% sent again
     exact(uri, sim, tmp_path)
+    # The worker the nanny started again samples no stacks either, where that may deadlock.
+    with distributed.Client(made.address, timeout=30) as client:
+        sampling = client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
+    assert sorted(sampling.values()) == [not profiler_may_deadlock()] * 2, sampling
 
 
 @pytest.mark.slow
@@ -295,3 +305,14 @@ def test_without_distributed_it_says_how_to_install_it(
     assert done.stderr.strip().count("\n") == 0
     assert "pip install 'distributed>=2024.1'" in done.stderr
     assert sim.stats()["candle_requests"] == 0  # refused before any request
+
+
+@pytest.mark.parametrize(
+    ("version", "deadlocks"),
+    [((3, 11, 7), True), ((3, 11, 9), False), ((3, 12, 2), True), ((3, 12, 3), False)],
+)
+def test_the_profiler_is_stopped_only_where_cpython_may_deadlock(
+    version: tuple[int, int, int], deadlocks: bool
+) -> None:
+    # python/cpython#106883: fixed in 3.11.9 and 3.12.3 (and every 3.13).
+    assert profiler_may_deadlock(version) is deadlocks

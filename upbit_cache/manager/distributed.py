@@ -267,6 +267,9 @@ def _run_tasks(
     spans: dict[str, list[tuple[float, float]]] = {}
     requests: dict[str, int] = {}
     with connect() as client:
+        from upbit_cache.manager.dask_plugin import NAME, NoProfiler
+
+        client.register_plugin(NoProfiler(), name=NAME)  # every worker, also ones started later
         progress.on_start(len(markets))
         kind: dict[str, tuple[str, str]] = {}
         futures = []
