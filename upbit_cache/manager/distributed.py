@@ -225,6 +225,9 @@ def _connector(scheduler: str) -> Callable[[], Any]:
                     threads_per_worker=1,  # see `_one_client`
                     processes=True,
                     dashboard_address=None,
+                    # Its HTTP server (health, metrics) on a free loopback port: the default
+                    # 8787 may be another cluster's, and a warning would say so.
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                 ) as cluster,
                 distributed.Client(cluster) as client,  # type: ignore[no-untyped-call]
             ):
