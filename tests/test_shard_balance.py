@@ -23,13 +23,14 @@ from upbit_cache import Shard, UpbitCache, UsageError, Window
 from upbit_cache.cli import app
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.collector.paging import DEFAULT_WINDOW
-from upbit_cache.manager.balance import job_weights
+from upbit_cache.manager.balance import PROBES_IN_FLIGHT, job_weights, probe_timeframe, whole_window
 from upbit_cache.manager.scope import assign
 from upbit_cache.manager.session import new_client
 from upbit_cache.ranges import TimeRange
 from upbit_cache.simulator import SimulatorConfig, SimulatorServer
 from upbit_cache.simulator.history import History
 from upbit_cache.store.candle_store import CandleStore
+from upbit_cache.store.listings import read_first
 from upbit_cache.timeframes import Timeframe
 from upbit_cache.times import iso, to_ms
 
@@ -125,6 +126,76 @@ def test_a_short_window_or_one_up_to_now_weighs_every_market_alike(msim: Simulat
         assert msim.stats()["candle_requests"] == 0  # nothing asked: nothing to weigh
 
 
+def kept_weights(
+    sim: SimulatorServer, store: CandleStore, parts: list[int], count: int, span: TimeRange
+) -> list[dict[str, int]]:
+    """The weights shards `parts` (from 0) of `count` compute at once, in one loop, each with
+    its own client, keeping and reading the probes' answers in `store`."""
+
+    async def one(index: int) -> dict[str, int]:
+        async with new_client(ClientConfig(api_url=sim.url, rate=FAST_RATE)) as client:
+            await client.markets()
+            return await job_weights(
+                client, KRW, M1, span, count, fixed=True, store=store, index=index
+            )
+
+    async def run() -> list[dict[str, int]]:
+        return list(await asyncio.gather(*(one(k) for k in parts)))
+
+    return asyncio.run(run())
+
+
+def test_shards_started_together_ask_each_probe_about_once(
+    msim: SimulatorServer, tmp_path: Path
+) -> None:
+    span = TimeRange(to_ms(SINCE), to_ms(UNTIL))
+    fresh = weights_of(msim, KRW, 4, Window.of(SINCE, UNTIL), span)
+    msim.reset_stats()
+    store = CandleStore(tmp_path)
+    together = kept_weights(msim, store, [0, 1, 2, 3], 4, span)
+    assert all(w == fresh for w in together)  # the same parts as shards that keep nothing
+    # Each starts at its own quarter: between them about one probe per market, not four.
+    asked = msim.stats()["candle_requests"]
+    assert len(KRW) <= asked <= len(KRW) + 4 * PROBES_IN_FLIGHT, asked
+    probe = probe_timeframe(whole_window(M1, span))
+    kept = {m: read_first(store, probe, m) for m in KRW}
+    assert all(f is not None and f.to == span.end for f in kept.values())
+    msim.reset_stats()
+    assert kept_weights(msim, store, [2], 4, span) == [fresh]  # run again: nothing asked
+    assert msim.stats()["candle_requests"] == 0
+
+
+def test_a_kept_answer_serves_only_its_own_request(msim: SimulatorServer, tmp_path: Path) -> None:
+    store = CandleStore(tmp_path)
+    first = TimeRange(to_ms(SINCE), to_ms(UNTIL))
+    kept_weights(msim, store, [0], 2, first)
+    # A window of the same length ending a day earlier: its probe asks another page (the
+    # same timeframe); the answers kept say nothing of it, however Upbit counts a page.
+    other = TimeRange(first.start - 86_400_000, first.end - 86_400_000)
+    assert probe_timeframe(whole_window(M1, other)) == probe_timeframe(whole_window(M1, first))
+    msim.reset_stats()
+    fresh = weights_of(msim, KRW, 2, Window(), other)
+    msim.reset_stats()
+    assert kept_weights(msim, store, [1], 2, other) == [fresh]
+    assert msim.stats()["candle_requests"] == len(KRW)
+    # A damaged answer is asked again.
+    probe = probe_timeframe(whole_window(M1, other))
+    damaged = KRW[1]
+    (tmp_path / "listings" / probe.name / f"{damaged}.json").write_text("{not json")
+    msim.reset_stats()
+    assert kept_weights(msim, store, [0], 2, other) == [fresh]
+    assert msim.stats()["candle_requests"] == 1
+
+
+def test_a_window_not_yet_settled_keeps_no_answer(msim: SimulatorServer, tmp_path: Path) -> None:
+    # A fixed window ending an hour after Upbit's now: its pages may still change.
+    span = TimeRange(to_ms(SINCE), to_ms(NOW) + 3_600_000)
+    store = CandleStore(tmp_path)
+    kept_weights(msim, store, [0, 1], 2, span)
+    assert msim.stats()["candle_requests"] == 2 * len(KRW)  # each shard asks its own
+    assert not (tmp_path / "listings").exists()
+
+
 @pytest.mark.slow
 def test_shards_started_apart_while_the_other_writes_do_every_job_once(
     msim: SimulatorServer, tmp_path: Path
@@ -153,7 +224,10 @@ def test_shards_started_apart_while_the_other_writes_do_every_job_once(
         # less the one that proves it) depend on the order answers land in, in either run.
         for o in report.outcomes:
             assert abs(o.requests - requests[o.market]) <= DEFAULT_WINDOW, (o.market, o.requests)
-        assert msim.stats()["candle_requests"] == report.candle_requests + len(markets)
+        # The first asks one probe per market of the whole run; the second finds their
+        # answers in the data dir and asks none.
+        probes = len(markets) if k == 1 else 0
+        assert msim.stats()["candle_requests"] == report.candle_requests + probes
         reports.append(report)
     one, two = reports
     assert one.weights == two.weights  # the same estimate, though the store and clock moved

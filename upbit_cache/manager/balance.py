@@ -18,22 +18,33 @@ answer at any time. It is asked only where it is a fact and worth its cost:
   weighs the same window (and the parts are even in count);
 - the window is long: at least `PROBE_FROM` pages per market and shard, so the one request
   per market is at most a tenth of a shard's share (a backfill since 2017 is ~23,000).
+
+Where the window ends in the settled past, each answer is kept in the data dir
+(store/listings.py): a shard reads what another already learnt before it asks, and each
+starts at its own share of the markets, so shards started together ask about each market
+about once between them, and a shard started later (or run again) asks nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from upbit_cache.candles import times_ms
 from upbit_cache.collector.client import MAX_PAGE, UpbitClient
 from upbit_cache.manager.planner import pages_for
 from upbit_cache.manager.scope import UPBIT_OPENED
 from upbit_cache.ranges import Ranges, TimeRange
+from upbit_cache.store.listings import FirstCandle, keep_first, read_first
 from upbit_cache.timeframes import SUPPORTED, Timeframe
+
+if TYPE_CHECKING:
+    from upbit_cache.store.candle_store import CandleStore
 
 PROBE_FROM = 10  # pages per market and shard from which the first candles are asked
 PROBE_PERIODS = 20  # the probe's timeframe: the coarsest with at least this many in the window
+PROBES_IN_FLIGHT = 4  # few: each looks at what the other shards learnt just before it asks
 
 
 def whole_window(base: Timeframe, span: TimeRange) -> TimeRange:
@@ -64,23 +75,43 @@ async def job_weights(
     count: int,
     *,
     fixed: bool,
+    store: CandleStore | None = None,
+    index: int = 0,
 ) -> dict[str, int]:
     """Each market's estimated requests for its (market, base) job of `span`, whole, as a
     run on an empty store would send them; the same on every host (see the docstring).
-    `fixed`: the window's start and end are times given (`span` is then that window)."""
+    `fixed`: the window's start and end are times given (`span` is then that window).
+    `store`: where answers are kept and looked up; `index`: this shard's (from 0), where its
+    probes start."""
     window = whole_window(base, span)
     flat = weigh(base, window)
     if not fixed or count < 2 or flat < PROBE_FROM * count:
         return dict.fromkeys(markets, flat)
     probe = probe_timeframe(window)
+    # Only an answer about the settled past is a fact for good (a later one can change).
+    kept = store if store is not None and window.end <= client.settled_ms() else None
+    gate = asyncio.Semaphore(PROBES_IN_FLIGHT)
 
     async def first_candle(market: str) -> int | None:
-        page = await client.candles(market, probe, window.end, MAX_PAGE)
+        async with gate:
+            if kept is not None:
+                known = await asyncio.to_thread(read_first, kept, probe, market)
+                if known is not None and known.to == window.end:
+                    return known.first
+            page = await client.candles(market, probe, window.end, MAX_PAGE)
         if page.num_rows >= MAX_PAGE:
-            return None  # 200 periods with trades before the end: it traded all the window
-        if page.num_rows == 0:
-            return window.end  # nothing before the end: not listed yet, nothing to fetch
-        return int(times_ms(page)[0].as_py())  # oldest first
+            first = None  # 200 periods with trades before the end: it traded all the window
+        elif page.num_rows == 0:
+            first = window.end  # nothing before the end: not listed yet, nothing to fetch
+        else:
+            first = int(times_ms(page)[0].as_py())  # oldest first
+        if kept is not None:
+            await asyncio.to_thread(keep_first, kept, probe, market, FirstCandle(window.end, first))
+        return first
 
-    firsts = await asyncio.gather(*(first_candle(m) for m in markets))
-    return {m: weigh(base, window, f) for m, f in zip(markets, firsts, strict=True)}
+    # Each shard starts at its own share: shards started together ask about each market
+    # about once between them (the semaphore lets the tasks in, in this order).
+    start = index * len(markets) // count
+    order = [*markets[start:], *markets[:start]]
+    firsts = dict(zip(order, await asyncio.gather(*(first_candle(m) for m in order)), strict=True))
+    return {m: weigh(base, window, firsts[m]) for m in markets}

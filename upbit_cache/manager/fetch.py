@@ -242,7 +242,9 @@ async def fetch_with(
         else:
             span = window.span_at(now)
         base = cold_base(timeframes)
-        weights = await job_weights(client, wanted, base, span, shard.count, fixed=fixed)
+        weights = await job_weights(
+            client, wanted, base, span, shard.count, fixed=fixed, store=store, index=shard.index - 1
+        )
         taken = set(shard.pick(weights))
         mine = [m for m in wanted if m in taken]
         if plan.costed:

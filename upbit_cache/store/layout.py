@@ -9,6 +9,7 @@
     <root>/screens/<key>.<format>, <key>.json                              kept screen tables
     <root>/quarantine/<when>/<path as above>                    files verify or fetch moved
     <root>/checked/<tf>/<MARKET>.json                          versions a fetch found sound
+    <root>/listings/<tf>/<MARKET>.json               what a probe learnt of its first candle
     .<name>.<random>.tmp beside any of them                                a write under way
 
 Every timeframe and both tiers are one Hive-partitioned dataset (`timeframe`, `market`,
@@ -54,6 +55,7 @@ RECORDS = "fetched"
 SCREENS = "screens"
 QUARANTINE = "quarantine"
 CHECKED = "checked"
+LISTINGS = "listings"
 RECORD_SUFFIX = ".json"
 TEMP_SUFFIX = ".tmp"
 _PARTITION_RE = re.compile(
@@ -291,6 +293,11 @@ def market_of_record(name: str) -> str | None:
 def checked_file(root: str, tf: Timeframe, market: str) -> str:
     """The versions of one series' data files that passed a fetch's checks (store/heal.py)."""
     return f"{root}/{CHECKED}/{tf.name}/{market}{RECORD_SUFFIX}"
+
+
+def listing_file(root: str, tf: Timeframe, market: str) -> str:
+    """What a sharded fetch's probe learnt of a market's first `tf` candle (store/listings.py)."""
+    return f"{root}/{LISTINGS}/{tf.name}/{market}{RECORD_SUFFIX}"
 
 
 def lock_file(root: str, tf: Timeframe, market: str) -> str:
