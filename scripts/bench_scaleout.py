@@ -35,6 +35,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import distributed
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 from bench_fetch import krw_markets
@@ -209,7 +210,8 @@ def dask_backfill(
             command = [sys.executable, "-m", "upbit_cache", "fetch", *markets, "-t", "1m"]
             command += [*window, "--rate", str(RATE), "--data-dir", data_dir]
             command += ["--api-url", sims[0].url, "--dask", address, "-q"]
-            time.sleep(3)  # the workers join the scheduler
+            with distributed.Client(address, timeout=60) as watcher:
+                watcher.wait_for_workers(workers, timeout=120)  # all joined before the clock
             began = time.perf_counter()
             done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
             wall = time.perf_counter() - began
@@ -303,15 +305,16 @@ def compare(
     """One backfill with `--shard K/N` and, with --dask, on a cluster: speed-up against N."""
     sizes = [int(n) for n in args.workers.split(",")]
     print("  --shard K/N")
-    shard = scale(sizes, lambda n: backfill(markets, window, n, f"s3://{BUCKET}/{name}-{n}", listings))
+    here = f"s3://{BUCKET}/{name}"
+    shard = scale(sizes, lambda n: backfill(markets, window, n, f"{here}-{n}", listings))
     if not args.dask:
         return
     print("  --dask")
-    dask = scale(
-        sizes, lambda n: dask_backfill(markets, window, n, f"s3://{BUCKET}/{name}-dask-{n}", listings)
-    )
+    where = f"s3://{BUCKET}/{name}-dask"
+    dask = scale(sizes, lambda n: dask_backfill(markets, window, n, f"{where}-{n}", listings))
     for n in sizes:
-        print(f"N={n}: --shard {shard[n]:.2f}x, --dask {dask[n]:.2f}x, shard/dask {shard[n] / dask[n]:.2f}")
+        ratio = shard[n] / dask[n]
+        print(f"N={n}: --shard {shard[n]:.2f}x, --dask {dask[n]:.2f}x, shard/dask {ratio:.2f}")
 
 
 def scale(sizes: list[int], run: Callable[[int], float]) -> dict[int, float]:
