@@ -22,7 +22,9 @@ import pyarrow.fs as pafs
 import pytest
 from conftest import DEADLINE, NOW, Procs, S3Server, run_fetch, wait_for
 
+from upbit_cache import UpbitCache, Window
 from upbit_cache.manager.dask_plugin import profiler_may_deadlock
+from upbit_cache.manager.fetch import MarketOutcome
 from upbit_cache.simulator.server import SimulatorServer
 
 MARKETS = ["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL", "KRW-DOGE", "KRW-ADA"]
@@ -252,6 +254,42 @@ def test_a_local_cluster_on_one_host_shares_its_budget(
     assert "0 429s" in done.stdout and one.stats()["rate_limited"] == 0
     assert one.stats()["candle_requests"] == 6 * 15
     exact(str(data), sim, tmp_path)
+
+
+class Recorder:
+    """A Progress that notes when each page and each market's end were told."""
+
+    def __init__(self) -> None:
+        self.pages: list[tuple[float, int]] = []
+        self.ends: list[float] = []
+
+    def on_start(self, jobs: int) -> None:
+        pass
+
+    def on_page(self, candles: int) -> None:
+        self.pages.append((time.monotonic(), candles))
+
+    def on_done(self, outcome: MarketOutcome) -> None:
+        self.ends.append(time.monotonic())
+
+
+@pytest.mark.slow
+def test_the_bar_follows_each_page_as_it_lands(
+    procs: Procs, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    one = Sim(procs)
+    monkeypatch.setenv("UPBIT_CACHE_RUNTIME_DIR", str(tmp_path / "host"))  # the workers' too
+    cache = UpbitCache(tmp_path / "store", api_url=one.url, rate=RATE)
+    seen = Recorder()
+    report = cache.fetch(
+        MARKETS[:2], timeframes="1m", window=Window(days=2), progress=seen, dask="local:1"
+    )
+    assert report.failed == [] and one.stats()["candle_requests"] == 2 * 15
+    # Pages told as they land on the worker, long before its task ends: many before the first
+    # market's end, every candle once.
+    before = [t for t, _ in seen.pages if t < seen.ends[0]]
+    assert len(before) >= 10, (len(before), len(seen.pages))
+    assert sum(c for _, c in seen.pages) == report.candles and len(seen.ends) == 2
 
 
 @pytest.mark.slow

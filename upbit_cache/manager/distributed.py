@@ -76,8 +76,36 @@ class TaskOutcome:
     derived: list[DeriveOutcome] = field(default_factory=list)
 
 
-def fetch_task(spec: JobSpec, market: str, base: str, span: TimeRange, stamp: str) -> TaskOutcome:
-    """Run the (market, base) job of a fetch on this worker (a Dask task)."""
+class PageEvents:
+    """A task's progress for the client's bar: each page's candles as a Dask event under the
+    run's topic, as the page lands (outside a worker: nothing)."""
+
+    def __init__(self, topic: str | None, market: str) -> None:
+        self.topic, self.market = topic, market
+
+    def on_start(self, jobs: int) -> None:
+        pass
+
+    def on_page(self, candles: int) -> None:
+        if self.topic is None or candles == 0:
+            return
+        try:
+            from distributed import get_worker
+
+            worker = get_worker()
+        except ValueError:  # not on a worker (called directly)
+            return
+        worker.log_event(self.topic, [self.market, candles])
+
+    def on_done(self, outcome: MarketOutcome) -> None:
+        pass
+
+
+def fetch_task(
+    spec: JobSpec, market: str, base: str, span: TimeRange, stamp: str, topic: str | None = None
+) -> TaskOutcome:
+    """Run the (market, base) job of a fetch on this worker (a Dask task); its pages are
+    told as they land under `topic`."""
     began = time.time()  # busy from here: a wait for `_one_client` is its worker's own
     store, config = _store_for(spec)
     tf = Timeframe.parse(base)
@@ -85,8 +113,9 @@ def fetch_task(spec: JobSpec, market: str, base: str, span: TimeRange, stamp: st
     async def run() -> SyncReport:
         from upbit_cache.manager.fetch import sync_markets
 
+        pages = PageEvents(topic, market)
         async with new_client(config) as client:
-            return await sync_markets(store, client, [market], [tf], span, stamp=stamp)
+            return await sync_markets(store, client, [market], [tf], span, pages, stamp=stamp)
 
     with _one_client:
         report = asyncio.run(run())
@@ -273,6 +302,9 @@ def _run_tasks(
         from upbit_cache.manager.dask_plugin import NAME, NoProfiler
 
         client.register_plugin(NoProfiler(), name=NAME)  # every worker, also ones started later
+        bar = _Bar(progress)
+        topic = f"upbit-cache-pages-{token}"
+        client.subscribe_topic(topic, bar.on_event)
         progress.on_start(len(markets))
         kind: dict[str, tuple[str, str]] = {}
         futures = []
@@ -284,6 +316,7 @@ def _run_tasks(
                 base.name,
                 span,
                 stamp,
+                topic,
                 key=f"fetch-{base}-{market}-{token}",
                 priority=len(markets) - rank,  # largest first
                 retries=RETRIES,
@@ -317,7 +350,7 @@ def _run_tasks(
                 if what == "fetch":
                     lost = MarketOutcome(market, base, error=error)
                     report.outcomes.append(lost)
-                    progress.on_done(lost)
+                    bar.done(lost)
                 else:
                     from upbit_cache.manager.derive import DeriveOutcome
 
@@ -330,9 +363,9 @@ def _run_tasks(
                 report.candle_requests += outcome.requests
                 report.rate_limited += done.rate_limited
                 requests[done.worker] = requests.get(done.worker, 0) + outcome.requests
-                progress.on_page(outcome.candles)
-                progress.on_done(outcome)
+                bar.done(outcome)
             report.derived += done.derived
+        client.unsubscribe_topic(topic)
     wall = max((e for s in spans.values() for _, e in s), default=0.0) - min(
         (b for s in spans.values() for b, _ in s), default=0.0
     )
@@ -344,6 +377,34 @@ def _run_tasks(
     blocked = [o.error for o in report.outcomes if isinstance(o.error, IPBlockedError)]
     report.blocked = str(blocked[0]) if blocked else None
     return report
+
+
+class _Bar:
+    """The client's bar, fed from two threads: page events (Dask's loop) and finished tasks.
+    A task's candles count once: what its events did not bring comes with its outcome, and
+    events of a task already done (late, or of a try its lost worker began) are dropped."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.seen: dict[str, int] = {}
+        self.ended: set[str] = set()
+        self.lock = threading.Lock()
+
+    def on_event(self, event: tuple[float, list[Any]]) -> None:
+        market, candles = event[1]
+        with self.lock:
+            if market in self.ended:
+                return
+            self.seen[market] = self.seen.get(market, 0) + candles
+            self.progress.on_page(candles)
+
+    def done(self, outcome: MarketOutcome) -> None:
+        with self.lock:
+            self.ended.add(outcome.market)
+            rest = outcome.candles - self.seen.get(outcome.market, 0)
+            if rest > 0:
+                self.progress.on_page(rest)
+            self.progress.on_done(outcome)
 
 
 def _busy(spans: list[tuple[float, float]]) -> float:
