@@ -205,7 +205,7 @@ def dask_backfill(
                 env = {**os.environ, "UPBIT_API_URL": sim.url}
                 env["UPBIT_CACHE_RUNTIME_DIR"] = os.path.join(tmp, f"host{i}")  # own host
                 command = [sys.executable, "-m", "distributed.cli.dask_worker", address]
-                command += ["--name", f"w{i}", "--nthreads", "1", "--no-dashboard"]
+                command += ["--name", f"w{i}", "--nthreads", "4", "--no-dashboard"]
                 started.append(subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL))
             command = [sys.executable, "-m", "upbit_cache", "fetch", *markets, "-t", "1m"]
             command += [*window, "--rate", str(RATE), "--data-dir", data_dir]

@@ -29,6 +29,7 @@ from upbit_cache.simulator.server import SimulatorServer
 
 MARKETS = ["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL", "KRW-DOGE", "KRW-ADA"]
 RATE = 10  # each simulator's budget, and every client's
+THREADS = 4  # tasks at once in each worker process (one client between them)
 RUN = 200  # seconds a whole fetch may take on a loaded machine (under pytest's timeout)
 
 
@@ -54,7 +55,7 @@ class Cluster:
     """`dask scheduler` and one `dask worker` (a nanny and its worker process) per simulator,
     each in a session of its own so that nothing of it outlives the test."""
 
-    def __init__(self, procs: Procs, tmp: Path, sims: list[Sim]) -> None:
+    def __init__(self, procs: Procs, tmp: Path, sims: list[Sim], threads: int = THREADS) -> None:
         self.procs, self.sessions, self.tmp = procs, [], tmp
         file = tmp / "scheduler.json"
         self.scheduler = self._start(
@@ -69,7 +70,7 @@ class Cluster:
         for i, sim in enumerate(sims, start=1):
             env = {"UPBIT_API_URL": sim.url, "UPBIT_CACHE_RUNTIME_DIR": str(tmp / f"host{i}")}
             worker = ["distributed.cli.dask_worker", self.address, "--name", f"w{i}"]
-            flags = ["--nthreads", "1", "--no-dashboard"]
+            flags = ["--nthreads", str(threads), "--no-dashboard"]
             self.nannies.append(self._start(worker, flags, env, f"w{i}"))
         wait_for(lambda: all(self.worker_pid(n) for n in self.nannies), "the workers")
 
@@ -294,15 +295,19 @@ def test_the_bar_follows_each_page_as_it_lands(
 
 @pytest.mark.slow
 def test_the_largest_jobs_go_first(procs: Procs, sim: SimulatorServer, tmp_path: Path) -> None:
-    """One worker runs the jobs one by one: those whose records lack most come first."""
+    """One worker of one thread runs the jobs one by one: those whose records lack most
+    come first."""
     one = Sim(procs)
-    data = tmp_path / "store"
-    run_fetch(sim.url, data, MARKETS[:3], "1m", days=1)  # the first three lack one day only
-    env = {**os.environ, "UPBIT_CACHE_RUNTIME_DIR": str(tmp_path / "host")}
-    command = [sys.executable, "-m", "upbit_cache", "fetch", *MARKETS, "-t", "1m"]
-    command += ["--days", "2", "--rate", str(RATE), "--data-dir", str(data)]
-    command += ["--api-url", one.url, "--dask", "local:1"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=RUN)
+    made = Cluster(procs, tmp_path, [one], threads=1)
+    try:
+        data = tmp_path / "store"
+        run_fetch(sim.url, data, MARKETS[:3], "1m", days=1)  # the first three lack one day only
+        command = [sys.executable, "-m", "upbit_cache", "fetch", *MARKETS, "-t", "1m"]
+        command += ["--days", "2", "--rate", str(RATE), "--data-dir", str(data)]
+        command += ["--api-url", one.url, "--dask", made.address]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=RUN)
+    finally:
+        made.close()
     assert done.returncode == 0, done.stderr
     order = [m for line in done.stderr.splitlines() for m in MARKETS if f" {m} 1m: " in line]
     assert set(order[:3]) == set(MARKETS[3:]) and set(order[3:]) == set(MARKETS[:3]), order

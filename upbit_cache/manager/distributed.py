@@ -23,11 +23,12 @@ import pickle
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from upbit_cache.collector.client import UpbitClient
 from upbit_cache.collector.config import ClientConfig
 from upbit_cache.errors import InvalidRangeError, IPBlockedError, UpbitCacheError, UsageError
 from upbit_cache.manager.fetch import MarketOutcome, Progress, SyncReport, WorkerShare, _Silent
@@ -43,12 +44,53 @@ if TYPE_CHECKING:
     from upbit_cache.manager.derive import DeriveOutcome
     from upbit_cache.store.candle_store import CandleStore
 
+T = TypeVar("T")
 INSTALL = "fetch --dask needs dask and distributed: pip install 'distributed>=2024.1'"
 RETRIES = 3  # a task that raised is run again this often (a lost worker: Dask's allowed-failures)
-# One fetch at a time per worker process: the host cell tells processes apart by pid, so two
-# clients of one process (a worker's threads) would pace as one sender each and overrun the
-# budget together. More jobs at once on a host: more worker processes (they share its cell).
-_one_client = threading.Lock()
+LOCAL_THREADS = 4  # tasks at once in each process of `local:N` (one client between them)
+
+
+class _Engine:
+    """One event loop per worker process, on a thread of its own, and one client per client
+    configuration on it, shared by every task the process runs at once (a worker's threads).
+
+    A task's jobs are one market's pages; alone, a job waits on its own writes between pages.
+    Several at once keep the budget busy, as the markets of a local fetch do, and they must
+    share one client: the host cell tells processes apart by pid, so two clients of one
+    process would each pace as its only sender and overrun the budget together.
+    """
+
+    _made: _Engine | None = None
+    _making = threading.Lock()
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.clients: dict[ClientConfig, UpbitClient] = {}
+        self.exits = AsyncExitStack()
+        self.guard = asyncio.Lock()  # bound to the loop at its first use, there
+        thread = threading.Thread(target=self.loop.run_forever, name="upbit-cache", daemon=True)
+        thread.start()
+
+    @classmethod
+    def here(cls) -> _Engine:
+        with cls._making:
+            if cls._made is None:
+                cls._made = cls()
+            return cls._made
+
+    def run(self, job: Callable[[UpbitClient], Coroutine[Any, Any, T]], config: ClientConfig) -> T:
+        """Run `job(client)` on the loop, with this process's client of `config`."""
+
+        async def call() -> T:
+            return await job(await self._client(config))
+
+        return asyncio.run_coroutine_threadsafe(call(), self.loop).result()
+
+    async def _client(self, config: ClientConfig) -> UpbitClient:
+        async with self.guard:  # two tasks' first calls: one client
+            if config not in self.clients:
+                self.clients[config] = await self.exits.enter_async_context(new_client(config))
+            return self.clients[config]
 
 
 @dataclass(frozen=True)
@@ -71,7 +113,10 @@ class TaskOutcome:
     worker: str
     began: float  # the worker's wall clock, seconds
     ended: float
-    rate_limited: int = 0
+    # The 429s its process's client had met when the task began and ended: the tasks of a
+    # process share one client (_Engine), so a 429 is the process's, not one task's.
+    limited: tuple[int, int] = (0, 0)
+    process: int = 0  # the worker process's pid (a nanny may start another)
     fetched: MarketOutcome | None = None
     derived: list[DeriveOutcome] = field(default_factory=list)
 
@@ -106,22 +151,28 @@ def fetch_task(
 ) -> TaskOutcome:
     """Run the (market, base) job of a fetch on this worker (a Dask task); its pages are
     told as they land under `topic`."""
-    began = time.time()  # busy from here: a wait for `_one_client` is its worker's own
+    began = time.time()
     store, config = _store_for(spec)
     tf = Timeframe.parse(base)
 
-    async def run() -> SyncReport:
+    limited = [0, 0]
+
+    async def run(client: UpbitClient) -> SyncReport:
         from upbit_cache.manager.fetch import sync_markets
 
         pages = PageEvents(topic, market)
-        async with new_client(config) as client:
+        limited[0] = client.stats.rate_limited
+        try:
             return await sync_markets(store, client, [market], [tf], span, pages, stamp=stamp)
+        finally:
+            limited[1] = client.stats.rate_limited
 
-    with _one_client:
-        report = asyncio.run(run())
+    report = _Engine.here().run(run, config)
     outcome = report.outcomes[0]
     outcome.error = _portable(outcome.error)
-    return TaskOutcome(_worker_name(), began, time.time(), report.rate_limited, fetched=outcome)
+    return TaskOutcome(
+        _worker_name(), began, time.time(), (limited[0], limited[1]), os.getpid(), outcome
+    )
 
 
 def derive_task(
@@ -251,7 +302,7 @@ def _connector(scheduler: str) -> Callable[[], Any]:
             with (
                 distributed.LocalCluster(  # type: ignore[no-untyped-call]
                     n_workers=int(count),
-                    threads_per_worker=1,  # see `_one_client`
+                    threads_per_worker=LOCAL_THREADS,  # one client between them (_Engine)
                     processes=True,
                     dashboard_address=None,
                     # Its HTTP server (health, metrics) on a free loopback port: the default
@@ -298,6 +349,7 @@ def _run_tasks(
     report = SyncReport()
     spans: dict[str, list[tuple[float, float]]] = {}
     requests: dict[str, int] = {}
+    limits: dict[tuple[str, int], tuple[int, int]] = {}  # each process's 429s, first to last
     with connect() as client:
         from upbit_cache.manager.dask_plugin import NAME, NoProfiler
 
@@ -361,11 +413,16 @@ def _run_tasks(
                 outcome = done.fetched
                 report.outcomes.append(outcome)
                 report.candle_requests += outcome.requests
-                report.rate_limited += done.rate_limited
+                low, high = limits.get((done.worker, done.process), done.limited)
+                limits[done.worker, done.process] = (
+                    min(low, done.limited[0]),
+                    max(high, done.limited[1]),
+                )
                 requests[done.worker] = requests.get(done.worker, 0) + outcome.requests
                 bar.done(outcome)
             report.derived += done.derived
         client.unsubscribe_topic(topic)
+    report.rate_limited = sum(high - low for low, high in limits.values())
     wall = max((e for s in spans.values() for _, e in s), default=0.0) - min(
         (b for s in spans.values() for b, _ in s), default=0.0
     )
