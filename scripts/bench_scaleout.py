@@ -81,6 +81,27 @@ class S3Log:
         return "  s3 " + " ".join(f"{k} {counts[k]}" for k in kinds) if counts else ""
 
 
+class CpuMeter:
+    """How busy this machine's CPUs were between `__init__` and `busy()` (/proc/stat): the
+    hosts of a scale-out bench share them, so a run near 100% measures the machine, not the
+    rate limit."""
+
+    def __init__(self) -> None:
+        self.start = self._read()
+
+    @staticmethod
+    def _read() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            ticks = [int(x) for x in stat.readline().split()[1:]]
+        idle = ticks[3] + ticks[4]  # idle, iowait
+        return sum(ticks) - idle, sum(ticks)
+
+    def busy(self) -> str:
+        (work0, all0), (work1, all1) = self.start, self._read()
+        share = (work1 - work0) / max(1, all1 - all0)
+        return f"CPU {share:.0%} of {os.cpu_count()} cores"
+
+
 def screener(
     sim: SimProcess, data_dir: str, markets: list[str], label: str, log: S3Log, repeat: int
 ) -> None:
@@ -131,7 +152,7 @@ def backfill(
     flags = ["--rate", str(RATE), "--latency", "0.03", "--clock", CLOCK, "--frozen", *listings]
     sims = [SimProcess(*flags) for _ in range(shards)]
     try:
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), CpuMeter()
         runs = []
         for k, sim in enumerate(sims, start=1):
             env = {**os.environ, "UPBIT_CACHE_RUNTIME_DIR": tempfile.mkdtemp()}  # own host
@@ -146,7 +167,7 @@ def backfill(
         # Each shard's end, as it comes: its idle time is how long before the last it ended.
         with ThreadPoolExecutor(len(runs)) as pool:
             ends = list(pool.map(finish, runs))
-        wall = max(end for end, _ in ends) - began
+        wall, load = max(end for end, _ in ends) - began, cpu.busy()
         requests = [s.stats()["candle_requests"] for s in sims]
         limited = sum(s.stats()["rate_limited"] for s in sims)
     finally:
@@ -155,7 +176,7 @@ def backfill(
     rows, unique = dataset_rows(data_dir)
     print(
         f"N={shards}  wall {wall:6.2f} s  candle requests {sum(requests):4d}  429s {limited}  "
-        f"rows {rows:,d}  duplicates {rows - unique}"
+        f"rows {rows:,d}  duplicates {rows - unique}  {load}"
     )
     last = max(end for end, _ in ends)
     for k, ((end, line), sent) in enumerate(zip(ends, requests, strict=True), start=1):
@@ -212,9 +233,9 @@ def dask_backfill(
             command += ["--api-url", sims[0].url, "--dask", address, "-q"]
             with distributed.Client(address, timeout=60) as watcher:
                 watcher.wait_for_workers(workers, timeout=120)  # all joined before the clock
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), CpuMeter()
             done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
-            wall = time.perf_counter() - began
+            wall, load = time.perf_counter() - began, cpu.busy()
             if done.returncode != 0:
                 raise RuntimeError(done.stderr)
         stats = [s.stats() for s in sims]
@@ -229,7 +250,7 @@ def dask_backfill(
     print(
         f"N={workers}  wall {wall:6.2f} s  candle requests {sum(requests):4d} "
         f"(per worker's IP {requests})  429s {sum(s['rate_limited'] for s in stats)}  "
-        f"rows {rows:,d}  duplicates {rows - unique}"
+        f"rows {rows:,d}  duplicates {rows - unique}  {load}"
     )
     for line in done.stdout.splitlines():
         print(f"      {line}")
@@ -262,6 +283,7 @@ def main() -> None:
     parser.add_argument("--skip-backfill", action="store_true")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each no-op (median)")
     parser.add_argument("--dask", action="store_true", help="also the backfill as fetch --dask")
+    parser.add_argument("--skip-shard", action="store_true", help="with --dask: Dask only")
     parser.add_argument("--workers", default="1,2,4", help="the N to run (shards, workers)")
     args = parser.parse_args()
     flags = ["--rate", str(RATE), "--latency", "0.03", "--clock", CLOCK, "--frozen"]
@@ -304,15 +326,17 @@ def compare(
 ) -> None:
     """One backfill with `--shard K/N` and, with --dask, on a cluster: speed-up against N."""
     sizes = [int(n) for n in args.workers.split(",")]
-    print("  --shard K/N")
-    here = f"s3://{BUCKET}/{name}"
-    shard = scale(sizes, lambda n: backfill(markets, window, n, f"{here}-{n}", listings))
+    shard: dict[int, float] = {}
+    if not args.skip_shard:
+        print("  --shard K/N")
+        here = f"s3://{BUCKET}/{name}"
+        shard = scale(sizes, lambda n: backfill(markets, window, n, f"{here}-{n}", listings))
     if not args.dask:
         return
     print("  --dask")
     where = f"s3://{BUCKET}/{name}-dask"
     dask = scale(sizes, lambda n: dask_backfill(markets, window, n, f"{where}-{n}", listings))
-    for n in sizes:
+    for n in sizes if shard else ():
         ratio = shard[n] / dask[n]
         print(f"N={n}: --shard {shard[n]:.2f}x, --dask {dask[n]:.2f}x, shard/dask {ratio:.2f}")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -36,9 +37,9 @@ RUN = 200  # seconds a whole fetch may take on a loaded machine (under pytest's 
 class Sim:
     """A simulator process of its own (its own budget), frozen at NOW like the shared one."""
 
-    def __init__(self, procs: Procs) -> None:
+    def __init__(self, procs: Procs, *flags: str) -> None:
         command = [sys.executable, "-m", "upbit_cache.simulator", "--port", "0"]
-        command += ["--rate", str(RATE), "--clock", NOW, "--frozen"]
+        command += ["--rate", str(RATE), "--clock", NOW, "--frozen", *flags]
         self.proc = procs.popen(command, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -312,6 +313,32 @@ def test_the_largest_jobs_go_first(procs: Procs, sim: SimulatorServer, tmp_path:
     order = [m for line in done.stderr.splitlines() for m in MARKETS if f" {m} 1m: " in line]
     assert set(order[:3]) == set(MARKETS[3:]) and set(order[3:]) == set(MARKETS[:3]), order
     assert one.stats()["candle_requests"] == 3 * 15 + 3 * 8
+
+
+@pytest.mark.slow
+def test_in_a_fixed_window_markets_listed_late_go_last(procs: Procs, tmp_path: Path) -> None:
+    """Weighed from their first candles on the workers first: on an empty store the records
+    say every job is alike, the listings say otherwise."""
+    since, until = "2026-11-16T00:00:00Z", "2026-11-19T00:00:00Z"  # 3 days of 1m: 22 pages
+    young = {"KRW-BTC": "2026-11-18T12:00:00Z", "KRW-ETH": "2026-11-17T00:00:00Z"}
+    one = Sim(procs, *(f"--listing={m}={t}" for m, t in young.items()))
+    made = Cluster(procs, tmp_path, [one], threads=1)
+    try:
+        command = [sys.executable, "-m", "upbit_cache", "fetch", *MARKETS[:4], "-t", "1m"]
+        command += ["--since", since, "--until", until, "--rate", str(RATE)]
+        command += ["--data-dir", str(tmp_path / "store"), "--api-url", one.url]
+        done = subprocess.run(
+            [*command, "--dask", made.address], capture_output=True, text=True, timeout=RUN
+        )
+    finally:
+        made.close()
+    assert done.returncode == 0, done.stderr
+    order = [m for line in done.stderr.splitlines() for m in MARKETS if f" {m} 1m: " in line]
+    assert set(order[:2]) == {"KRW-XRP", "KRW-SOL"} and order[2:] == ["KRW-ETH", "KRW-BTC"], order
+    # One probe per market besides the jobs' own requests (the summary's).
+    summary = done.stdout.splitlines()[0]
+    jobs = int(re.search(r"candles written, ([0-9,]+) requests", summary)[1].replace(",", ""))
+    assert one.stats()["candle_requests"] == jobs + 4, summary
 
 
 def test_a_bad_scheduler_is_one_line(tmp_path: Path, sim: SimulatorServer) -> None:

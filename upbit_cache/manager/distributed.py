@@ -42,6 +42,7 @@ from upbit_cache.times import iso
 
 if TYPE_CHECKING:
     from upbit_cache.manager.derive import DeriveOutcome
+    from upbit_cache.store.base import Store
     from upbit_cache.store.candle_store import CandleStore
 
 T = TypeVar("T")
@@ -175,6 +176,23 @@ def fetch_task(
     )
 
 
+def weigh_task(spec: JobSpec, market: str, base: str, span: TimeRange) -> int:
+    """The estimated requests of `market`'s whole job in the fixed window `span`, from its
+    first candle (a Dask task; one request at most, none where the data dir keeps the
+    answer: manager/balance.py)."""
+    from upbit_cache.manager.balance import job_weights
+
+    store, config = _store_for(spec)
+
+    async def run(client: UpbitClient) -> dict[str, int]:
+        # Weighed as a shard of two would weigh it: a window too short for that asks nothing.
+        return await job_weights(
+            client, [market], Timeframe.parse(base), span, 2, fixed=True, store=store
+        )
+
+    return _Engine.here().run(run, config)[market]
+
+
 def derive_task(
     spec: JobSpec,
     market: str,
@@ -199,18 +217,31 @@ def derive_task(
 
 
 def _store_for(spec: JobSpec) -> tuple[CandleStore, ClientConfig]:
-    """The data dir and the client settings, as `UpbitCache` makes them on this host; made
-    afresh for each task (nothing bound to an earlier task's event loop, and no memory layer:
-    other workers write the same series)."""
+    """The data dir and the client settings, as `UpbitCache` makes them on this host. The
+    data dir's filesystem is opened once per process (an S3 client costs a good part of a
+    second of CPU), shared as a local fetch shares it between its markets; the store over it
+    is each task's own, with no memory layer (other workers write the same series)."""
     from upbit_cache import configfile
-    from upbit_cache.store.base import Store
     from upbit_cache.store.candle_store import CandleStore
 
     settings = configfile.load(None)  # this host's environment and config file
     own = settings.api()  # this host's own API, if it names one
     config = ClientConfig.from_env(spec.api_url if own is None else None, spec.rate, None, settings)
-    files = Store(spec.data_dir, lock_timeout=spec.lock_timeout)
-    return CandleStore.on(files, None), replace(config, settle=spec.settle)
+    return CandleStore.on(_opened_store(spec)), replace(config, settle=spec.settle)
+
+
+_opened: dict[tuple[str, float | None], Store] = {}
+_opening = threading.Lock()
+
+
+def _opened_store(spec: JobSpec) -> Store:
+    from upbit_cache.store.base import Store
+
+    with _opening:
+        key = (spec.data_dir, spec.lock_timeout)
+        if key not in _opened:
+            _opened[key] = Store(spec.data_dir, lock_timeout=spec.lock_timeout)
+        return _opened[key]
 
 
 def _worker_name() -> str:
@@ -277,9 +308,20 @@ async def fetch_on_dask(
         settle=config.settle,
         lock_timeout=store.lock_timeout,
     )
-    order = sorted(wanted, key=lambda m: -costs[m])  # largest first
+    # Largest first: by what the records lack; in a fixed window also by each market's first
+    # candle (weighed on the workers before the fetch tasks go), so that the jobs of markets
+    # listed late fill the end instead of a long job starting last.
+    fixed = window.start is not None and window.end is not None
     report = await asyncio.to_thread(
-        _run_tasks, connect, spec, order, plan.base, plan.derived, plan.span, progress or _Silent()
+        _run_tasks,
+        connect,
+        spec,
+        costs,
+        plan.base,
+        plan.derived,
+        plan.span,
+        progress or _Silent(),
+        fixed,
     )
     report.plan, report.now, report.total_markets = plan, now, len(wanted)
     report.seconds = time.monotonic() - began
@@ -334,14 +376,16 @@ def _connector(scheduler: str) -> Callable[[], Any]:
 def _run_tasks(
     connect: Callable[[], Any],
     spec: JobSpec,
-    markets: Sequence[str],
+    costs: dict[str, int],
     base: Timeframe,
     derived: Sequence[Timeframe],
     span: TimeRange,
     progress: Progress,
+    fixed: bool = False,
 ) -> SyncReport:
-    """Submit every task, gather their outcomes as they finish (the bar follows), and sum
-    them up as one run's report."""
+    """Submit every task, largest first (`costs`: what each market's record lacks; `fixed`:
+    the window is fixed, so each market is weighed from its first candle too), gather their
+    outcomes as they finish (the bar follows), and sum them up as one run's report."""
     from distributed import as_completed
 
     stamp = quarantine_stamp()
@@ -357,6 +401,25 @@ def _run_tasks(
         bar = _Bar(progress)
         topic = f"upbit-cache-pages-{token}"
         client.subscribe_topic(topic, bar.on_event)
+        sizes = dict(costs)
+        if fixed and len(costs) > 1:
+            weighed = client.map(
+                weigh_task,
+                [spec] * len(costs),
+                list(costs),
+                [base.name] * len(costs),
+                [span] * len(costs),
+                key=[f"weigh-{base}-{m}-{token}" for m in costs],
+                retries=RETRIES,
+                pure=False,
+            )
+            try:
+                found = client.gather(weighed)
+            except Exception:  # an order is all it gives: the fetch tasks meet the error
+                found = list(costs.values())
+            # What it lacks, at most what it has had since its first candle.
+            sizes = {m: min(costs[m], w) for m, w in zip(costs, found, strict=True)}
+        markets = sorted(costs, key=lambda m: -sizes[m])
         progress.on_start(len(markets))
         kind: dict[str, tuple[str, str]] = {}
         futures = []
