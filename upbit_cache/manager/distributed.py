@@ -176,7 +176,7 @@ def fetch_task(
     )
 
 
-def weigh_task(spec: JobSpec, market: str, base: str, span: TimeRange) -> int:
+def weigh_task(spec: JobSpec, market: str, base: str, span: TimeRange, workers: int) -> int:
     """The estimated requests of `market`'s whole job in the fixed window `span`, from its
     first candle (a Dask task; one request at most, none where the data dir keeps the
     answer: manager/balance.py)."""
@@ -185,10 +185,10 @@ def weigh_task(spec: JobSpec, market: str, base: str, span: TimeRange) -> int:
     store, config = _store_for(spec)
 
     async def run(client: UpbitClient) -> dict[str, int]:
-        # Weighed as a shard of two would weigh it: a window too short for that asks nothing.
-        return await job_weights(
-            client, [market], Timeframe.parse(base), span, 2, fixed=True, store=store
-        )
+        # Weighed as a shard of `workers` would weigh it: where the probes would cost more
+        # than a tenth of a worker's share, it asks nothing (every job weighs the same).
+        tf = Timeframe.parse(base)
+        return await job_weights(client, [market], tf, span, workers, fixed=True, store=store)
 
     return _Engine.here().run(run, config)[market]
 
@@ -402,13 +402,15 @@ def _run_tasks(
         topic = f"upbit-cache-pages-{token}"
         client.subscribe_topic(topic, bar.on_event)
         sizes = dict(costs)
-        if fixed and len(costs) > 1:
+        workers = len(client.scheduler_info().get("workers", {}))
+        if fixed and len(costs) > 1 and workers > 1:  # one worker: the order changes nothing
             weighed = client.map(
                 weigh_task,
                 [spec] * len(costs),
                 list(costs),
                 [base.name] * len(costs),
                 [span] * len(costs),
+                [workers] * len(costs),
                 key=[f"weigh-{base}-{m}-{token}" for m in costs],
                 retries=RETRIES,
                 pure=False,
