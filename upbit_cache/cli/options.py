@@ -413,6 +413,17 @@ Shard = Annotated[
         show_default=False,
     ),
 ]
+Dask = Annotated[
+    str | None,
+    typer.Option(
+        "--dask",
+        metavar="SCHEDULER",
+        help="Run the jobs as tasks of a Dask cluster: its scheduler (tcp://host:8786), or "
+        "local:N for N worker processes here. Every worker writes the data dir (s3:// or a "
+        "shared disk) and asks Upbit from its own host; needs `pip install distributed`.",
+        show_default=False,
+    ),
+]
 BaseTimeframe = Annotated[
     str | None,
     typer.Option(

@@ -187,6 +187,16 @@ def summary(report: SyncReport) -> str:
     return line
 
 
+def worker_lines(report: SyncReport) -> list[str]:
+    """`fetch --dask`: a line per worker, after the summary:
+    `worker 1: 9 tasks, 1,234 requests, 120.5 s busy, 0.8 s idle`."""
+    return [
+        f"worker {w.name}: {plural(w.tasks, 'task')}, {plural(w.requests, 'request')}, "
+        f"{w.busy:.1f} s busy, {w.idle:.1f} s idle"
+        for w in report.workers
+    ]
+
+
 def series_error(tf: Timeframe, market: str, error: Exception) -> str:
     """`1m KRW-BTC: <the error>`: the series named once (a hole's message names it already)."""
     head, text = f"{tf} {market}: ", str(error)
@@ -679,7 +689,19 @@ def sync_json(report: SyncReport) -> dict[str, object]:
 
 def fetch_json(report: SyncReport) -> dict[str, object]:
     """`fetch --json`."""
-    return {"version": 1, "command": "fetch", **sync_json(report)}
+    document: dict[str, object] = {"version": 1, "command": "fetch", **sync_json(report)}
+    if report.workers:  # fetch --dask
+        document["workers"] = [
+            {
+                "name": w.name,
+                "tasks": w.tasks,
+                "requests": w.requests,
+                "busy": round(w.busy, 3),
+                "idle": round(w.idle, 3),
+            }
+            for w in report.workers
+        ]
+    return document
 
 
 def export_json(report: ExportReport) -> dict[str, object]:

@@ -466,6 +466,7 @@ class UpbitCache:
         window: Window | None = None,
         progress: Progress | None = None,
         shard: Shard | str | None = None,
+        dask: str | None = None,
     ) -> SyncReport:
         """Fetch what the store lacks of `window` (default: the last 30 days) and store it.
 
@@ -473,6 +474,9 @@ class UpbitCache:
         (market, fetched timeframe) jobs, of about equal estimated requests, so that four
         hosts split a backfill; each must be given the same markets (or quote), timeframes
         and window. `shard="auto/4"`: the part is JOB_COMPLETION_INDEX + 1.
+
+        `dask="tcp://host:8786"` (or `"local:4"`) runs the jobs as tasks of that Dask cluster
+        (manager/distributed.py; needs `distributed`): every worker writes this data dir.
         """
         return self._run(
             self.afetch(
@@ -482,6 +486,7 @@ class UpbitCache:
                 window=window,
                 progress=progress,
                 shard=shard,
+                dask=dask,
             )
         )
 
@@ -495,12 +500,30 @@ class UpbitCache:
         window: Window | None = None,
         progress: Progress | None = None,
         shard: Shard | str | None = None,
+        dask: str | None = None,
     ) -> SyncReport:
         """`fetch`, awaited."""
         from upbit_cache.manager.fetch import fetch
 
         part = Shard.parse(shard) if shard is not None else None
         tfs = _timeframes(timeframes)
+        if dask is not None:
+            if part is not None:
+                raise UsageError("--dask and --shard do not mix: Dask spreads the jobs itself")
+            from upbit_cache.manager.distributed import fetch_on_dask  # dask: only here
+
+            report = await fetch_on_dask(
+                self.store,
+                self.config,
+                dask,
+                markets,
+                tfs,
+                window or Window(),
+                quote=quote,
+                progress=progress,
+            )
+            self._asked(report)
+            return report
         report = await fetch(
             self.store,
             self.config,

@@ -72,6 +72,17 @@ class MarketOutcome:
 
 
 @dataclass
+class WorkerShare:
+    """What one Dask worker did of a `fetch --dask` run."""
+
+    name: str
+    tasks: int
+    requests: int
+    busy: float  # seconds it ran at least one task
+    idle: float  # seconds of the run's task phase it ran none
+
+
+@dataclass
 class SyncReport:
     """What a whole run did."""
 
@@ -87,6 +98,7 @@ class SyncReport:
     shard: Shard | None = None  # the part of the jobs this run took, if split
     total_markets: int = 0  # markets of the whole run, every shard's (fetch only)
     weights: dict[str, int] = field(default_factory=dict)  # each job's estimate (sharded)
+    workers: list[WorkerShare] = field(default_factory=list)  # fetch --dask: per worker
 
     @property
     def candles(self) -> int:

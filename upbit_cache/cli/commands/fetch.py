@@ -9,7 +9,7 @@ import typer
 from upbit_cache.cli import options as opt
 from upbit_cache.cli.commands.shared import cache_for, print_json, warn_damage, warn_horizon
 from upbit_cache.cli.log import Log, print_report
-from upbit_cache.cli.render import fetch_json, progress_for, summary
+from upbit_cache.cli.render import fetch_json, progress_for, summary, worker_lines
 from upbit_cache.settings import DEFAULT_TIMEFRAME
 
 
@@ -25,6 +25,7 @@ def fetch_command(
     quiet: opt.Quiet = False,
     verbose: opt.Verbose = False,
     shard: opt.Shard = None,
+    dask: opt.Dask = None,
     as_json: opt.AsJson = False,
 ) -> None:
     """Fetch candles into the store, asking Upbit only for what is missing (by default the
@@ -52,11 +53,14 @@ def fetch_command(
             window=window,
             progress=progress,
             shard=part,
+            dask=dask,
         )
     if as_json:
         print_json(fetch_json(report))
     else:
         print_report(summary(report))
+        for line in worker_lines(report):
+            print_report(line)
     warn_horizon(report)
     failed = warn_damage(report, cache.files.root)
     if report.blocked:
