@@ -97,6 +97,12 @@ class Cluster:
                     return int(child)
         return None
 
+    def sampling(self) -> list[bool]:
+        """Whether each worker runs Dask's statistical profiler (its stack sampler)."""
+        with distributed.Client(self.address, timeout=30) as client:
+            found = client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
+        return sorted(found.values())
+
     def alive(self) -> list[int]:
         """Every process still running in the cluster's sessions."""
         found = []
@@ -204,9 +210,7 @@ def test_two_workers_two_ips_equal_a_local_fetch(
     assert total == 6 * 15  # 2 days of 1m a market: 15 pages, each asked once
     exact(uri, sim, tmp_path)
     # Where Dask's stack sampling can deadlock the interpreter, the workers no longer sample.
-    with distributed.Client(made.address, timeout=30) as client:
-        sampling = client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
-    assert sorted(sampling.values()) == [not profiler_may_deadlock()] * 2, sampling
+    assert made.sampling() == [not profiler_may_deadlock()] * 2
 
 
 @pytest.mark.slow
@@ -235,9 +239,7 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_result_is_exact(
     assert 6 * 15 <= total <= 6 * 15 + 9  # ≤ 10% sent again
     exact(uri, sim, tmp_path)
     # The worker the nanny started again samples no stacks either, where that may deadlock.
-    with distributed.Client(made.address, timeout=30) as client:
-        sampling = client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
-    assert sorted(sampling.values()) == [not profiler_may_deadlock()] * 2, sampling
+    assert made.sampling() == [not profiler_may_deadlock()] * 2
 
 
 @pytest.mark.slow

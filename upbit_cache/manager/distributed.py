@@ -30,15 +30,21 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from upbit_cache.collector.client import UpbitClient
 from upbit_cache.collector.config import ClientConfig
-from upbit_cache.errors import InvalidRangeError, IPBlockedError, UpbitCacheError, UsageError
-from upbit_cache.manager.fetch import MarketOutcome, Progress, SyncReport, WorkerShare, _Silent
-from upbit_cache.manager.planner import plan_fetch, requests_for
-from upbit_cache.manager.scope import Window, resolve_markets, selection
+from upbit_cache.errors import IPBlockedError, UpbitCacheError, UsageError
+from upbit_cache.manager.fetch import (
+    MarketOutcome,
+    Progress,
+    SyncReport,
+    WorkerShare,
+    _Silent,
+    plan_run,
+)
+from upbit_cache.manager.planner import requests_for
+from upbit_cache.manager.scope import Window
 from upbit_cache.manager.session import new_client
 from upbit_cache.ranges import TimeRange
 from upbit_cache.store.audit import quarantine_stamp
 from upbit_cache.timeframes import Timeframe
-from upbit_cache.times import iso
 
 if TYPE_CHECKING:
     from upbit_cache.manager.derive import DeriveOutcome
@@ -280,23 +286,10 @@ async def fetch_on_dask(
     or `local:N`: a LocalCluster of N worker processes on this host, for trying it), each
     worker writing the data dir of `store` (with its lock timeout)."""
     connect = _connector(scheduler)  # a bad address, or no dask: refused before any request
-    selection(markets, quote)
-    store.ensure_writable()
     began = time.monotonic()
     async with new_client(config) as client:
-        listed = [m.market for m in await client.markets()]
-        now = client.now_ms()
-        earliest = client.earliest
-        wanted = resolve_markets(listed, markets, quote)
-        known = store.coverage()
-        plan = await asyncio.to_thread(
-            plan_fetch, known, wanted, timeframes, window.span_at(now), earliest
-        )
-    if plan.horizon is not None and plan.beyond and plan.span.end <= plan.horizon:
-        raise InvalidRangeError(
-            f"Upbit keeps {plan.base} candles for about three months only (since "
-            f"{iso(plan.horizon)}): nothing of {iso(plan.span.start)}→{iso(plan.span.end)} "
-            "can be fetched"
+        wanted, now, known, plan = await plan_run(
+            client, store, markets, timeframes, window, quote=quote
         )
     await asyncio.to_thread(known.read, [(plan.base, m) for m in wanted])
     costs = {m: requests_for(known, [m], plan.base, plan.span, plan.horizon) for m in wanted}

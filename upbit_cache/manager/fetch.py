@@ -178,6 +178,40 @@ async def fetch(
         )
 
 
+async def plan_run(
+    client: UpbitClient,
+    store: CandleStore,
+    markets: Sequence[str],
+    timeframes: Sequence[Timeframe],
+    window: Window,
+    *,
+    quote: str | None = None,
+    coverage: Coverage | None = None,
+    native: bool = False,
+) -> tuple[list[str], int, Coverage, Plan]:
+    """A fetch's markets (Upbit's list resolved), Upbit's now, the records and the plan;
+    markets that are malformed or not listed, a read-only store and a window wholly past the
+    1s horizon are refused here, before any candle request (see `fetch_with`)."""
+    selection(markets, quote)  # a malformed code is refused before any request
+    store.ensure_writable()
+    listed = [m.market for m in await client.markets()]
+    wanted = resolve_markets(listed, markets, quote)
+    now = client.now_ms()
+    known = coverage if coverage is not None else store.coverage()
+    # The plan reads what it weighs (listed first, where a listing is cheaper), each job
+    # what it has not: every record once.
+    plan = await asyncio.to_thread(
+        plan_fetch, known, wanted, timeframes, window.span_at(now), client.earliest, native
+    )
+    if plan.horizon is not None and plan.beyond and plan.span.end <= plan.horizon:
+        raise InvalidRangeError(
+            f"Upbit keeps {plan.base} candles for about three months only (since "
+            f"{iso(plan.horizon)}): nothing of {iso(plan.span.start)}→{iso(plan.span.end)} "
+            "can be fetched"
+        )
+    return wanted, now, known, plan
+
+
 async def fetch_with(
     client: UpbitClient,
     store: CandleStore,
@@ -213,23 +247,9 @@ async def fetch_with(
     `native`: fetch each timeframe as Upbit serves it, never derived from a finer base
     (`serve`: its pages must be Upbit's own, to the last bit of a summed turnover).
     """
-    selection(markets, quote)  # a malformed code is refused before any request
-    store.ensure_writable()
-    listed = [m.market for m in await client.markets()]
-    wanted = resolve_markets(listed, markets, quote)
-    now = client.now_ms()
-    known = coverage if coverage is not None else store.coverage()
-    # The plan reads what it weighs (listed first, where a listing is cheaper), each job
-    # what it has not: every record once.
-    plan = await asyncio.to_thread(
-        plan_fetch, known, wanted, timeframes, window.span_at(now), client.earliest, native
+    wanted, now, known, plan = await plan_run(
+        client, store, markets, timeframes, window, quote=quote, coverage=coverage, native=native
     )
-    if plan.horizon is not None and plan.beyond and plan.span.end <= plan.horizon:
-        raise InvalidRangeError(
-            f"Upbit keeps {plan.base} candles for about three months only (since "
-            f"{iso(plan.horizon)}): nothing of {iso(plan.span.start)}→{iso(plan.span.end)} "
-            "can be fetched"
-        )
     mine, weights = wanted, {}
     if shard is not None:
         # Weighed as a run on an empty store would fetch (never the store, never the clock):
